@@ -1,0 +1,51 @@
+# stagpack — every target sets up what it needs: a Python 3.10 virtual environment in .venv
+# with the project installed (editable) and the exact versions from constraints.txt.
+
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.stagpack-installed
+PYTEST_ARGS ?=
+
+.PHONY: all venv demo test test-fast bench proto proto-check compose-check typecheck clean
+
+all: test
+
+$(STAMP): pyproject.toml constraints.txt tools/find-python310
+	@set -e; \
+	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
+	  python310=$$(tools/find-python310); \
+	  echo "creating $(VENV) with $$python310"; \
+	  rm -rf $(VENV); \
+	  "$$python310" -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/stagpack demo
+
+test: $(STAMP) proto-check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/stagpack bench
+
+# Regenerate the protobuf/gRPC stubs in stagpack/v1 from proto/stagpack/v1/*.proto.
+proto: $(STAMP)
+	$(PY) tools/generate_proto.py
+
+# Fail when the committed stubs differ from what the .proto files generate.
+proto-check: $(STAMP)
+	$(PY) tools/generate_proto.py --check
+
+typecheck: $(STAMP)
+	$(PY) -m mypy stagpack solver dkg decrypt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache build *.egg-info
