@@ -1,0 +1,685 @@
+"""The one module that talks to OpenFHE.
+
+Everything else in stagpack sees typed wrappers (`Ciphertext`, `PublicKey`, `SecretKeyShare`,
+`KeyMaterial`, `PartialDecryption`, `KeyBackupShare`) and our own errors. This module owns the
+BFV parameters (DESIGN.md §5), the serialized forms of every object that crosses a process
+boundary, and OpenFHE's quirks:
+
+* list-in/list-out calls (`MultipartyDecryptLead([ct], sk)`), Lead versus Main decryption roles;
+* evaluation keys live in a library-wide cache keyed by the secret key's *tag*;
+* a ciphertext and a plaintext (or two ciphertexts) with different numbers of RNS towers are
+  combined *silently wrongly* by some calls, so every ciphertext we hold is at `wire_towers`;
+* re-serializing a deserialized object gives different bytes (cereal shares pointers on first
+  write only), so ciphertexts that are hashed or compared are first put in canonical form;
+* garbage fed to the deserializer can make it allocate without bound, so bytes from outside are
+  checked against a template of the exact expected layout before OpenFHE ever parses them.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+# OpenFHE parallelizes with OpenMP. Several stagpack processes share a machine (a committee on one
+# host, the test suite), and OpenMP's busy-waiting threads then slow every call down by an order
+# of magnitude (measured: a ciphertext addition 0.1 ms with one thread, 12 ms with two on a busy
+# 2-core host). One thread per process is the default; operators may set OMP_NUM_THREADS.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import openfhe  # noqa: E402  (must follow the OpenMP default above)
+
+from stagpack.errors import CryptoFailure, InvalidInput, WrongPhase
+
+SlotVector = npt.NDArray[np.int64]
+
+_BINARY = openfhe.BINARY
+_COEFFICIENT_BYTES = 8  # one 64-bit word per coefficient in cereal's binary archive
+
+
+class NoiseMode(str, enum.Enum):
+    """How partial decryptions hide the secret-key-dependent noise (DESIGN.md §5)."""
+
+    FLOODING = "noise-flooding-multiparty"
+    FIXED_INSECURE = "fixed-noise-multiparty-INSECURE"
+
+
+@dataclass(frozen=True)
+class FheParameters:
+    """BFV parameters. The defaults are the production parameters; change them only knowingly.
+
+    `wire_towers` is the number of RNS towers every ciphertext is compressed to before it is
+    stored, sent or evaluated (3 is the least that noise-flooding decryption accepts; measured in
+    docs/parameters.md). `max_fused_partials` bounds how many partial decryptions one fusion
+    combines (own shares plus t-of-n stand-ins) and feeds OpenFHE's flooding-noise estimate.
+    """
+
+    plaintext_modulus: int = 65537
+    multiplicative_depth: int = 2
+    noise_mode: NoiseMode = NoiseMode.FLOODING
+    wire_towers: int = 3
+    max_fused_partials: int = 32
+
+    @classmethod
+    def insecure_fixed_noise_for_benchmarks(cls) -> FheParameters:
+        """FIXED_NOISE_MULTIPARTY: partial decryptions leak plaintext-dependent noise. For
+        benchmarks and tests that measure the cost of flooding only; production refuses it."""
+        return cls(noise_mode=NoiseMode.FIXED_INSECURE)
+
+    @property
+    def is_secure(self) -> bool:
+        return self.noise_mode is NoiseMode.FLOODING
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON, stable across processes; hashed into ceremony transcripts."""
+        fields = asdict(self)
+        fields["noise_mode"] = self.noise_mode.value
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FheParameters:
+        try:
+            fields = json.loads(data.decode())
+            if not isinstance(fields, dict) or set(fields) != set(cls.__dataclass_fields__):
+                raise ValueError("unexpected fields")
+            fields["noise_mode"] = NoiseMode(fields["noise_mode"])
+            parameters = cls(**fields)
+        except (ValueError, TypeError, UnicodeDecodeError) as error:
+            raise InvalidInput(f"malformed FHE parameters: {error}") from None
+        for name in ("plaintext_modulus", "multiplicative_depth", "wire_towers", "max_fused_partials"):
+            value = getattr(parameters, name)
+            if type(value) is not int or value <= 0:
+                raise InvalidInput(f"FHE parameter {name} must be a positive integer")
+        return parameters
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(b"stagpack/fhe-parameters/v1\x00" + self.to_bytes()).digest()
+
+
+# --- opaque wrappers -------------------------------------------------------------------------
+
+
+class Ciphertext:
+    """A BFV ciphertext at wire level (2 elements, `wire_towers` towers) under the joint key."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: openfhe.Ciphertext) -> None:
+        self._native = native
+
+
+class PublicKey:
+    """A (joint or partial-chain) BFV public key."""
+
+    __slots__ = ("_native", "_bytes")
+
+    def __init__(self, native: openfhe.PublicKey, data: bytes | None = None) -> None:
+        self._native = native
+        self._bytes = data
+
+    @property
+    def key_tag(self) -> str:
+        return str(self._native.GetKeyTag())
+
+    def to_bytes(self) -> bytes:
+        if self._bytes is None:
+            self._bytes = bytes(openfhe.Serialize(self._native, _BINARY))
+        return self._bytes
+
+    def digest(self) -> bytes:
+        """SHA-256 of the bytes as published; the transcript pins the joint key by this digest."""
+        return hashlib.sha256(self.to_bytes()).digest()
+
+
+class SecretKeyShare:
+    """One keyholder's additive share of the BFV secret key (or a t-of-n stand-in key).
+
+    Never serialize this except to seal it at rest (`to_bytes` exists for that alone)."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: openfhe.PrivateKey) -> None:
+        self._native = native
+
+    def to_bytes(self) -> bytes:
+        return bytes(openfhe.Serialize(self._native, _BINARY))
+
+    def __repr__(self) -> str:
+        return "SecretKeyShare(<redacted>)"
+
+
+class KeyMaterial:
+    """A public evaluation-key object from the DKG: a relinearization key (share) or a map of
+    rotation keys (share)."""
+
+    __slots__ = ("_native", "kind", "_bytes")
+
+    RELINEARIZATION = "relinearization"
+    ROTATION = "rotation"
+
+    def __init__(self, native: object, kind: str, data: bytes | None = None) -> None:
+        self._native = native
+        self.kind = kind
+        self._bytes = data
+
+    def to_bytes(self) -> bytes:
+        if self._bytes is None:
+            self._bytes = bytes(openfhe.Serialize(self._native, _BINARY))
+        return self._bytes
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.to_bytes()).digest()
+
+
+class PartialDecryption:
+    """One party's partial decryption of one ciphertext (a 1-element ciphertext)."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: openfhe.Ciphertext) -> None:
+        self._native = native
+
+
+class KeyBackupShare:
+    """A Shamir share of one keyholder's secret key share, held by another keyholder (§6)."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: openfhe.DCRTPoly) -> None:
+        self._native = native
+
+    def __repr__(self) -> str:
+        return "KeyBackupShare(<redacted>)"
+
+
+# --- byte-layout templates -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Region:
+    start: int
+    length: int
+    tower: int  # index into the tower moduli, or -1 for a key-tag string
+
+
+class _WireTemplate:
+    """The exact byte layout of one kind of serialized object under one key.
+
+    Everything outside the coefficient regions must match the template byte for byte (this pins
+    the crypto context, the key tag, the element and tower counts); every coefficient must be
+    reduced modulo its tower's modulus. Only then does OpenFHE parse the bytes."""
+
+    def __init__(self, name: str, template: bytes, regions: Sequence[_Region], moduli: Sequence[int]) -> None:
+        self.name = name
+        self._template = template
+        self._regions = tuple(regions)
+        self._moduli = tuple(moduli)
+        fixed: list[tuple[int, int]] = []
+        cursor = 0
+        for region in self._regions:
+            fixed.append((cursor, region.start))
+            cursor = region.start + region.length
+        fixed.append((cursor, len(template)))
+        self._fixed = tuple(fixed)
+
+    @property
+    def size(self) -> int:
+        return len(self._template)
+
+    def check(self, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{self.name} must be bytes, not {type(data).__name__}")
+        view = memoryview(data)
+        if len(view) != len(self._template):
+            raise InvalidInput(
+                f"{self.name} has {len(view)} bytes; this committee's {self.name}s have exactly "
+                f"{len(self._template)} (truncated, padded or from another crypto context)"
+            )
+        for start, end in self._fixed:
+            if view[start:end] != self._template[start:end]:
+                raise InvalidInput(
+                    f"{self.name} header does not match this committee's crypto context and key"
+                )
+        for region in self._regions:
+            if region.tower < 0:
+                continue
+            words = np.frombuffer(view[region.start : region.start + region.length], dtype="<u8")
+            if int(words.max(initial=0)) >= self._moduli[region.tower]:
+                raise InvalidInput(f"{self.name} has a coefficient outside its modulus")
+
+
+def _find_regions(samples: Sequence[bytes], ring_dimension: int, towers: int) -> list[_Region]:
+    """Locate the coefficient blocks in serialized samples of one kind of object.
+
+    cereal writes each tower as an 8-byte little-endian length (the ring dimension) followed by
+    that many 64-bit coefficients. A block is such a length prefix whose payload differs between
+    independent samples; every byte that differs between samples must lie inside a block."""
+    first = samples[0]
+    for other in samples[1:]:
+        if len(other) != len(first):
+            raise CryptoFailure("serialized layout is not fixed-size; cannot build a wire template")
+    reference = np.frombuffer(first, dtype=np.uint8)
+    differs = np.zeros(len(reference), dtype=bool)
+    for other in samples[1:]:
+        differs |= reference != np.frombuffer(other, dtype=np.uint8)
+    prefix = int(ring_dimension).to_bytes(_COEFFICIENT_BYTES, "little")
+    block = ring_dimension * _COEFFICIENT_BYTES
+    regions: list[_Region] = []
+    index = 0
+    size = len(reference)
+    while index < size:
+        if not differs[index]:
+            index += 1
+            continue
+        # The block holding this difference starts right after the nearest length prefix before
+        # it (a few leading coefficient bytes may coincide in every sample).
+        prefix_at = first.rfind(prefix, max(0, index - 2 * len(prefix) - 64), index)
+        if prefix_at < 0:
+            raise CryptoFailure("unexpected serialized layout; cannot build a wire template")
+        start = prefix_at + len(prefix)
+        if start + block > size:
+            raise CryptoFailure("unexpected serialized layout; cannot build a wire template")
+        regions.append(_Region(start, block, len(regions) % towers))
+        index = start + block
+    if not regions:
+        raise CryptoFailure("unexpected serialized layout; cannot build a wire template")
+    return regions
+
+
+# --- the context -----------------------------------------------------------------------------
+
+
+class FheContext:
+    """A BFV crypto context with stagpack's parameters, and every operation the system uses.
+
+    Construct one per process per parameter set. Methods that need the committee's joint key
+    (parsing ciphertexts and partial decryptions) work after `bind_joint_key`.
+    """
+
+    _construction_lock = threading.Lock()
+
+    def __init__(self, parameters: FheParameters | None = None, *, allow_insecure: bool = False) -> None:
+        parameters = parameters or FheParameters()
+        if not parameters.is_secure and not allow_insecure:
+            raise InvalidInput(
+                "refusing FIXED_NOISE_MULTIPARTY parameters: partial decryptions would leak "
+                "plaintext-dependent noise; only benchmarks may opt in with allow_insecure=True"
+            )
+        self.parameters = parameters
+        native_parameters = openfhe.CCParamsBFVRNS()
+        native_parameters.SetPlaintextModulus(parameters.plaintext_modulus)
+        native_parameters.SetMultiplicativeDepth(parameters.multiplicative_depth)
+        native_parameters.SetSecurityLevel(openfhe.HEStd_128_classic)
+        native_parameters.SetMultiplicationTechnique(openfhe.HPSPOVERQLEVELED)
+        native_parameters.SetKeySwitchTechnique(openfhe.HYBRID)
+        native_parameters.SetMultipartyMode(
+            openfhe.NOISE_FLOODING_MULTIPARTY
+            if parameters.noise_mode is NoiseMode.FLOODING
+            else openfhe.FIXED_NOISE_MULTIPARTY
+        )
+        native_parameters.SetThresholdNumOfParties(parameters.max_fused_partials)
+        with self._construction_lock:
+            context = openfhe.GenCryptoContext(native_parameters)
+            for feature in (openfhe.PKE, openfhe.KEYSWITCH, openfhe.LEVELEDSHE, openfhe.ADVANCEDSHE, openfhe.MULTIPARTY):
+                context.Enable(feature)
+        self._context = context
+        self.ring_dimension = int(context.GetRingDimension())
+        self.slot_count = self.ring_dimension
+        self.row_width = self.slot_count // 2
+        self.plaintext_modulus = parameters.plaintext_modulus
+        self._tower_moduli = self._read_tower_moduli()
+        self.fresh_towers = len(self._tower_moduli)
+        if not 3 <= parameters.wire_towers <= self.fresh_towers:
+            raise InvalidInput(
+                f"wire_towers must be between 3 and {self.fresh_towers} for these parameters"
+            )
+        self._wire_level = self.fresh_towers - parameters.wire_towers
+        self._joint_key: PublicKey | None = None
+        self._ciphertext_template: _WireTemplate | None = None
+        self._partial_templates: list[_WireTemplate] = []
+        self._backup_template: _WireTemplate | None = None
+        self._full_zero: openfhe.Ciphertext | None = None
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def _read_tower_moduli(self) -> tuple[int, ...]:
+        document = json.loads(openfhe.Serialize(self._context, openfhe.JSON))
+        element_parameters = (
+            document["value0"]["ptr_wrapper"]["data"]["cc"]["ptr_wrapper"]["data"]["value0"]["value0"]["value0"]["elp"]["ptr_wrapper"]["data"]["p"]
+        )
+        return tuple(int(tower["ptr_wrapper"]["data"]["value0"]["cm"]["v"]) for tower in element_parameters)
+
+    @property
+    def rotation_steps(self) -> tuple[int, ...]:
+        """Rotation keys the circuits need: radix-16 steps within a row, and the row swap."""
+        steps = []
+        step = 1
+        while step < self.row_width:
+            steps.append(step)
+            step *= 16
+        steps.append(self.row_width)
+        return tuple(steps)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "scheme": "BFV",
+            "plaintext_modulus": self.plaintext_modulus,
+            "ring_dimension": self.ring_dimension,
+            "slots": self.slot_count,
+            "multiplicative_depth": self.parameters.multiplicative_depth,
+            "security": "HEStd_128_classic",
+            "noise_mode": self.parameters.noise_mode.value,
+            "fresh_towers": self.fresh_towers,
+            "wire_towers": self.parameters.wire_towers,
+            "modulus_bits": sum(modulus.bit_length() for modulus in self._tower_moduli),
+        }
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def generate_key_share(self, previous: PublicKey | None) -> tuple[SecretKeyShare, PublicKey]:
+        """DKG public-key chain step: a fresh secret share and the chain's public key so far."""
+        key_pair = self._context.KeyGen() if previous is None else self._context.MultipartyKeyGen(previous._native)
+        return SecretKeyShare(key_pair.secretKey), PublicKey(key_pair.publicKey)
+
+    def relinearization_round_one(self, secret: SecretKeyShare, lead_share: KeyMaterial | None) -> KeyMaterial:
+        """Relinearization key, round one: the lead switches s_1 to s_1; others join its key."""
+        if lead_share is None:
+            native = self._context.KeySwitchGen(secret._native, secret._native)
+        else:
+            native = self._context.MultiKeySwitchGen(secret._native, secret._native, lead_share._native)
+        return KeyMaterial(native, KeyMaterial.RELINEARIZATION)
+
+    def combine_relinearization_round_one(self, shares: Sequence[KeyMaterial], joint_tag: str) -> KeyMaterial:
+        combined = shares[0]._native
+        for share in shares[1:]:
+            combined = self._context.MultiAddEvalKeys(combined, share._native, joint_tag)
+        return KeyMaterial(combined, KeyMaterial.RELINEARIZATION)
+
+    def relinearization_round_two(self, secret: SecretKeyShare, combined_round_one: KeyMaterial, joint_tag: str) -> KeyMaterial:
+        """Relinearization key, round two: each party multiplies the combined key by its share."""
+        native = self._context.MultiMultEvalKey(secret._native, combined_round_one._native, joint_tag)
+        return KeyMaterial(native, KeyMaterial.RELINEARIZATION)
+
+    def combine_relinearization_round_two(self, shares: Sequence[KeyMaterial], joint_tag: str) -> KeyMaterial:
+        combined = shares[0]._native
+        for share in shares[1:]:
+            combined = self._context.MultiAddEvalMultKeys(combined, share._native, joint_tag)
+        return KeyMaterial(combined, KeyMaterial.RELINEARIZATION)
+
+    def rotation_key_share(self, secret: SecretKeyShare, lead_share: KeyMaterial | None, joint_tag: str) -> KeyMaterial:
+        """Rotation keys for `rotation_steps`: the lead generates its own, others join them."""
+        steps = list(self.rotation_steps)
+        if lead_share is None:
+            self._context.EvalAtIndexKeyGen(secret._native, steps)
+            native = self._context.GetEvalAutomorphismKeyMap(secret._native.GetKeyTag())
+        else:
+            native = self._context.MultiEvalAtIndexKeyGen(secret._native, lead_share._native, steps, joint_tag)
+        return KeyMaterial(native, KeyMaterial.ROTATION)
+
+    def combine_rotation_shares(self, shares: Sequence[KeyMaterial], joint_tag: str) -> KeyMaterial:
+        combined = shares[0]._native
+        for share in shares[1:]:
+            combined = self._context.MultiAddEvalAutomorphismKeys(combined, share._native, joint_tag)
+        return KeyMaterial(combined, KeyMaterial.ROTATION)
+
+    def install_evaluation_keys(self, relinearization: KeyMaterial, rotation: KeyMaterial, joint_tag: str) -> None:
+        """Put the joint evaluation keys into OpenFHE's key cache for this process."""
+        self._context.InsertEvalMultKey([relinearization._native], joint_tag)
+        self._context.InsertEvalAutomorphismKey(rotation._native, joint_tag)
+
+    def public_key_from_bytes(self, data: bytes) -> PublicKey:
+        native = self._deserialize(openfhe.DeserializePublicKeyString, data, "public key")
+        return PublicKey(native, bytes(data))
+
+    def secret_key_from_bytes(self, data: bytes) -> SecretKeyShare:
+        return SecretKeyShare(self._deserialize(openfhe.DeserializePrivateKeyString, data, "secret key share"))
+
+    def key_material_from_bytes(self, data: bytes, kind: str) -> KeyMaterial:
+        if kind == KeyMaterial.RELINEARIZATION:
+            native = self._deserialize(openfhe.DeserializeEvalKeyString, data, "relinearization key")
+        elif kind == KeyMaterial.ROTATION:
+            native = self._deserialize(openfhe.DeserializeEvalKeyMapString, data, "rotation keys")
+        else:
+            raise InvalidInput(f"unknown key material kind {kind!r}")
+        return KeyMaterial(native, kind, bytes(data))
+
+    def _deserialize(self, function: object, data: bytes, what: str) -> object:
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"{what} must be bytes, not {type(data).__name__}")
+        if len(data) < 64:
+            raise InvalidInput(f"{what} is truncated ({len(data)} bytes)")
+        try:
+            return function(bytes(data), _BINARY)  # type: ignore[operator]
+        except (RuntimeError, ValueError, MemoryError, TypeError) as error:
+            raise InvalidInput(f"{what} does not deserialize: {str(error)[:120]}") from None
+
+    # -- binding to the committee key ---------------------------------------------------------
+
+    def bind_joint_key(self, public_key: PublicKey) -> None:
+        """Fix the committee's joint public key: ciphertexts and partial decryptions parsed by
+        this context must be under it. Builds the byte-layout templates."""
+        if self._joint_key is not None:
+            if self._joint_key.key_tag != public_key.key_tag:
+                raise WrongPhase("this context is already bound to another committee key")
+            return
+        self._joint_key = public_key
+        samples = [self._encrypt_native(public_key, self._random_slots(seed)) for seed in (1, 2, 3)]
+        ciphertext_bytes = [self._canonical(sample) for sample in samples]
+        self._ciphertext_template = _WireTemplate(
+            "ciphertext",
+            ciphertext_bytes[0],
+            _find_regions(ciphertext_bytes, self.ring_dimension, self.parameters.wire_towers),
+            self._tower_moduli,
+        )
+        # A partial decryption records its ciphertext's noise-scale degree (1 when fresh, +1 per
+        # ciphertext multiplication); accept each degree the multiplicative depth allows.
+        throwaway = self._context.KeyGen()
+        self._partial_templates = []
+        for degree in range(1, self.parameters.multiplicative_depth + 2):
+            partial_bytes = []
+            for sample in samples:
+                shaped = sample.Clone()
+                shaped.SetNoiseScaleDeg(degree)
+                partial_bytes.append(self._canonical(self._context.MultipartyDecryptMain([shaped], throwaway.secretKey)[0]))
+            self._partial_templates.append(
+                _WireTemplate(
+                    "partial decryption",
+                    partial_bytes[0],
+                    _find_regions(partial_bytes, self.ring_dimension, self.parameters.wire_towers),
+                    self._tower_moduli,
+                )
+            )
+        self._full_zero = self._context.Encrypt(public_key._native, self._context.MakePackedPlaintext([0]))
+
+    @property
+    def joint_key(self) -> PublicKey:
+        if self._joint_key is None:
+            raise WrongPhase("no committee key is bound yet (has the key ceremony completed?)")
+        return self._joint_key
+
+    @property
+    def ciphertext_size(self) -> int:
+        """Bytes of one serialized wire ciphertext under the bound key."""
+        if self._ciphertext_template is None:
+            raise WrongPhase("no committee key is bound yet")
+        return self._ciphertext_template.size
+
+    # -- encryption and evaluation ------------------------------------------------------------
+
+    def _random_slots(self, seed: int) -> SlotVector:
+        generator = np.random.default_rng(seed)
+        return generator.integers(0, self.plaintext_modulus, self.slot_count, dtype=np.int64)
+
+    def _check_slots(self, slots: npt.ArrayLike) -> SlotVector:
+        vector = np.asarray(slots, dtype=np.int64)
+        if vector.ndim != 1 or vector.shape[0] != self.slot_count:
+            raise InvalidInput(f"a slot vector must have exactly {self.slot_count} entries")
+        if vector.size and (int(vector.min()) < 0 or int(vector.max()) >= self.plaintext_modulus):
+            raise InvalidInput(f"slot values must be in [0, {self.plaintext_modulus})")
+        return vector
+
+    def _plaintext(self, slots: npt.ArrayLike, *, wire_level: bool = True) -> openfhe.Plaintext:
+        vector = self._check_slots(slots)
+        level = self._wire_level if wire_level else 0
+        return self._context.MakePackedPlaintext(vector, 1, level)
+
+    def _encrypt_native(self, public_key: PublicKey, slots: npt.ArrayLike) -> openfhe.Ciphertext:
+        fresh = self._context.Encrypt(public_key._native, self._plaintext(slots, wire_level=False))
+        return self._context.Compress(fresh, self.parameters.wire_towers)
+
+    def encrypt(self, public_key: PublicKey, slots: npt.ArrayLike) -> Ciphertext:
+        """Encrypt a slot vector (values in [0, p)) and compress it to wire level."""
+        return Ciphertext(self._encrypt_native(public_key, slots))
+
+    def add(self, left: Ciphertext, right: Ciphertext) -> Ciphertext:
+        return Ciphertext(self._context.EvalAdd(left._native, right._native))
+
+    def subtract(self, left: Ciphertext, right: Ciphertext) -> Ciphertext:
+        return Ciphertext(self._context.EvalSub(left._native, right._native))
+
+    def add_many(self, ciphertexts: Iterable[Ciphertext]) -> Ciphertext:
+        natives = [ciphertext._native for ciphertext in ciphertexts]
+        if not natives:
+            raise InvalidInput("cannot sum an empty list of ciphertexts")
+        total = natives[0]
+        for native in natives[1:]:
+            total = self._context.EvalAdd(total, native)
+        return Ciphertext(total)
+
+    def add_plain(self, ciphertext: Ciphertext, slots: npt.ArrayLike) -> Ciphertext:
+        return Ciphertext(self._context.EvalAdd(ciphertext._native, self._plaintext(slots)))
+
+    def subtract_plain(self, ciphertext: Ciphertext, slots: npt.ArrayLike) -> Ciphertext:
+        return Ciphertext(self._context.EvalSub(ciphertext._native, self._plaintext(slots)))
+
+    def multiply(self, left: Ciphertext, right: Ciphertext) -> Ciphertext:
+        """Slot-wise product, relinearized (one multiplicative level)."""
+        return Ciphertext(self._context.EvalMult(left._native, right._native))
+
+    def multiply_plain(self, ciphertext: Ciphertext, slots: npt.ArrayLike) -> Ciphertext:
+        return Ciphertext(self._context.EvalMult(ciphertext._native, self._plaintext(slots)))
+
+    def rotate(self, ciphertext: Ciphertext, step: int) -> Ciphertext:
+        """Rotate each row left by `step` (one of `rotation_steps`; `row_width` swaps the rows)."""
+        if step not in self.rotation_steps:
+            raise InvalidInput(f"no rotation key for step {step}")
+        return Ciphertext(self._context.EvalAtIndex(ciphertext._native, step))
+
+    # -- serialization ------------------------------------------------------------------------
+
+    def _canonical(self, native: openfhe.Ciphertext) -> bytes:
+        first = openfhe.Serialize(native, _BINARY)
+        return bytes(openfhe.Serialize(openfhe.DeserializeCiphertextString(first, _BINARY), _BINARY))
+
+    def ciphertext_to_bytes(self, ciphertext: Ciphertext) -> bytes:
+        """Canonical bytes: equal ciphertexts give equal bytes in every process."""
+        return self._canonical(ciphertext._native)
+
+    def ciphertext_from_bytes(self, data: bytes) -> Ciphertext:
+        """Parse a wire ciphertext, refusing anything that is not exactly a ciphertext under the
+        bound joint key (checked before OpenFHE parses a byte)."""
+        if self._ciphertext_template is None:
+            raise WrongPhase("no committee key is bound yet")
+        self._ciphertext_template.check(data)
+        return Ciphertext(self._deserialize(openfhe.DeserializeCiphertextString, data, "ciphertext"))  # type: ignore[arg-type]
+
+    def ciphertext_digest(self, ciphertext: Ciphertext) -> bytes:
+        return hashlib.sha256(self.ciphertext_to_bytes(ciphertext)).digest()
+
+    # -- threshold decryption -----------------------------------------------------------------
+
+    def partial_decrypt(self, ciphertext: Ciphertext, secret: SecretKeyShare, *, lead: bool) -> PartialDecryption:
+        """One party's partial decryption; exactly one partial per fusion is a `lead` partial."""
+        call = self._context.MultipartyDecryptLead if lead else self._context.MultipartyDecryptMain
+        try:
+            return PartialDecryption(call([ciphertext._native], secret._native)[0])
+        except RuntimeError as error:
+            raise CryptoFailure(f"partial decryption failed: {str(error)[:120]}") from None
+
+    def partial_to_bytes(self, partial: PartialDecryption) -> bytes:
+        return self._canonical(partial._native)
+
+    def partial_from_bytes(self, data: bytes) -> PartialDecryption:
+        if not self._partial_templates:
+            raise WrongPhase("no committee key is bound yet")
+        mismatch: InvalidInput | None = None
+        for template in self._partial_templates:
+            try:
+                template.check(data)
+                break
+            except InvalidInput as error:
+                mismatch = error
+        else:
+            assert mismatch is not None
+            raise mismatch
+        return PartialDecryption(self._deserialize(openfhe.DeserializeCiphertextString, data, "partial decryption"))  # type: ignore[arg-type]
+
+    def fuse(self, partials: Sequence[PartialDecryption]) -> SlotVector:
+        """Combine partial decryptions into the plaintext slot vector (values in [0, p)).
+
+        Only `stagpack.decrypt` calls this: it turns slot vectors into the facts DESIGN.md §3
+        allows to be revealed, and nothing else leaves it."""
+        if not partials:
+            raise InvalidInput("nothing to fuse")
+        try:
+            plaintext = self._context.MultipartyDecryptFusion([partial._native for partial in partials])
+        except RuntimeError as error:
+            raise CryptoFailure(f"fusion failed: {str(error)[:120]}") from None
+        plaintext.SetLength(self.slot_count)
+        values = np.asarray(plaintext.GetPackedValueArray(), dtype=np.int64)
+        return np.mod(values, self.plaintext_modulus)
+
+    # -- t-of-n backups (DESIGN.md §6) --------------------------------------------------------
+
+    def share_secret_key(self, secret: SecretKeyShare, parties: int, threshold: int, index: int) -> dict[int, KeyBackupShare]:
+        """Shamir-share one party's key share: {holder index: share} for every other party."""
+        shares = self._context.ShareKeys(secret._native, parties, threshold, index, "shamir")
+        return {int(holder): KeyBackupShare(poly) for holder, poly in shares.items()}
+
+    def backup_share_to_bytes(self, share: KeyBackupShare) -> bytes:
+        container = self._require_full_zero().Clone()
+        container.SetElements([share._native])
+        return bytes(openfhe.Serialize(container, _BINARY))
+
+    def backup_share_from_bytes(self, data: bytes) -> KeyBackupShare:
+        native = self._deserialize(openfhe.DeserializeCiphertextString, data, "key backup share")
+        elements = native.GetElements()  # type: ignore[attr-defined]
+        if len(elements) != 1:
+            raise InvalidInput("a key backup share has exactly one element")
+        return KeyBackupShare(elements[0])
+
+    def stand_in_key(
+        self, backup: KeyBackupShare, holder: int, quorum: Sequence[int], parties: int, threshold: int
+    ) -> SecretKeyShare:
+        """The weighted key λ_holder^quorum · share with which `holder` stands in for an offline
+        party: interpolating (its share, zero for the rest of the quorum) at 0."""
+        if holder not in quorum:
+            raise InvalidInput("the holder must be in the quorum")
+        zero = self._context.EvalSub(self._require_full_zero(), self._require_full_zero()).GetElements()[0]
+        points = {member: (backup._native if member == holder else zero) for member in quorum}
+        weighted = self._context.KeyGen().secretKey
+        try:
+            self._context.RecoverSharedKey(weighted, points, parties, threshold, "shamir")
+        except RuntimeError as error:
+            raise CryptoFailure(f"stand-in key derivation failed: {str(error)[:120]}") from None
+        return SecretKeyShare(weighted)
+
+    def _require_full_zero(self) -> openfhe.Ciphertext:
+        if self._full_zero is None:
+            raise WrongPhase("no committee key is bound yet")
+        return self._full_zero
+
+
+def slot_vector(values: Mapping[int, int] | None, size: int) -> SlotVector:
+    """A zero slot vector of `size` with the given {index: value} entries set."""
+    vector = np.zeros(size, dtype=np.int64)
+    for index, value in (values or {}).items():
+        vector[index] = value
+    return vector
