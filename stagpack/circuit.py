@@ -15,7 +15,7 @@ Well-formedness of a batch of new intendos, with public coefficients ρ drawn af
     s_i     = rot(w_i, 1) − w_i                     step differences within each row
     E_i     = ρq ⊙ s_i ⊙ (s_i − a_i) + ρl ⊙ w_i − c_i
     total   = Σ_slots Σ_i E_i   (twice, with independent ρ)  zero iff valid, w.h.p.
-    check   = (total¹ at slot 0 + total² at slot 1) ⊗ R
+    check   = (total¹ in row 0, total² in row 1, at slot g of group g) ⊗ R
 """
 
 from __future__ import annotations
@@ -192,8 +192,8 @@ def validity_terms(
     return terms
 
 
-def sum_all_slots(context: FheContext, ciphertext: Ciphertext) -> Ciphertext:
-    """Every slot ← the sum of all slots: radix-16 rotations within each row, then the row swap."""
+def sum_rows(context: FheContext, ciphertext: Ciphertext) -> Ciphertext:
+    """Every slot ← the sum of its row: radix-16 rotate-and-add steps within the rows."""
     total = ciphertext
     block = 1
     while block < context.row_width:
@@ -205,23 +205,39 @@ def sum_all_slots(context: FheContext, ciphertext: Ciphertext) -> Ciphertext:
             accumulated = context.add(accumulated, rotated)
         total = accumulated
         block *= radix
-    return context.add(total, context.rotate(total, context.row_width))
+    return total
+
+
+def fold_rows(context: FheContext, ciphertext: Ciphertext) -> Ciphertext:
+    """x + rowswap(x): each row then holds both rows' terms, so a row sum is a sum of all slots."""
+    return context.add(ciphertext, context.rotate(ciphertext, context.row_width))
 
 
 def validity_check(
     context: FheContext, groups: Sequence[Sequence[list[Ciphertext]]], mask: Ciphertext
 ) -> Ciphertext:
     """For each group g of intendos (a list of their validity terms), put combination k's total
-    in slot g of row k, then mask: zero in both rows iff every intendo of the group is valid
-    (up to probability ≈ p^-2). Slots beyond the groups stay zero."""
+    over all slots in slot g of row k, then mask: zero in both rows iff every intendo of the
+    group is valid (up to probability ≈ p^-2). Slots beyond the groups stay zero.
+
+    Combination 0 is folded into row 0 and combination 1 into row 1 before one row sum, which
+    halves the rotations of summing each combination over all slots separately."""
     layout = layout_of(context)
     if not groups or len(groups) > layout.row_width:
         raise InvalidInput(f"a validity check covers 1..{layout.row_width} groups")
+    width = layout.row_width
+    row_selector = [layout.zeros(), layout.zeros()]
+    row_selector[0][:width] = 1
+    row_selector[1][width:] = 1
     placed: list[Ciphertext] = []
     for index, group in enumerate(groups):
+        rows = []
         for combination in range(VALIDITY_COMBINATIONS):
-            total = sum_all_slots(context, context.add_many(terms[combination] for terms in group))
-            selector = layout.zeros()
-            selector[combination * layout.row_width + index] = 1
-            placed.append(context.multiply_plain(total, selector))
+            folded = fold_rows(context, context.add_many(terms[combination] for terms in group))
+            rows.append(context.multiply_plain(folded, row_selector[combination]))
+        totals = sum_rows(context, context.add_many(rows))
+        selector = layout.zeros()
+        selector[index] = 1
+        selector[width + index] = 1
+        placed.append(context.multiply_plain(totals, selector))
     return context.multiply(context.add_many(placed), mask)

@@ -304,6 +304,7 @@ class FheContext:
     """
 
     _construction_lock = threading.Lock()
+    _installed_tags: set[str] = set()  # OpenFHE's key cache is process-wide, so is this record
 
     def __init__(self, parameters: FheParameters | None = None, *, allow_insecure: bool = False) -> None:
         parameters = parameters or FheParameters()
@@ -329,6 +330,10 @@ class FheContext:
             context = openfhe.GenCryptoContext(native_parameters)
             for feature in (openfhe.PKE, openfhe.KEYSWITCH, openfhe.LEVELEDSHE, openfhe.ADVANCEDSHE, openfhe.MULTIPARTY):
                 context.Enable(feature)
+            # Every object we deserialize belongs to a context built here by GenCryptoContext,
+            # which already holds its CRT tables; recomputing them on each deserialization made
+            # parsing a ciphertext 25x slower (16 ms instead of 0.7 ms, measured).
+            openfhe.DisablePrecomputeCRTTablesAfterDeserializaton()
         self._context = context
         self.ring_dimension = int(context.GetRingDimension())
         self.slot_count = self.ring_dimension
@@ -430,9 +435,14 @@ class FheContext:
         return KeyMaterial(combined, KeyMaterial.ROTATION)
 
     def install_evaluation_keys(self, relinearization: KeyMaterial, rotation: KeyMaterial, joint_tag: str) -> None:
-        """Put the joint evaluation keys into OpenFHE's key cache for this process."""
-        self._context.InsertEvalMultKey([relinearization._native], joint_tag)
-        self._context.InsertEvalAutomorphismKey(rotation._native, joint_tag)
+        """Put the joint evaluation keys into OpenFHE's process-wide key cache. Idempotent: when
+        several parties share a process (tests, the in-process demo) the first one installs."""
+        with self._construction_lock:
+            if joint_tag in self._installed_tags:
+                return
+            self._context.InsertEvalMultKey([relinearization._native], joint_tag)
+            self._context.InsertEvalAutomorphismKey(rotation._native, joint_tag)
+            self._installed_tags.add(joint_tag)
 
     def public_key_from_bytes(self, data: bytes) -> PublicKey:
         native = self._deserialize(openfhe.DeserializePublicKeyString, data, "public key")

@@ -1,0 +1,360 @@
+"""The aggregator: orders each stag's log, keeps the encrypted packs, runs the epochs.
+
+It sees ciphertexts only. Every write is checked with the same rules the keyholders replay
+(`PackState`), then made durable, then acknowledged. Epochs run validation sessions for new
+intendos and one hunt check per stag; fired hunts are appended to the log as certificates,
+handed to the executor and announced to watchers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+from stagpack import codec
+from stagpack.aggregator.committee import KeyholderClient
+from stagpack.aggregator.ledger import Executor
+from stagpack.aggregator.sessions import SessionProgress, SessionRunner
+from stagpack.aggregator.store import AggregatorStore, EpochResult
+from stagpack.dkg import CommitteeBundle
+from stagpack.envelope import IntendoEnvelope, Withdrawal
+from stagpack.errors import AlreadyExists, CommitteeUnavailable, IntegrityFailure, NotFound, StagpackError
+from stagpack.fhe import FheContext, KeyMaterial
+from stagpack.log import (
+    CommitteeInfo,
+    EntryKind,
+    HuntCertificate,
+    HuntOutcome,
+    LogEntry,
+    ValidationCertificate,
+    ValidationOutcome,
+    decode_body,
+)
+from stagpack.pack import PackLimits, PackSnapshot, PackState
+from stagpack.session import SessionKind
+from stagpack.stag import StagSpec, now_millis
+
+log = logging.getLogger("stagpack.aggregator")
+
+
+@dataclass(frozen=True)
+class EncryptionContext:
+    """What a client needs to encrypt an intendo, and to check it encrypts to the committee."""
+
+    parameters: bytes
+    joint_public_key: bytes
+    transcript: bytes
+
+
+@dataclass(frozen=True)
+class SubmitReceipt:
+    intendo_id: bytes
+    height: int
+
+
+@dataclass(frozen=True)
+class StagStatus:
+    """Public facts about a stag. Deliberately nothing about how close the pack is to firing."""
+
+    spec: StagSpec
+    height: int
+    live_intendos: int
+    awaiting_validation: int
+    counted: int
+    executed: int
+    withdrawn: int
+    rejected: int
+    remaining_capacity: int
+    executed_level: int
+    epochs: tuple[EpochResult, ...]
+    hunts: tuple[HuntCertificate, ...]
+    accepting: bool
+    next_epoch_at_millis: int
+
+
+class _Stored:
+    """Ciphertext source backed by the aggregator's store, for one stag."""
+
+    def __init__(self, store: AggregatorStore, stag_id: bytes) -> None:
+        self._store = store
+        self._stag_id = stag_id
+
+    def ciphertext(self, intendo_id: bytes) -> bytes:
+        return self._store.ciphertext(self._stag_id, intendo_id)
+
+
+def load_bundle(context: FheContext, bundle: CommitteeBundle) -> CommitteeInfo:
+    """Install a committee's joint keys into `context` after checking the transcript."""
+    bundle.transcript.verify()
+    joint = context.public_key_from_bytes(bundle.joint_public_key)
+    if joint.digest() != bundle.transcript.body.joint_public_key:
+        raise IntegrityFailure("the joint public key does not match the committee transcript")
+    context.install_evaluation_keys(
+        context.key_material_from_bytes(bundle.relinearization_key, KeyMaterial.RELINEARIZATION),
+        context.key_material_from_bytes(bundle.rotation_keys, KeyMaterial.ROTATION),
+        joint.key_tag,
+    )
+    context.bind_joint_key(joint)
+    return CommitteeInfo.from_transcript(bundle.transcript)
+
+
+class Aggregator:
+    def __init__(
+        self,
+        context: FheContext,
+        bundle: CommitteeBundle,
+        store: AggregatorStore,
+        clients: Sequence[KeyholderClient],
+        executor: Executor,
+        *,
+        limits: PackLimits | None = None,
+        clock: Callable[[], int] = now_millis,
+    ) -> None:
+        self.context = context
+        self.bundle = bundle
+        self.committee = load_bundle(context, bundle)
+        self._store = store
+        self._executor = executor
+        self._limits = limits or PackLimits()
+        self._clock = clock
+        self._runner = SessionRunner(context, self.committee, clients, store)
+        self._packs: dict[bytes, PackState] = {}
+        self._write_locks: dict[bytes, threading.Lock] = {}
+        self._session_locks: dict[bytes, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._hunts_changed = threading.Condition()
+        for stag_id in store.stag_ids():
+            self._packs[stag_id] = self._replay(stag_id)
+            for certificate in self._packs[stag_id].hunts:  # an executor may have missed one before a crash
+                self._executor.execute(self._packs[stag_id].require_spec(), certificate)
+        log.info("aggregator ready: %d stags, committee %s", len(self._packs), self.committee.committee_id.hex()[:12])
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _replay(self, stag_id: bytes, up_to_height: int | None = None) -> PackState:
+        state = PackState(self.context, self.committee, stag_id, self._limits)
+        source = _Stored(self._store, stag_id)
+        for entry in self._store.entries(stag_id, 0, up_to_height):
+            ciphertext = None
+            if entry.kind is EntryKind.SUBMISSION:
+                envelope = decode_body(entry)
+                assert isinstance(envelope, IntendoEnvelope)
+                ciphertext = self._store.ciphertext(stag_id, envelope.intendo_id)
+            state.apply(entry, ciphertext, source)
+        return state
+
+    def _locks(self, stag_id: bytes) -> tuple[threading.Lock, threading.Lock]:
+        with self._guard:
+            return (
+                self._write_locks.setdefault(stag_id, threading.Lock()),
+                self._session_locks.setdefault(stag_id, threading.Lock()),
+            )
+
+    def _pack(self, stag_id: bytes) -> PackState:
+        pack = self._packs.get(stag_id)
+        if pack is None:
+            raise NotFound("no such stag")
+        return pack
+
+    def _append(self, pack: PackState, kind: EntryKind, body: object, intendo_id: bytes | None = None, ciphertext: bytes | None = None) -> LogEntry:
+        """Apply to the in-memory pack, then make durable. Call with the stag's write lock held."""
+        at = max(self._clock(), pack.last_accepted_at)
+        entry = LogEntry(pack.stag_id, pack.height + 1, pack.head, at, kind, codec.encode(body))
+        pack.apply(entry, ciphertext, _Stored(self._store, pack.stag_id))
+        try:
+            self._store.append(entry, intendo_id, ciphertext)  # one transaction: entry and ciphertext
+        except BaseException:
+            if pack.stag_id in self._packs:  # the write failed: forget the in-memory change
+                self._packs[pack.stag_id] = self._replay(pack.stag_id)
+            raise
+        return entry
+
+    # -- the public API -----------------------------------------------------------------------
+
+    def encryption_context(self) -> EncryptionContext:
+        return EncryptionContext(
+            self.context.parameters.to_bytes(), self.bundle.joint_public_key, self.bundle.transcript.to_bytes()
+        )
+
+    def create_stag(self, spec: StagSpec) -> bytes:
+        spec.validate(self.context.row_width, self.committee.committee_id)
+        stag_id = spec.stag_id
+        write, _ = self._locks(stag_id)
+        with write:
+            if stag_id in self._packs:
+                raise AlreadyExists("a stag with this exact spec already exists")
+            pack = PackState(self.context, self.committee, stag_id, self._limits)
+            self._append(pack, EntryKind.GENESIS, spec)
+            self._packs[stag_id] = pack
+        log.info("created %s stag %s (%d levels)", spec.kind.value, stag_id.hex()[:12], spec.levels)
+        return stag_id
+
+    def submit(self, envelope: IntendoEnvelope, ciphertext: bytes) -> SubmitReceipt:
+        """Check and durably log a signed intendo; it counts once a validation session passed it."""
+        stag_id = envelope.statement.stag_id
+        pack = self._pack(stag_id)
+        write, _ = self._locks(stag_id)
+        with write:
+            pack.check_submission(envelope, ciphertext, self._clock())
+            entry = self._append(pack, EntryKind.SUBMISSION, envelope, envelope.intendo_id, ciphertext)
+        return SubmitReceipt(envelope.intendo_id, entry.height)
+
+    def withdraw(self, withdrawal: Withdrawal) -> int:
+        """Durably log a signed withdrawal. Waits while a session of the stag is running (a
+        hunt's members may not leave between the decryption and the certificate)."""
+        stag_id = withdrawal.statement.stag_id
+        pack = self._pack(stag_id)
+        write, session = self._locks(stag_id)
+        with session, write:
+            pack.check_withdrawal(withdrawal, self._clock())
+            return self._append(pack, EntryKind.WITHDRAWAL, withdrawal).height
+
+    def stag_ids(self) -> list[bytes]:
+        return list(self._packs)
+
+    def spec(self, stag_id: bytes) -> StagSpec:
+        return self._pack(stag_id).require_spec()
+
+    def status(self, stag_id: bytes) -> StagStatus:
+        pack = self._pack(stag_id)
+        write, _ = self._locks(stag_id)
+        with write:
+            spec = pack.require_spec()
+            counts = pack.count_by_status()
+            now = self._clock()
+            return StagStatus(
+                spec=spec,
+                height=pack.height,
+                live_intendos=len(pack.live_by_participant) + counts["executed"],
+                awaiting_validation=counts["awaiting-validation"],
+                counted=counts["counted"],
+                executed=counts["executed"],
+                withdrawn=counts["withdrawn"],
+                rejected=counts["rejected"],
+                remaining_capacity=spec.levels - 1 - pack.reserved_weight,
+                executed_level=pack.executed_level,
+                epochs=tuple(self._store.epochs(stag_id)),
+                hunts=tuple(pack.hunts),
+                accepting=spec.accepts_submissions(now),
+                next_epoch_at_millis=spec.epoch_due_at(spec.current_epoch(now) + 1),
+            )
+
+    def hunts(self, stag_id: bytes, after_epoch: int = 0) -> list[HuntCertificate]:
+        return [certificate for certificate in self._pack(stag_id).hunts if certificate.outcome.epoch > after_epoch]
+
+    def wait_for_hunts(self, stag_id: bytes, after_epoch: int, timeout: float) -> list[HuntCertificate]:
+        """Block until a hunt after `after_epoch` exists (or the timeout passes)."""
+        with self._hunts_changed:
+            self._hunts_changed.wait_for(lambda: bool(self.hunts(stag_id, after_epoch)), timeout=timeout)
+        return self.hunts(stag_id, after_epoch)
+
+    def read_log(self, stag_id: bytes, after_height: int, up_to_height: int) -> Iterator[tuple[LogEntry, bytes | None]]:
+        """Entries (after_height, up_to_height] with submissions' ciphertexts: what replicas pull."""
+        pack = self._pack(stag_id)
+        if up_to_height > pack.height:
+            raise NotFound(f"the log of this stag ends at height {pack.height}")
+        for entry in self._store.entries(stag_id, after_height, up_to_height):
+            ciphertext = None
+            if entry.kind is EntryKind.SUBMISSION:
+                envelope = decode_body(entry)
+                assert isinstance(envelope, IntendoEnvelope)
+                ciphertext = self._store.ciphertext(stag_id, envelope.intendo_id)
+            yield entry, ciphertext
+
+    # -- epochs -------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Run whatever is due on every stag (called by the scheduler)."""
+        for stag_id in list(self._packs):
+            try:
+                self.run_due(stag_id)
+            except StagpackError as error:
+                log.warning("stag %s: %s", stag_id.hex()[:12], error)
+
+    def run_due(self, stag_id: bytes) -> None:
+        """Resume unfinished sessions, validate new intendos, then run the hunt check if due."""
+        pack = self._pack(stag_id)
+        _, session_lock = self._locks(stag_id)
+        with session_lock:
+            self._resume(pack)
+            while pack.validation_batch():
+                self._run_session(pack, SessionKind.VALIDATION, pack.validation_batches + 1, pack.snapshot(), None)
+            spec = pack.require_spec()
+            epoch = spec.current_epoch(self._clock())
+            done = {result.epoch for result in self._store.epochs(stag_id) if result.result != "committee-unavailable"}
+            if epoch < 1 or not spec.epoch_allowed(epoch) or epoch in done or epoch <= pack.last_hunt_epoch:
+                return
+            if pack.counted == 0:
+                self._store.record_epoch(stag_id, EpochResult(epoch, "empty", self._clock()))
+                return
+            self._run_session(pack, SessionKind.HUNT, epoch, pack.snapshot(), None)
+
+    def _resume(self, pack: PackState) -> None:
+        for stag_id, kind, number, data in self._store.unfinished_sessions():
+            if stag_id != pack.stag_id:
+                continue
+            progress = codec.decode(SessionProgress, data)
+            session_kind = SessionKind(kind)
+            fired = any(partial.statement.step.value == "membership" for partial in progress.partials)
+            stale = session_kind is SessionKind.HUNT and not fired and number != pack.require_spec().current_epoch(self._clock())
+            if stale or (progress.session.height < pack.height and session_kind is SessionKind.HUNT and not fired):
+                self._store.delete_session(stag_id, kind, number)  # nothing about members was revealed
+                continue
+            snapshot = pack.snapshot() if progress.session.height == pack.height else self._replay(stag_id, progress.session.height).snapshot()
+            log.info("resuming %s", progress.session.describe())
+            self._run_session(pack, session_kind, number, snapshot, progress)
+
+    def _run_session(
+        self, pack: PackState, kind: SessionKind, number: int, snapshot: PackSnapshot, progress: SessionProgress | None
+    ) -> None:
+        stag_id = pack.stag_id
+        try:
+            result = self._runner.run(snapshot, _Stored(self._store, stag_id), kind, number, progress)
+        except CommitteeUnavailable as error:
+            if kind is SessionKind.HUNT:
+                self._store.record_epoch(stag_id, EpochResult(number, "committee-unavailable", self._clock()))
+            log.warning("%s %d of stag %s postponed: %s", kind.value, number, stag_id.hex()[:12], error)
+            raise
+        except IntegrityFailure as error:
+            if kind is SessionKind.HUNT:
+                self._store.record_epoch(stag_id, EpochResult(number, "integrity-failure", self._clock()))
+                self._store.delete_session(stag_id, kind.value, number)
+            log.error("%s %d of stag %s aborted, nothing revealed: %s", kind.value, number, stag_id.hex()[:12], error)
+            raise
+        write, _ = self._locks(stag_id)
+        if kind is SessionKind.VALIDATION:
+            assert isinstance(result.outcome, ValidationOutcome)
+            with write:
+                self._append(pack, EntryKind.VALIDATION, ValidationCertificate(result.outcome, result.signatures))
+            self._store.delete_session(stag_id, kind.value, number)
+            if result.outcome.invalid:
+                log.warning("stag %s: rejected %d malformed intendo(s)", stag_id.hex()[:12], len(result.outcome.invalid))
+            return
+        if result.outcome is None:
+            self._store.record_epoch(stag_id, EpochResult(number, "no-hunt", self._clock()))
+            self._store.delete_session(stag_id, kind.value, number)
+            return
+        assert isinstance(result.outcome, HuntOutcome)
+        certificate = HuntCertificate(result.outcome, result.signatures)
+        with write:
+            self._append(pack, EntryKind.HUNT, certificate)
+        self._store.record_epoch(stag_id, EpochResult(number, "hunt", self._clock()))
+        self._store.delete_session(stag_id, kind.value, number)
+        self._executor.execute(pack.require_spec(), certificate)
+        log.info(
+            "stag %s: hunt at epoch %d, level %d, %d members",
+            stag_id.hex()[:12], number, result.outcome.level, len(result.outcome.members),
+        )
+        with self._hunts_changed:
+            self._hunts_changed.notify_all()
+
+    @property
+    def live_keyholders(self) -> set[int]:
+        return set(self._runner.last_live)
+
+    @property
+    def suspect_keyholders(self) -> set[int]:
+        return set(self._runner.suspects)
+

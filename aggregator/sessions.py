@@ -1,0 +1,305 @@
+"""The aggregator's side of a decryption session: drive the keyholders through it.
+
+The runner opens the session on every keyholder, fixes and reveals the mask commitments, then
+runs each step with a quorum of live keyholders (t-of-n: offline ones are stood in for), verifies
+every partial, fuses, and finally collects at least t signatures on the outcome. Keyholders that
+do not answer are left out and the step is retried with another quorum; a quorum whose partials
+do not fuse consistently is replaced by one without each member in turn, to find and exclude a
+faulty keyholder. Progress is saved after every step so a restarted aggregator resumes (a fired
+hunt is binding and must complete).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+from stagpack import codec
+from stagpack.aggregator.committee import KeyholderClient, KeyholderUnreachable
+from stagpack.aggregator.store import AggregatorStore
+from stagpack.decrypt import Quorum
+from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, StagpackError
+from stagpack.evaluation import (
+    SessionComputation,
+    integrity_check_membership,
+    read_hunt_steps,
+    read_validation_steps,
+    session_outcome,
+)
+from stagpack.fhe import Ciphertext, FheContext
+from stagpack.identity import verify_signature
+from stagpack.log import CommitteeInfo, HuntOutcome, KeyholderSignature, ValidationOutcome
+from stagpack.pack import CiphertextSource, PackSnapshot
+from stagpack.session import (
+    CertifyRequest,
+    DecryptRequest,
+    MaskReveal,
+    RevealRequest,
+    SessionKind,
+    SessionRef,
+    SignedCommitment,
+    SignedPartial,
+    Step,
+)
+
+log = logging.getLogger("stagpack.aggregator")
+
+Outcome = HuntOutcome | ValidationOutcome
+
+
+@dataclass(frozen=True)
+class SessionProgress:
+    """What the aggregator has gathered so far in one session (persisted after each round)."""
+
+    WIRE_NAME = "stagpack.aggregator.SessionProgress.v1"
+
+    session: SessionRef
+    commitments: tuple[SignedCommitment, ...]
+    reveals: tuple[MaskReveal, ...]
+    partials: tuple[SignedPartial, ...]  # complete sets of the finished steps
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    outcome: Outcome | None
+    signatures: tuple[KeyholderSignature, ...]
+
+
+class SessionRunner:
+    def __init__(
+        self,
+        context: FheContext,
+        committee: CommitteeInfo,
+        clients: Sequence[KeyholderClient],
+        store: AggregatorStore,
+    ) -> None:
+        self._context = context
+        self._committee = committee
+        self._clients = {client.index: client for client in clients}
+        self._store = store
+        self.suspects: set[int] = set()  # keyholders whose partials failed to fuse consistently
+        self.last_live: set[int] = set(self._clients)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _save(self, progress: SessionProgress) -> None:
+        session = progress.session
+        self._store.save_session(session.stag_id, session.kind.value, session.number, codec.encode(progress))
+
+    def _call(self, live: set[int], index: int, call: Callable[[KeyholderClient], object]) -> object | None:
+        try:
+            return call(self._clients[index])
+        except KeyholderUnreachable as error:
+            log.warning("keyholder %d unreachable: %s", index, error)
+            live.discard(index)
+            return None
+
+    # -- the session --------------------------------------------------------------------------
+
+    def run(
+        self,
+        snapshot: PackSnapshot,
+        source: CiphertextSource,
+        kind: SessionKind,
+        number: int,
+        progress: SessionProgress | None = None,
+    ) -> SessionResult:
+        """Run (or resume) one session on `snapshot`; raise CommitteeUnavailable below quorum."""
+        session = SessionRef(snapshot.spec.stag_id, kind, number, snapshot.height, snapshot.head)
+        if progress is not None and progress.session != session:
+            raise InvalidInput("saved progress belongs to another session")
+        live = set(self._clients) - self.suspects
+        progress = progress or SessionProgress(session, (), (), ())
+        if not progress.reveals:
+            progress = self._open_and_reveal(session, live)
+            self._save(progress)
+        computation = SessionComputation(self._context, snapshot, source, session, progress.commitments, progress.reveals)
+        for step in self._steps(kind):
+            if any(partial.statement.step is step for partial in progress.partials):
+                continue
+            ciphertexts = self._ciphertexts(computation, step, progress.partials)
+            if ciphertexts is None:
+                break
+            partials = self._decrypt_step(computation, progress, step, ciphertexts, live)
+            progress = replace(progress, partials=progress.partials + partials)
+            self._save(progress)
+        outcome = session_outcome(computation, self._committee, progress.partials)
+        signatures: tuple[KeyholderSignature, ...] = ()
+        if outcome is not None:
+            signatures = self._certify(progress, outcome, live)
+        self.last_live = live
+        return SessionResult(outcome, signatures)
+
+    @staticmethod
+    def _steps(kind: SessionKind) -> tuple[Step, ...]:
+        return (Step.CHECK, Step.CONFIRM, Step.MEMBERSHIP) if kind is SessionKind.HUNT else (Step.BATCH, Step.EACH)
+
+    def _ciphertexts(
+        self, computation: SessionComputation, step: Step, partials: tuple[SignedPartial, ...]
+    ) -> list[Ciphertext] | None:
+        """The ciphertexts of `step`, or None when earlier steps already ended the session."""
+        committee = self._committee
+        if step is Step.CHECK:
+            return computation.check()
+        if step is Step.CONFIRM:
+            facts = read_hunt_steps(computation, committee, partials, Step.CHECK)
+            return computation.confirm(facts.candidates) if facts.candidates else None
+        if step is Step.MEMBERSHIP:
+            facts = read_hunt_steps(computation, committee, partials, Step.CONFIRM)
+            return computation.membership(facts.level) if facts.level is not None else None
+        if step is Step.BATCH:
+            return computation.batch()
+        batch_valid, _ = read_validation_steps(computation, committee, partials, Step.BATCH)
+        if batch_valid or len(computation.batch_ids()) == 1:
+            return None
+        return computation.each()
+
+    def _open_and_reveal(self, session: SessionRef, live: set[int]) -> SessionProgress:
+        commitments: dict[int, SignedCommitment] = {}
+        refusals = []
+        for index in sorted(live):
+            try:
+                signed = self._call(live, index, lambda client: client.open_session(session))
+            except StagpackError as error:
+                log.warning("keyholder %d refused to open %s: %s", index, session.describe(), error)
+                refusals.append(f"keyholder {index}: {error}")
+                live.discard(index)
+                continue
+            if signed is None:
+                continue
+            assert isinstance(signed, SignedCommitment)
+            try:
+                verify_signature(
+                    self._committee.verify_key(index), "mask-commitment", signed.message(), signed.signature
+                )
+            except StagpackError as error:
+                log.error("keyholder %d sent an invalid mask commitment: %s", index, error)
+                live.discard(index)
+                continue
+            if signed.commitment.keyholder != index or signed.commitment.session != session:
+                log.error("keyholder %d sent a commitment for another session", index)
+                live.discard(index)
+                continue
+            commitments[index] = signed
+        self._require_quorum(live, refusals)
+        while True:
+            ordered = tuple(commitments[index] for index in sorted(commitments) if index in live)
+            self._require_quorum(set(index for index in commitments if index in live), refusals)
+            reveals = []
+            dropped = False
+            for signed in ordered:
+                index = signed.commitment.keyholder
+                reveal = self._call(live, index, lambda client: client.reveal(RevealRequest(session, ordered)))
+                if reveal is None:
+                    dropped = True
+                    break
+                assert isinstance(reveal, MaskReveal)
+                reveals.append(reveal)
+            if not dropped:
+                return SessionProgress(session, ordered, tuple(reveals), ())
+
+    def _require_quorum(self, live: set[int], refusals: list[str]) -> None:
+        if len(live) < self._committee.threshold:
+            detail = f"; refusals: {'; '.join(refusals)}" if refusals else ""
+            raise CommitteeUnavailable(
+                f"{len(live)} of {self._committee.parties} keyholders took part, {self._committee.threshold} are needed{detail}"
+            )
+
+    def _gather(
+        self,
+        computation: SessionComputation,
+        progress: SessionProgress,
+        step: Step,
+        quorum: Quorum,
+        claimed: tuple[bytes, ...],
+        live: set[int],
+    ) -> tuple[SignedPartial, ...] | None:
+        request = DecryptRequest(
+            progress.session, step, quorum.members, progress.commitments, progress.reveals, progress.partials, claimed
+        )
+        partials: list[SignedPartial] = []
+        for index in quorum.members:
+            response = self._call(live, index, lambda client: client.decrypt(request))
+            if response is None:
+                return None
+            partials.extend(response.partials)  # type: ignore[attr-defined]
+        return tuple(partials)
+
+    def _decrypt_step(
+        self,
+        computation: SessionComputation,
+        progress: SessionProgress,
+        step: Step,
+        ciphertexts: list[Ciphertext],
+        live: set[int],
+    ) -> tuple[SignedPartial, ...]:
+        claimed = computation.digests(ciphertexts)
+        excluded: set[int] = set()
+        failures: list[tuple[int, ...]] = []
+        while True:
+            candidates = live - excluded
+            quorum = Quorum.choose(self._committee.parties, self._committee.threshold, candidates)
+            partials = self._gather(computation, progress, step, quorum, claimed, live)
+            if partials is None:
+                continue  # someone dropped out: choose again among the live
+            try:
+                self._read(computation, progress.partials + partials, step)
+            except (IntegrityFailure, InvalidInput) as error:
+                log.error("step %s with keyholders %s did not fuse consistently: %s", step.value, quorum.members, error)
+                failures.append(quorum.members)
+                excluded = self._next_exclusion(failures, live)
+                continue
+            if failures:
+                culprits = set(failures[0]) - set(quorum.members)
+                self.suspects |= culprits
+                live -= culprits
+                log.error("excluding keyholder(s) %s: their partial decryptions were corrupt", sorted(culprits))
+            return partials
+
+    def _next_exclusion(self, failures: list[tuple[int, ...]], live: set[int]) -> set[int]:
+        """Leave out one member of the first failed quorum at a time (needs a spare keyholder)."""
+        first = failures[0]
+        tried = len(failures) - 1
+        if tried >= len(first) or len(live) - 1 < self._committee.threshold:
+            raise IntegrityFailure(
+                "partial decryptions do not fuse consistently and no spare keyholder can replace the faulty one; "
+                "nothing was revealed"
+            )
+        return {first[tried]}
+
+    def _read(self, computation: SessionComputation, partials: tuple[SignedPartial, ...], step: Step) -> None:
+        """Fuse what the step revealed (raises IntegrityFailure on corrupt partials)."""
+        if computation.session.kind is SessionKind.HUNT:
+            facts = read_hunt_steps(computation, self._committee, partials, step)
+            if step is Step.MEMBERSHIP:
+                assert facts.level is not None and facts.members is not None
+                integrity_check_membership(computation, facts.level, facts.members)
+        else:
+            read_validation_steps(computation, self._committee, partials, step)
+
+    def _certify(self, progress: SessionProgress, outcome: Outcome, live: set[int]) -> tuple[KeyholderSignature, ...]:
+        request = CertifyRequest(progress.session, progress.commitments, progress.reveals, progress.partials, codec.encode(outcome))
+        domain = "hunt" if progress.session.kind is SessionKind.HUNT else "validation"
+        signatures = []
+        refusals = []
+        for index in sorted(live):
+            try:
+                response = self._call(live, index, lambda client: client.certify(request))
+            except StagpackError as error:
+                refusals.append(f"keyholder {index}: {error}")
+                continue
+            if response is None:
+                continue
+            try:
+                verify_signature(self._committee.verify_key(index), domain, outcome.digest(), response.signature)  # type: ignore[attr-defined]
+            except StagpackError:
+                log.error("keyholder %d returned an invalid %s signature", index, domain)
+                continue
+            signatures.append(KeyholderSignature(index, response.signature))  # type: ignore[attr-defined]
+        if len(signatures) < self._committee.threshold:
+            raise CommitteeUnavailable(
+                f"only {len(signatures)} keyholders certified the outcome, {self._committee.threshold} are needed"
+                + (f"; refusals: {'; '.join(refusals)}" if refusals else "")
+            )
+        return tuple(signatures)

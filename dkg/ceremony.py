@@ -1,0 +1,200 @@
+"""The ceremony coordinator: drives every keyholder through the rounds of `DkgParty`.
+
+The coordinator holds no secret. It relays records between keyholders through a transport
+(`CeremonyPeer`: in-process for tests and the demo, gRPC in production) and assembles the public
+result: the signed transcript and the joint keys. The same driver serves both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+from stagpack.dkg.messages import (
+    Acknowledgement,
+    BackupRequest,
+    BackupResponse,
+    CeremonyPlan,
+    ChainRequest,
+    ChainResponse,
+    CompleteRequest,
+    DeliverBackupsRequest,
+    FinalizeRequest,
+    FinalizeResponse,
+    Participant,
+    RoundOneRequest,
+    RoundOneResponse,
+    RoundTwoRequest,
+    RoundTwoResponse,
+    SelfTestRequest,
+    SelfTestResponse,
+    SignRequest,
+    Transcript,
+    TranscriptSignature,
+)
+from stagpack.dkg.party import expected_transcript_body, self_test_quorums, self_test_vectors
+from stagpack.errors import IntegrityFailure, InvalidInput
+from stagpack.fhe import FheContext, KeyMaterial
+from stagpack.identity import PublicIdentity
+
+Progress = Callable[[str, int, int], None]
+
+
+class CeremonyPeer(Protocol):
+    """Transport to one keyholder's ceremony endpoint."""
+
+    def identity(self) -> PublicIdentity: ...
+    def plan(self, request: CeremonyPlan) -> Acknowledgement: ...
+    def chain(self, request: ChainRequest) -> ChainResponse: ...
+    def round_one(self, request: RoundOneRequest) -> RoundOneResponse: ...
+    def round_two(self, request: RoundTwoRequest) -> RoundTwoResponse: ...
+    def finalize(self, request: FinalizeRequest) -> FinalizeResponse: ...
+    def backup(self, request: BackupRequest) -> BackupResponse: ...
+    def deliver_backups(self, request: DeliverBackupsRequest) -> Acknowledgement: ...
+    def self_test(self, request: SelfTestRequest) -> SelfTestResponse: ...
+    def sign(self, request: SignRequest) -> TranscriptSignature: ...
+    def complete(self, request: CompleteRequest) -> Acknowledgement: ...
+
+
+@dataclass(frozen=True)
+class CommitteeBundle:
+    """The public outcome of a ceremony: what the aggregator and clients load."""
+
+    transcript: Transcript
+    joint_public_key: bytes
+    relinearization_key: bytes
+    rotation_keys: bytes
+
+    @property
+    def committee_id(self) -> bytes:
+        return self.transcript.committee_id
+
+
+def _check_index(response_index: int, expected: int, round_name: str) -> None:
+    if response_index != expected:
+        raise IntegrityFailure(f"{round_name}: keyholder {expected} answered as keyholder {response_index}")
+
+
+def run_ceremony(
+    context: FheContext,
+    peers: Sequence[CeremonyPeer],
+    threshold: int,
+    progress: Progress | None = None,
+) -> CommitteeBundle:
+    """Run the whole ceremony among `peers` (in chain order) and return the committee bundle."""
+    parties = len(peers)
+    if parties < 1:
+        raise InvalidInput("a ceremony needs at least one keyholder")
+    steps = 9 + (2 if threshold < parties else 0)
+    done = 0
+
+    def advance(what: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(what, done, steps)
+
+    identities = [peer.identity() for peer in peers]
+    plan = CeremonyPlan(
+        ceremony_id=os.urandom(16),
+        parameters=context.parameters.to_bytes(),
+        parties=parties,
+        threshold=threshold,
+        participants=tuple(
+            Participant(index, identity.name, identity.verify_key, identity.box_key)
+            for index, identity in enumerate(identities, start=1)
+        ),
+    )
+    ceremony = plan.ceremony_id
+    for index, peer in enumerate(peers, start=1):
+        _check_index(peer.plan(plan).index, index, "plan")
+    advance("plan agreed")
+
+    chain: list[bytes] = []
+    for index, peer in enumerate(peers, start=1):
+        response = peer.chain(ChainRequest(ceremony, chain[-1] if chain else None))
+        _check_index(response.index, index, "public-key chain")
+        chain.append(response.public_key)
+    advance("joint public key")
+
+    lead = peers[0].round_one(RoundOneRequest(ceremony, tuple(chain), None, None))
+    _check_index(lead.index, 1, "round one")
+    round_one = [lead]
+    for index, peer in enumerate(peers[1:], start=2):
+        response = peer.round_one(RoundOneRequest(ceremony, tuple(chain), lead.relinearization, lead.rotation))
+        _check_index(response.index, index, "round one")
+        round_one.append(response)
+    relinearization_one = tuple(response.relinearization for response in round_one)
+    rotation = tuple(response.rotation for response in round_one)
+    advance("evaluation keys, round one")
+
+    round_two = []
+    for index, peer in enumerate(peers, start=1):
+        response = peer.round_two(RoundTwoRequest(ceremony, relinearization_one, rotation))
+        _check_index(response.index, index, "round two")
+        round_two.append(response.relinearization)
+    advance("evaluation keys, round two")
+
+    digests = set()
+    for index, peer in enumerate(peers, start=1):
+        response = peer.finalize(FinalizeRequest(ceremony, tuple(round_two)))
+        _check_index(response.index, index, "finalize")
+        digests.add(response.evaluation_keys)
+    if len(digests) != 1:
+        raise IntegrityFailure("keyholders disagree on the evaluation keys")
+    (evaluation_digest,) = digests
+    advance("evaluation keys combined")
+
+    tag = context.public_key_from_bytes(chain[-1]).key_tag
+    relinearization_key = context.combine_relinearization_round_two(
+        [context.key_material_from_bytes(data, KeyMaterial.RELINEARIZATION) for data in round_two], tag
+    )
+    rotation_keys = context.combine_rotation_shares(
+        [context.key_material_from_bytes(data, KeyMaterial.ROTATION) for data in rotation], tag
+    )
+    context.install_evaluation_keys(relinearization_key, rotation_keys, tag)
+    joint = context.public_key_from_bytes(chain[-1])
+    context.bind_joint_key(joint)
+
+    if threshold < parties:
+        backups = []
+        for index, peer in enumerate(peers, start=1):
+            response = peer.backup(BackupRequest(ceremony))
+            _check_index(response.index, index, "backup")
+            backups.extend(response.boxes)
+        advance("backup shares sealed")
+        for index, peer in enumerate(peers, start=1):
+            addressed = tuple(box for box in backups if box.recipient == index)
+            _check_index(peer.deliver_backups(DeliverBackupsRequest(ceremony, addressed)).index, index, "backup delivery")
+        advance("backup shares delivered")
+
+    first, second = self_test_vectors(context, ceremony)
+    test_ciphertexts = tuple(context.ciphertext_to_bytes(context.encrypt(joint, vector)) for vector in (first, second))
+    quorums = self_test_quorums(parties, threshold)
+    partials = []
+    for index, peer in enumerate(peers, start=1):
+        response = peer.self_test(SelfTestRequest(ceremony, test_ciphertexts, quorums))
+        _check_index(response.index, index, "self-test")
+        partials.extend(response.partials)
+    advance("self-test decrypted")
+
+    body = expected_transcript_body(context, plan, tuple(chain), evaluation_digest)
+    signatures = []
+    for index, peer in enumerate(peers, start=1):
+        signature = peer.sign(SignRequest(body, tuple(partials)))
+        _check_index(signature.index, index, "transcript signature")
+        signatures.append(signature)
+    transcript = Transcript(body, tuple(signatures))
+    transcript.verify()
+    advance("transcript signed")
+
+    for index, peer in enumerate(peers, start=1):
+        _check_index(peer.complete(CompleteRequest(transcript, chain[-1])).index, index, "completion")
+    advance("ceremony complete")
+
+    if hashlib.sha256(chain[-1]).digest() != body.joint_public_key:  # pragma: no cover - by construction
+        raise IntegrityFailure("joint public key digest mismatch")
+    return CommitteeBundle(transcript, chain[-1], relinearization_key.to_bytes(), rotation_keys.to_bytes())
+

@@ -1,0 +1,440 @@
+"""One keyholder's side of the key-generation ceremony, as a state machine.
+
+Each `handle_*` method takes one request record and returns the response record. It checks the
+ceremony id, the phase (rounds must come in order), and everything it can verify about the
+request against its own state; a repeated identical request gets the same response (retries
+are safe), anything else out of order raises `WrongPhase` or `InvalidInput`. No I/O: the
+keyholder service persists the `CeremonyOutcome` and a transport carries the records.
+
+Rounds (DESIGN.md §5, §6; OpenFHE's chained multiparty key generation):
+    plan → chain (sequential) → round one → round two → finalize
+         → [backup → deliver backups]  (t < n) → self-test → sign → complete
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import numpy as np
+
+from stagpack import codec
+from stagpack.decrypt import DecryptingParty, Quorum
+from stagpack.decrypt.threshold import PartialShare, fuse
+from stagpack.dkg.messages import (
+    Acknowledgement,
+    BackupBox,
+    BackupRequest,
+    BackupResponse,
+    CeremonyPlan,
+    ChainRequest,
+    ChainResponse,
+    CompleteRequest,
+    DeliverBackupsRequest,
+    FinalizeRequest,
+    FinalizeResponse,
+    QuorumPartials,
+    RoundOneRequest,
+    RoundOneResponse,
+    RoundTwoRequest,
+    RoundTwoResponse,
+    SelfTestRequest,
+    SelfTestResponse,
+    SignRequest,
+    TranscriptBody,
+    TranscriptSignature,
+)
+from stagpack.errors import IntegrityFailure, InvalidInput, WrongPhase
+from stagpack.fhe import FheContext, FheParameters, KeyBackupShare, KeyMaterial, PublicKey, SecretKeyShare, SlotVector
+from stagpack.identity import KeyholderIdentity, digest
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+
+
+class Phase(enum.IntEnum):
+    NEW = 0
+    PLANNED = 1
+    CHAINED = 2
+    ROUND_ONE = 3
+    ROUND_TWO = 4
+    FINALIZED = 5
+    BACKED_UP = 6
+    BACKUPS_RECEIVED = 7
+    SELF_TESTED = 8
+    SIGNED = 9
+    COMPLETE = 10
+
+
+@dataclass(frozen=True)
+class BackupHeader:
+    """Bound into every sealed backup share so a box cannot be replayed elsewhere."""
+
+    ceremony_id: bytes
+    sender: int
+    recipient: int
+
+
+@dataclass
+class CeremonyOutcome:
+    """What a keyholder keeps from a completed ceremony (the service seals the secrets)."""
+
+    transcript_bytes: bytes
+    secret: SecretKeyShare
+    backups: dict[int, KeyBackupShare]
+    joint_public_key: bytes
+    relinearization: bytes
+    rotation: bytes
+
+
+def self_test_vectors(context: FheContext, ceremony_id: bytes) -> tuple[SlotVector, SlotVector]:
+    """Two public vectors every party derives from the ceremony id."""
+    vectors = []
+    for label in (b"first", b"second"):
+        stream = hashlib.shake_256(b"stagpack/self-test/v1\x00" + ceremony_id + label).digest(4 * context.slot_count)
+        vectors.append((np.frombuffer(stream, dtype="<u4").astype(np.int64) % context.plaintext_modulus).astype(np.int64))
+    return vectors[0], vectors[1]
+
+
+def expected_self_test(context: FheContext, first: SlotVector, second: SlotVector) -> SlotVector:
+    """Plaintext of rotate(first ⊗ second, 1) + rotate(first, row swap): exercises encryption,
+    relinearization, a rotation key and the row swap."""
+    width = context.row_width
+    product = (first * second) % context.plaintext_modulus
+    rotated = np.concatenate([np.roll(product[:width], -1), np.roll(product[width:], -1)])
+    swapped = np.concatenate([first[width:], first[:width]])
+    return np.asarray((rotated + swapped) % context.plaintext_modulus, dtype=np.int64)
+
+
+def evaluate_self_test(context: FheContext, test_ciphertexts: tuple[bytes, ...]) -> object:
+    if len(test_ciphertexts) != 2:
+        raise InvalidInput("the self-test takes exactly two ciphertexts")
+    first, second = (context.ciphertext_from_bytes(data) for data in test_ciphertexts)
+    product = context.rotate(context.multiply(first, second), 1)
+    return context.add(product, context.rotate(first, context.row_width))
+
+
+def self_test_quorums(parties: int, threshold: int) -> tuple[tuple[int, ...], ...]:
+    """The full committee and, for t < n, quorums that leave out each party in turn."""
+    everyone = tuple(range(1, parties + 1))
+    if threshold == parties:
+        return (everyone,)
+    quorums = [everyone]
+    for absent in everyone:
+        members = tuple(party for party in everyone if party != absent)[:threshold]
+        if members not in quorums:
+            quorums.append(members)
+    return tuple(quorums)
+
+
+class DkgParty:
+    """A keyholder in one key-generation ceremony."""
+
+    def __init__(self, context: FheContext, identity: KeyholderIdentity) -> None:
+        self._context = context
+        self._identity = identity
+        self.phase = Phase.NEW
+        self._responses: dict[str, tuple[bytes, object]] = {}
+        self.plan: CeremonyPlan | None = None
+        self.index = 0
+        self._secret: SecretKeyShare | None = None
+        self._previous: bytes | None = None
+        self._chain_output: bytes | None = None
+        self._chain: tuple[bytes, ...] = ()
+        self._joint: PublicKey | None = None
+        self._round_one: tuple[bytes, bytes] | None = None
+        self._round_one_all: tuple[tuple[bytes, ...], tuple[bytes, ...]] = ((), ())
+        self._round_two: bytes | None = None
+        self._evaluation_digest: bytes | None = None
+        self._relinearization: KeyMaterial | None = None
+        self._rotation: KeyMaterial | None = None
+        self._backups: dict[int, KeyBackupShare] = {}
+        self._signed_body: TranscriptBody | None = None
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _step(self, name: str, request: object, required: Phase, handler: Callable[[], Response]) -> Response:
+        encoded = codec.encode(request)
+        cached = self._responses.get(name)
+        if cached is not None:
+            if cached[0] == encoded:
+                return cached[1]  # type: ignore[return-value]
+            raise WrongPhase(f"ceremony step {name!r} was already answered for a different request")
+        if self.phase != required:
+            raise WrongPhase(f"ceremony step {name!r} is not expected now (phase {self.phase.name})")
+        response = handler()
+        self._responses[name] = (encoded, response)
+        return response
+
+    def _require_ceremony(self, ceremony_id: bytes) -> CeremonyPlan:
+        if self.plan is None or ceremony_id != self.plan.ceremony_id:
+            raise InvalidInput("request is for another ceremony")
+        return self.plan
+
+    @property
+    def _joint_tag(self) -> str:
+        assert self._joint is not None
+        return self._joint.key_tag
+
+    # -- rounds -------------------------------------------------------------------------------
+
+    def handle_plan(self, plan: CeremonyPlan) -> Acknowledgement:
+        def run() -> Acknowledgement:
+            parameters = FheParameters.from_bytes(plan.parameters)
+            if parameters != self._context.parameters:
+                raise InvalidInput("the ceremony's FHE parameters differ from this keyholder's configuration")
+            if not 1 <= plan.parties <= 64 or len(plan.participants) != plan.parties:
+                raise InvalidInput("participants do not match the number of parties")
+            if not 1 <= plan.threshold <= plan.parties:
+                raise InvalidInput(f"threshold must be in 1..{plan.parties}")
+            if plan.threshold < plan.parties and 2 * plan.threshold <= plan.parties:
+                raise InvalidInput("t-of-n needs t > n/2 (OpenFHE's Shamir recovery enforces a majority)")
+            if [participant.index for participant in plan.participants] != list(range(1, plan.parties + 1)):
+                raise InvalidInput("participants must be listed as keyholders 1..n in order")
+            if len({participant.verify_key for participant in plan.participants}) != plan.parties:
+                raise InvalidInput("a keyholder appears twice in the plan")
+            mine = [p for p in plan.participants if p.verify_key == self._identity.verify_key]
+            if len(mine) != 1 or mine[0].box_key != self._identity.public.box_key:
+                raise InvalidInput("this keyholder is not (correctly) listed in the plan")
+            if len(plan.ceremony_id) != 16:
+                raise InvalidInput("ceremony id must be 16 bytes")
+            self.plan = plan
+            self.index = mine[0].index
+            self.phase = Phase.PLANNED
+            return Acknowledgement(plan.ceremony_id, self.index)
+
+        if self.plan is not None and self.plan != plan and self.phase != Phase.COMPLETE:
+            raise WrongPhase("a different ceremony is already in progress on this keyholder")
+        return self._step("plan", plan, Phase.NEW, run)
+
+    def handle_chain(self, request: ChainRequest) -> ChainResponse:
+        plan = self._require_ceremony(request.ceremony_id)
+
+        def run() -> ChainResponse:
+            if (request.previous is None) != (self.index == 1):
+                raise InvalidInput("only keyholder 1 starts the chain; every other extends a previous key")
+            previous = None if request.previous is None else self._context.public_key_from_bytes(request.previous)
+            secret, public = self._context.generate_key_share(previous)
+            self._secret = secret
+            self._previous = request.previous
+            self._chain_output = public.to_bytes()
+            self.phase = Phase.CHAINED
+            return ChainResponse(plan.ceremony_id, self.index, self._chain_output)
+
+        return self._step("chain", request, Phase.PLANNED, run)
+
+    def handle_round_one(self, request: RoundOneRequest) -> RoundOneResponse:
+        plan = self._require_ceremony(request.ceremony_id)
+
+        def run() -> RoundOneResponse:
+            chain = request.chain
+            if len(chain) != plan.parties or chain[self.index - 1] != self._chain_output:
+                raise InvalidInput("the chain does not contain this keyholder's public key at its position")
+            if self.index > 1 and chain[self.index - 2] != self._previous:
+                raise InvalidInput("the chain does not contain the key this keyholder extended")
+            lead = self.index == 1
+            if lead != (request.lead_relinearization is None) or lead != (request.lead_rotation is None):
+                raise InvalidInput("the lead starts round one; every other keyholder joins the lead's shares")
+            self._chain = chain
+            self._joint = self._context.public_key_from_bytes(chain[-1])
+            assert self._secret is not None
+            lead_relinearization = (
+                None if lead else self._context.key_material_from_bytes(request.lead_relinearization or b"", KeyMaterial.RELINEARIZATION)
+            )
+            lead_rotation = None if lead else self._context.key_material_from_bytes(request.lead_rotation or b"", KeyMaterial.ROTATION)
+            relinearization = self._context.relinearization_round_one(self._secret, lead_relinearization)
+            rotation = self._context.rotation_key_share(self._secret, lead_rotation, self._joint_tag)
+            self._round_one = (relinearization.to_bytes(), rotation.to_bytes())
+            self.phase = Phase.ROUND_ONE
+            return RoundOneResponse(plan.ceremony_id, self.index, *self._round_one)
+
+        return self._step("round-one", request, Phase.CHAINED, run)
+
+    def handle_round_two(self, request: RoundTwoRequest) -> RoundTwoResponse:
+        plan = self._require_ceremony(request.ceremony_id)
+
+        def run() -> RoundTwoResponse:
+            if len(request.relinearization) != plan.parties or len(request.rotation) != plan.parties:
+                raise InvalidInput("round two needs one round-one share from every keyholder")
+            assert self._round_one is not None and self._secret is not None
+            if (request.relinearization[self.index - 1], request.rotation[self.index - 1]) != self._round_one:
+                raise InvalidInput("round two does not carry this keyholder's own round-one shares")
+            shares = [self._context.key_material_from_bytes(data, KeyMaterial.RELINEARIZATION) for data in request.relinearization]
+            combined = self._context.combine_relinearization_round_one(shares, self._joint_tag)
+            self._round_one_all = (request.relinearization, request.rotation)
+            self._round_two = self._context.relinearization_round_two(self._secret, combined, self._joint_tag).to_bytes()
+            self.phase = Phase.ROUND_TWO
+            return RoundTwoResponse(plan.ceremony_id, self.index, self._round_two)
+
+        return self._step("round-two", request, Phase.ROUND_ONE, run)
+
+    def handle_finalize(self, request: FinalizeRequest) -> FinalizeResponse:
+        plan = self._require_ceremony(request.ceremony_id)
+
+        def run() -> FinalizeResponse:
+            if len(request.relinearization) != plan.parties or request.relinearization[self.index - 1] != self._round_two:
+                raise InvalidInput("finalize needs every keyholder's round-two share, this one's at its position")
+            context, tag = self._context, self._joint_tag
+            relinearization = context.combine_relinearization_round_two(
+                [context.key_material_from_bytes(data, KeyMaterial.RELINEARIZATION) for data in request.relinearization], tag
+            )
+            rotation = context.combine_rotation_shares(
+                [context.key_material_from_bytes(data, KeyMaterial.ROTATION) for data in self._round_one_all[1]], tag
+            )
+            context.install_evaluation_keys(relinearization, rotation, tag)
+            assert self._joint is not None
+            context.bind_joint_key(self._joint)
+            self._relinearization, self._rotation = relinearization, rotation
+            self._evaluation_digest = evaluation_keys_digest(
+                self._round_one_all[0], request.relinearization, self._round_one_all[1]
+            )
+            self.phase = Phase.FINALIZED if plan.threshold < plan.parties else Phase.BACKUPS_RECEIVED
+            return FinalizeResponse(plan.ceremony_id, self.index, self._evaluation_digest)
+
+        return self._step("finalize", request, Phase.ROUND_TWO, run)
+
+    def handle_backup(self, request: BackupRequest) -> BackupResponse:
+        plan = self._require_ceremony(request.ceremony_id)
+
+        def run() -> BackupResponse:
+            assert self._secret is not None
+            shares = self._context.share_secret_key(self._secret, plan.parties, plan.threshold, self.index)
+            boxes = []
+            for participant in plan.participants:
+                if participant.index == self.index:
+                    continue
+                header = codec.encode(BackupHeader(plan.ceremony_id, self.index, participant.index))
+                payload = header + self._context.backup_share_to_bytes(shares[participant.index])
+                boxes.append(BackupBox(self.index, participant.index, self._identity.box_to(participant.box_key, payload)))
+            self.phase = Phase.BACKED_UP
+            return BackupResponse(plan.ceremony_id, self.index, tuple(boxes))
+
+        return self._step("backup", request, Phase.FINALIZED, run)
+
+    def handle_deliver_backups(self, request: DeliverBackupsRequest) -> Acknowledgement:
+        plan = self._require_ceremony(request.ceremony_id)
+
+        def run() -> Acknowledgement:
+            senders = sorted(box.sender for box in request.boxes)
+            expected = [participant.index for participant in plan.participants if participant.index != self.index]
+            if senders != expected or any(box.recipient != self.index for box in request.boxes):
+                raise InvalidInput("expected exactly one backup box from every other keyholder, addressed to this one")
+            backups: dict[int, KeyBackupShare] = {}
+            for box in request.boxes:
+                sender = plan.participants[box.sender - 1]
+                payload = self._identity.open_box(sender.box_key, box.sealed)
+                header_bytes = codec.encode(BackupHeader(plan.ceremony_id, box.sender, self.index))
+                if not payload.startswith(header_bytes):
+                    raise InvalidInput(f"backup box from keyholder {box.sender} is not for this ceremony and recipient")
+                backups[box.sender] = self._context.backup_share_from_bytes(payload[len(header_bytes) :])
+            self._backups = backups
+            self.phase = Phase.BACKUPS_RECEIVED
+            return Acknowledgement(plan.ceremony_id, self.index)
+
+        return self._step("deliver-backups", request, Phase.BACKED_UP, run)
+
+    def handle_self_test(self, request: SelfTestRequest) -> SelfTestResponse:
+        plan = self._require_ceremony(request.ceremony_id)
+
+        def run() -> SelfTestResponse:
+            if set(request.quorums) - set(self_test_quorums(plan.parties, plan.threshold)):
+                raise InvalidInput("self-test quorums are not the ones the ceremony prescribes")
+            output = evaluate_self_test(self._context, request.test_ciphertexts)
+            assert self._secret is not None
+            party = DecryptingParty(self._context, self.index, self._secret, self._backups, plan.parties, plan.threshold)
+            results = []
+            for members in request.quorums:
+                if self.index not in members:
+                    continue
+                quorum = Quorum(plan.parties, plan.threshold, members)
+                shares = party.partials(output, quorum)  # type: ignore[arg-type]
+                results.append(
+                    QuorumPartials(
+                        members, self.index, tuple(share.on_behalf_of for share in shares), tuple(share.data for share in shares)
+                    )
+                )
+            self._self_test_ciphertexts = request.test_ciphertexts
+            self.phase = Phase.SELF_TESTED
+            return SelfTestResponse(plan.ceremony_id, self.index, tuple(results))
+
+        return self._step("self-test", request, Phase.BACKUPS_RECEIVED, run)
+
+    def handle_sign(self, request: SignRequest) -> TranscriptSignature:
+        plan = self._require_ceremony(request.body.ceremony_id)
+
+        def run() -> TranscriptSignature:
+            body = request.body
+            expected = expected_transcript_body(
+                self._context, plan, self._chain, self._evaluation_digest or b""
+            )
+            if body != expected:
+                raise InvalidInput("the transcript does not match what this keyholder took part in")
+            verify_self_test(self._context, plan, request.self_test)
+            self._signed_body = body
+            self.phase = Phase.SIGNED
+            return TranscriptSignature(self.index, self._identity.sign("transcript", body.digest()))
+
+        return self._step("sign", request, Phase.SELF_TESTED, run)
+
+    def handle_complete(self, request: CompleteRequest) -> CeremonyOutcome:
+        plan = self._require_ceremony(request.transcript.body.ceremony_id)
+        if self.phase != Phase.SIGNED:
+            raise WrongPhase(f"the ceremony cannot complete in phase {self.phase.name}")
+        transcript = request.transcript
+        if transcript.body != self._signed_body:
+            raise InvalidInput("the completed transcript is not the one this keyholder signed")
+        transcript.verify()
+        if hashlib.sha256(request.joint_public_key).digest() != transcript.body.joint_public_key:
+            raise InvalidInput("the joint public key does not match the transcript")
+        assert self._secret is not None and self._relinearization is not None and self._rotation is not None
+        self.phase = Phase.COMPLETE
+        del plan
+        return CeremonyOutcome(
+            transcript_bytes=transcript.to_bytes(),
+            secret=self._secret,
+            backups=dict(self._backups),
+            joint_public_key=request.joint_public_key,
+            relinearization=self._relinearization.to_bytes(),
+            rotation=self._rotation.to_bytes(),
+        )
+
+
+def evaluation_keys_digest(round_one: tuple[bytes, ...], round_two: tuple[bytes, ...], rotation: tuple[bytes, ...]) -> bytes:
+    """Digest over every published evaluation-key share: the joint keys are a deterministic
+    function of these (their own serialized bytes are not canonical)."""
+    parts = [hashlib.sha256(share).digest() for share in (*round_one, *round_two, *rotation)]
+    return digest("evaluation-keys", *parts)
+
+
+def expected_transcript_body(context: FheContext, plan: CeremonyPlan, chain: tuple[bytes, ...], evaluation: bytes) -> TranscriptBody:
+    first, second = self_test_vectors(context, plan.ceremony_id)
+    return TranscriptBody(
+        ceremony_id=plan.ceremony_id,
+        parameters=plan.parameters,
+        parties=plan.parties,
+        threshold=plan.threshold,
+        participants=plan.participants,
+        chain=tuple(hashlib.sha256(key).digest() for key in chain),
+        joint_public_key=hashlib.sha256(chain[-1]).digest(),
+        evaluation_keys=evaluation,
+        rotation_steps=context.rotation_steps,
+        self_test=digest("self-test", first.tobytes(), second.tobytes()),
+    )
+
+
+def verify_self_test(context: FheContext, plan: CeremonyPlan, results: tuple[QuorumPartials, ...]) -> None:
+    """Fuse the self-test partials for every prescribed quorum and compare with the plaintext."""
+    first, second = self_test_vectors(context, plan.ceremony_id)
+    expected = expected_self_test(context, first, second)
+    for members in self_test_quorums(plan.parties, plan.threshold):
+        quorum = Quorum(plan.parties, plan.threshold, members)
+        shares = [
+            PartialShare(result.producer, on_behalf_of, data)
+            for result in results
+            if result.members == members
+            for on_behalf_of, data in zip(result.on_behalf_of, result.partials)
+        ]
+        if not np.array_equal(fuse(context, quorum, shares), expected):
+            raise IntegrityFailure(f"the self-test does not decrypt correctly with keyholders {members}")

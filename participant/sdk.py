@@ -1,0 +1,71 @@
+"""The participant SDK: turn "I will if at least N others do" into a signed, encrypted intendo.
+
+Everything here runs on the participant's machine: the threshold is encoded and encrypted
+locally under the committee's joint key and never leaves in the clear. The aggregator only ever
+receives the ciphertext, the public weight and the signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from stagpack.encoding import SlotLayout, StagKind, Threshold
+from stagpack.envelope import IntendoEnvelope, Withdrawal
+from stagpack.errors import InvalidInput
+from stagpack.fhe import FheContext, PublicKey
+from stagpack.identity import SigningIdentity
+from stagpack.stag import StagSpec, now_millis
+
+DEFAULT_VALIDITY_MILLIS = 10 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class PreparedIntendo:
+    """A signed envelope and the ciphertext bytes it commits to, ready to submit."""
+
+    envelope: IntendoEnvelope
+    ciphertext: bytes
+
+    @property
+    def intendo_id(self) -> bytes:
+        return self.envelope.intendo_id
+
+
+def count_threshold(spec: StagSpec, others: int) -> Threshold:
+    """'I will if at least `others` others do' for a count stag."""
+    if spec.kind is not StagKind.COUNT:
+        raise InvalidInput("this stag counts capital: give an amount and a target total")
+    return Threshold.count(others, levels=spec.levels)
+
+
+def capital_threshold(spec: StagSpec, amount: int, total: int) -> Threshold:
+    """'I commit `amount` if the total reaches `total`' for a capital stag."""
+    if spec.kind is not StagKind.CAPITAL:
+        raise InvalidInput("this stag counts members: give the number of others instead")
+    return Threshold.capital(amount, total, levels=spec.levels)
+
+
+def prepare_intendo(
+    context: FheContext,
+    joint_key: PublicKey,
+    spec: StagSpec,
+    identity: SigningIdentity,
+    threshold: Threshold,
+    *,
+    valid_for_millis: int = DEFAULT_VALIDITY_MILLIS,
+) -> PreparedIntendo:
+    """Encode the thermometer, encrypt it under the joint key, sign the envelope."""
+    layout = SlotLayout(context.slot_count, context.plaintext_modulus)
+    slots = layout.thermometer(threshold, spec.levels)
+    ciphertext = context.ciphertext_to_bytes(context.encrypt(joint_key, slots))
+    envelope = IntendoEnvelope.sign(
+        identity, spec.stag_id, hashlib.sha256(ciphertext).digest(), threshold.weight, now_millis() + valid_for_millis
+    )
+    return PreparedIntendo(envelope, ciphertext)
+
+
+def prepare_withdrawal(
+    identity: SigningIdentity, stag_id: bytes, intendo_id: bytes, *, valid_for_millis: int = DEFAULT_VALIDITY_MILLIS
+) -> Withdrawal:
+    return Withdrawal.sign(identity, stag_id, intendo_id, now_millis() + valid_for_millis)

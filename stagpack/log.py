@@ -1,0 +1,203 @@
+"""A stag's log: hash-chained entries, and the certificates keyholders sign into it.
+
+The aggregator orders each stag's log; every keyholder replicates it and checks every entry
+(`stagpack.pack.PackState.apply`). Entries carry their body as canonical bytes; ciphertexts
+travel beside the log and are pinned by the digest inside the signed envelope.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Sequence
+
+from stagpack import codec
+from stagpack.dkg.messages import Transcript
+from stagpack.envelope import IntendoEnvelope, Withdrawal
+from stagpack.errors import InvalidInput, InvalidSignature
+from stagpack.identity import digest, verify_signature
+from stagpack.stag import StagSpec
+
+GENESIS_PREVIOUS = bytes(32)
+
+
+class EntryKind(str, enum.Enum):
+    GENESIS = "genesis"
+    SUBMISSION = "submission"
+    WITHDRAWAL = "withdrawal"
+    VALIDATION = "validation"
+    HUNT = "hunt"
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    WIRE_NAME = "stagpack.LogEntry.v1"
+
+    stag_id: bytes
+    height: int
+    previous: bytes  # digest of the entry at height - 1 (zeros for the genesis)
+    accepted_at_millis: int
+    kind: EntryKind
+    body: bytes
+
+    def digest(self) -> bytes:
+        return digest("log-entry", codec.encode(self))
+
+
+@dataclass(frozen=True)
+class KeyholderSignature:
+    index: int
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class CommitteeInfo:
+    """The public facts about a committee that verifiers need."""
+
+    committee_id: bytes
+    parties: int
+    threshold: int
+    verify_keys: tuple[bytes, ...]  # index i+1 -> verify_keys[i]
+
+    @classmethod
+    def from_transcript(cls, transcript: Transcript) -> CommitteeInfo:
+        body = transcript.body
+        keys = tuple(participant.verify_key for participant in sorted(body.participants, key=lambda p: p.index))
+        return cls(transcript.committee_id, body.parties, body.threshold, keys)
+
+    def verify_key(self, index: int) -> bytes:
+        if not 1 <= index <= self.parties:
+            raise InvalidInput(f"there is no keyholder {index} in this committee")
+        return self.verify_keys[index - 1]
+
+    def check_quorum_signatures(self, domain: str, message: bytes, signatures: Sequence[KeyholderSignature]) -> None:
+        """At least t distinct keyholders signed `message`; every listed signature verifies."""
+        seen: set[int] = set()
+        for signature in signatures:
+            if signature.index in seen:
+                raise InvalidSignature(f"keyholder {signature.index} appears twice among the {domain} signatures")
+            verify_signature(self.verify_key(signature.index), domain, message, signature.signature)
+            seen.add(signature.index)
+        if len(seen) < self.threshold:
+            raise InvalidSignature(f"{domain}: {len(seen)} keyholder signatures, {self.threshold} needed")
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """Which intendos of a validation batch are well-formed (DESIGN.md §7)."""
+
+    WIRE_NAME = "stagpack.ValidationOutcome.v1"
+
+    stag_id: bytes
+    batch: int
+    height: int
+    head: bytes
+    valid: tuple[bytes, ...]
+    invalid: tuple[bytes, ...]
+
+    def digest(self) -> bytes:
+        return digest("validation-outcome", codec.encode(self))
+
+
+@dataclass(frozen=True)
+class ValidationCertificate:
+    WIRE_NAME = "stagpack.ValidationCertificate.v1"
+
+    outcome: ValidationOutcome
+    signatures: tuple[KeyholderSignature, ...]
+
+    def verify(self, committee: CommitteeInfo) -> None:
+        committee.check_quorum_signatures("validation", self.outcome.digest(), self.signatures)
+
+
+@dataclass(frozen=True)
+class HuntOutcome:
+    """A fired hunt: level m and the pending members that execute, with their signed intendos.
+
+    `executed_weight` is the weight already executed by earlier hunts (those members stay
+    counted), so a verifier can check the fixed point: executed_weight + Σ member weights = m.
+    """
+
+    WIRE_NAME = "stagpack.HuntOutcome.v1"
+
+    stag_id: bytes
+    epoch: int
+    height: int
+    head: bytes
+    level: int
+    executed_weight: int
+    members: tuple[IntendoEnvelope, ...]
+
+    def digest(self) -> bytes:
+        return digest("hunt-outcome", codec.encode(self))
+
+    @property
+    def member_ids(self) -> tuple[bytes, ...]:
+        return tuple(member.intendo_id for member in self.members)
+
+    def check_consistency(self, spec: StagSpec) -> None:
+        """The facts must fit together: a fixed point of the members it names."""
+        if not 0 < self.level < spec.levels:
+            raise InvalidInput(f"hunt level {self.level} is outside 1..{spec.levels - 1}")
+        if not self.members:
+            raise InvalidInput("a hunt has at least one pending member")
+        if len(set(self.member_ids)) != len(self.members):
+            raise InvalidInput("a hunt lists a member twice")
+        for member in self.members:
+            member.verify()
+            if member.statement.stag_id != self.stag_id:
+                raise InvalidInput("a hunt member belongs to another stag")
+        total = self.executed_weight + sum(member.statement.weight for member in self.members)
+        if total != self.level:
+            raise InvalidInput(f"members and executed weight total {total}, not the hunt level {self.level}")
+
+
+@dataclass(frozen=True)
+class HuntCertificate:
+    WIRE_NAME = "stagpack.HuntCertificate.v1"
+
+    outcome: HuntOutcome
+    signatures: tuple[KeyholderSignature, ...]
+
+    def verify(self, committee: CommitteeInfo, spec: StagSpec) -> None:
+        if spec.stag_id != self.outcome.stag_id:
+            raise InvalidInput("the certificate is for another stag")
+        if spec.committee != committee.committee_id:
+            raise InvalidInput("the stag was created for another committee")
+        self.outcome.check_consistency(spec)
+        committee.check_quorum_signatures("hunt", self.outcome.digest(), self.signatures)
+
+    def to_bytes(self) -> bytes:
+        return codec.encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> HuntCertificate:
+        return codec.decode(cls, data)
+
+
+@dataclass(frozen=True)
+class CertificateBundle:
+    """Everything `stagpack verify` needs to check a hunt without trusting anyone."""
+
+    WIRE_NAME = "stagpack.CertificateBundle.v1"
+
+    certificate: HuntCertificate
+    spec: StagSpec
+    transcript: Transcript
+
+    def verify(self) -> None:
+        self.transcript.verify()
+        self.certificate.verify(CommitteeInfo.from_transcript(self.transcript), self.spec)
+
+
+BODY_TYPES: dict[EntryKind, type] = {
+    EntryKind.GENESIS: StagSpec,
+    EntryKind.SUBMISSION: IntendoEnvelope,
+    EntryKind.WITHDRAWAL: Withdrawal,
+    EntryKind.VALIDATION: ValidationCertificate,
+    EntryKind.HUNT: HuntCertificate,
+}
+
+
+def decode_body(entry: LogEntry) -> object:
+    return codec.decode(BODY_TYPES[entry.kind], entry.body)

@@ -1,0 +1,322 @@
+"""The state of one stag's pack, rebuilt by replaying its log.
+
+The aggregator and every keyholder apply the same entries through `PackState.apply`, which
+checks every rule (signatures, eligibility, replays, one live intendo per identity, capacity,
+rate limits, certificates) and keeps the encrypted pack sum S = Σ w_i over counted intendos. Two
+honest replicas of the same log therefore hold byte-identical sums (addition is exact).
+
+An intendo moves through: AWAITING validation → COUNTED (pending) → EXECUTED,
+or → WITHDRAWN, or → REJECTED (malformed ciphertext, recorded against its signer).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from stagpack.encoding import StagKind
+from stagpack.envelope import IntendoEnvelope, Withdrawal
+from stagpack.errors import AlreadyExists, IntegrityFailure, InvalidInput, NotFound, RateLimited, WrongPhase
+from stagpack.fhe import Ciphertext, FheContext
+from stagpack.log import (
+    GENESIS_PREVIOUS,
+    CommitteeInfo,
+    EntryKind,
+    HuntCertificate,
+    LogEntry,
+    ValidationCertificate,
+    decode_body,
+)
+from stagpack.stag import StagSpec
+
+
+class IntendoStatus(str, enum.Enum):
+    AWAITING = "awaiting-validation"
+    COUNTED = "counted"
+    EXECUTED = "executed"
+    WITHDRAWN = "withdrawn"
+    REJECTED = "rejected"
+
+
+LIVE = (IntendoStatus.AWAITING, IntendoStatus.COUNTED, IntendoStatus.EXECUTED)
+
+
+class CiphertextSource(Protocol):
+    """Where a replica finds an intendo's ciphertext bytes (they are not kept in memory)."""
+
+    def ciphertext(self, intendo_id: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class PackLimits:
+    """Operational limits every replica enforces identically."""
+
+    max_rejections: int = 3  # malformed intendos an identity may submit to one stag
+    max_clock_skew_millis: int = 30_000  # how far ahead of a replica's clock an entry may be stamped
+    validation_batch: int = 64  # intendos per validation session
+
+
+@dataclass
+class IntendoRecord:
+    envelope: IntendoEnvelope
+    height: int
+    status: IntendoStatus
+
+    @property
+    def weight(self) -> int:
+        return self.envelope.statement.weight
+
+
+@dataclass
+class PackState:
+    """One stag's state at some log height."""
+
+    context: FheContext
+    committee: CommitteeInfo
+    stag_id: bytes
+    limits: PackLimits = field(default_factory=PackLimits)
+    spec: StagSpec | None = None
+    height: int = 0
+    head: bytes = GENESIS_PREVIOUS
+    last_accepted_at: int = 0
+    intendos: dict[bytes, IntendoRecord] = field(default_factory=dict)
+    live_by_participant: dict[bytes, bytes] = field(default_factory=dict)
+    nonces: set[tuple[bytes, bytes]] = field(default_factory=set)
+    rejections: dict[bytes, int] = field(default_factory=dict)
+    counted_sum: Ciphertext | None = None
+    counted: int = 0
+    reserved_weight: int = 0  # awaiting + counted + executed: what capacity is checked against
+    executed_level: int = 0
+    validation_batches: int = 0
+    last_hunt_epoch: int = 0
+    hunts: list[HuntCertificate] = field(default_factory=list)
+
+    # -- views --------------------------------------------------------------------------------
+
+    def require_spec(self) -> StagSpec:
+        if self.spec is None:
+            raise WrongPhase("the stag has no genesis entry yet")
+        return self.spec
+
+    def record(self, intendo_id: bytes) -> IntendoRecord:
+        record = self.intendos.get(intendo_id)
+        if record is None:
+            raise NotFound("no such intendo in this stag")
+        return record
+
+    def pending(self) -> list[tuple[bytes, IntendoRecord]]:
+        """Counted, not yet executed intendos in log order: the candidates of the next hunt."""
+        return [(key, record) for key, record in self.intendos.items() if record.status is IntendoStatus.COUNTED]
+
+    def awaiting(self) -> list[bytes]:
+        return [key for key, record in self.intendos.items() if record.status is IntendoStatus.AWAITING]
+
+    def validation_batch(self) -> list[bytes]:
+        """The intendos the next validation session checks, in log order."""
+        return self.awaiting()[: self.limits.validation_batch]
+
+    def count_by_status(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in IntendoStatus}
+        for record in self.intendos.values():
+            counts[record.status.value] += 1
+        return counts
+
+    # -- checks shared by the aggregator (before appending) and replicas (when applying) -------
+
+    def check_submission(self, envelope: IntendoEnvelope, ciphertext: bytes, at_millis: int) -> Ciphertext:
+        """Raise unless this signed intendo may enter the log now; return its parsed ciphertext."""
+        spec = self.require_spec()
+        envelope.verify()
+        statement = envelope.statement
+        if statement.stag_id != self.stag_id:
+            raise InvalidInput("the envelope is signed for another stag")
+        if not spec.accepts_submissions(at_millis):
+            raise WrongPhase("the stag's deadline has passed")
+        if statement.expires_at_millis < at_millis:
+            raise InvalidInput("the envelope has expired")
+        if not spec.is_eligible(statement.participant):
+            raise InvalidInput("this identity is not eligible for the stag")
+        if self.rejections.get(statement.participant, 0) >= self.limits.max_rejections:
+            raise RateLimited("this identity has submitted too many malformed intendos to this stag")
+        if envelope.intendo_id in self.intendos or (statement.participant, statement.nonce) in self.nonces:
+            raise AlreadyExists("this envelope was already submitted (replay)")
+        if statement.participant in self.live_by_participant:
+            raise AlreadyExists("this identity already has a live intendo in the stag; withdraw it first")
+        if spec.kind is StagKind.COUNT and statement.weight != 1:
+            raise InvalidInput("count intendos have weight 1")
+        if not 1 <= statement.weight <= spec.levels - 1:
+            raise InvalidInput(f"the weight must be in 1..{spec.levels - 1}")
+        if self.reserved_weight + statement.weight > spec.levels - 1:
+            raise InvalidInput(f"the stag is full: its total may not exceed {spec.levels - 1}")
+        if hashlib.sha256(ciphertext).digest() != statement.ciphertext_digest:
+            raise InvalidInput("the ciphertext does not match the digest in the signed envelope")
+        return self.context.ciphertext_from_bytes(ciphertext)
+
+    def check_withdrawal(self, withdrawal: Withdrawal, at_millis: int) -> IntendoRecord:
+        spec = self.require_spec()
+        withdrawal.verify()
+        statement = withdrawal.statement
+        if statement.stag_id != self.stag_id:
+            raise InvalidInput("the withdrawal is signed for another stag")
+        if not spec.accepts_submissions(at_millis):
+            raise WrongPhase("the stag's deadline has passed")
+        if statement.expires_at_millis < at_millis:
+            raise InvalidInput("the withdrawal has expired")
+        if (statement.participant, statement.nonce) in self.nonces:
+            raise AlreadyExists("this withdrawal was already submitted (replay)")
+        record = self.record(statement.intendo_id)
+        if record.envelope.statement.participant != statement.participant:
+            raise InvalidInput("only the intendo's signer may withdraw it")
+        if record.status is IntendoStatus.EXECUTED:
+            raise WrongPhase("the intendo has executed in a hunt and cannot be withdrawn")
+        if record.status not in LIVE:
+            raise WrongPhase(f"the intendo is already {record.status.value}")
+        return record
+
+    # -- applying the log ---------------------------------------------------------------------
+
+    def apply(self, entry: LogEntry, ciphertext: bytes | None, source: CiphertextSource) -> None:
+        """Check `entry` against the state and apply it. A replica that gets an error here has
+        been handed an invalid log and must stop serving the stag."""
+        if entry.stag_id != self.stag_id:
+            raise IntegrityFailure("log entry for another stag")
+        if entry.height != self.height + 1 or entry.previous != self.head:
+            raise IntegrityFailure(f"log entry {entry.height} does not extend height {self.height}")
+        if entry.accepted_at_millis < self.last_accepted_at:
+            raise IntegrityFailure("log timestamps go backwards")
+        body = decode_body(entry)
+        if entry.kind is EntryKind.GENESIS:
+            self._apply_genesis(entry, body)  # type: ignore[arg-type]
+        elif entry.kind is EntryKind.SUBMISSION:
+            if ciphertext is None:
+                raise IntegrityFailure("a submission entry arrived without its ciphertext")
+            self._apply_submission(entry, body, ciphertext)  # type: ignore[arg-type]
+        elif entry.kind is EntryKind.WITHDRAWAL:
+            self._apply_withdrawal(entry, body, source)  # type: ignore[arg-type]
+        elif entry.kind is EntryKind.VALIDATION:
+            self._apply_validation(body, source)  # type: ignore[arg-type]
+        elif entry.kind is EntryKind.HUNT:
+            self._apply_hunt(body)  # type: ignore[arg-type]
+        self.height = entry.height
+        self.head = entry.digest()
+        self.last_accepted_at = entry.accepted_at_millis
+
+    def _apply_genesis(self, entry: LogEntry, spec: StagSpec) -> None:
+        if entry.height != 1:
+            raise IntegrityFailure("the genesis must be the first entry")
+        if spec.stag_id != self.stag_id:
+            raise IntegrityFailure("the genesis does not hash to the stag id")
+        spec.validate(self.context.row_width, self.committee.committee_id)
+        self.spec = spec
+
+    def _apply_submission(self, entry: LogEntry, envelope: IntendoEnvelope, ciphertext: bytes) -> None:
+        self.check_submission(envelope, ciphertext, entry.accepted_at_millis)
+        statement = envelope.statement
+        self.intendos[envelope.intendo_id] = IntendoRecord(envelope, entry.height, IntendoStatus.AWAITING)
+        self.live_by_participant[statement.participant] = envelope.intendo_id
+        self.nonces.add((statement.participant, statement.nonce))
+        self.reserved_weight += statement.weight
+
+    def _apply_withdrawal(self, entry: LogEntry, withdrawal: Withdrawal, source: CiphertextSource) -> None:
+        record = self.check_withdrawal(withdrawal, entry.accepted_at_millis)
+        statement = withdrawal.statement
+        if record.status is IntendoStatus.COUNTED:
+            self._uncount(statement.intendo_id, source)
+        record.status = IntendoStatus.WITHDRAWN
+        self.live_by_participant.pop(statement.participant, None)
+        self.nonces.add((statement.participant, statement.nonce))
+        self.reserved_weight -= record.weight
+
+    def _apply_validation(self, certificate: ValidationCertificate, source: CiphertextSource) -> None:
+        certificate.verify(self.committee)
+        outcome = certificate.outcome
+        if outcome.stag_id != self.stag_id or outcome.batch != self.validation_batches + 1:
+            raise IntegrityFailure("validation certificate out of sequence")
+        decided = outcome.valid + outcome.invalid
+        if len(set(decided)) != len(decided) or not decided:
+            raise IntegrityFailure("validation certificate lists an intendo twice or none")
+        for intendo_id in decided:
+            record = self.intendos.get(intendo_id)
+            if record is None or record.height > outcome.height:
+                raise IntegrityFailure("validation certificate names an intendo outside its batch")
+            if record.status not in (IntendoStatus.AWAITING, IntendoStatus.WITHDRAWN):
+                raise IntegrityFailure("validation certificate names an intendo already decided")
+        for intendo_id in outcome.valid:
+            record = self.intendos[intendo_id]
+            if record.status is IntendoStatus.AWAITING:
+                record.status = IntendoStatus.COUNTED
+                self._count(intendo_id, source)
+        for intendo_id in outcome.invalid:
+            record = self.intendos[intendo_id]
+            participant = record.envelope.statement.participant
+            self.rejections[participant] = self.rejections.get(participant, 0) + 1
+            if record.status is IntendoStatus.AWAITING:
+                record.status = IntendoStatus.REJECTED
+                self.live_by_participant.pop(participant, None)
+                self.reserved_weight -= record.weight
+        self.validation_batches = outcome.batch
+
+    def _apply_hunt(self, certificate: HuntCertificate) -> None:
+        spec = self.require_spec()
+        certificate.verify(self.committee, spec)
+        outcome = certificate.outcome
+        if outcome.epoch <= self.last_hunt_epoch or outcome.level <= self.executed_level:
+            raise IntegrityFailure("hunt certificate out of sequence")
+        if outcome.executed_weight != self.executed_level:
+            raise IntegrityFailure("hunt certificate disagrees with the executed level")
+        for intendo_id in outcome.member_ids:
+            record = self.intendos.get(intendo_id)
+            if record is None or record.status is not IntendoStatus.COUNTED:
+                raise IntegrityFailure("hunt certificate names an intendo that is not pending")
+        for intendo_id in outcome.member_ids:
+            self.intendos[intendo_id].status = IntendoStatus.EXECUTED
+        self.executed_level = outcome.level
+        self.last_hunt_epoch = outcome.epoch
+        self.hunts.append(certificate)
+
+    def _count(self, intendo_id: bytes, source: CiphertextSource) -> None:
+        ciphertext = self.context.ciphertext_from_bytes(source.ciphertext(intendo_id))
+        self.counted_sum = ciphertext if self.counted_sum is None else self.context.add(self.counted_sum, ciphertext)
+        self.counted += 1
+
+    def _uncount(self, intendo_id: bytes, source: CiphertextSource) -> None:
+        assert self.counted_sum is not None
+        ciphertext = self.context.ciphertext_from_bytes(source.ciphertext(intendo_id))
+        self.counted_sum = self.context.subtract(self.counted_sum, ciphertext)
+        self.counted -= 1
+
+
+    def snapshot(self) -> PackSnapshot:
+        """What a session evaluates, frozen at the current height (the live state moves on)."""
+        return PackSnapshot(
+            spec=self.require_spec(),
+            height=self.height,
+            head=self.head,
+            counted_sum=self.counted_sum,
+            counted=self.counted,
+            executed_level=self.executed_level,
+            pending=tuple((key, record.envelope) for key, record in self.pending()),
+            batch=tuple((key, self.intendos[key].weight) for key in self.validation_batch()),
+        )
+
+
+@dataclass(frozen=True)
+class PackSnapshot:
+    """A pack frozen at one log height: the input of one decryption session."""
+
+    spec: StagSpec
+    height: int
+    head: bytes
+    counted_sum: Ciphertext | None
+    counted: int
+    executed_level: int
+    pending: tuple[tuple[bytes, IntendoEnvelope], ...]  # counted, not executed, in log order
+    batch: tuple[tuple[bytes, int], ...]  # (intendo id, weight) awaiting validation, next batch
+
+    def pending_ciphertexts(self, context: FheContext, source: CiphertextSource) -> list[tuple[Ciphertext, int]]:
+        return [
+            (context.ciphertext_from_bytes(source.ciphertext(key)), envelope.statement.weight)
+            for key, envelope in self.pending
+        ]

@@ -1,0 +1,145 @@
+"""Records of a decryption session between the aggregator and the keyholders.
+
+A session is one hunt check (per stag and epoch) or one validation batch (per stag and batch
+number). Its rounds, for each keyholder:
+
+    open   → SignedCommitment   fresh masks generated and committed (hash first)
+    reveal → MaskReveal         masks revealed once every commitment is fixed
+    decrypt (step) → partials   each step recomputed by the keyholder from its own replica
+    certify → signature         over the outcome the keyholder fused itself
+
+Hunt steps: CHECK → CONFIRM → MEMBERSHIP. Validation steps: BATCH → EACH (only when the batch
+as a whole is invalid). Every partial is signed with the session, step, quorum and the digest
+of the ciphertext it decrypts, so partials from different sessions, steps or quorums cannot be
+mixed, and any keyholder can re-fuse a previous step's partials to check what it revealed.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from stagpack import codec
+from stagpack.identity import digest
+
+
+class SessionKind(str, enum.Enum):
+    HUNT = "hunt"
+    VALIDATION = "validation"
+
+
+class Step(str, enum.Enum):
+    CHECK = "check"
+    CONFIRM = "confirm"
+    MEMBERSHIP = "membership"
+    BATCH = "batch"
+    EACH = "each"
+
+
+STEPS: dict[SessionKind, tuple[Step, ...]] = {
+    SessionKind.HUNT: (Step.CHECK, Step.CONFIRM, Step.MEMBERSHIP),
+    SessionKind.VALIDATION: (Step.BATCH, Step.EACH),
+}
+MASKS_PER_SESSION = 2  # hunt: check, confirm; validation: batch, each
+
+
+@dataclass(frozen=True)
+class SessionRef:
+    """Which session, and the log position (height, head digest) it evaluates."""
+
+    WIRE_NAME = "stagpack.SessionRef.v1"
+
+    stag_id: bytes
+    kind: SessionKind
+    number: int  # the epoch (hunt) or batch number (validation)
+    height: int
+    head: bytes
+
+    @property
+    def session_id(self) -> bytes:
+        return digest("session", self.stag_id, self.kind.value.encode(), self.number.to_bytes(8, "big"))
+
+    def describe(self) -> str:
+        return f"{self.kind.value} {self.number} of stag {self.stag_id.hex()[:12]} at height {self.height}"
+
+
+@dataclass(frozen=True)
+class MaskCommitment:
+    WIRE_NAME = "stagpack.MaskCommitment.v1"
+
+    session: SessionRef
+    keyholder: int
+    masks: tuple[bytes, ...]  # SHA-256 of each mask ciphertext
+
+
+@dataclass(frozen=True)
+class SignedCommitment:
+    commitment: MaskCommitment
+    signature: bytes
+
+    def message(self) -> bytes:
+        return codec.encode(self.commitment)
+
+
+@dataclass(frozen=True)
+class RevealRequest:
+    session: SessionRef
+    commitments: tuple[SignedCommitment, ...]
+
+
+@dataclass(frozen=True)
+class MaskReveal:
+    keyholder: int
+    masks: tuple[bytes, ...]  # the mask ciphertexts
+
+
+@dataclass(frozen=True)
+class PartialStatement:
+    WIRE_NAME = "stagpack.PartialStatement.v1"
+
+    session: SessionRef
+    step: Step
+    item: int  # which ciphertext of the step (membership has several)
+    quorum: tuple[int, ...]
+    producer: int
+    on_behalf_of: int
+    ciphertext: bytes  # digest of the decrypted ciphertext
+    partial: bytes  # digest of the partial decryption bytes
+
+
+@dataclass(frozen=True)
+class SignedPartial:
+    statement: PartialStatement
+    signature: bytes
+    data: bytes  # the partial decryption
+
+
+@dataclass(frozen=True)
+class DecryptRequest:
+    session: SessionRef
+    step: Step
+    quorum: tuple[int, ...]
+    commitments: tuple[SignedCommitment, ...]
+    reveals: tuple[MaskReveal, ...]
+    prior: tuple[SignedPartial, ...]  # complete partial sets of every earlier step
+    claimed: tuple[bytes, ...]  # digests of the ciphertexts the aggregator computed
+
+
+@dataclass(frozen=True)
+class DecryptResponse:
+    partials: tuple[SignedPartial, ...]
+
+
+@dataclass(frozen=True)
+class CertifyRequest:
+    session: SessionRef
+    commitments: tuple[SignedCommitment, ...]
+    reveals: tuple[MaskReveal, ...]
+    prior: tuple[SignedPartial, ...]  # complete partial sets of every step of the session
+    outcome: bytes  # the encoded HuntOutcome or ValidationOutcome the aggregator fused
+
+
+@dataclass(frozen=True)
+class CertifyResponse:
+    keyholder: int
+    signature: bytes

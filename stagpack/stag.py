@@ -1,0 +1,122 @@
+"""A stag: one coordination question with its levels, eligibility, epochs and payload.
+
+The spec is immutable and public; its digest is the stag id. It is the first entry of the
+stag's log, so every keyholder replica knows the same rules.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from stagpack import codec
+from stagpack.encoding import MIN_LEVELS, StagKind
+from stagpack.errors import InvalidInput
+from stagpack.identity import check_verify_key, digest
+
+MIN_EPOCH_MILLIS = 100
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_ELIGIBLE = 100_000
+MAX_TITLE = 200
+
+
+def now_millis() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class StagSpec:
+    """Everything that defines a stag. `eligibility` empty means open to any identity."""
+
+    WIRE_NAME = "stagpack.StagSpec.v1"
+
+    committee: bytes  # the committee (transcript digest) whose key encrypts this stag
+    kind: StagKind
+    levels: int
+    title: str
+    eligibility: tuple[bytes, ...]  # sorted Ed25519 public keys of eligible participants
+    epoch_millis: int
+    opens_at_millis: int
+    deadline_millis: int  # 0: no deadline
+    payload: bytes  # opaque to stagpack; handed to the executor when a hunt fires
+    nonce: bytes
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        committee: bytes,
+        kind: StagKind,
+        levels: int,
+        title: str = "",
+        eligibility: tuple[bytes, ...] = (),
+        epoch_millis: int = 10_000,
+        opens_at_millis: int | None = None,
+        deadline_millis: int = 0,
+        payload: bytes = b"",
+    ) -> StagSpec:
+        return cls(
+            committee=committee,
+            kind=kind,
+            levels=levels,
+            title=title,
+            eligibility=tuple(sorted(set(eligibility))),
+            epoch_millis=epoch_millis,
+            opens_at_millis=now_millis() if opens_at_millis is None else opens_at_millis,
+            deadline_millis=deadline_millis,
+            payload=payload,
+            nonce=os.urandom(16),
+        )
+
+    @property
+    def stag_id(self) -> bytes:
+        return digest("stag", codec.encode(self))
+
+    def validate(self, max_levels: int, committee: bytes) -> None:
+        """Raise InvalidInput unless the spec is one this committee can serve."""
+        if self.committee != committee:
+            raise InvalidInput("the stag names another committee")
+        if not isinstance(self.kind, StagKind):
+            raise InvalidInput("unknown stag kind")
+        if type(self.levels) is not int or not MIN_LEVELS <= self.levels <= max_levels:
+            raise InvalidInput(f"levels must be in {MIN_LEVELS}..{max_levels} (a stag is full at levels-1); got {self.levels}")
+        if len(self.title) > MAX_TITLE:
+            raise InvalidInput(f"title is longer than {MAX_TITLE} characters")
+        if len(self.eligibility) > MAX_ELIGIBLE:
+            raise InvalidInput(f"at most {MAX_ELIGIBLE} eligible participants")
+        if tuple(sorted(set(self.eligibility))) != self.eligibility:
+            raise InvalidInput("eligibility must be sorted and without duplicates")
+        for key in self.eligibility:
+            check_verify_key(key, "eligible participant key")
+        if type(self.epoch_millis) is not int or self.epoch_millis < MIN_EPOCH_MILLIS:
+            raise InvalidInput(f"the epoch period must be at least {MIN_EPOCH_MILLIS} ms")
+        if self.opens_at_millis < 0 or self.deadline_millis < 0:
+            raise InvalidInput("times must be non-negative")
+        if self.deadline_millis and self.deadline_millis <= self.opens_at_millis:
+            raise InvalidInput("the deadline must be after the opening time")
+        if len(self.payload) > MAX_PAYLOAD_BYTES:
+            raise InvalidInput(f"the payload is larger than {MAX_PAYLOAD_BYTES} bytes")
+        if len(self.nonce) != 16:
+            raise InvalidInput("the stag nonce must be 16 bytes")
+
+    def is_eligible(self, participant: bytes) -> bool:
+        return not self.eligibility or participant in self.eligibility
+
+    def epoch_due_at(self, epoch: int) -> int:
+        """Epoch e (1, 2, …) is due e periods after opening."""
+        return self.opens_at_millis + epoch * self.epoch_millis
+
+    def current_epoch(self, at_millis: int) -> int:
+        """The latest epoch that is due at `at_millis` (0 before the first)."""
+        if at_millis < self.opens_at_millis:
+            return 0
+        return (at_millis - self.opens_at_millis) // self.epoch_millis
+
+    def accepts_submissions(self, at_millis: int) -> bool:
+        """Intendos and withdrawals are accepted until the deadline (if any)."""
+        return not self.deadline_millis or at_millis < self.deadline_millis
+
+    def epoch_allowed(self, epoch: int) -> bool:
+        """Epochs run from 1 until the last one due at or before the deadline."""
+        return epoch >= 1 and (not self.deadline_millis or self.epoch_due_at(epoch) <= self.deadline_millis)
