@@ -1,0 +1,110 @@
+"""Shared fixtures. Key ceremonies are the expensive part (seconds each), so committees are
+created once per test session and tests isolate themselves by creating their own stags."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from stagpack.decrypt import DecryptingParty, Quorum
+from stagpack.dkg import CommitteeBundle, DkgParty, LocalCeremonyPeer, run_ceremony
+from stagpack.fhe import FheContext
+from stagpack.identity import KeyholderIdentity
+from stagpack.inprocess import InProcessDeployment
+from stagpack.stag import now_millis
+
+settings.register_profile("stagpack", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("stagpack")
+
+
+class FakeClock:
+    """Milliseconds since the epoch, moved forward only by the test (no sleeping)."""
+
+    def __init__(self) -> None:
+        self._now = now_millis()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            return self._now
+
+    def advance(self, millis: int) -> None:
+        with self._lock:
+            self._now += millis
+
+
+@pytest.fixture(scope="session")
+def context() -> FheContext:
+    return FheContext()
+
+
+@dataclass
+class Committee:
+    """A committee created by the real ceremony code, with every party's key material at hand
+    so tests can decrypt directly (tests only: production code never holds them together)."""
+
+    context: FheContext
+    bundle: CommitteeBundle
+    parties: list[DecryptingParty]
+
+    @property
+    def joint_key(self):  # type: ignore[no-untyped-def]
+        return self.context.joint_key
+
+    def quorum(self, members: tuple[int, ...] | None = None) -> Quorum:
+        count = len(self.parties)
+        threshold = self.bundle.transcript.body.threshold
+        return Quorum(count, threshold, members or tuple(range(1, count + 1)))
+
+    def partials(self, ciphertext, quorum: Quorum | None = None):  # type: ignore[no-untyped-def]
+        quorum = quorum or self.quorum()
+        return [share for party in self.parties if party.index in quorum.members for share in party.partials(ciphertext, quorum)]
+
+
+def make_committee(context: FheContext, parties: int, threshold: int) -> Committee:
+    peers = []
+    for index in range(parties):
+        identity = KeyholderIdentity(f"test-keyholder-{index + 1}")
+        peers.append(LocalCeremonyPeer(DkgParty(context, identity), identity.public))
+    bundle = run_ceremony(context, peers, threshold)
+    decrypting = []
+    for index, peer in enumerate(peers, start=1):
+        assert peer.outcome is not None
+        decrypting.append(
+            DecryptingParty(context, index, peer.outcome.secret, peer.outcome.backups, parties, threshold)
+        )
+    return Committee(context, bundle, decrypting)
+
+
+@pytest.fixture(scope="session")
+def committee3(context: FheContext) -> Committee:
+    """A 3-of-3 committee (one per test session)."""
+    return make_committee(context, 3, 3)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+_deployment_counter = itertools.count()
+
+
+@pytest.fixture
+def deployment_factory(tmp_path: Path) -> Iterator[Callable[..., InProcessDeployment]]:
+    """Start in-process deployments (own stores under tmp_path) with the given n, t, clock."""
+    started: list[InProcessDeployment] = []
+
+    def start(parties: int = 3, threshold: int | None = None, *, clock: Callable[[], int] = now_millis, **options: object) -> InProcessDeployment:
+        directory = tmp_path / f"deployment-{next(_deployment_counter)}"
+        deployment = InProcessDeployment.start(directory, parties, threshold, clock=clock, **options)  # type: ignore[arg-type]
+        started.append(deployment)
+        return deployment
+
+    yield start
