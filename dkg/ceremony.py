@@ -87,7 +87,7 @@ def run_ceremony(
     parties = len(peers)
     if parties < 1:
         raise InvalidInput("a ceremony needs at least one keyholder")
-    steps = 9 + (2 if threshold < parties else 0)
+    steps = 8 + (2 if threshold < parties else 0)
     done = 0
 
     def advance(what: str) -> None:

@@ -72,7 +72,10 @@ def _encode(value: object, out: bytearray) -> None:
         data = bytes(value)
         out += _BYTES + struct.pack(">I", len(data)) + data
     elif isinstance(value, str):
-        data = value.encode("utf-8")
+        try:
+            data = value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates have no UTF-8 form
+            raise InvalidInput("string is not valid Unicode (lone surrogate)") from None
         out += _STR + struct.pack(">I", len(data)) + data
     elif isinstance(value, tuple):
         out += _TUPLE + struct.pack(">I", len(value))

@@ -71,7 +71,7 @@ class FheParameters:
     def insecure_fixed_noise_for_benchmarks(cls) -> FheParameters:
         """FIXED_NOISE_MULTIPARTY: partial decryptions leak plaintext-dependent noise. For
         benchmarks and tests that measure the cost of flooding only; production refuses it."""
-        return cls(noise_mode=NoiseMode.FIXED_INSECURE)
+        return cls(noise_mode=NoiseMode.FIXED_INSECURE, wire_towers=2)
 
     @property
     def is_secure(self) -> bool:
@@ -85,12 +85,16 @@ class FheParameters:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FheParameters:
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"FHE parameters must be bytes, not {type(data).__name__}")
         try:
-            fields = json.loads(data.decode())
+            fields = json.loads(bytes(data).decode())
             if not isinstance(fields, dict) or set(fields) != set(cls.__dataclass_fields__):
                 raise ValueError("unexpected fields")
             fields["noise_mode"] = NoiseMode(fields["noise_mode"])
             parameters = cls(**fields)
+        except RecursionError:  # hostile nesting: json recurses once per level
+            raise InvalidInput("malformed FHE parameters: nested too deeply") from None
         except (ValueError, TypeError, UnicodeDecodeError) as error:
             raise InvalidInput(f"malformed FHE parameters: {error}") from None
         for name in ("plaintext_modulus", "multiplicative_depth", "wire_towers", "max_fused_partials"):
@@ -341,9 +345,12 @@ class FheContext:
         self.plaintext_modulus = parameters.plaintext_modulus
         self._tower_moduli = self._read_tower_moduli()
         self.fresh_towers = len(self._tower_moduli)
-        if not 3 <= parameters.wire_towers <= self.fresh_towers:
+        # Noise-flooding decryption needs 3 towers; fixed-noise decryption (benchmarks) has only
+        # 2 fresh towers at depth 2 and needs no spare one.
+        least_towers = 3 if parameters.is_secure else 2
+        if not least_towers <= parameters.wire_towers <= self.fresh_towers:
             raise InvalidInput(
-                f"wire_towers must be between 3 and {self.fresh_towers} for these parameters"
+                f"wire_towers must be between {least_towers} and {self.fresh_towers} for these parameters"
             )
         self._wire_level = self.fresh_towers - parameters.wire_towers
         self._joint_key: PublicKey | None = None
@@ -507,6 +514,20 @@ class FheContext:
                 )
             )
         self._full_zero = self._context.Encrypt(public_key._native, self._context.MakePackedPlaintext([0]))
+        # Backup shares (DESIGN.md §6) come from other keyholders: template them too. A share is
+        # a full-tower polynomial; Shamir shares of throwaway keys give independent samples.
+        backup_bytes = [
+            self._backup_bytes(self._context.ShareKeys(self._context.KeyGen().secretKey, 3, 2, 1, "shamir")[2])
+            for _ in range(3)
+        ]
+        # ShareKeys does not fully reduce its shares when t >= 3 (coefficients up to about
+        # (t-1)·q were measured), and RecoverSharedKey accepts them: pin the layout only.
+        self._backup_template = _WireTemplate(
+            "key backup share",
+            backup_bytes[0],
+            _find_regions(backup_bytes, self.ring_dimension, self.fresh_towers),
+            [1 << 64] * self.fresh_towers,
+        )
 
     @property
     def joint_key(self) -> PublicKey:
@@ -653,12 +674,21 @@ class FheContext:
         shares = self._context.ShareKeys(secret._native, parties, threshold, index, "shamir")
         return {int(holder): KeyBackupShare(poly) for holder, poly in shares.items()}
 
-    def backup_share_to_bytes(self, share: KeyBackupShare) -> bytes:
+    def _backup_bytes(self, share: openfhe.DCRTPoly) -> bytes:
         container = self._require_full_zero().Clone()
-        container.SetElements([share._native])
-        return bytes(openfhe.Serialize(container, _BINARY))
+        container.SetElements([share])
+        return self._canonical(container)  # canonical: a share parsed and re-sealed gives the same bytes
+
+    def backup_share_to_bytes(self, share: KeyBackupShare) -> bytes:
+        return self._backup_bytes(share._native)
 
     def backup_share_from_bytes(self, data: bytes) -> KeyBackupShare:
+        """Parse a backup share, refusing anything but exactly a share under the bound joint key
+        (checked before OpenFHE parses a byte: a flipped length field makes it allocate without
+        bound)."""
+        if self._backup_template is None:
+            raise WrongPhase("no committee key is bound yet")
+        self._backup_template.check(data)
         native = self._deserialize(openfhe.DeserializeCiphertextString, data, "key backup share")
         elements = native.GetElements()  # type: ignore[attr-defined]
         if len(elements) != 1:

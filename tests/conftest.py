@@ -108,3 +108,29 @@ def deployment_factory(tmp_path: Path) -> Iterator[Callable[..., InProcessDeploy
         return deployment
 
     yield start
+
+
+# --- a t-of-n committee that keeps its keyholders' identities (unit tests) -------------------
+
+
+@dataclass
+class KeyedCommittee(Committee):
+    """A committee that also keeps each keyholder's identity, so tests can sign (and forge)
+    keyholder certificates and open backup boxes (tests only)."""
+
+    identities: tuple[KeyholderIdentity, ...] = ()
+
+
+@pytest.fixture(scope="session")
+def committee2of3() -> KeyedCommittee:
+    """A 2-of-3 committee on its own FheContext (a context binds exactly one committee key), so
+    every 2-member quorum decrypts with stand-in partials for the third keyholder."""
+    context = FheContext()
+    identities = tuple(KeyholderIdentity(f"unit-keyholder-{index}") for index in range(1, 4))
+    peers = [LocalCeremonyPeer(DkgParty(context, identity), identity.public) for identity in identities]
+    bundle = run_ceremony(context, peers, 2)
+    decrypting = []
+    for index, peer in enumerate(peers, start=1):
+        assert peer.outcome is not None
+        decrypting.append(DecryptingParty(context, index, peer.outcome.secret, peer.outcome.backups, 3, 2))
+    return KeyedCommittee(context, bundle, decrypting, identities)
