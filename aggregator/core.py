@@ -32,7 +32,7 @@ from stagpack.log import (
     ValidationOutcome,
     decode_body,
 )
-from stagpack.pack import PackLimits, PackSnapshot, PackState
+from stagpack.pack import IntendoRecord, PackLimits, PackSnapshot, PackState
 from stagpack.session import SessionKind
 from stagpack.stag import StagSpec, now_millis
 
@@ -240,6 +240,14 @@ class Aggregator:
                 accepting=spec.accepts_submissions(now),
                 next_epoch_at_millis=spec.epoch_due_at(spec.current_epoch(now) + 1),
             )
+
+    def intendo(self, stag_id: bytes, intendo_id: bytes) -> IntendoRecord:
+        """An intendo's public record (status and the log heights at which it changed)."""
+        pack = self._pack(stag_id)
+        write, _ = self._locks(stag_id)
+        with write:
+            record = pack.record(intendo_id)
+            return IntendoRecord(record.envelope, record.height, record.status, record.counted_at, record.closed_at)
 
     def hunts(self, stag_id: bytes, after_epoch: int = 0) -> list[HuntCertificate]:
         return [certificate for certificate in self._pack(stag_id).hunts if certificate.outcome.epoch > after_epoch]

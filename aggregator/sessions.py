@@ -12,6 +12,7 @@ hunt is binding and must complete).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
@@ -80,6 +81,7 @@ class SessionRunner:
         self._store = store
         self.suspects: set[int] = set()  # keyholders whose partials failed to fuse consistently
         self.last_live: set[int] = set(self._clients)
+        self._pool = ThreadPoolExecutor(max_workers=max(len(self._clients), 1), thread_name_prefix="keyholder-call")
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -87,13 +89,26 @@ class SessionRunner:
         session = progress.session
         self._store.save_session(session.stag_id, session.kind.value, session.number, codec.encode(progress))
 
-    def _call(self, live: set[int], index: int, call: Callable[[KeyholderClient], object]) -> object | None:
-        try:
-            return call(self._clients[index])
-        except KeyholderUnreachable as error:
-            log.warning("keyholder %d unreachable: %s", index, error)
-            live.discard(index)
-            return None
+    def _call_all(
+        self, live: set[int], indices: Sequence[int], call: Callable[[KeyholderClient], object]
+    ) -> dict[int, object | StagpackError | None]:
+        """Call keyholders concurrently (they are separate processes). Unreachable ones are
+        dropped from `live` and map to None; other protocol errors are returned, not raised."""
+
+        def attempt(index: int) -> object | StagpackError | None:
+            try:
+                return call(self._clients[index])
+            except KeyholderUnreachable as error:
+                log.warning("keyholder %d unreachable: %s", index, error)
+                return None
+            except StagpackError as error:
+                return error
+
+        results = dict(zip(indices, self._pool.map(attempt, indices)))
+        for index, result in results.items():
+            if result is None:
+                live.discard(index)
+        return results
 
     # -- the session --------------------------------------------------------------------------
 
@@ -158,46 +173,37 @@ class SessionRunner:
     def _open_and_reveal(self, session: SessionRef, live: set[int]) -> SessionProgress:
         commitments: dict[int, SignedCommitment] = {}
         refusals = []
-        for index in sorted(live):
-            try:
-                signed = self._call(live, index, lambda client: client.open_session(session))
-            except StagpackError as error:
-                log.warning("keyholder %d refused to open %s: %s", index, session.describe(), error)
-                refusals.append(f"keyholder {index}: {error}")
-                live.discard(index)
-                continue
+        opened = self._call_all(live, sorted(live), lambda client: client.open_session(session))
+        for index, signed in opened.items():
             if signed is None:
+                continue
+            if isinstance(signed, StagpackError):
+                log.warning("keyholder %d refused to open %s: %s", index, session.describe(), signed)
+                refusals.append(f"keyholder {index}: {signed}")
+                live.discard(index)
                 continue
             assert isinstance(signed, SignedCommitment)
             try:
-                verify_signature(
-                    self._committee.verify_key(index), "mask-commitment", signed.message(), signed.signature
-                )
+                verify_signature(self._committee.verify_key(index), "mask-commitment", signed.message(), signed.signature)
+                if signed.commitment.keyholder != index or signed.commitment.session != session:
+                    raise InvalidInput("commitment for another keyholder or session")
             except StagpackError as error:
                 log.error("keyholder %d sent an invalid mask commitment: %s", index, error)
                 live.discard(index)
                 continue
-            if signed.commitment.keyholder != index or signed.commitment.session != session:
-                log.error("keyholder %d sent a commitment for another session", index)
-                live.discard(index)
-                continue
             commitments[index] = signed
-        self._require_quorum(live, refusals)
         while True:
-            ordered = tuple(commitments[index] for index in sorted(commitments) if index in live)
-            self._require_quorum(set(index for index in commitments if index in live), refusals)
-            reveals = []
-            dropped = False
-            for signed in ordered:
-                index = signed.commitment.keyholder
-                reveal = self._call(live, index, lambda client: client.reveal(RevealRequest(session, ordered)))
-                if reveal is None:
-                    dropped = True
-                    break
-                assert isinstance(reveal, MaskReveal)
-                reveals.append(reveal)
-            if not dropped:
-                return SessionProgress(session, ordered, tuple(reveals), ())
+            contributors = sorted(index for index in commitments if index in live)
+            self._require_quorum(set(contributors), refusals)
+            ordered = tuple(commitments[index] for index in contributors)
+            revealed = self._call_all(live, contributors, lambda client: client.reveal(RevealRequest(session, ordered)))
+            failed = [index for index, reveal in revealed.items() if not isinstance(reveal, MaskReveal)]
+            for index in failed:
+                if isinstance(revealed[index], StagpackError):
+                    refusals.append(f"keyholder {index}: {revealed[index]}")
+                live.discard(index)
+            if not failed:
+                return SessionProgress(session, ordered, tuple(revealed[index] for index in contributors), ())  # type: ignore[misc]
 
     def _require_quorum(self, live: set[int], refusals: list[str]) -> None:
         if len(live) < self._committee.threshold:
@@ -218,11 +224,14 @@ class SessionRunner:
         request = DecryptRequest(
             progress.session, step, quorum.members, progress.commitments, progress.reveals, progress.partials, claimed
         )
+        responses = self._call_all(live, quorum.members, lambda client: client.decrypt(request))
         partials: list[SignedPartial] = []
         for index in quorum.members:
-            response = self._call(live, index, lambda client: client.decrypt(request))
+            response = responses[index]
             if response is None:
                 return None
+            if isinstance(response, StagpackError):
+                raise response
             partials.extend(response.partials)  # type: ignore[attr-defined]
         return tuple(partials)
 
@@ -283,11 +292,9 @@ class SessionRunner:
         domain = "hunt" if progress.session.kind is SessionKind.HUNT else "validation"
         signatures = []
         refusals = []
-        for index in sorted(live):
-            try:
-                response = self._call(live, index, lambda client: client.certify(request))
-            except StagpackError as error:
-                refusals.append(f"keyholder {index}: {error}")
+        for index, response in self._call_all(live, sorted(live), lambda client: client.certify(request)).items():
+            if isinstance(response, StagpackError):
+                refusals.append(f"keyholder {index}: {response}")
                 continue
             if response is None:
                 continue

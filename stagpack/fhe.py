@@ -12,7 +12,8 @@ boundary, and OpenFHE's quirks:
 * re-serializing a deserialized object gives different bytes (cereal shares pointers on first
   write only), so ciphertexts that are hashed or compared are first put in canonical form;
 * garbage fed to the deserializer can make it allocate without bound, so bytes from outside are
-  checked against a template of the exact expected layout before OpenFHE ever parses them.
+  checked against a template of the exact expected layout before OpenFHE ever parses them;
+* the first packed encoding must happen in the thread that built the context (see __init__).
 """
 
 from __future__ import annotations
@@ -338,6 +339,11 @@ class FheContext:
             # which already holds its CRT tables; recomputing them on each deserialization made
             # parsing a ciphertext 25x slower (16 ms instead of 0.7 ms, measured).
             openfhe.DisablePrecomputeCRTTablesAfterDeserializaton()
+            # The first packed encoding initializes the batching parameters (a primality test
+            # drawing on OpenFHE's PRNG). Done first from any thread but the one that built the
+            # context, it deadlocks (seen with the pinned wheel: gRPC worker threads hung). Do it
+            # here, in the constructing thread.
+            context.MakePackedPlaintext([0])
         self._context = context
         self.ring_dimension = int(context.GetRingDimension())
         self.slot_count = self.ring_dimension

@@ -61,8 +61,10 @@ class PackLimits:
 @dataclass
 class IntendoRecord:
     envelope: IntendoEnvelope
-    height: int
+    height: int  # log height of the submission
     status: IntendoStatus
+    counted_at: int = 0  # log height of the validation that counted it (0: not counted)
+    closed_at: int = 0  # log height at which it was withdrawn, rejected or executed
 
     @property
     def weight(self) -> int:
@@ -177,7 +179,7 @@ class PackState:
 
     # -- applying the log ---------------------------------------------------------------------
 
-    def apply(self, entry: LogEntry, ciphertext: bytes | None, source: CiphertextSource) -> None:
+    def apply(self, entry: LogEntry, ciphertext: bytes | None, source: CiphertextSource) -> None:  # noqa: C901
         """Check `entry` against the state and apply it. A replica that gets an error here has
         been handed an invalid log and must stop serving the stag."""
         if entry.stag_id != self.stag_id:
@@ -196,9 +198,9 @@ class PackState:
         elif entry.kind is EntryKind.WITHDRAWAL:
             self._apply_withdrawal(entry, body, source)  # type: ignore[arg-type]
         elif entry.kind is EntryKind.VALIDATION:
-            self._apply_validation(body, source)  # type: ignore[arg-type]
+            self._apply_validation(entry, body, source)  # type: ignore[arg-type]
         elif entry.kind is EntryKind.HUNT:
-            self._apply_hunt(body)  # type: ignore[arg-type]
+            self._apply_hunt(entry, body)  # type: ignore[arg-type]
         self.height = entry.height
         self.head = entry.digest()
         self.last_accepted_at = entry.accepted_at_millis
@@ -225,11 +227,12 @@ class PackState:
         if record.status is IntendoStatus.COUNTED:
             self._uncount(statement.intendo_id, source)
         record.status = IntendoStatus.WITHDRAWN
+        record.closed_at = entry.height
         self.live_by_participant.pop(statement.participant, None)
         self.nonces.add((statement.participant, statement.nonce))
         self.reserved_weight -= record.weight
 
-    def _apply_validation(self, certificate: ValidationCertificate, source: CiphertextSource) -> None:
+    def _apply_validation(self, entry: LogEntry, certificate: ValidationCertificate, source: CiphertextSource) -> None:
         certificate.verify(self.committee)
         outcome = certificate.outcome
         if outcome.stag_id != self.stag_id or outcome.batch != self.validation_batches + 1:
@@ -247,6 +250,7 @@ class PackState:
             record = self.intendos[intendo_id]
             if record.status is IntendoStatus.AWAITING:
                 record.status = IntendoStatus.COUNTED
+                record.counted_at = entry.height
                 self._count(intendo_id, source)
         for intendo_id in outcome.invalid:
             record = self.intendos[intendo_id]
@@ -254,11 +258,12 @@ class PackState:
             self.rejections[participant] = self.rejections.get(participant, 0) + 1
             if record.status is IntendoStatus.AWAITING:
                 record.status = IntendoStatus.REJECTED
+                record.closed_at = entry.height
                 self.live_by_participant.pop(participant, None)
                 self.reserved_weight -= record.weight
         self.validation_batches = outcome.batch
 
-    def _apply_hunt(self, certificate: HuntCertificate) -> None:
+    def _apply_hunt(self, entry: LogEntry, certificate: HuntCertificate) -> None:
         spec = self.require_spec()
         certificate.verify(self.committee, spec)
         outcome = certificate.outcome
@@ -272,6 +277,7 @@ class PackState:
                 raise IntegrityFailure("hunt certificate names an intendo that is not pending")
         for intendo_id in outcome.member_ids:
             self.intendos[intendo_id].status = IntendoStatus.EXECUTED
+            self.intendos[intendo_id].closed_at = entry.height
         self.executed_level = outcome.level
         self.last_hunt_epoch = outcome.epoch
         self.hunts.append(certificate)

@@ -1,0 +1,3 @@
+from stagpack.cli import main
+
+raise SystemExit(main())

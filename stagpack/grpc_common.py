@@ -1,0 +1,172 @@
+"""The gRPC edge: error mapping, message-size limits, channels and server plumbing.
+
+One table maps the error hierarchy to status codes (STYLE.md §4); clients map them back, so a
+caller of the SDK sees the same `StagpackError` subclass the server raised, with its message.
+Unknown exceptions become INTERNAL with no detail (and a logged traceback on the server).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+from concurrent import futures
+from typing import Any, Callable, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from stagpack import codec
+from stagpack.errors import (
+    AlreadyExists,
+    CommitteeUnavailable,
+    CryptoFailure,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    PolicyRefusal,
+    RateLimited,
+    StagpackError,
+    WrongPhase,
+)
+
+log = logging.getLogger("stagpack.grpc")
+
+T = TypeVar("T")
+
+MEGABYTE = 1024 * 1024
+# The public API carries one ~790 KB ciphertext per submission; 4 MB leaves room and nothing more.
+PUBLIC_MESSAGE_LIMIT = 4 * MEGABYTE
+# Keyholder traffic carries masks, partial decryptions and, during the ceremony, every party's
+# evaluation-key shares (~18 MB each): 256 MB bounds it for committees of up to ~12 keyholders.
+INTERNAL_MESSAGE_LIMIT = 256 * MEGABYTE
+
+ERROR_CODES: tuple[tuple[type[StagpackError], grpc.StatusCode], ...] = (
+    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (WrongPhase, grpc.StatusCode.FAILED_PRECONDITION),
+    (PolicyRefusal, grpc.StatusCode.PERMISSION_DENIED),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (CommitteeUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (IntegrityFailure, grpc.StatusCode.ABORTED),
+    (CryptoFailure, grpc.StatusCode.INTERNAL),
+)
+_FROM_CODE: dict[grpc.StatusCode, type[StagpackError]] = {code: error for error, code in ERROR_CODES}
+
+
+def status_code(error: StagpackError) -> grpc.StatusCode:
+    for error_type, code in ERROR_CODES:
+        if isinstance(error, error_type):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def server_options(message_limit: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", message_limit),
+        ("grpc.max_send_message_length", message_limit),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def channel(address: str, message_limit: int) -> grpc.Channel:
+    return grpc.insecure_channel(
+        address,
+        options=[
+            ("grpc.max_receive_message_length", message_limit),
+            ("grpc.max_send_message_length", message_limit),
+        ],
+    )
+
+
+def servicer_method(method: Callable[..., T]) -> Callable[..., T]:
+    """Wrap a servicer method: StagpackError -> its status code and message; TypeError from
+    decoding -> INVALID_ARGUMENT; anything else -> INTERNAL without detail."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> T:
+        try:
+            return method(self, request, context)
+        except StagpackError as error:
+            code = status_code(error)
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("%s failed: %s", method.__name__, error)
+            context.abort(code, str(error) or type(error).__name__)
+        except TypeError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"wrong field type: {error}")
+        except Exception:  # noqa: BLE001 - the edge: log, and tell the caller nothing
+            log.exception("%s failed with an unexpected error", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        raise AssertionError("unreachable")  # context.abort raises
+
+    return wrapper
+
+
+def error_from_rpc(error: grpc.RpcError) -> StagpackError:
+    """The StagpackError a client should raise for a failed call."""
+    code = error.code()  # type: ignore[attr-defined]
+    details = error.details() or code.name  # type: ignore[attr-defined]
+    error_type = _FROM_CODE.get(code)
+    if error_type is not None:
+        return error_type(details)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        return CommitteeUnavailable(details)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return InvalidInput(f"message too large or rate limited: {details}")
+    return CryptoFailure(f"{code.name}: {details}")
+
+
+def decode_record(record_type: type[T], body: bytes) -> T:
+    return codec.decode(record_type, body)
+
+
+class HealthReporter:
+    """The standard gRPC health service: NOT_SERVING until `serving()` is called."""
+
+    def __init__(self, server: grpc.Server, services: list[str]) -> None:
+        self._servicer = health.HealthServicer()
+        self._services = ["", *services]
+        health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
+        for service in self._services:
+            self._servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def serving(self) -> None:
+        for service in self._services:
+            self._servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def not_serving(self) -> None:
+        for service in self._services:
+            self._servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+def new_server(address: str, message_limit: int, workers: int = 8) -> tuple[grpc.Server, int]:
+    """A server bound to `address` ("127.0.0.1:0" picks a free port); returns (server, port)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=server_options(message_limit))
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return server, port
+
+
+def enable_reflection(server: grpc.Server, service_names: list[str]) -> None:
+    reflection.enable_server_reflection([*service_names, reflection.SERVICE_NAME, health.SERVICE_NAME], server)
+
+
+def serve_until_signalled(server: grpc.Server, on_stop: Callable[[], None], grace_seconds: float = 5.0) -> None:
+    """Block until SIGTERM/SIGINT, then stop accepting calls, let running ones finish within the
+    grace period, and call `on_stop` (close stores)."""
+    stopped = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    stopped.wait()
+    server.stop(grace_seconds).wait()
+    on_stop()
+    log.info("stopped")
