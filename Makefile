@@ -44,6 +44,10 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(PY) tools/generate_proto.py --check
 
+# Validate deploy/compose.yaml offline (Debian's docker-compose; no Docker engine needed).
+compose-check:
+	docker-compose -f deploy/compose.yaml config -q
+
 typecheck: $(STAMP)
 	$(PY) -m mypy stagpack solver dkg decrypt
 

@@ -105,11 +105,18 @@ def command_ceremony(options: argparse.Namespace) -> int:
     from stagpack.aggregator.server import RemoteKeyholder
     from stagpack.dkg import run_ceremony
     from stagpack.fhe import FheContext
-    from stagpack.wire import save_bundle
+    from stagpack.wire import bundle_exists, load_bundle_files, save_bundle
 
     output = Output(options.json)
     addresses = options.keyholder
     threshold = options.threshold or len(addresses)
+    if options.skip_if_exists and bundle_exists(options.out):
+        existing = load_bundle_files(options.out)
+        output.emit(
+            {"committee_id": hexid(existing.committee_id), "skipped": True},
+            [f"committee {hexid(existing.committee_id)} already exists in {options.out}; nothing to do"],
+        )
+        return 0
     if not output.as_json:
         print(f"key ceremony among {len(addresses)} keyholders (threshold {threshold})")
     peers = [RemoteKeyholder(address, 0, timeout_seconds=900) for address in addresses]
@@ -133,6 +140,17 @@ def command_ceremony(options: argparse.Namespace) -> int:
         ],
     )
     return 0
+
+
+def command_health(options: argparse.Namespace) -> int:
+    """Exit 0 if the service answers its gRPC health check (SERVING, with --serving)."""
+    from stagpack.launcher import health_status
+
+    status = health_status(options.address, timeout=options.timeout)
+    healthy = status == "SERVING" if options.serving else status is not None
+    Output(options.json).emit({"address": options.address, "status": status, "healthy": healthy},
+                              [f"{options.address}: {status or 'not answering'}"])
+    return 0 if healthy else 1
 
 
 def command_local_up(options: argparse.Namespace) -> int:
@@ -229,6 +247,17 @@ def command_stag_list(options: argparse.Namespace) -> int:
 
 def command_stag_status(options: argparse.Namespace) -> int:
     client = _client(options)
+    if options.intendo:
+        intendo = client.intendo_status(parse_hex(options.stag, "stag id"), parse_hex(options.intendo, "intendo id"))
+        Output(options.json).emit(
+            {"intendo_id": options.intendo, "status": intendo.status, "weight": intendo.weight,
+             "submitted_at_height": intendo.submitted_at_height, "counted_at_height": intendo.counted_at_height,
+             "closed_at_height": intendo.closed_at_height},
+            [f"intendo {options.intendo}: {intendo.status} (submitted at log height {intendo.submitted_at_height}"
+             + (f", counted at {intendo.counted_at_height}" if intendo.counted_at_height else "")
+             + (f", closed at {intendo.closed_at_height}" if intendo.closed_at_height else "") + ")"],
+        )
+        return 0
     status = client.status(parse_hex(options.stag, "stag id"))
     hunts = [{"epoch": h.epoch, "level": h.level, "members": len(h.members)} for h in status.hunts]
     epochs = [{"epoch": e.epoch, "result": e.result} for e in status.epochs]
@@ -381,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a keyholder's address, once per keyholder, in committee order")
     ceremony.add_argument("--threshold", type=int, help="keyholders needed to decrypt (default: all; t-of-n needs t > n/2)")
     ceremony.add_argument("--out", required=True, help="directory for the committee bundle (transcript and joint keys)")
+    ceremony.add_argument("--skip-if-exists", action="store_true", help="do nothing if --out already holds a committee")
+
+    health = with_json(add("health", command_health, "check a service's gRPC health (for container health checks)"))
+    health.add_argument("address")
+    health.add_argument("--serving", action="store_true", help="require SERVING (keys loaded), not just an answer")
+    health.add_argument("--timeout", type=float, default=3.0)
 
     local = commands.add_parser("local", help="run the whole topology as local processes").add_subparsers(dest="action", required=True)
     up = add("up", command_local_up, "start n keyholders and an aggregator on loopback ports, run the ceremony, serve until Ctrl-C", local)
@@ -421,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_aggregator(add("list", command_stag_list, "list stags", stag))
     status = with_aggregator(add("status", command_stag_status, "public status of a stag (never its progress)", stag))
     status.add_argument("stag", help="stag id (hex)")
+    status.add_argument("--intendo", help="show where this intendo stands instead (awaiting, counted, executed, …)")
 
     submit = with_aggregator(add("submit", command_submit, "encrypt, sign and submit an intendo"))
     submit.add_argument("--identity", required=True, help="participant identity file")
