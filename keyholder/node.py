@@ -61,7 +61,7 @@ from stagpack.fhe import Ciphertext, FheContext, KeyMaterial
 from stagpack.identity import KeyholderIdentity, PublicIdentity, Sealer
 from stagpack.keyholder.replica import LogSource, Replicas
 from stagpack.keyholder.store import KeyholderStore, ServedStep, SessionRecord, StoredCommittee
-from stagpack.log import CommitteeInfo
+from stagpack.log import CommitteeInfo, EntryKind, HuntCertificate, decode_body
 from stagpack.pack import PackLimits, PackState
 from stagpack.session import (
     MASKS_PER_SESSION,
@@ -237,6 +237,7 @@ class KeyholderNode:
         committee, _, replicas = self._require_ready()
         with replicas.lock(session.stag_id):
             try:
+                self._hold_for_unrecorded_hunt(session, replicas)
                 state = replicas.sync(session.stag_id, session.height)
             except StagpackError as error:
                 raise self._refuse(session, str(error), type(error)) from None
@@ -257,6 +258,30 @@ class KeyholderNode:
             signed = SignedCommitment(commitment, self.identity.sign("mask-commitment", codec.encode(commitment)))
             self._store.save_session(SessionRecord(session, masks, signed, (), (), 0, b""))
             return signed
+
+    def _hold_for_unrecorded_hunt(self, session: SessionRef, replicas: Replicas) -> None:
+        """A fired hunt is certified at its own height, so while it is not in the log the replica
+        must not move past that height: refuse (before syncing) a session whose log range does
+        not record the hunt, or the hunt could never be certified."""
+        state = replicas.state(session.stag_id)
+        if session.height <= state.height:
+            return
+        fired = [
+            record.session.number
+            for record in self._store.sessions(session.stag_id)
+            if record.fired_level and record.session.kind is SessionKind.HUNT and record.session.number > state.last_hunt_epoch
+        ]
+        if not fired:
+            return
+        recorded = set()
+        for entry, _ in self._source.read_log(session.stag_id, state.height, session.height):
+            if entry.kind is EntryKind.HUNT:
+                certificate = decode_body(entry)
+                assert isinstance(certificate, HuntCertificate)
+                recorded.add(certificate.outcome.epoch)
+        for number in fired:
+            if number not in recorded:
+                raise WrongPhase(f"the hunt of epoch {number} fired and must be recorded in the log first")
 
     def _check_may_open(self, session: SessionRef, state: PackState) -> None:
         spec = state.require_spec()
@@ -380,10 +405,13 @@ class KeyholderNode:
                 return computation.check()
             if step is Step.CONFIRM:
                 facts = read_hunt_steps(computation, committee, request.prior, Step.CHECK)
+                if not facts.candidates:
+                    raise PolicyRefusal("the hunt check did not fire: nothing may be confirmed or revealed")
                 return computation.confirm(facts.candidates)
             if step is Step.MEMBERSHIP:
                 facts = read_hunt_steps(computation, committee, request.prior, Step.CONFIRM)
-                assert facts.level is not None
+                if facts.level is None:
+                    raise PolicyRefusal("no candidate level was confirmed: no membership may be revealed")
                 ciphertexts = computation.membership(facts.level)
                 if not record.fired_level:
                     # Durable before any membership partial leaves: this hunt is now binding.
@@ -393,7 +421,9 @@ class KeyholderNode:
             if step is Step.BATCH:
                 return computation.batch()
             if step is Step.EACH:
-                read_validation_steps(computation, committee, request.prior, Step.BATCH)
+                batch_valid, _ = read_validation_steps(computation, committee, request.prior, Step.BATCH)
+                if batch_valid or len(computation.batch_ids()) == 1:
+                    raise PolicyRefusal("the batch check already decided every intendo: no per-intendo check is allowed")
                 return computation.each()
         raise InvalidInput(f"step {step.value} does not belong to a {session.kind.value} session")
 
