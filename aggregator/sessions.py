@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from stagpack import codec
 from stagpack.aggregator.committee import KeyholderClient, KeyholderUnreachable
 from stagpack.aggregator.store import AggregatorStore
-from stagpack.decrypt import Quorum
+from stagpack.decrypt import Quorum, family_members, quorum_family
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, StagpackError
 from stagpack.evaluation import (
     SessionComputation,
@@ -214,19 +214,20 @@ class SessionRunner:
 
     def _gather(
         self,
-        computation: SessionComputation,
         progress: SessionProgress,
         step: Step,
-        quorum: Quorum,
+        family: tuple[Quorum, ...],
         claimed: tuple[bytes, ...],
         live: set[int],
     ) -> tuple[SignedPartial, ...] | None:
         request = DecryptRequest(
-            progress.session, step, quorum.members, progress.commitments, progress.reveals, progress.partials, claimed
+            progress.session, step, tuple(quorum.members for quorum in family), progress.commitments,
+            progress.reveals, progress.partials, claimed,
         )
-        responses = self._call_all(live, quorum.members, lambda client: client.decrypt(request))
+        members = family_members(family)
+        responses = self._call_all(live, members, lambda client: client.decrypt(request))
         partials: list[SignedPartial] = []
-        for index in quorum.members:
+        for index in members:
             response = responses[index]
             if response is None:
                 return None
@@ -243,39 +244,36 @@ class SessionRunner:
         ciphertexts: list[Ciphertext],
         live: set[int],
     ) -> tuple[SignedPartial, ...]:
+        """Decrypt one step with the family of quorums of the live keyholders. If the result does
+        not fuse consistently, retry without one member of the failing family at a time — but
+        only while the rest can still cross-check each other (more than t of them): a result
+        from a single quorum could carry a dishonest keyholder's shift unseen."""
         claimed = computation.digests(ciphertexts)
         excluded: set[int] = set()
-        failures: list[tuple[int, ...]] = []
+        suspects_to_try: list[int] | None = None
         while True:
-            candidates = live - excluded
-            quorum = Quorum.choose(self._committee.parties, self._committee.threshold, candidates)
-            partials = self._gather(computation, progress, step, quorum, claimed, live)
+            family = quorum_family(self._committee.parties, self._committee.threshold, frozenset(live - excluded))
+            partials = self._gather(progress, step, family, claimed, live)
             if partials is None:
                 continue  # someone dropped out: choose again among the live
             try:
                 self._read(computation, progress.partials + partials, step)
             except (IntegrityFailure, InvalidInput) as error:
-                log.error("step %s with keyholders %s did not fuse consistently: %s", step.value, quorum.members, error)
-                failures.append(quorum.members)
-                excluded = self._next_exclusion(failures, live)
+                log.error("step %s with keyholders %s did not fuse consistently: %s", step.value, family_members(family), error)
+                if suspects_to_try is None:
+                    suspects_to_try = list(family_members(family))
+                if not suspects_to_try or len(live) - 1 <= self._committee.threshold:
+                    raise IntegrityFailure(
+                        "partial decryptions do not fuse consistently and the remaining keyholders are too few to "
+                        "find the faulty one by cross-checking; nothing was revealed"
+                    ) from None
+                excluded = {suspects_to_try.pop(0)}
                 continue
-            if failures:
-                culprits = set(failures[0]) - set(quorum.members)
-                self.suspects |= culprits
-                live -= culprits
-                log.error("excluding keyholder(s) %s: their partial decryptions were corrupt", sorted(culprits))
+            if excluded:
+                self.suspects |= excluded
+                live -= excluded
+                log.error("excluding keyholder(s) %s: their partial decryptions were corrupt", sorted(excluded))
             return partials
-
-    def _next_exclusion(self, failures: list[tuple[int, ...]], live: set[int]) -> set[int]:
-        """Leave out one member of the first failed quorum at a time (needs a spare keyholder)."""
-        first = failures[0]
-        tried = len(failures) - 1
-        if tried >= len(first) or len(live) - 1 < self._committee.threshold:
-            raise IntegrityFailure(
-                "partial decryptions do not fuse consistently and no spare keyholder can replace the faulty one; "
-                "nothing was revealed"
-            )
-        return {first[tried]}
 
     def _read(self, computation: SessionComputation, partials: tuple[SignedPartial, ...], step: Step) -> None:
         """Fuse what the step revealed (raises IntegrityFailure on corrupt partials)."""

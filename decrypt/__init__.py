@@ -1,13 +1,14 @@
 """Threshold decryption that reveals only what DESIGN.md §3 allows.
 
 Keyholders produce partials with `DecryptingParty`; whoever fuses calls one of the `reveal_*`
-functions, which fuse a complete set of partials and return the facts (a check's candidate
-levels, a confirmed level, membership bits, validity bits) — never the plaintext vector.
+functions with a family of quorums (see `quorum.quorum_family`). Each fuses the partials of every
+quorum of the family, reads the facts (a check's candidate levels, a confirmed level, membership
+bits, validity bits), and returns them only if every quorum agrees — never a plaintext vector.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 from stagpack.circuit import layout_of
 from stagpack.decrypt.facts import (
@@ -18,9 +19,10 @@ from stagpack.decrypt.facts import (
     read_membership,
     read_validity,
 )
-from stagpack.decrypt.quorum import Quorum
+from stagpack.decrypt.quorum import Quorum, family_members, quorum_family
 from stagpack.decrypt.threshold import DecryptingParty, PartialShare, fuse
-from stagpack.fhe import FheContext
+from stagpack.errors import IntegrityFailure, InvalidInput
+from stagpack.fhe import Ciphertext, FheContext, SlotVector
 
 __all__ = [
     "CheckFacts",
@@ -28,35 +30,65 @@ __all__ = [
     "DecryptingParty",
     "PartialShare",
     "Quorum",
+    "family_members",
+    "quorum_family",
     "reveal_confirmation",
     "reveal_hunt_check",
     "reveal_membership",
     "reveal_validity",
 ]
 
+Facts = TypeVar("Facts")
+
+
+def _agreed(
+    context: FheContext,
+    ciphertext: Ciphertext,
+    family: Sequence[Quorum],
+    shares: Sequence[PartialShare],
+    read: Callable[[SlotVector], Facts],
+) -> Facts:
+    """Facts read from each quorum's fusion; they must agree across the family."""
+    if not family:
+        raise InvalidInput("no quorum to decrypt with")
+    results = [read(fuse(context, ciphertext, quorum, shares)) for quorum in family]
+    if any(result != results[0] for result in results[1:]):
+        raise IntegrityFailure(
+            "quorums disagree on what was decrypted: a keyholder's partial decryption is dishonest; nothing is revealed"
+        )
+    return results[0]
+
 
 def reveal_hunt_check(
-    context: FheContext, quorum: Quorum, shares: Sequence[PartialShare], levels: int, executed_level: int
+    context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare],
+    levels: int, executed_level: int,
 ) -> CheckFacts:
     """Candidate fixed points above the executed level (both masked copies zero)."""
-    return read_hunt_check(layout_of(context), fuse(context, quorum, shares), levels, executed_level)
+    layout = layout_of(context)
+    return _agreed(context, ciphertext, family, shares, lambda vector: read_hunt_check(layout, vector, levels, executed_level))
 
 
 def reveal_confirmation(
-    context: FheContext, quorum: Quorum, shares: Sequence[PartialShare], levels: int, candidates: Sequence[int]
+    context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare],
+    levels: int, candidates: Sequence[int],
 ) -> ConfirmationFacts:
     """The greatest candidate confirmed with fresh masks, or None."""
-    return read_confirmation(layout_of(context), fuse(context, quorum, shares), levels, candidates)
+    layout = layout_of(context)
+    return _agreed(context, ciphertext, family, shares, lambda vector: read_confirmation(layout, vector, levels, candidates))
 
 
 def reveal_membership(
-    context: FheContext, quorum: Quorum, shares_per_ciphertext: Sequence[Sequence[PartialShare]], level: int, count: int
+    context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare],
+    level: int, count: int,
 ) -> tuple[bool, ...]:
     """Membership bit of each of `count` pending intendos, in log order."""
-    vectors = [fuse(context, quorum, shares) for shares in shares_per_ciphertext]
-    return read_membership(layout_of(context), vectors, level, count)
+    layout = layout_of(context)
+    return _agreed(context, ciphertext, family, shares, lambda vector: read_membership(layout, vector, level, count))
 
 
-def reveal_validity(context: FheContext, quorum: Quorum, shares: Sequence[PartialShare], groups: int) -> tuple[bool, ...]:
+def reveal_validity(
+    context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare], groups: int
+) -> tuple[bool, ...]:
     """Validity bit of each group in a validity check."""
-    return read_validity(layout_of(context), fuse(context, quorum, shares), groups)
+    layout = layout_of(context)
+    return _agreed(context, ciphertext, family, shares, lambda vector: read_validity(layout, vector, groups))

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from stagpack.circuit import MEMBERS_PER_SLOT
+from stagpack.circuit import MEMBERS_PER_GROUP, MEMBERS_PER_SLOT, membership_slot
 from stagpack.encoding import SlotLayout
 from stagpack.errors import IntegrityFailure
 from stagpack.fhe import SlotVector
@@ -62,24 +62,25 @@ def read_confirmation(layout: SlotLayout, slots: SlotVector, levels: int, candid
     return ConfirmationFacts(max(confirmed) if confirmed else None)
 
 
-def read_membership(layout: SlotLayout, vectors: Sequence[SlotVector], level: int, count: int) -> tuple[bool, ...]:
-    """Membership bits b_i of `count` pending intendos from the decrypted membership vectors."""
+def read_membership(layout: SlotLayout, vector: SlotVector, level: int, count: int) -> tuple[bool, ...]:
+    """Membership bits b_i of `count` pending intendos from the decrypted membership vector."""
     width = layout.row_width
+    groups = -(-count // MEMBERS_PER_GROUP)
+    expected = np.zeros_like(vector)
+    words: list[tuple[int, int]] = []  # (first position, word)
+    for group in range(groups):
+        column = membership_slot(group * MEMBERS_PER_GROUP).column(level, width)
+        for row in (0, 1):
+            index = row * width + column
+            expected[index] = vector[index]
+            words.append((group * MEMBERS_PER_GROUP + row * MEMBERS_PER_SLOT, int(vector[index])))
+    _require_zero(vector - expected, "membership")
     bits: list[bool] = []
-    for group, vector in enumerate(vectors):
-        expected = np.zeros_like(vector)
-        for row in (0, 1):
-            expected[row * width + level] = vector[row * width + level]
-        _require_zero(vector - expected, "membership")
-        for row in (0, 1):
-            value = int(vector[row * width + level])
-            first_position = group * 2 * MEMBERS_PER_SLOT + row * MEMBERS_PER_SLOT
-            population = max(0, min(MEMBERS_PER_SLOT, count - first_position))
-            if value >> population:
-                raise IntegrityFailure("membership: bits set beyond the pending intendos (corrupted partial decryption)")
-            bits.extend(bool(value >> bit & 1) for bit in range(population))
-    if len(bits) != count:
-        raise IntegrityFailure(f"membership: {len(bits)} bits for {count} pending intendos")
+    for first_position, word in words:
+        population = max(0, min(MEMBERS_PER_SLOT, count - first_position))
+        if word >> population:
+            raise IntegrityFailure("membership: bits set beyond the pending intendos (corrupted partial decryption)")
+        bits.extend(bool(word >> bit & 1) for bit in range(population))
     return tuple(bits)
 
 

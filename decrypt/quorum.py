@@ -1,9 +1,16 @@
-"""Who decrypts: the quorum of live keyholders and the roles in one threshold decryption.
+"""Who decrypts: quorums of live keyholders, and families of quorums that check each other.
 
-With all n keyholders live the quorum is all of them and every partial is a party's own. With
-some offline (DESIGN.md §6) the quorum S is exactly t live keyholders: each member produces its
-own partial and, for every offline keyholder k, a stand-in partial under the weighted key
-λ_j^S · share_kj. The smallest member is the *lead* (its own partial carries c0).
+A quorum is either all n keyholders (every partial a party's own) or exactly t of them: each
+member contributes its own partial and, for every keyholder k outside the quorum, a stand-in
+partial under the weighted key λ_j^S · share_kj (DESIGN.md §6). No partial carries c0: the
+"lead" term needs no secret and whoever fuses computes it (`FheContext.public_lead_partial`).
+
+Nothing proves that a partial decryption is honest: a keyholder could add a chosen plaintext
+to its share and shift what is revealed. When more than t keyholders are live, a step is
+therefore decrypted by a *family* of quorums that leaves out each live keyholder in turn, and
+the facts must agree across the family: a single dishonest keyholder is absent from one quorum,
+whose facts are then the true ones, so any shift shows up as a disagreement (and nothing is
+revealed). With exactly t live there is one quorum and this check is not possible.
 """
 
 from __future__ import annotations
@@ -49,10 +56,6 @@ class Quorum:
         return cls(parties, threshold, members[:threshold])
 
     @property
-    def lead(self) -> int:
-        return self.members[0]
-
-    @property
     def offline(self) -> tuple[int, ...]:
         return tuple(party for party in range(1, self.parties + 1) if party not in self.members)
 
@@ -61,3 +64,26 @@ class Quorum:
         own = tuple((member, member) for member in self.members)
         stand_ins = tuple((member, absent) for absent in self.offline for member in self.members)
         return own + stand_ins
+
+
+def quorum_family(parties: int, threshold: int, live: set[int] | frozenset[int]) -> tuple[Quorum, ...]:
+    """The quorums that decrypt one step: all n when t = n; exactly the live ones when only t are
+    live; otherwise, for each live keyholder, the t smallest of the others (duplicates removed),
+    so every live keyholder is absent from at least one quorum."""
+    members = sorted(live)
+    if len(members) < threshold:
+        raise CommitteeUnavailable(f"only {len(members)} of {parties} keyholders are reachable; {threshold} are needed")
+    if threshold == parties:
+        return (Quorum(parties, threshold, tuple(members)),)
+    if len(members) == threshold:
+        return (Quorum(parties, threshold, tuple(members)),)
+    family: list[Quorum] = []
+    for absent in members:
+        quorum = Quorum(parties, threshold, tuple(member for member in members if member != absent)[:threshold])
+        if quorum not in family:
+            family.append(quorum)
+    return tuple(family)
+
+
+def family_members(family: tuple[Quorum, ...]) -> tuple[int, ...]:
+    return tuple(sorted({member for quorum in family for member in quorum.members}))

@@ -21,10 +21,12 @@ from stagpack.fhe import Ciphertext, FheContext, KeyBackupShare, SecretKeyShare,
 
 @dataclass(frozen=True)
 class PartialShare:
-    """One partial decryption as it travels: who made it, for whom, and its bytes."""
+    """One partial decryption as it travels: who made it, for whom, in which quorum (empty for a
+    keyholder's own partial, which serves every quorum), and its bytes."""
 
     producer: int
     on_behalf_of: int
+    quorum: tuple[int, ...]
     data: bytes
 
 
@@ -59,31 +61,42 @@ class DecryptingParty:
             self._stand_in_keys[cache_key] = key
         return key
 
-    def partials(self, ciphertext: Ciphertext, quorum: Quorum) -> list[PartialShare]:
-        """Own partial, then one stand-in partial per offline keyholder."""
-        if quorum.parties != self.parties or quorum.threshold != self.threshold:
+    def partials(self, ciphertext: Ciphertext, family: Sequence[Quorum], *, own: bool = True) -> list[PartialShare]:
+        """This keyholder's own partial (unless `own` is False because it was already released:
+        every fresh partial of a ciphertext is another flooding sample), then a stand-in partial
+        for each keyholder outside each quorum it belongs to."""
+        if any(quorum.parties != self.parties or quorum.threshold != self.threshold for quorum in family):
             raise InvalidInput("quorum does not match this committee's n and t")
-        if self.index not in quorum.members:
-            raise InvalidInput(f"keyholder {self.index} is not in the quorum {quorum.members}")
-        own = self._context.partial_decrypt(ciphertext, self._secret, lead=self.index == quorum.lead)
-        shares = [PartialShare(self.index, self.index, self._context.partial_to_bytes(own))]
-        for absent in quorum.offline:
-            stand_in = self._context.partial_decrypt(ciphertext, self._stand_in_key(absent, quorum), lead=False)
-            shares.append(PartialShare(self.index, absent, self._context.partial_to_bytes(stand_in)))
+        mine = [quorum for quorum in family if self.index in quorum.members]
+        if not mine:
+            raise InvalidInput(f"keyholder {self.index} is in none of the quorums")
+        shares = []
+        if own:
+            partial = self._context.partial_decrypt(ciphertext, self._secret, lead=False)
+            shares.append(PartialShare(self.index, self.index, (), self._context.partial_to_bytes(partial)))
+        for quorum in mine:
+            for absent in quorum.offline:
+                stand_in = self._context.partial_decrypt(ciphertext, self._stand_in_key(absent, quorum), lead=False)
+                shares.append(PartialShare(self.index, absent, quorum.members, self._context.partial_to_bytes(stand_in)))
         return shares
 
 
-def fuse(context: FheContext, quorum: Quorum, shares: Sequence[PartialShare]) -> SlotVector:
-    """Fuse a complete set of partials for `quorum` (exactly one per expected role)."""
-    by_role = {}
+def fuse(context: FheContext, ciphertext: Ciphertext, quorum: Quorum, shares: Sequence[PartialShare]) -> SlotVector:
+    """Fuse the partials of one quorum (own partials of its members, its stand-ins, and the
+    public lead term) into the plaintext slot vector. `shares` may hold other quorums' too."""
+    by_role: dict[tuple[int, int], PartialShare] = {}
     for share in shares:
+        if share.quorum not in ((), quorum.members):
+            continue
+        if share.quorum == () and share.producer != share.on_behalf_of:
+            raise InvalidInput(f"keyholder {share.producer}'s stand-in partial names no quorum")
         role = (share.producer, share.on_behalf_of)
         if role in by_role:
             raise InvalidInput(f"duplicate partial decryption from keyholder {share.producer} for {share.on_behalf_of}")
         by_role[role] = share
     expected = quorum.expected_partials()
     missing = [role for role in expected if role not in by_role]
-    extra = [role for role in by_role if role not in expected]
-    if missing or extra:
-        raise InvalidInput(f"partial decryptions do not match quorum {quorum.members}: missing {missing}, unexpected {extra}")
-    return context.fuse([context.partial_from_bytes(by_role[role].data) for role in expected])
+    if missing:
+        raise InvalidInput(f"partial decryptions for quorum {quorum.members} are incomplete: missing {missing}")
+    partials = [context.partial_from_bytes(by_role[role].data) for role in expected]
+    return context.fuse([context.public_lead_partial(ciphertext), *partials])

@@ -152,6 +152,7 @@ class DkgParty:
         self._rotation: KeyMaterial | None = None
         self._backups: dict[int, KeyBackupShare] = {}
         self._signed_body: TranscriptBody | None = None
+        self._self_test_ciphertexts: tuple[bytes, ...] = ()
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -349,7 +350,7 @@ class DkgParty:
                 if self.index not in members:
                     continue
                 quorum = Quorum(plan.parties, plan.threshold, members)
-                shares = party.partials(output, quorum)  # type: ignore[arg-type]
+                shares = party.partials(output, [quorum])  # type: ignore[arg-type]
                 results.append(
                     QuorumPartials(
                         members, self.index, tuple(share.on_behalf_of for share in shares), tuple(share.data for share in shares)
@@ -371,7 +372,7 @@ class DkgParty:
             )
             if body != expected:
                 raise InvalidInput("the transcript does not match what this keyholder took part in")
-            verify_self_test(self._context, plan, request.self_test)
+            verify_self_test(self._context, plan, request.self_test, evaluate_self_test(self._context, self._self_test_ciphertexts))
             self._signed_body = body
             self.phase = Phase.SIGNED
             return TranscriptSignature(self.index, self._identity.sign("transcript", body.digest()))
@@ -424,17 +425,17 @@ def expected_transcript_body(context: FheContext, plan: CeremonyPlan, chain: tup
     )
 
 
-def verify_self_test(context: FheContext, plan: CeremonyPlan, results: tuple[QuorumPartials, ...]) -> None:
+def verify_self_test(context: FheContext, plan: CeremonyPlan, results: tuple[QuorumPartials, ...], output: object) -> None:
     """Fuse the self-test partials for every prescribed quorum and compare with the plaintext."""
     first, second = self_test_vectors(context, plan.ceremony_id)
     expected = expected_self_test(context, first, second)
     for members in self_test_quorums(plan.parties, plan.threshold):
         quorum = Quorum(plan.parties, plan.threshold, members)
         shares = [
-            PartialShare(result.producer, on_behalf_of, data)
+            PartialShare(result.producer, on_behalf_of, () if on_behalf_of == result.producer else members, data)
             for result in results
             if result.members == members
             for on_behalf_of, data in zip(result.on_behalf_of, result.partials)
         ]
-        if not np.array_equal(fuse(context, quorum, shares), expected):
+        if not np.array_equal(fuse(context, output, quorum, shares), expected):  # type: ignore[arg-type]
             raise IntegrityFailure(f"the self-test does not decrypt correctly with keyholders {members}")

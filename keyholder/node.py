@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from stagpack import codec
-from stagpack.decrypt import DecryptingParty, Quorum
+from stagpack.decrypt import DecryptingParty
 from stagpack.dkg import DkgParty, Transcript
 from stagpack.dkg.messages import (
     Acknowledgement,
@@ -52,6 +52,7 @@ from stagpack.errors import InvalidInput, PolicyRefusal, StagpackError, WrongPha
 from stagpack.evaluation import (
     SessionComputation,
     check_commitments,
+    prescribed_family,
     read_hunt_steps,
     read_validation_steps,
     session_outcome,
@@ -374,9 +375,14 @@ class KeyholderNode:
         with replicas.lock(session.stag_id):
             record = self._load_record(session)
             try:
-                quorum = Quorum(committee.parties, committee.threshold, tuple(request.quorum))
-                if self.index not in quorum.members:
-                    raise InvalidInput(f"keyholder {self.index} is not in the quorum {quorum.members}")
+                members = {member for quorum in request.quorums for member in quorum}
+                family = prescribed_family(committee, members)
+                if tuple(quorum.members for quorum in family) != tuple(request.quorums):
+                    raise PolicyRefusal(
+                        f"the quorums {request.quorums} are not the prescribed family for keyholders {sorted(members)}"
+                    )
+                if self.index not in members:
+                    raise InvalidInput(f"keyholder {self.index} is not in any quorum of {request.quorums}")
                 computation = self._computation(request, record)
                 ciphertexts = self._step_ciphertexts(computation, committee, request, record)
             except StagpackError as error:
@@ -386,13 +392,15 @@ class KeyholderNode:
                 raise self._refuse(
                     session, f"{request.step.value}: the ciphertext to decrypt differs from this keyholder's recomputation"
                 )
-            served = record.served_step(request.step, quorum.members)
+            record = self._store.load_session(session.session_id) or record
+            served = record.served_step(request.step, tuple(request.quorums))
             if served is not None:
                 return DecryptResponse(served.partials)
-            shares = [party.partials(ciphertext, quorum) for ciphertext in ciphertexts]
-            partials = sign_partials(self.identity.sign, session, request.step, quorum, digests, shares)
-            record = self._store.load_session(session.session_id) or record
-            self._store.save_session(replace(record, served=record.served + (ServedStep(request.step, quorum.members, partials),)))
+            released = record.own_partials(request.step)  # one own partial per ciphertext, ever
+            shares = [party.partials(ciphertext, family, own=not released) for ciphertext in ciphertexts]
+            partials = released + sign_partials(self.identity.sign, session, request.step, digests, shares)
+            served_step = ServedStep(request.step, tuple(request.quorums), partials)
+            self._store.save_session(replace(record, served=record.served + (served_step,)))
             log.info("keyholder %s decrypted %s step %s", self.identity.name, session.describe(), request.step.value)
             return DecryptResponse(partials)
 

@@ -50,10 +50,11 @@ CREATE INDEX IF NOT EXISTS sessions_by_stag ON sessions (stag_id);
 
 @dataclass(frozen=True)
 class ServedStep:
-    """Partials this keyholder released for one step and quorum (returned again on retry)."""
+    """Partials this keyholder released for one step and family of quorums (returned again on
+    retry; a different family reuses the own partial and adds stand-ins)."""
 
     step: Step
-    quorum: tuple[int, ...]
+    quorums: tuple[tuple[int, ...], ...]
     partials: tuple[SignedPartial, ...]
 
 
@@ -71,11 +72,18 @@ class SessionRecord:
     fired_level: int  # > 0 once membership was revealed: the hunt must then be recorded
     certified: bytes  # digest of the outcome this keyholder signed, b"" if none
 
-    def served_step(self, step: Step, quorum: tuple[int, ...]) -> ServedStep | None:
+    def served_step(self, step: Step, quorums: tuple[tuple[int, ...], ...]) -> ServedStep | None:
         for served in self.served:
-            if served.step is step and served.quorum == quorum:
+            if served.step is step and served.quorums == quorums:
                 return served
         return None
+
+    def own_partials(self, step: Step) -> tuple[SignedPartial, ...]:
+        """The own partials already released for `step` (one per ciphertext, reused)."""
+        for served in self.served:
+            if served.step is step:
+                return tuple(partial for partial in served.partials if partial.statement.quorum == ())
+        return ()
 
 
 @dataclass(frozen=True)

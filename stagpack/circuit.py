@@ -9,7 +9,8 @@ Hunt, per epoch, with pack sum S = Σ w_i over counted intendos and joint masks 
     d       = S − ramp                              zero exactly at fixed points c[ℓ] = ℓ
     check   = (d ⊙ window) ⊗ R                      reveals F = {ℓ : both copies zero}
     confirm = (d ⊙ 1_F) ⊗ R'                        fresh masks, only at the candidates F
-    members = Σ_i w_i ⊙ (2^bit · a_i⁻¹ at level m)  16 pending intendos per row per ciphertext
+    members = Σ_g rot(Σ_(i in g) w_i ⊙ (2^bit · a_i⁻¹ at m), g)   32 pending intendos per group,
+                                                    all groups in one ciphertext
 
 Well-formedness of a batch of new intendos, with public coefficients ρ drawn after submission:
     s_i     = rot(w_i, 1) − w_i                     step differences within each row
@@ -31,7 +32,7 @@ from stagpack.errors import InvalidInput
 from stagpack.fhe import Ciphertext, FheContext, SlotVector
 
 MEMBERS_PER_SLOT = 16  # 2^16 − 1 < p: sixteen membership bits fit one slot exactly
-MEMBERS_PER_CIPHERTEXT = 2 * MEMBERS_PER_SLOT  # slot m of row 0 and slot m of row 1
+MEMBERS_PER_GROUP = 2 * MEMBERS_PER_SLOT  # one slot in each row
 VALIDITY_COMBINATIONS = 2  # independent random combinations: false accept ≈ p^-2
 
 
@@ -77,39 +78,64 @@ def hunt_confirmation(
 
 @dataclass(frozen=True)
 class MembershipSlot:
-    """Where a pending intendo's membership bit lands: ciphertext `group`, row, bit."""
+    """Where a pending intendo's membership bit lands: slot `column` of `row`, bit `bit`."""
 
     group: int
     row: int
     bit: int
 
+    def column(self, level: int, row_width: int) -> int:
+        """Group g's words are rotated from slot `level` to slot `level − g` of each row."""
+        return (level - self.group) % row_width
+
 
 def membership_slot(position: int) -> MembershipSlot:
-    group, within = divmod(position, MEMBERS_PER_CIPHERTEXT)
+    group, within = divmod(position, MEMBERS_PER_GROUP)
     row, bit = divmod(within, MEMBERS_PER_SLOT)
     return MembershipSlot(group, row, bit)
 
 
-def membership_ciphertexts(
+def shifted_sum(context: FheContext, terms: Sequence[Ciphertext], step: int = 1) -> Ciphertext:
+    """Σ_g rotate(terms[g], g · step), with about one rotation per term: split by the lowest
+    radix-16 digit of g, recurse on the rest with step · 16, then combine the 16 buckets in
+    Horner form (rotate by `step`, add the next bucket)."""
+    if len(terms) == 1:
+        return terms[0]
+    if step * 16 > context.row_width and len(terms) > 1:
+        radix = context.row_width // step
+    else:
+        radix = 16
+    buckets = [shifted_sum(context, terms[digit::radix], step * radix) for digit in range(min(radix, len(terms)))]
+    total = buckets[-1]
+    for bucket in reversed(buckets[:-1]):
+        total = context.add(context.rotate(total, step), bucket)
+    return total
+
+
+def membership_ciphertext(
     context: FheContext, pending: Sequence[tuple[Ciphertext, int]], level: int, levels: int
-) -> list[Ciphertext]:
-    """For pending intendos (ciphertext, weight) in log order: ciphertexts whose slot `level`
-    of row r holds Σ_bit 2^bit · b_i with b_i = w_i[level] / a_i ∈ {0, 1}. Nothing else is
-    non-zero, so decrypting them reveals each b_i and nothing about any threshold beyond it."""
+) -> Ciphertext:
+    """One ciphertext carrying the membership bit b_i = w_i[level] / a_i ∈ {0, 1} of every
+    pending intendo (log order): intendo i is group g = i // 32, row r, bit k; group g's two
+    16-bit words (Σ_k 2^k b_i) sit in slot level − g of rows 0 and 1. Every other slot is zero,
+    so decrypting it reveals each b_i and nothing else about any threshold."""
     layout = layout_of(context)
     layout.check_levels(levels)
     if not 0 < level < levels:
         raise InvalidInput(f"membership level {level} is outside 1..{levels - 1}")
+    if not pending:
+        raise InvalidInput("there are no pending intendos")
+    if len(pending) > MEMBERS_PER_GROUP * layout.row_width:
+        raise InvalidInput("too many pending intendos for one membership ciphertext")
     groups: list[list[Ciphertext]] = []
     for position, (ciphertext, weight) in enumerate(pending):
         place = membership_slot(position)
         selector = layout.zeros()
-        coefficient = (1 << place.bit) * layout.inverse(weight) % layout.plaintext_modulus
-        selector[place.row * layout.row_width + level] = coefficient
+        selector[place.row * layout.row_width + level] = (1 << place.bit) * layout.inverse(weight) % layout.plaintext_modulus
         if place.group == len(groups):
             groups.append([])
         groups[place.group].append(context.multiply_plain(ciphertext, selector))
-    return [context.add_many(terms) for terms in groups]
+    return shifted_sum(context, [context.add_many(terms) for terms in groups])
 
 
 # --- well-formedness -------------------------------------------------------------------------

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from stagpack import circuit, codec
 from stagpack.decrypt import (
-    CheckFacts,
     PartialShare,
     Quorum,
+    quorum_family,
     reveal_confirmation,
     reveal_hunt_check,
     reveal_membership,
@@ -98,6 +98,7 @@ class SessionComputation:
         self._commitment_digests = [codec.encode(committed[index]) for index in sorted(committed)]
         self._masks: dict[int, Ciphertext] = {}
         self._cache: dict[tuple[Step, tuple[int, ...]], list[Ciphertext]] = {}
+        self._validity_terms: list[list[Ciphertext]] | None = None
 
     def mask(self, which: int) -> Ciphertext:
         if which not in self._masks:
@@ -132,7 +133,7 @@ class SessionComputation:
         key = (Step.MEMBERSHIP, (level,))
         if key not in self._cache:
             pending = self.state.pending_ciphertexts(self.context, self.source)
-            self._cache[key] = circuit.membership_ciphertexts(self.context, pending, level, self.spec.levels)
+            self._cache[key] = [circuit.membership_ciphertext(self.context, pending, level, self.spec.levels)]
         return self._cache[key]
 
     # -- validation ---------------------------------------------------------------------------
@@ -141,17 +142,17 @@ class SessionComputation:
         return [intendo_id for intendo_id, _ in self.state.batch]
 
     def _terms(self) -> list[list[Ciphertext]]:
-        key = (Step.BATCH, (-1,))
-        if key not in self._cache:
+        """Each batch intendo's validity terms (one per random combination)."""
+        if self._validity_terms is None:
             seed = circuit.validity_seed(self.session.session_id, self._commitment_digests)
-            terms: list[list[Ciphertext]] = []
-            for intendo_id, weight in self.state.batch:
-                ciphertext = self.context.ciphertext_from_bytes(self.source.ciphertext(intendo_id))
-                terms.append(circuit.validity_terms(self.context, ciphertext, weight, self.spec.levels, seed, intendo_id))
-            self._cache[key] = [term for group in terms for term in group]
-        flat = self._cache[key]
-        width = circuit.VALIDITY_COMBINATIONS
-        return [flat[index : index + width] for index in range(0, len(flat), width)]
+            self._validity_terms = [
+                circuit.validity_terms(
+                    self.context, self.context.ciphertext_from_bytes(self.source.ciphertext(intendo_id)), weight,
+                    self.spec.levels, seed, intendo_id,
+                )
+                for intendo_id, weight in self.state.batch
+            ]
+        return self._validity_terms
 
     def batch(self) -> list[Ciphertext]:
         key = (Step.BATCH, ())
@@ -173,9 +174,9 @@ class SessionComputation:
 
 @dataclass(frozen=True)
 class StepPartials:
-    """A verified, complete set of partials for one step: one share list per ciphertext."""
+    """The verified partials of one step: the family of quorums and the shares per ciphertext."""
 
-    quorum: Quorum
+    family: tuple[Quorum, ...]
     items: tuple[tuple[PartialShare, ...], ...]
 
 
@@ -187,15 +188,14 @@ def collect_step(
     partials: Sequence[SignedPartial],
 ) -> StepPartials:
     """Verify every signed partial of `step` (signature, session, quorum, ciphertext digest) and
-    group them per ciphertext; raise unless they form one complete set for one quorum."""
+    group them per ciphertext. Completeness per quorum is checked when they are fused."""
     mine = [partial for partial in partials if partial.statement.step is step]
     if not mine:
         raise PolicyRefusal(f"no partial decryptions of the {step.value} step were presented")
-    quorums = {partial.statement.quorum for partial in mine}
-    if len(quorums) != 1:
-        raise InvalidInput(f"{step.value} partials come from different quorums")
-    (members,) = quorums
-    quorum = Quorum(committee.parties, committee.threshold, members)
+    family = prescribed_family(committee, {partial.statement.producer for partial in mine})
+    quorums = {quorum.members for quorum in family}
+    if any(partial.statement.quorum and partial.statement.quorum not in quorums for partial in mine):
+        raise PolicyRefusal(f"{step.value} partials were made for quorums other than the prescribed family")
     items: list[list[PartialShare]] = [[] for _ in expected]
     for partial in mine:
         statement = partial.statement
@@ -203,22 +203,30 @@ def collect_step(
             raise PolicyRefusal(f"a {step.value} partial belongs to another session")
         if not 0 <= statement.item < len(expected) or statement.ciphertext != expected[statement.item]:
             raise PolicyRefusal(f"a {step.value} partial decrypts a ciphertext this keyholder did not compute")
-        if statement.producer not in quorum.members:
-            raise InvalidInput(f"a {step.value} partial comes from keyholder {statement.producer}, outside the quorum")
+        if statement.quorum and statement.producer not in statement.quorum:
+            raise InvalidInput(f"a {step.value} stand-in partial comes from keyholder {statement.producer}, outside its quorum")
+        if (statement.quorum == ()) != (statement.on_behalf_of == statement.producer):
+            raise InvalidInput(f"a {step.value} partial mixes up own and stand-in roles")
         if hashlib.sha256(partial.data).digest() != statement.partial:
             raise InvalidInput(f"a {step.value} partial does not match its signed digest")
         verify_signature(
             committee.verify_key(statement.producer), "partial-decryption", codec.encode(statement), partial.signature
         )
-        items[statement.item].append(PartialShare(statement.producer, statement.on_behalf_of, partial.data))
-    return StepPartials(quorum, tuple(tuple(shares) for shares in items))
+        items[statement.item].append(PartialShare(statement.producer, statement.on_behalf_of, statement.quorum, partial.data))
+    return StepPartials(family, tuple(tuple(shares) for shares in items))
+
+
+def prescribed_family(committee: CommitteeInfo, members: set[int]) -> tuple[Quorum, ...]:
+    """The family of quorums a step must be decrypted by when `members` take part: when more
+    than t do, one quorum without each of them, so that their facts can be checked against
+    each other (see `stagpack.decrypt.quorum`)."""
+    return quorum_family(committee.parties, committee.threshold, frozenset(members))
 
 
 def sign_partials(
-    identity_sign: object,
+    identity_sign: Callable[[str, bytes], bytes],
     session: SessionRef,
     step: Step,
-    quorum: Quorum,
     ciphertext_digests: Sequence[bytes],
     shares_per_item: Sequence[Sequence[PartialShare]],
 ) -> tuple[SignedPartial, ...]:
@@ -230,14 +238,13 @@ def sign_partials(
                 session=session,
                 step=step,
                 item=item,
-                quorum=quorum.members,
+                quorum=share.quorum,
                 producer=share.producer,
                 on_behalf_of=share.on_behalf_of,
                 ciphertext=ciphertext_digest,
                 partial=hashlib.sha256(share.data).digest(),
             )
-            signature = identity_sign("partial-decryption", codec.encode(statement))  # type: ignore[operator]
-            signed.append(SignedPartial(statement, signature, share.data))
+            signed.append(SignedPartial(statement, identity_sign("partial-decryption", codec.encode(statement)), share.data))
     return tuple(signed)
 
 
@@ -254,24 +261,23 @@ def read_hunt_steps(
     """Re-derive the facts of a hunt session's steps up to and including `through`."""
     context, spec, state, session = computation.context, computation.spec, computation.state, computation.session
     facts = HuntFacts()
-    check_ciphertexts = computation.check()
-    collected = collect_step(committee, session, Step.CHECK, computation.digests(check_ciphertexts), partials)
-    check: CheckFacts = reveal_hunt_check(context, collected.quorum, collected.items[0], spec.levels, state.executed_level)
-    facts.candidates = check.candidates
+    (check,) = computation.check()
+    collected = collect_step(committee, session, Step.CHECK, computation.digests([check]), partials)
+    facts.candidates = reveal_hunt_check(context, check, collected.family, collected.items[0], spec.levels, state.executed_level).candidates
     if through is Step.CHECK:
         return facts
-    if not check.fired:
+    if not facts.candidates:
         raise PolicyRefusal("the hunt check did not fire: nothing may be confirmed or revealed")
-    confirm_ciphertexts = computation.confirm(check.candidates)
-    collected = collect_step(committee, session, Step.CONFIRM, computation.digests(confirm_ciphertexts), partials)
-    facts.level = reveal_confirmation(context, collected.quorum, collected.items[0], spec.levels, check.candidates).level
+    (confirm,) = computation.confirm(facts.candidates)
+    collected = collect_step(committee, session, Step.CONFIRM, computation.digests([confirm]), partials)
+    facts.level = reveal_confirmation(context, confirm, collected.family, collected.items[0], spec.levels, facts.candidates).level
     if through is Step.CONFIRM:
         return facts
     if facts.level is None:
         raise PolicyRefusal("no candidate level was confirmed: no membership may be revealed")
-    membership = computation.membership(facts.level)
-    collected = collect_step(committee, session, Step.MEMBERSHIP, computation.digests(membership), partials)
-    facts.members = reveal_membership(context, collected.quorum, collected.items, facts.level, len(computation.state.pending))
+    (membership,) = computation.membership(facts.level)
+    collected = collect_step(committee, session, Step.MEMBERSHIP, computation.digests([membership]), partials)
+    facts.members = reveal_membership(context, membership, collected.family, collected.items[0], facts.level, len(state.pending))
     return facts
 
 
@@ -280,15 +286,17 @@ def read_validation_steps(
 ) -> tuple[bool, tuple[bool, ...] | None]:
     """(batch valid, per-intendo validity or None) up to and including `through`."""
     context, session = computation.context, computation.session
-    collected = collect_step(committee, session, Step.BATCH, computation.digests(computation.batch()), partials)
-    (batch_valid,) = reveal_validity(context, collected.quorum, collected.items[0], 1)
+    (batch,) = computation.batch()
+    collected = collect_step(committee, session, Step.BATCH, computation.digests([batch]), partials)
+    (batch_valid,) = reveal_validity(context, batch, collected.family, collected.items[0], 1)
     if through is Step.BATCH:
         return batch_valid, None
     if batch_valid or len(computation.batch_ids()) == 1:
         raise PolicyRefusal("the batch check already decided every intendo: no per-intendo check is allowed")
-    collected = collect_step(committee, session, Step.EACH, computation.digests(computation.each()), partials)
-    each = reveal_validity(context, collected.quorum, collected.items[0], len(computation.batch_ids()))
-    return batch_valid, each
+    (each,) = computation.each()
+    collected = collect_step(committee, session, Step.EACH, computation.digests([each]), partials)
+    verdicts = reveal_validity(context, each, collected.family, collected.items[0], len(computation.batch_ids()))
+    return batch_valid, verdicts
 
 
 def ensure_kind(session: SessionRef, kind: SessionKind) -> None:

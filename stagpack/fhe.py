@@ -364,6 +364,7 @@ class FheContext:
         self._partial_templates: list[_WireTemplate] = []
         self._backup_template: _WireTemplate | None = None
         self._full_zero: openfhe.Ciphertext | None = None
+        self._zero_key: openfhe.PrivateKey | None = None
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -639,6 +640,17 @@ class FheContext:
             return PartialDecryption(call([ciphertext._native], secret._native)[0])
         except RuntimeError as error:
             raise CryptoFailure(f"partial decryption failed: {str(error)[:120]}") from None
+
+    def public_lead_partial(self, ciphertext: Ciphertext) -> PartialDecryption:
+        """The lead term of a threshold decryption (c0 plus flooding noise) needs no secret: it
+        is a lead partial under the zero key. Whoever fuses computes it, so keyholders only ever
+        produce main partials and one partial per ciphertext serves every quorum."""
+        if self._zero_key is None:
+            zero = self._context.EvalSub(self._require_full_zero(), self._require_full_zero()).GetElements()[0]
+            key = self._context.KeyGen().secretKey
+            self._context.RecoverSharedKey(key, {1: zero, 2: zero}, 2, 2, "shamir")
+            self._zero_key = key
+        return PartialDecryption(self._context.MultipartyDecryptLead([ciphertext._native], self._zero_key)[0])
 
     def partial_to_bytes(self, partial: PartialDecryption) -> bytes:
         return self._canonical(partial._native)

@@ -11,7 +11,8 @@ number). Its rounds, for each keyholder:
 Hunt steps: CHECK → CONFIRM → MEMBERSHIP. Validation steps: BATCH → EACH (only when the batch
 as a whole is invalid). Every partial is signed with the session, step, quorum and the digest
 of the ciphertext it decrypts, so partials from different sessions, steps or quorums cannot be
-mixed, and any keyholder can re-fuse a previous step's partials to check what it revealed.
+mixed, and any keyholder can re-fuse a previous step's partials to check what it revealed. Each
+step is decrypted by a family of quorums whose facts must agree (see `stagpack.decrypt.quorum`).
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ class PartialStatement:
 
     session: SessionRef
     step: Step
-    item: int  # which ciphertext of the step (membership has several)
-    quorum: tuple[int, ...]
+    item: int  # which ciphertext of the step (0: every step decrypts one ciphertext today)
+    quorum: tuple[int, ...]  # the stand-in's quorum; () for the producer's own partial
     producer: int
     on_behalf_of: int
     ciphertext: bytes  # digest of the decrypted ciphertext
@@ -118,7 +119,7 @@ class SignedPartial:
 class DecryptRequest:
     session: SessionRef
     step: Step
-    quorum: tuple[int, ...]
+    quorums: tuple[tuple[int, ...], ...]  # the family of quorums (decrypt.quorum_family)
     commitments: tuple[SignedCommitment, ...]
     reveals: tuple[MaskReveal, ...]
     prior: tuple[SignedPartial, ...]  # complete partial sets of every earlier step
