@@ -5,12 +5,14 @@
 """
 
 from .pack import MAX_LEVELS, MIN_LEVELS, Hunt, PackSolver
+from .replay import HeightOracle
 from .segment_tree import MaxSegmentTree
 from .subset import greatest_satisfying_subset
 
 __all__ = [
     "MAX_LEVELS",
     "MIN_LEVELS",
+    "HeightOracle",
     "Hunt",
     "MaxSegmentTree",
     "PackSolver",

@@ -23,7 +23,7 @@ from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import StagpackError
 from stagpack.identity import SigningIdentity
 from stagpack.participant.sdk import PreparedIntendo, capital_threshold, count_threshold
-from stagpack.solver import PackSolver
+from stagpack.solver import HeightOracle
 from stagpack.stag import StagSpec, now_millis
 
 EPOCH_MILLIS = 6000
@@ -163,31 +163,11 @@ class SimulatedStag:
     name: str
     spec: StagSpec
     participants: list[Participant]
-    solver: PackSolver
+    oracle: HeightOracle
     stag_id: bytes = b""
     hunts_seen: int = 0
     epochs_seen: int = 0
     mismatches: list[str] = field(default_factory=list)
-    applied: set[tuple[str, bytes]] = field(default_factory=set)
-
-    def replay_to(self, height: int) -> None:
-        """Bring the plaintext solver to the pack as it was at log height `height`: intendos the
-        committee had counted by then, minus those withdrawn by then (the oracle must see exactly
-        what the hunt check saw)."""
-        events = []
-        for participant in self.participants:
-            if participant.counted_at and ("count", participant.intendo_id) not in self.applied:
-                events.append((participant.counted_at, "count", participant))
-            if participant.withdrawn_at and participant.counted_at and ("withdraw", participant.intendo_id) not in self.applied:
-                events.append((participant.withdrawn_at, "withdraw", participant))
-        for at, kind, participant in sorted(events, key=lambda event: event[0]):
-            if at > height:
-                continue
-            if kind == "count":
-                self.solver.insert(participant.intendo_id, participant.threshold.level, participant.threshold.weight)
-            else:
-                self.solver.withdraw(participant.intendo_id)
-            self.applied.add((kind, participant.intendo_id))
 
 
 def _population(rng: random.Random, kind: StagKind, count: int, levels: int) -> list[tuple[Threshold, str]]:
@@ -218,10 +198,15 @@ def _wait_for_epoch(backend: Backend, stag: SimulatedStag, since_millis: int) ->
 
 
 def _learn_counted(backend: Backend, stag: SimulatedStag) -> None:
-    """Participants ask where their intendo stands (public: validity, never thresholds)."""
+    """Participants ask where their intendo stands (public: validity, never thresholds); the
+    oracle learns at which log heights intendos were counted and withdrawn."""
     for participant in stag.participants:
         if participant.intendo_id and not participant.counted_at and participant.state != "waiting":
             participant.counted_at = backend.counted_at(stag.stag_id, participant.intendo_id)
+            if participant.counted_at:
+                stag.oracle.counted(participant.intendo_id, participant.counted_at)
+                if participant.withdrawn_at:
+                    stag.oracle.withdrawn(participant.intendo_id, participant.withdrawn_at)
 
 
 def _report_epochs(stag: SimulatedStag, view: PublicView, elapsed: float) -> None:
@@ -242,8 +227,7 @@ def _report_epochs(stag: SimulatedStag, view: PublicView, elapsed: float) -> Non
 def _report_new_hunts(stag: SimulatedStag, view: PublicView) -> None:
     by_id = {participant.intendo_id: participant for participant in stag.participants if participant.intendo_id}
     for epoch, level, height, members in view.hunts[stag.hunts_seen:]:
-        stag.replay_to(height)
-        expected = stag.solver.hunt()
+        expected = stag.oracle.expected_hunt(height)
         print(f"  >>> HUNT on the {stag.name} stag at epoch {epoch}: level {level}, {len(members)} members execute together")
         for intendo_id in members[:5]:
             print(f"        {intendo_id.hex()[:12]}  ({by_id[intendo_id].description})")
@@ -256,7 +240,7 @@ def _report_new_hunts(stag: SimulatedStag, view: PublicView) -> None:
             print(f"      MISMATCH with the plaintext solver: {message}")
         else:
             print("      cross-check: the plaintext solver, which knows every threshold, finds exactly this subset ✓")
-            stag.solver.execute(expected)
+            stag.oracle.execute(expected)
         for intendo_id in members:
             by_id[intendo_id].state = "executed"
         stag.hunts_seen += 1
@@ -281,7 +265,7 @@ def run_demo(options: argparse.Namespace) -> int:
         ):
             spec = StagSpec.new(committee=backend.committee_id, kind=kind, levels=levels, title=title, epoch_millis=EPOCH_MILLIS)
             population = [Participant(SigningIdentity(), threshold, description) for threshold, description in _population(rng, kind, per_stag, levels)]
-            stag = SimulatedStag(name, spec, population, PackSolver(levels))
+            stag = SimulatedStag(name, spec, population, HeightOracle(levels))
             stag.stag_id = backend.create_stag(spec)
             stags.append(stag)
             print(f"created the {name} stag {stag.stag_id.hex()[:16]}…: {title!r}, {levels} levels, "
@@ -299,6 +283,7 @@ def run_demo(options: argparse.Namespace) -> int:
                     for participant, intendo in zip(arriving, prepared):
                         participant.intendo_id = backend.submit(intendo)
                         participant.state = "live"
+                        stag.oracle.intendo(participant.intendo_id, participant.threshold.level, participant.threshold.weight)
                     live = [p for p in stag.participants if p.state == "live"]
                     leaving = rng.sample(live, k=min(len(live), rng.randint(0, 3))) if wave < waves else []
                     for participant in leaving:
@@ -307,6 +292,8 @@ def run_demo(options: argparse.Namespace) -> int:
                         except StagpackError:
                             continue  # executed in the meantime: executed intendos cannot leave
                         participant.state = "withdrawn"
+                        if participant.counted_at:
+                            stag.oracle.withdrawn(participant.intendo_id, participant.withdrawn_at)
                     arrivals[stag.name] = (len(arriving), len(leaving))
                 if wave < waves:
                     print(f"wave {wave + 1}: " + ", ".join(f"{arrivals[s.name][0]} intendos arrive at the {s.name} stag "
@@ -321,8 +308,7 @@ def run_demo(options: argparse.Namespace) -> int:
               + ", ".join(f"{stag.name} stag {stag.hunts_seen} hunt(s)" for stag in stags)
               + ("; every hunt matched the plaintext solver" if not mismatches else f"; {len(mismatches)} MISMATCHES"))
         for stag in stags:
-            stag.replay_to(1 << 62)
-            pending = stag.solver.hunt()
+            pending = stag.oracle.expected_hunt(1 << 62)
             if pending is not None:
                 mismatches.append(f"{stag.name}: the solver expects a hunt at level {pending.level} that never fired")
                 print(f"  {mismatches[-1]}")

@@ -25,7 +25,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from stagpack.aggregator.server import RemoteKeyholder
 from stagpack.dkg import CommitteeBundle, run_ceremony
-from stagpack.errors import CommitteeUnavailable
 from stagpack.fhe import FheContext
 from stagpack.wire import bundle_exists, load_bundle_files, save_bundle
 
@@ -158,11 +157,12 @@ class LocalDeployment:
     def committee_directory(self) -> Path:
         return self.directory / "aggregator" / "committee"
 
-    def start(self, progress: Progress | None = None) -> CommitteeBundle:
+    def start(self, progress: Progress | None = None, *, aggregator: bool = True) -> CommitteeBundle:
         """Start every process, run the ceremony if there is no committee yet, wait until the
-        aggregator serves."""
+        aggregator serves. With `aggregator=False` only the keyholders run (a test then plays
+        the aggregator itself, on the configured address)."""
         assert self.aggregator is not None
-        for service in [*self.keyholders, self.aggregator]:
+        for service in [*self.keyholders, *([self.aggregator] if aggregator else [])]:
             service.start()
         for service in self.keyholders:
             service.wait_until(lambda status: status is not None)
@@ -172,7 +172,8 @@ class LocalDeployment:
             peers = [RemoteKeyholder(service.address, 0, timeout_seconds=600) for service in self.keyholders]
             self.bundle = run_ceremony(FheContext(), peers, self.threshold, progress)
             save_bundle(self.bundle, self.committee_directory)
-        self.aggregator.wait_until(lambda status: status == "SERVING")
+        if aggregator:
+            self.aggregator.wait_until(lambda status: status == "SERVING")
         return self.bundle
 
     def service(self, name: str) -> Service:
@@ -198,8 +199,3 @@ class LocalDeployment:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-
-def require_committee(deployment: LocalDeployment) -> CommitteeBundle:
-    if deployment.bundle is None:
-        raise CommitteeUnavailable("the deployment has not been started")
-    return deployment.bundle
