@@ -72,6 +72,7 @@ class StagStatus:
     hunts: tuple[HuntCertificate, ...]
     accepting: bool
     next_epoch_at_millis: int
+    committee: str
 
 
 class _Stored:
@@ -125,6 +126,7 @@ class Aggregator:
         self._session_locks: dict[bytes, threading.Lock] = {}
         self._guard = threading.Lock()
         self._hunts_changed = threading.Condition()
+        self.committee_status = "available"  # or why the last session could not reach a quorum
         for stag_id in store.stag_ids():
             self._packs[stag_id] = self._replay(stag_id)
             for certificate in self._packs[stag_id].hunts:  # an executor may have missed one before a crash
@@ -239,6 +241,7 @@ class Aggregator:
                 hunts=tuple(pack.hunts),
                 accepting=spec.accepts_submissions(now),
                 next_epoch_at_millis=spec.epoch_due_at(spec.current_epoch(now) + 1),
+                committee=self.committee_status,
             )
 
     def intendo(self, stag_id: bytes, intendo_id: bytes) -> IntendoRecord:
@@ -286,13 +289,19 @@ class Aggregator:
         pack = self._pack(stag_id)
         _, session_lock = self._locks(stag_id)
         with session_lock:
-            self._resume(pack)
-            while pack.validation_batch():
-                self._run_session(pack, SessionKind.VALIDATION, pack.validation_batches + 1, pack.snapshot(), None)
             spec = pack.require_spec()
             epoch = spec.current_epoch(self._clock())
             done = {result.epoch for result in self._store.epochs(stag_id) if result.result != "committee-unavailable"}
-            if epoch < 1 or not spec.epoch_allowed(epoch) or epoch in done or epoch <= pack.last_hunt_epoch:
+            due = epoch >= 1 and spec.epoch_allowed(epoch) and epoch not in done and epoch > pack.last_hunt_epoch
+            try:
+                self._resume(pack)
+                while pack.validation_batch():
+                    self._run_session(pack, SessionKind.VALIDATION, pack.validation_batches + 1, pack.snapshot(), None)
+            except CommitteeUnavailable:
+                if due:  # the epoch's check cannot run either: say so, and retry later
+                    self._store.record_epoch(stag_id, EpochResult(epoch, "committee-unavailable", self._clock()))
+                raise
+            if not due:
                 return
             if pack.counted == 0:
                 self._store.record_epoch(stag_id, EpochResult(epoch, "empty", self._clock()))
@@ -320,7 +329,9 @@ class Aggregator:
         stag_id = pack.stag_id
         try:
             result = self._runner.run(snapshot, _Stored(self._store, stag_id), kind, number, progress)
+            self.committee_status = "available"
         except CommitteeUnavailable as error:
+            self.committee_status = f"unavailable: {error}"
             if kind is SessionKind.HUNT:
                 self._store.record_epoch(stag_id, EpochResult(number, "committee-unavailable", self._clock()))
             log.warning("%s %d of stag %s postponed: %s", kind.value, number, stag_id.hex()[:12], error)

@@ -229,7 +229,7 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
             remaining_capacity=status.remaining_capacity, executed_level=status.executed_level,
             epochs=[aggregator_pb2.EpochResult(epoch=e.epoch, result=e.result, at_millis=e.at_millis) for e in status.epochs],
             hunts=[hunt_to_proto(certificate, status.spec, transcript) for certificate in status.hunts],
-            accepting=status.accepting, next_epoch_at_millis=status.next_epoch_at_millis,
+            accepting=status.accepting, next_epoch_at_millis=status.next_epoch_at_millis, committee=status.committee,
         )
 
     @servicer_method

@@ -136,12 +136,14 @@ class KeyholderService:
     """A running keyholder: node, store and gRPC server."""
 
     def __init__(self, config: KeyholderConfig, context: FheContext | None = None) -> None:
+        context = context or FheContext()
+        context.check_threshold_support()  # fail loudly before serving if OpenFHE misbehaves
         cost = SealingCost.interactive() if config.sealing == "interactive" else SealingCost()
         sealer = Sealer(config.passphrase(), cost)
         data = Path(config.data_dir)
         identity = load_or_create_identity(data / "identity.sealed", config.name, sealer)
         self.store = KeyholderStore(data / "keyholder.db")
-        self.node = KeyholderNode(context or FheContext(), identity, self.store, sealer, RemoteLog(config.aggregator))
+        self.node = KeyholderNode(context, identity, self.store, sealer, RemoteLog(config.aggregator))
         self.server, self.port = new_server(config.listen, INTERNAL_MESSAGE_LIMIT)
         self.health = HealthReporter(self.server, [SERVICE_NAME])
         keyholder_pb2_grpc.add_KeyholderServicer_to_server(KeyholderServicer(self.node, self.health.serving), self.server)

@@ -266,7 +266,7 @@ def command_stag_status(options: argparse.Namespace) -> int:
         "live_intendos": status.live_intendos, "awaiting_validation": status.awaiting_validation,
         "withdrawn": status.withdrawn, "rejected": status.rejected, "executed": status.executed,
         "remaining_capacity": status.remaining_capacity, "accepting": status.accepting, "hunts": hunts,
-        "epochs": epochs, "next_epoch_at_millis": status.next_epoch_at_millis,
+        "epochs": epochs, "next_epoch_at_millis": status.next_epoch_at_millis, "committee": status.committee,
     }
     lines = [
         f"stag {options.stag} {status.spec.title!r}",
@@ -274,6 +274,7 @@ def command_stag_status(options: argparse.Namespace) -> int:
         f"{status.withdrawn} withdrawn, {status.rejected} rejected; capacity left {status.remaining_capacity}",
         f"  {len(epochs)} epochs checked; {len(hunts)} hunts"
         + "".join(f"\n    epoch {h['epoch']}: level {h['level']}, {h['members']} members executed" for h in hunts),
+        f"  committee: {status.committee}",
         "  (how close the pack is to firing is not known to anyone, the operator included)",
     ]
     Output(options.json).emit(document, lines)

@@ -729,6 +729,45 @@ class FheContext:
             raise CryptoFailure(f"stand-in key derivation failed: {str(error)[:120]}") from None
         return SecretKeyShare(weighted)
 
+    def check_threshold_support(self) -> None:
+        """Self-check of the t-of-n method on this installation (DESIGN.md §6): a throwaway
+        3-party key, Shamir backups, and a decryption by 2 parties standing in for the third,
+        with the public lead term. It relies on the pinned OpenFHE's share format; a different
+        build that behaves otherwise must not serve keys. Raises CryptoFailure."""
+        context = self._context
+        try:
+            secrets = []
+            public = None
+            for _ in range(3):
+                pair = context.KeyGen() if public is None else context.MultipartyKeyGen(public)
+                secrets.append(pair.secretKey)
+                public = pair.publicKey
+            values = self._random_slots(7)
+            fresh = context.Encrypt(public, self._plaintext(values, wire_level=False))
+            ciphertext = context.Compress(fresh, self.parameters.wire_towers)
+            zero = context.EvalSub(fresh, fresh).GetElements()[0]
+            shares = {index: context.ShareKeys(secrets[index - 1], 3, 2, index, "shamir") for index in (1, 2, 3)}
+            quorum, absent = (1, 2), 3
+            partials = [context.MultipartyDecryptMain([ciphertext], secrets[member - 1])[0] for member in quorum]
+            for member in quorum:
+                weighted = context.KeyGen().secretKey
+                points = {holder: (shares[absent][member] if holder == member else zero) for holder in quorum}
+                context.RecoverSharedKey(weighted, points, 3, 2, "shamir")
+                partials.append(context.MultipartyDecryptMain([ciphertext], weighted)[0])
+            lead_key = context.KeyGen().secretKey
+            context.RecoverSharedKey(lead_key, {1: zero, 2: zero}, 2, 2, "shamir")
+            lead = context.MultipartyDecryptLead([ciphertext], lead_key)[0]
+            plaintext = context.MultipartyDecryptFusion([lead, *partials])
+            plaintext.SetLength(self.slot_count)
+            decrypted = np.mod(np.asarray(plaintext.GetPackedValueArray(), dtype=np.int64), self.plaintext_modulus)
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise CryptoFailure(f"t-of-n self-check failed: OpenFHE raised {str(error)[:160]}") from None
+        if not np.array_equal(decrypted, values):
+            raise CryptoFailure(
+                "t-of-n self-check failed: stand-in decryption does not reproduce the plaintext with this OpenFHE "
+                "build (the method needs openfhe==1.6.1.0.22.4's Shamir share format)"
+            )
+
     def _require_full_zero(self) -> openfhe.Ciphertext:
         if self._full_zero is None:
             raise WrongPhase("no committee key is bound yet")

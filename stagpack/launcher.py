@@ -57,6 +57,7 @@ class Service:
     log_path: Path
     environment: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
+    program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "stagpack"])
 
     @property
     def address(self) -> str:
@@ -67,7 +68,7 @@ class Service:
             return
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stagpack", self.kind, "serve", "--config", str(self.config_path)],
+            [*self.program, self.kind, "serve", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.environment},
         )
         log.close()

@@ -75,7 +75,7 @@ class EpochResult(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., result: _Optional[str] = ..., at_millis: _Optional[int] = ...) -> None: ...
 
 class StagStatus(_message.Message):
-    __slots__ = ("stag_id", "spec", "log_height", "live_intendos", "awaiting_validation", "counted", "executed", "withdrawn", "rejected", "remaining_capacity", "executed_level", "epochs", "hunts", "accepting", "next_epoch_at_millis")
+    __slots__ = ("stag_id", "spec", "log_height", "live_intendos", "awaiting_validation", "counted", "executed", "withdrawn", "rejected", "remaining_capacity", "executed_level", "epochs", "hunts", "accepting", "next_epoch_at_millis", "committee")
     STAG_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     LOG_HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class StagStatus(_message.Message):
     HUNTS_FIELD_NUMBER: _ClassVar[int]
     ACCEPTING_FIELD_NUMBER: _ClassVar[int]
     NEXT_EPOCH_AT_MILLIS_FIELD_NUMBER: _ClassVar[int]
+    COMMITTEE_FIELD_NUMBER: _ClassVar[int]
     stag_id: bytes
     spec: _common_pb2.StagSpec
     log_height: int
@@ -106,7 +107,8 @@ class StagStatus(_message.Message):
     hunts: _containers.RepeatedCompositeFieldContainer[Hunt]
     accepting: bool
     next_epoch_at_millis: int
-    def __init__(self, stag_id: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ..., log_height: _Optional[int] = ..., live_intendos: _Optional[int] = ..., awaiting_validation: _Optional[int] = ..., counted: _Optional[int] = ..., executed: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., remaining_capacity: _Optional[int] = ..., executed_level: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[EpochResult, _Mapping]]] = ..., hunts: _Optional[_Iterable[_Union[Hunt, _Mapping]]] = ..., accepting: _Optional[bool] = ..., next_epoch_at_millis: _Optional[int] = ...) -> None: ...
+    committee: str
+    def __init__(self, stag_id: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ..., log_height: _Optional[int] = ..., live_intendos: _Optional[int] = ..., awaiting_validation: _Optional[int] = ..., counted: _Optional[int] = ..., executed: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., remaining_capacity: _Optional[int] = ..., executed_level: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[EpochResult, _Mapping]]] = ..., hunts: _Optional[_Iterable[_Union[Hunt, _Mapping]]] = ..., accepting: _Optional[bool] = ..., next_epoch_at_millis: _Optional[int] = ..., committee: _Optional[str] = ...) -> None: ...
 
 class SubmitIntendoRequest(_message.Message):
     __slots__ = ("envelope", "ciphertext")
