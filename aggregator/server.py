@@ -48,7 +48,9 @@ from stagpack.grpc_common import (
     channel,
     enable_reflection,
     error_from_rpc,
+    add_servicer,
     new_server,
+    reject_malformed,
     servicer_method,
     status_code,
 )
@@ -257,6 +259,7 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
         )
 
     def WatchHunts(self, request: aggregator_pb2.WatchHuntsRequest, context: grpc.ServicerContext) -> Iterator[aggregator_pb2.Hunt]:
+        reject_malformed(request, context)
         try:
             aggregator = self._aggregator()
             stag_id = bytes(request.stag_id)
@@ -278,6 +281,7 @@ class ReplicationServicer(keyholder_pb2_grpc.ReplicationServicer):
         self._service = service
 
     def ReadLog(self, request: keyholder_pb2.ReadLogRequest, context: grpc.ServicerContext) -> Iterator[keyholder_pb2.LogRecord]:
+        reject_malformed(request, context)
         aggregator = self._service.aggregator
         if aggregator is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the aggregator has no committee yet")
@@ -299,8 +303,8 @@ class AggregatorService:
         self.stopping = threading.Event()
         self.server, self.port = new_server(config.listen, PUBLIC_MESSAGE_LIMIT, workers=16)
         self.health = HealthReporter(self.server, SERVICE_NAMES)
-        aggregator_pb2_grpc.add_AggregatorServicer_to_server(AggregatorServicer(self), self.server)
-        keyholder_pb2_grpc.add_ReplicationServicer_to_server(ReplicationServicer(self), self.server)
+        add_servicer(self.server, AggregatorServicer(self), aggregator_pb2.DESCRIPTOR.services_by_name["Aggregator"])
+        add_servicer(self.server, ReplicationServicer(self), keyholder_pb2.DESCRIPTOR.services_by_name["Replication"])
         enable_reflection(self.server, SERVICE_NAMES)
         self._threads: list[threading.Thread] = []
         self._store: AggregatorStore | None = None

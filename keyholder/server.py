@@ -32,6 +32,7 @@ from stagpack.fhe import FheContext
 from stagpack.grpc_common import (
     INTERNAL_MESSAGE_LIMIT,
     HealthReporter,
+    add_servicer,
     channel,
     enable_reflection,
     error_from_rpc,
@@ -146,7 +147,9 @@ class KeyholderService:
         self.node = KeyholderNode(context, identity, self.store, sealer, RemoteLog(config.aggregator))
         self.server, self.port = new_server(config.listen, INTERNAL_MESSAGE_LIMIT)
         self.health = HealthReporter(self.server, [SERVICE_NAME])
-        keyholder_pb2_grpc.add_KeyholderServicer_to_server(KeyholderServicer(self.node, self.health.serving), self.server)
+        add_servicer(
+            self.server, KeyholderServicer(self.node, self.health.serving), keyholder_pb2.DESCRIPTOR.services_by_name["Keyholder"]
+        )
         enable_reflection(self.server, [SERVICE_NAME])
         if self.node.ready:
             self.health.serving()

@@ -15,6 +15,8 @@ from concurrent import futures
 from typing import Any, Callable, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -82,12 +84,52 @@ def channel(address: str, message_limit: int) -> grpc.Channel:
     )
 
 
+class MalformedRequest:
+    """What a request that does not parse as its protobuf message turns into (see
+    `add_servicer`), so that servicers can answer INVALID_ARGUMENT instead of gRPC's INTERNAL."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _lenient(message_class: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as error:
+            return MalformedRequest(str(error) or "does not parse")
+
+    return parse
+
+
+def add_servicer(server: grpc.Server, servicer: Any, service: Any) -> None:
+    """Register `servicer` for the protobuf `service` descriptor, with request parsing that never
+    fails inside gRPC: an unparseable request reaches the method as a MalformedRequest."""
+    handlers = {}
+    for method in service.methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        factory = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = factory(
+            getattr(servicer, method.name),
+            request_deserializer=_lenient(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
+def reject_malformed(request: Any, context: grpc.ServicerContext) -> None:
+    if isinstance(request, MalformedRequest):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request.reason}")
+
+
 def servicer_method(method: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a servicer method: StagpackError -> its status code and message; TypeError from
-    decoding -> INVALID_ARGUMENT; anything else -> INTERNAL without detail."""
+    """Wrap a servicer method: StagpackError -> its status code and message; an unparseable
+    request or a TypeError -> INVALID_ARGUMENT; anything else -> INTERNAL without detail."""
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> T:
+        reject_malformed(request, context)
         try:
             return method(self, request, context)
         except StagpackError as error:

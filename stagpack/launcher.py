@@ -163,18 +163,22 @@ class LocalDeployment:
         aggregator serves. With `aggregator=False` only the keyholders run (a test then plays
         the aggregator itself, on the configured address)."""
         assert self.aggregator is not None
-        for service in [*self.keyholders, *([self.aggregator] if aggregator else [])]:
-            service.start()
-        for service in self.keyholders:
-            service.wait_until(lambda status: status is not None)
-        if bundle_exists(self.committee_directory):
-            self.bundle = load_bundle_files(self.committee_directory)
-        else:
-            peers = [RemoteKeyholder(service.address, 0, timeout_seconds=600) for service in self.keyholders]
-            self.bundle = run_ceremony(FheContext(), peers, self.threshold, progress)
-            save_bundle(self.bundle, self.committee_directory)
-        if aggregator:
-            self.aggregator.wait_until(lambda status: status == "SERVING")
+        try:
+            for service in [*self.keyholders, *([self.aggregator] if aggregator else [])]:
+                service.start()
+            for service in self.keyholders:
+                service.wait_until(lambda status: status is not None)
+            if bundle_exists(self.committee_directory):
+                self.bundle = load_bundle_files(self.committee_directory)
+            else:
+                peers = [RemoteKeyholder(service.address, 0, timeout_seconds=600) for service in self.keyholders]
+                self.bundle = run_ceremony(FheContext(), peers, self.threshold, progress)
+                save_bundle(self.bundle, self.committee_directory)
+            if aggregator:
+                self.aggregator.wait_until(lambda status: status == "SERVING")
+        except BaseException:
+            self.stop()  # leave no process behind
+            raise
         return self.bundle
 
     def service(self, name: str) -> Service:
