@@ -151,7 +151,7 @@ class KeyholderNode:
         self.committee = committee
         self.index = index
         self._party = DecryptingParty(context, index, secret, backups, committee.parties, committee.threshold)
-        self._replicas = Replicas(context, committee, self._store, self._source, self._limits)
+        self._replicas = Replicas(context, committee, self._store, self._source, self._limits, self._clock)
         log.info(
             "keyholder %s ready: keyholder %d of %d (t=%d) in committee %s",
             self.identity.name, index, committee.parties, committee.threshold, committee.committee_id.hex()[:12],

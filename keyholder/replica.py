@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 from stagpack.envelope import IntendoEnvelope
 from stagpack.errors import IntegrityFailure, PolicyRefusal, StagpackError
@@ -45,12 +45,14 @@ class Replicas:
         store: KeyholderStore,
         source: LogSource,
         limits: PackLimits,
+        clock: Callable[[], int],
     ) -> None:
         self._context = context
         self._committee = committee
         self._store = store
         self._source = source
         self._limits = limits
+        self._clock = clock
         self._states: dict[bytes, PackState] = {}
         self._broken: dict[bytes, str] = {}
         self._locks: dict[bytes, threading.Lock] = {}
@@ -103,6 +105,8 @@ class Replicas:
                 assert isinstance(envelope, IntendoEnvelope)
                 intendo_id = envelope.intendo_id
             try:
+                if entry.accepted_at_millis > self._clock() + self._limits.max_clock_skew_millis:
+                    raise IntegrityFailure("the entry is stamped in the future beyond the allowed clock skew")
                 state.apply(entry, ciphertext, source)
             except StagpackError as error:
                 reason = f"invalid log entry at height {state.height + 1}: {error}"
