@@ -14,6 +14,7 @@ from typing import Callable, Protocol, Sequence
 
 from stagpack.dkg.messages import (
     Acknowledgement,
+    BackupBox,
     BackupRequest,
     BackupResponse,
     CeremonyPlan,
@@ -24,6 +25,7 @@ from stagpack.dkg.messages import (
     FinalizeRequest,
     FinalizeResponse,
     Participant,
+    QuorumPartials,
     RoundOneRequest,
     RoundOneResponse,
     RoundTwoRequest,
@@ -114,34 +116,34 @@ def run_ceremony(
 
     chain: list[bytes] = []
     for index, peer in enumerate(peers, start=1):
-        response = peer.chain(ChainRequest(ceremony, chain[-1] if chain else None))
-        _check_index(response.index, index, "public-key chain")
-        chain.append(response.public_key)
+        link = peer.chain(ChainRequest(ceremony, chain[-1] if chain else None))
+        _check_index(link.index, index, "public-key chain")
+        chain.append(link.public_key)
     advance("joint public key")
 
     lead = peers[0].round_one(RoundOneRequest(ceremony, tuple(chain), None, None))
     _check_index(lead.index, 1, "round one")
     round_one = [lead]
     for index, peer in enumerate(peers[1:], start=2):
-        response = peer.round_one(RoundOneRequest(ceremony, tuple(chain), lead.relinearization, lead.rotation))
-        _check_index(response.index, index, "round one")
-        round_one.append(response)
+        joined = peer.round_one(RoundOneRequest(ceremony, tuple(chain), lead.relinearization, lead.rotation))
+        _check_index(joined.index, index, "round one")
+        round_one.append(joined)
     relinearization_one = tuple(response.relinearization for response in round_one)
     rotation = tuple(response.rotation for response in round_one)
     advance("evaluation keys, round one")
 
-    round_two = []
+    round_two: list[bytes] = []
     for index, peer in enumerate(peers, start=1):
-        response = peer.round_two(RoundTwoRequest(ceremony, relinearization_one, rotation))
-        _check_index(response.index, index, "round two")
-        round_two.append(response.relinearization)
+        second = peer.round_two(RoundTwoRequest(ceremony, relinearization_one, rotation))
+        _check_index(second.index, index, "round two")
+        round_two.append(second.relinearization)
     advance("evaluation keys, round two")
 
     digests = set()
     for index, peer in enumerate(peers, start=1):
-        response = peer.finalize(FinalizeRequest(ceremony, tuple(round_two)))
-        _check_index(response.index, index, "finalize")
-        digests.add(response.evaluation_keys)
+        finalized = peer.finalize(FinalizeRequest(ceremony, tuple(round_two)))
+        _check_index(finalized.index, index, "finalize")
+        digests.add(finalized.evaluation_keys)
     if len(digests) != 1:
         raise IntegrityFailure("keyholders disagree on the evaluation keys")
     (evaluation_digest,) = digests
@@ -159,25 +161,26 @@ def run_ceremony(
     context.bind_joint_key(joint)
 
     if threshold < parties:
-        backups = []
+        backups: list[BackupBox] = []
         for index, peer in enumerate(peers, start=1):
-            response = peer.backup(BackupRequest(ceremony))
-            _check_index(response.index, index, "backup")
-            backups.extend(response.boxes)
+            sealed = peer.backup(BackupRequest(ceremony))
+            _check_index(sealed.index, index, "backup")
+            backups.extend(sealed.boxes)
         advance("backup shares sealed")
         for index, peer in enumerate(peers, start=1):
             addressed = tuple(box for box in backups if box.recipient == index)
             _check_index(peer.deliver_backups(DeliverBackupsRequest(ceremony, addressed)).index, index, "backup delivery")
         advance("backup shares delivered")
 
-    first, second = self_test_vectors(context, ceremony)
-    test_ciphertexts = tuple(context.ciphertext_to_bytes(context.encrypt(joint, vector)) for vector in (first, second))
+    test_ciphertexts = tuple(
+        context.ciphertext_to_bytes(context.encrypt(joint, vector)) for vector in self_test_vectors(context, ceremony)
+    )
     quorums = self_test_quorums(parties, threshold)
-    partials = []
+    partials: list[QuorumPartials] = []
     for index, peer in enumerate(peers, start=1):
-        response = peer.self_test(SelfTestRequest(ceremony, test_ciphertexts, quorums))
-        _check_index(response.index, index, "self-test")
-        partials.extend(response.partials)
+        tested = peer.self_test(SelfTestRequest(ceremony, test_ciphertexts, quorums))
+        _check_index(tested.index, index, "self-test")
+        partials.extend(tested.partials)
     advance("self-test decrypted")
 
     body = expected_transcript_body(context, plan, tuple(chain), evaluation_digest)

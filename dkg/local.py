@@ -49,31 +49,40 @@ class LocalCeremonyPeer:
         return self._identity
 
     def plan(self, request: CeremonyPlan) -> Acknowledgement:
-        return _across(self._party.handle_plan(_across(request)))
+        response: Acknowledgement = self._party.handle_plan(_across(request))
+        return _across(response)
 
     def chain(self, request: ChainRequest) -> ChainResponse:
-        return _across(self._party.handle_chain(_across(request)))
+        response: ChainResponse = self._party.handle_chain(_across(request))
+        return _across(response)
 
     def round_one(self, request: RoundOneRequest) -> RoundOneResponse:
-        return _across(self._party.handle_round_one(_across(request)))
+        response: RoundOneResponse = self._party.handle_round_one(_across(request))
+        return _across(response)
 
     def round_two(self, request: RoundTwoRequest) -> RoundTwoResponse:
-        return _across(self._party.handle_round_two(_across(request)))
+        response: RoundTwoResponse = self._party.handle_round_two(_across(request))
+        return _across(response)
 
     def finalize(self, request: FinalizeRequest) -> FinalizeResponse:
-        return _across(self._party.handle_finalize(_across(request)))
+        response: FinalizeResponse = self._party.handle_finalize(_across(request))
+        return _across(response)
 
     def backup(self, request: BackupRequest) -> BackupResponse:
-        return _across(self._party.handle_backup(_across(request)))
+        response: BackupResponse = self._party.handle_backup(_across(request))
+        return _across(response)
 
     def deliver_backups(self, request: DeliverBackupsRequest) -> Acknowledgement:
-        return _across(self._party.handle_deliver_backups(_across(request)))
+        response: Acknowledgement = self._party.handle_deliver_backups(_across(request))
+        return _across(response)
 
     def self_test(self, request: SelfTestRequest) -> SelfTestResponse:
-        return _across(self._party.handle_self_test(_across(request)))
+        response: SelfTestResponse = self._party.handle_self_test(_across(request))
+        return _across(response)
 
     def sign(self, request: SignRequest) -> TranscriptSignature:
-        return _across(self._party.handle_sign(_across(request)))
+        response: TranscriptSignature = self._party.handle_sign(_across(request))
+        return _across(response)
 
     def complete(self, request: CompleteRequest) -> Acknowledgement:
         result = self._party.handle_complete(_across(request))

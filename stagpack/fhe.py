@@ -626,7 +626,7 @@ class FheContext:
         if self._ciphertext_template is None:
             raise WrongPhase("no committee key is bound yet")
         self._ciphertext_template.check(data)
-        return Ciphertext(self._deserialize(openfhe.DeserializeCiphertextString, data, "ciphertext"))  # type: ignore[arg-type]
+        return Ciphertext(self._deserialize(openfhe.DeserializeCiphertextString, data, "ciphertext"))
 
     def ciphertext_digest(self, ciphertext: Ciphertext) -> bytes:
         return hashlib.sha256(self.ciphertext_to_bytes(ciphertext)).digest()
@@ -668,7 +668,7 @@ class FheContext:
         else:
             assert mismatch is not None
             raise mismatch
-        return PartialDecryption(self._deserialize(openfhe.DeserializeCiphertextString, data, "partial decryption"))  # type: ignore[arg-type]
+        return PartialDecryption(self._deserialize(openfhe.DeserializeCiphertextString, data, "partial decryption"))
 
     def fuse(self, partials: Sequence[PartialDecryption]) -> SlotVector:
         """Combine partial decryptions into the plaintext slot vector (values in [0, p)).
