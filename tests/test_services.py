@@ -163,3 +163,35 @@ def test_kill_minus_nine_loses_no_acknowledged_intendo_and_hunts_stay_right(serv
     assert stag.hunts_checked >= 1, "the pack was built to fire"
     assert stag.oracle.expected_hunt(int(services.client.status(stag.stag_id).log_height)) is None
     assert len(stag.members) == 68
+
+
+def test_watchers_receive_each_hunt_with_a_certificate_that_verifies(services: Services, tmp_path: Path) -> None:
+    stag = services.new_stag(levels=20, epoch_millis=1000)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "stagpack", "watch", "--aggregator", services.address, "--stag", stag.stag_id.hex(),
+         "--count", "1", "--json", "--timeout", "240", "--out-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    members = [services.submit(stag, Threshold.count(2, levels=20)) for _ in range(3)]
+    output, errors = watcher.communicate(timeout=300)
+    assert watcher.returncode == 0, errors
+    (line,) = [line for line in output.splitlines() if line.startswith("{")]
+    hunt = json.loads(line)
+    assert hunt["verified"] and hunt["level"] == 3
+    assert {member["intendo_id"] for member in hunt["members"]} == {member.intendo_id.hex() for member in members}
+    saved = tmp_path / f"hunt-{hunt['epoch']}.certificate"
+    codec.decode(CertificateBundle, saved.read_bytes()).verify()
+    # and the executor applied it once: the same members, in the ledger
+    stag.check_new_hunts(services.client)
+
+
+def test_sigterm_shuts_a_keyholder_down_gracefully(services: Services) -> None:
+    import signal
+
+    service = services.deployment.service("keyholder-5")
+    assert service.process is not None
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(60) == 0, "a clean exit on SIGTERM"
+    assert '"stopped"' in service.log_path.read_text() or "stopped" in service.log_path.read_text()
+    services.deployment.restart("keyholder-5")
+    assert health_status(service.address) == "SERVING", "keys reload from the sealed store on restart"
