@@ -33,7 +33,7 @@ from stagpack.log import (
     decode_body,
 )
 from stagpack.pack import IntendoRecord, PackLimits, PackSnapshot, PackState
-from stagpack.session import SessionKind
+from stagpack.session import SessionKind, Step
 from stagpack.stag import StagSpec, now_millis
 
 log = logging.getLogger("stagpack.aggregator")
@@ -314,10 +314,14 @@ class Aggregator:
                 continue
             progress = codec.decode(SessionProgress, data)
             session_kind = SessionKind(kind)
-            fired = any(partial.statement.step.value == "membership" for partial in progress.partials)
-            stale = session_kind is SessionKind.HUNT and not fired and number != pack.require_spec().current_epoch(self._clock())
-            if stale or (progress.session.height < pack.height and session_kind is SessionKind.HUNT and not fired):
-                self._store.delete_session(stag_id, kind, number)  # nothing about members was revealed
+            # Once a confirmation was decrypted, keyholders may have revealed membership before
+            # this process stopped: such a hunt is binding and must be finished. Earlier, an
+            # unfinished check of a past epoch or height is simply dropped (it revealed nothing
+            # about members) and the next epoch checks afresh.
+            binding = any(partial.statement.step in (Step.CONFIRM, Step.MEMBERSHIP) for partial in progress.partials)
+            outdated = number != pack.require_spec().current_epoch(self._clock()) or progress.session.height < pack.height
+            if session_kind is SessionKind.HUNT and not binding and outdated:
+                self._store.delete_session(stag_id, kind, number)
                 continue
             snapshot = pack.snapshot() if progress.session.height == pack.height else self._replay(stag_id, progress.session.height).snapshot()
             log.info("resuming %s", progress.session.describe())
