@@ -68,20 +68,20 @@ class Quorum:
 
 def quorum_family(parties: int, threshold: int, live: set[int] | frozenset[int]) -> tuple[Quorum, ...]:
     """The quorums that decrypt one step: all n when t = n; exactly the live ones when only t are
-    live; otherwise, for each live keyholder, the t smallest of the others (duplicates removed),
-    so every live keyholder is absent from at least one quorum."""
+    live; otherwise the fewest quorums of t such that every live keyholder is absent from at
+    least one: the live keyholders, in order, are cut into runs of (live − t) and each quorum
+    leaves out one run (the last run wraps around). ⌈live / (live − t)⌉ quorums: 3 for 5 live
+    with t = 3, 3 for 7 live with t = 4."""
     members = sorted(live)
     if len(members) < threshold:
         raise CommitteeUnavailable(f"only {len(members)} of {parties} keyholders are reachable; {threshold} are needed")
-    if threshold == parties:
+    if threshold == parties or len(members) == threshold:
         return (Quorum(parties, threshold, tuple(members)),)
-    if len(members) == threshold:
-        return (Quorum(parties, threshold, tuple(members)),)
+    spare = len(members) - threshold
     family: list[Quorum] = []
-    for absent in members:
-        quorum = Quorum(parties, threshold, tuple(member for member in members if member != absent)[:threshold])
-        if quorum not in family:
-            family.append(quorum)
+    for start in range(0, len(members), spare):
+        left_out = {members[(start + offset) % len(members)] for offset in range(spare)}
+        family.append(Quorum(parties, threshold, tuple(member for member in members if member not in left_out)))
     return tuple(family)
 
 
