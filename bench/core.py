@@ -95,9 +95,9 @@ def measure(parties: int, repeat: int, rng: np.random.Generator) -> tuple[list[R
 
     # threshold decryption: partials (per keyholder), fusion into facts
     quorum = Quorum(parties, parties, tuple(range(1, parties + 1)))
-    partial_ms = timed(lambda: decrypting[1].partials(check, quorum), repeat)
-    shares = [share for party in decrypting for share in party.partials(check, quorum)]
-    fuse_ms = timed(lambda: reveal_hunt_check(context, quorum, shares, LEVELS, 0), repeat)
+    partial_ms = timed(lambda: decrypting[1].partials(check, [quorum]), repeat)
+    shares = [share for party in decrypting for share in party.partials(check, [quorum])]
+    fuse_ms = timed(lambda: reveal_hunt_check(context, check, [quorum], shares, LEVELS, 0), repeat)
     partial_bytes = len(shares[0].data)
     query_ms = timed(lambda: solver.greatest_fixed_point(), repeat * 20)
 

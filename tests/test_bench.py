@@ -1,0 +1,56 @@
+"""The benchmarks still run. `stagpack bench` at smoke size (seconds): the report and its plots are
+written, the baselines a user might pick instead of stagpack (a public progress counter,
+decrypting c) are perfect distinguishers, and every forbidden decryption request is refused by
+every keyholder. `stagpack.bench.core` measures at least one committee. Nothing here asserts
+anything about speed or about the operator-view advantages (two epochs per pack say nothing
+statistically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stagpack.bench import core
+from stagpack.bench.report import run_report
+
+
+def test_smoke_report_is_written_with_perfect_baselines_and_every_forbidden_request_refused(tmp_path: Path) -> None:
+    outcome = run_report(tmp_path / "report", "smoke", seed=7, quiet=True)
+
+    text = outcome.report.read_text()
+    assert text.startswith("# stagpack benchmark report")
+    for section in ("## 1. Privacy", "### Decryption policy", "## 2. Performance"):
+        assert section in text
+    pngs = sorted(outcome.directory.glob("*.png"))
+    assert pngs and all(png.stat().st_size > 0 for png in pngs)
+    assert (outcome.directory / "results.json").exists()
+
+    privacy = outcome.measurements.privacy
+    assert privacy is not None and privacy.scenarios
+    for result in privacy.scenarios:
+        baselines = [d for d in result.distinguishers if d.baseline]
+        assert len(baselines) == 2
+        for baseline in baselines:
+            assert baseline.accuracy.advantage > 0.99, (baseline.name, baseline.accuracy)
+        for run in (result.first, result.second):
+            assert all(observation.result == "no-hunt" for observation in run.observations)
+            assert all(observation.outside_nonzero == 0 for observation in run.observations)
+
+    policy = outcome.measurements.policy
+    forbidden = [row for row in policy if not row.control]
+    assert len(forbidden) >= 9
+    for row in forbidden:
+        assert row.refused_by == row.asked, (row.request, row.message)
+        assert set(row.errors) <= {"PolicyRefusal", "WrongPhase"}, row
+        assert row.logged >= row.asked, row
+    controls = [row for row in policy if row.control]
+    assert controls and all(row.refused_by == 0 for row in controls)
+
+
+def test_core_benchmark_still_runs_against_the_current_api() -> None:
+    """`python -m stagpack.bench.core` measures the primitives directly, so an API change of the
+    decryption layer breaks it without breaking any protocol test (it happened once)."""
+    rows, extra = core.measure(2, 1, np.random.default_rng(1))
+    assert len(rows) == 10 and all(row.fhe for row in rows)
+    assert extra["ceremony_seconds"] > 0
