@@ -75,11 +75,17 @@ def server_options(message_limit: int) -> list[tuple[str, int]]:
 
 
 def channel(address: str, message_limit: int) -> grpc.Channel:
+    """A channel with our message limits. Reconnection backs off to at most one second (gRPC's
+    default grows to two minutes), so a keyholder or aggregator that comes back after a crash is
+    used again at the next epoch rather than minutes later."""
     return grpc.insecure_channel(
         address,
         options=[
             ("grpc.max_receive_message_length", message_limit),
             ("grpc.max_send_message_length", message_limit),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
         ],
     )
 
