@@ -112,8 +112,10 @@ class Aggregator:
         *,
         limits: PackLimits | None = None,
         clock: Callable[[], int] = now_millis,
+        recheck_unchanged: bool = False,
     ) -> None:
         self.context = context
+        self._recheck_unchanged = recheck_unchanged  # evaluate every epoch even if nothing changed
         self.bundle = bundle
         self.committee = load_bundle(context, bundle)
         self._store = store
@@ -291,7 +293,8 @@ class Aggregator:
         with session_lock:
             spec = pack.require_spec()
             epoch = spec.current_epoch(self._clock())
-            done = {result.epoch for result in self._store.epochs(stag_id) if result.result != "committee-unavailable"}
+            results = self._store.epochs(stag_id)
+            done = {result.epoch for result in results if result.result != "committee-unavailable"}
             due = epoch >= 1 and spec.epoch_allowed(epoch) and epoch not in done and epoch > pack.last_hunt_epoch
             try:
                 self._resume(pack)
@@ -299,12 +302,17 @@ class Aggregator:
                     self._run_session(pack, SessionKind.VALIDATION, pack.validation_batches + 1, pack.snapshot(), None)
             except CommitteeUnavailable:
                 if due:  # the epoch's check cannot run either: say so, and retry later
-                    self._store.record_epoch(stag_id, EpochResult(epoch, "committee-unavailable", self._clock()))
+                    self._store.record_epoch(stag_id, EpochResult(epoch, "committee-unavailable", self._clock(), pack.height))
                 raise
             if not due:
                 return
+            # Nothing happened since the last evaluation: the same pack gives the same answer (a
+            # fixed point always shows), so the epoch passes without a session — less work, and
+            # fewer decryptions of the same pack (the log height is public anyway).
+            if not self._recheck_unchanged and any(result.checked and result.height == pack.height for result in results):
+                return
             if pack.counted == 0:
-                self._store.record_epoch(stag_id, EpochResult(epoch, "empty", self._clock()))
+                self._store.record_epoch(stag_id, EpochResult(epoch, "empty", self._clock(), pack.height))
                 return
             self._run_session(pack, SessionKind.HUNT, epoch, pack.snapshot(), None)
 
@@ -337,12 +345,12 @@ class Aggregator:
         except CommitteeUnavailable as error:
             self.committee_status = f"unavailable: {error}"
             if kind is SessionKind.HUNT:
-                self._store.record_epoch(stag_id, EpochResult(number, "committee-unavailable", self._clock()))
+                self._store.record_epoch(stag_id, EpochResult(number, "committee-unavailable", self._clock(), snapshot.height))
             log.warning("%s %d of stag %s postponed: %s", kind.value, number, stag_id.hex()[:12], error)
             raise
         except IntegrityFailure as error:
             if kind is SessionKind.HUNT:
-                self._store.record_epoch(stag_id, EpochResult(number, "integrity-failure", self._clock()))
+                self._store.record_epoch(stag_id, EpochResult(number, "integrity-failure", self._clock(), snapshot.height))
                 self._store.delete_session(stag_id, kind.value, number)
             log.error("%s %d of stag %s aborted, nothing revealed: %s", kind.value, number, stag_id.hex()[:12], error)
             raise
@@ -356,14 +364,14 @@ class Aggregator:
                 log.warning("stag %s: rejected %d malformed intendo(s)", stag_id.hex()[:12], len(result.outcome.invalid))
             return
         if result.outcome is None:
-            self._store.record_epoch(stag_id, EpochResult(number, "no-hunt", self._clock()))
+            self._store.record_epoch(stag_id, EpochResult(number, "no-hunt", self._clock(), snapshot.height))
             self._store.delete_session(stag_id, kind.value, number)
             return
         assert isinstance(result.outcome, HuntOutcome)
         certificate = HuntCertificate(result.outcome, result.signatures)
         with write:
             self._append(pack, EntryKind.HUNT, certificate)
-        self._store.record_epoch(stag_id, EpochResult(number, "hunt", self._clock()))
+        self._store.record_epoch(stag_id, EpochResult(number, "hunt", self._clock(), snapshot.height))
         self._store.delete_session(stag_id, kind.value, number)
         self._executor.execute(pack.require_spec(), certificate)
         log.info(

@@ -229,7 +229,10 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
             live_intendos=status.live_intendos, awaiting_validation=status.awaiting_validation, counted=status.counted,
             executed=status.executed, withdrawn=status.withdrawn, rejected=status.rejected,
             remaining_capacity=status.remaining_capacity, executed_level=status.executed_level,
-            epochs=[aggregator_pb2.EpochResult(epoch=e.epoch, result=e.result, at_millis=e.at_millis) for e in status.epochs],
+            epochs=[
+                aggregator_pb2.EpochResult(epoch=e.epoch, result=e.result, at_millis=e.at_millis, log_height=e.height)
+                for e in status.epochs
+            ],
             hunts=[hunt_to_proto(certificate, status.spec, transcript) for certificate in status.hunts],
             accepting=status.accepting, next_epoch_at_millis=status.next_epoch_at_millis, committee=status.committee,
         )
@@ -326,7 +329,9 @@ class AggregatorService:
         data = Path(self.config.data_dir)
         self._store = AggregatorStore(data / "aggregator.db")
         self._ledger = SqliteLedger(data / "ledger.db")
-        self.aggregator = Aggregator(self.context, bundle, self._store, clients, self._ledger)
+        self.aggregator = Aggregator(
+            self.context, bundle, self._store, clients, self._ledger, recheck_unchanged=self.config.recheck_unchanged
+        )
         self.health.serving()
         return True
 

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS epochs (
     epoch INTEGER NOT NULL,
     result TEXT NOT NULL,
     at_millis INTEGER NOT NULL,
+    height INTEGER NOT NULL,
     PRIMARY KEY (stag_id, epoch)
 );
 CREATE TABLE IF NOT EXISTS sessions (
@@ -50,8 +51,14 @@ CREATE TABLE IF NOT EXISTS sessions (
 @dataclass(frozen=True)
 class EpochResult:
     epoch: int
-    result: str  # "no-hunt", "hunt", "committee-unavailable", "integrity-failure"
+    result: str  # "no-hunt", "hunt", "empty", "committee-unavailable", "integrity-failure"
     at_millis: int
+    height: int  # the log height the epoch looked at
+
+    @property
+    def checked(self) -> bool:
+        """The pack at `height` was evaluated (an outcome, not a postponement)."""
+        return self.result in ("no-hunt", "hunt", "empty")
 
 
 class AggregatorStore:
@@ -87,12 +94,15 @@ class AggregatorStore:
     def record_epoch(self, stag_id: bytes, result: EpochResult) -> None:
         with self._database.transaction() as connection:
             connection.execute(
-                "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?)", (stag_id, result.epoch, result.result, result.at_millis)
+                "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?)",
+                (stag_id, result.epoch, result.result, result.at_millis, result.height),
             )
 
     def epochs(self, stag_id: bytes) -> list[EpochResult]:
-        rows = self._database.query("SELECT epoch, result, at_millis FROM epochs WHERE stag_id = ? ORDER BY epoch", (stag_id,))
-        return [EpochResult(int(row[0]), str(row[1]), int(row[2])) for row in rows]  # type: ignore[call-overload]
+        rows = self._database.query(
+            "SELECT epoch, result, at_millis, height FROM epochs WHERE stag_id = ? ORDER BY epoch", (stag_id,)
+        )
+        return [EpochResult(int(row[0]), str(row[1]), int(row[2]), int(row[3])) for row in rows]  # type: ignore[call-overload]
 
     def save_session(self, stag_id: bytes, kind: str, number: int, progress: bytes) -> None:
         with self._database.transaction() as connection:

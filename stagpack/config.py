@@ -54,6 +54,7 @@ class AggregatorConfig:
     keyholders: list[str] = field(default_factory=list)  # addresses of every keyholder
     committee_dir: str = ""  # the ceremony's output; default <data_dir>/committee
     tick_millis: int = 500  # how often the epoch scheduler looks for due work
+    recheck_unchanged: bool = False  # evaluate every epoch even when the log did not change
     keyholder_timeout_seconds: float = 300.0
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 

@@ -24,7 +24,7 @@ from stagpack.errors import StagpackError
 from stagpack.identity import SigningIdentity
 from stagpack.participant.sdk import PreparedIntendo, capital_threshold, count_threshold
 from stagpack.solver import HeightOracle
-from stagpack.stag import StagSpec, now_millis
+from stagpack.stag import StagSpec
 
 EPOCH_MILLIS = 6000
 WAIT_SECONDS = 600
@@ -35,7 +35,8 @@ class PublicView:
     live: int
     awaiting: int
     withdrawn: int
-    epochs: list[tuple[int, str, int]]  # (epoch, result, checked at, in ms since the Unix epoch)
+    height: int  # the stag's log height
+    epochs: list[tuple[int, str, int]]  # (epoch, result, log height it evaluated)
     hunts: list[tuple[int, int, int, tuple[bytes, ...]]]  # (epoch, level, log height, member intendo ids)
 
 
@@ -86,8 +87,8 @@ class ServiceBackend:
     def view(self, stag_id: bytes) -> PublicView:
         status = self.client.status(stag_id)
         return PublicView(
-            status.live_intendos, status.awaiting_validation, status.withdrawn,
-            [(int(e.epoch), e.result, int(e.at_millis)) for e in status.epochs],
+            status.live_intendos, status.awaiting_validation, status.withdrawn, int(status.log_height),
+            [(int(e.epoch), e.result, int(e.log_height)) for e in status.epochs],
             [(int(h.epoch), int(h.level), int(h.log_height), tuple(bytes(m.intendo_id) for m in h.members)) for h in status.hunts],
         )
 
@@ -137,8 +138,8 @@ class InProcessBackend:
     def view(self, stag_id: bytes) -> PublicView:
         status = self.aggregator.status(stag_id)
         return PublicView(
-            status.live_intendos, status.awaiting_validation, status.withdrawn,
-            [(e.epoch, e.result, e.at_millis) for e in status.epochs],
+            status.live_intendos, status.awaiting_validation, status.withdrawn, status.height,
+            [(e.epoch, e.result, e.height) for e in status.epochs],
             [(h.outcome.epoch, h.outcome.level, h.outcome.height, h.outcome.member_ids) for h in status.hunts],
         )
 
@@ -184,17 +185,17 @@ def _population(rng: random.Random, kind: StagKind, count: int, levels: int) -> 
     return people
 
 
-def _wait_for_epoch(backend: Backend, stag: SimulatedStag, since_millis: int) -> PublicView:
-    """Wait until every submission so far is validated and an epoch was checked after
-    `since_millis` (the demo paces itself on the aggregator's public status)."""
+def _wait_for_epoch(backend: Backend, stag: SimulatedStag) -> PublicView:
+    """Wait until every submission so far is validated and the pack as it stands has been
+    evaluated by an epoch (the demo paces itself on the aggregator's public status)."""
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         view = backend.view(stag.stag_id)
-        checked_after = [e for e in view.epochs if e[2] > since_millis and e[1] != "committee-unavailable"]
-        if view.awaiting == 0 and checked_after:
+        evaluated = any(height == view.height and result in ("no-hunt", "hunt", "empty") for _, result, height in view.epochs)
+        if view.awaiting == 0 and evaluated:
             return view
         time.sleep(0.25)
-    raise TimeoutError(f"{stag.name}: no epoch was checked within {WAIT_SECONDS} s")
+    raise TimeoutError(f"{stag.name}: the pack was not evaluated within {WAIT_SECONDS} s")
 
 
 def _learn_counted(backend: Backend, stag: SimulatedStag) -> None:
@@ -275,7 +276,6 @@ def run_demo(options: argparse.Namespace) -> int:
         print("Each epoch shows what an outside observer (or the operator) sees:\n")
         with ThreadPoolExecutor(max_workers=4) as pool:
             for wave in range(waves + 2):
-                wave_started = now_millis()
                 arrivals = {}
                 for stag in stags:
                     arriving = [p for p in stag.participants if p.state == "waiting"][: len(stag.participants) // waves + 1] if wave < waves else []
@@ -299,7 +299,7 @@ def run_demo(options: argparse.Namespace) -> int:
                     print(f"wave {wave + 1}: " + ", ".join(f"{arrivals[s.name][0]} intendos arrive at the {s.name} stag "
                                                           f"({arrivals[s.name][1]} withdraw)" for s in stags))
                 for stag in stags:
-                    view = _wait_for_epoch(backend, stag, wave_started)
+                    view = _wait_for_epoch(backend, stag)
                     _learn_counted(backend, stag)
                     _report_epochs(stag, view, time.monotonic() - started)
                     _report_new_hunts(stag, view)

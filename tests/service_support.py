@@ -168,16 +168,17 @@ class Services:
             stag.members[intendo_id] = member
             stag.oracle.intendo(intendo_id, threshold.level, threshold.weight)
 
-    def settled(self, stag: TrackedStag, since_millis: int) -> bool:
-        """Nothing awaits validation and an epoch was checked after `since_millis`."""
+    def settled(self, stag: TrackedStag) -> bool:
+        """Nothing awaits validation and the pack at the current log height has been evaluated
+        (the service then lets epochs pass until something changes)."""
         status = self.client.status(stag.stag_id)
         return status.awaiting_validation == 0 and any(
-            int(epoch.at_millis) > since_millis and epoch.result != "committee-unavailable" for epoch in status.epochs
+            int(epoch.log_height) == int(status.log_height) and epoch.result in ("no-hunt", "hunt", "empty")
+            for epoch in status.epochs
         )
 
     def settle(self, stag: TrackedStag, seconds: float = 240) -> None:
-        since = now_millis()
-        wait_for(lambda: self.settled(stag, since), f"stag {stag.stag_id.hex()[:8]} to settle", seconds)
+        wait_for(lambda: self.settled(stag), f"stag {stag.stag_id.hex()[:8]} to settle", seconds)
 
     def exists(self, stag: TrackedStag, intendo_id: bytes) -> bool:
         try:

@@ -65,14 +65,16 @@ class GetStagStatusRequest(_message.Message):
     def __init__(self, stag_id: _Optional[bytes] = ...) -> None: ...
 
 class EpochResult(_message.Message):
-    __slots__ = ("epoch", "result", "at_millis")
+    __slots__ = ("epoch", "result", "at_millis", "log_height")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     AT_MILLIS_FIELD_NUMBER: _ClassVar[int]
+    LOG_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     result: str
     at_millis: int
-    def __init__(self, epoch: _Optional[int] = ..., result: _Optional[str] = ..., at_millis: _Optional[int] = ...) -> None: ...
+    log_height: int
+    def __init__(self, epoch: _Optional[int] = ..., result: _Optional[str] = ..., at_millis: _Optional[int] = ..., log_height: _Optional[int] = ...) -> None: ...
 
 class StagStatus(_message.Message):
     __slots__ = ("stag_id", "spec", "log_height", "live_intendos", "awaiting_validation", "counted", "executed", "withdrawn", "rejected", "remaining_capacity", "executed_level", "epochs", "hunts", "accepting", "next_epoch_at_millis", "committee")
