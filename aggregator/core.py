@@ -326,7 +326,7 @@ class Aggregator:
             # this process stopped: such a hunt is binding and must be finished. Earlier, an
             # unfinished check of a past epoch or height is simply dropped (it revealed nothing
             # about members) and the next epoch checks afresh.
-            binding = any(partial.statement.step in (Step.CONFIRM, Step.MEMBERSHIP) for partial in progress.partials)
+            binding = _binding(progress)
             outdated = number != pack.require_spec().current_epoch(self._clock()) or progress.session.height < pack.height
             if session_kind is SessionKind.HUNT and not binding and outdated:
                 self._store.delete_session(stag_id, kind, number)
@@ -351,6 +351,15 @@ class Aggregator:
         except IntegrityFailure as error:
             if kind is SessionKind.HUNT:
                 self._store.record_epoch(stag_id, EpochResult(number, "integrity-failure", self._clock(), snapshot.height))
+                if self._binding_session(stag_id, number):
+                    # The keyholders hold this hunt as binding and serve nothing else for the
+                    # stag until it is certified: keep it, and resume it on every run (it
+                    # succeeds once the faulty keyholder is stopped or left out).
+                    log.error(
+                        "hunt %d of stag %s is binding but its decryptions disagree; it is retried on every run "
+                        "until the faulty keyholder is stopped: %s", number, stag_id.hex()[:12], error,
+                    )
+                    raise
                 self._store.delete_session(stag_id, kind.value, number)
             log.error("%s %d of stag %s aborted, nothing revealed: %s", kind.value, number, stag_id.hex()[:12], error)
             raise
@@ -381,6 +390,12 @@ class Aggregator:
         with self._hunts_changed:
             self._hunts_changed.notify_all()
 
+    def _binding_session(self, stag_id: bytes, number: int) -> bool:
+        for stored_stag, kind, stored_number, data in self._store.unfinished_sessions():
+            if (stored_stag, kind, stored_number) == (stag_id, SessionKind.HUNT.value, number):
+                return _binding(codec.decode(SessionProgress, data))
+        return False
+
     @property
     def live_keyholders(self) -> set[int]:
         return set(self._runner.last_live)
@@ -389,3 +404,8 @@ class Aggregator:
     def suspect_keyholders(self) -> set[int]:
         return set(self._runner.suspects)
 
+
+def _binding(progress: SessionProgress) -> bool:
+    """Once a confirmation was decrypted, keyholders may have revealed membership: the hunt is
+    binding (they serve nothing else for the stag until it is certified)."""
+    return any(partial.statement.step in (Step.CONFIRM, Step.MEMBERSHIP) for partial in progress.partials)

@@ -84,6 +84,7 @@ class DecryptingParty:
 def fuse(context: FheContext, ciphertext: Ciphertext, quorum: Quorum, shares: Sequence[PartialShare]) -> SlotVector:
     """Fuse the partials of one quorum (own partials of its members, its stand-ins, and the
     public lead term) into the plaintext slot vector. `shares` may hold other quorums' too."""
+    expected = quorum.expected_partials()
     by_role: dict[tuple[int, int], PartialShare] = {}
     for share in shares:
         if share.quorum not in ((), quorum.members):
@@ -91,10 +92,13 @@ def fuse(context: FheContext, ciphertext: Ciphertext, quorum: Quorum, shares: Se
         if share.quorum == () and share.producer != share.on_behalf_of:
             raise InvalidInput(f"keyholder {share.producer}'s stand-in partial names no quorum")
         role = (share.producer, share.on_behalf_of)
+        if share.quorum and role not in expected:
+            raise InvalidInput(
+                f"unexpected stand-in partial from keyholder {share.producer} for {share.on_behalf_of} in quorum {quorum.members}"
+            )
         if role in by_role:
             raise InvalidInput(f"duplicate partial decryption from keyholder {share.producer} for {share.on_behalf_of}")
         by_role[role] = share
-    expected = quorum.expected_partials()
     missing = [role for role in expected if role not in by_role]
     if missing:
         raise InvalidInput(f"partial decryptions for quorum {quorum.members} are incomplete: missing {missing}")

@@ -98,7 +98,9 @@ def membership_slot(position: int) -> MembershipSlot:
 def shifted_sum(context: FheContext, terms: Sequence[Ciphertext], step: int = 1) -> Ciphertext:
     """Σ_g rotate(terms[g], g · step), with about one rotation per term: split by the lowest
     radix-16 digit of g, recurse on the rest with step · 16, then combine the 16 buckets in
-    Horner form (rotate by `step`, add the next bucket)."""
+    Horner form (rotate by `step`, add the next bucket). Every shift must stay within a row."""
+    if not terms or (len(terms) - 1) * step >= context.row_width:
+        raise InvalidInput(f"a shifted sum takes 1..{context.row_width // step} terms at step {step}")
     if len(terms) == 1:
         return terms[0]
     if step * 16 > context.row_width and len(terms) > 1:

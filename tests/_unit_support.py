@@ -12,20 +12,40 @@ import numpy as np
 
 from stagpack.decrypt import PartialShare, Quorum
 from stagpack.decrypt.threshold import fuse
-from stagpack.fhe import Ciphertext, FheContext, SlotVector
+from stagpack.fhe import Ciphertext, FheContext, PartialDecryption, SlotVector
 
 COEFFICIENT_BYTES = 8
 
 
 def decrypt(committee, ciphertext: Ciphertext, members: tuple[int, ...] | None = None) -> SlotVector:  # type: ignore[no-untyped-def]
-    """Fuse every partial the quorum owes (own and stand-in) into the raw slot vector."""
+    """Fuse every partial the quorum owes (own and stand-in) and the public lead term into the
+    raw slot vector."""
     quorum = committee.quorum(members)
-    return fuse(committee.context, quorum, committee.partials(ciphertext, quorum))
+    return fuse(committee.context, ciphertext, quorum, committee.partials(ciphertext, quorum))
 
 
 def shares_for(committee, ciphertext: Ciphertext, members: tuple[int, ...] | None = None) -> tuple[Quorum, list[PartialShare]]:  # type: ignore[no-untyped-def]
+    """One quorum (`members`, default everyone) and every partial it needs."""
     quorum = committee.quorum(members)
     return quorum, committee.partials(ciphertext, quorum)
+
+
+def family_shares_for(committee, ciphertext: Ciphertext, live: Sequence[int] | None = None) -> tuple[tuple[Quorum, ...], list[PartialShare]]:  # type: ignore[no-untyped-def]
+    """The prescribed family of quorums for the `live` keyholders (default everyone) and every
+    partial it needs (one own partial per member, stand-ins per quorum)."""
+    family = committee.family(live)
+    return family, committee.partials(ciphertext, family)
+
+
+def crafted_partial(context: FheContext, share: PartialShare, ciphertext: Ciphertext, shift: SlotVector) -> PartialShare:
+    """`share` plus Δ·shift: what a dishonest keyholder sends to shift the fused plaintext by
+    `shift`. It needs no secret: the public lead partial of the ciphertext (Δ·shift, 0) is added
+    to its honest partial (test-only use of OpenFHE objects)."""
+    difference = context.subtract(context.add_plain(ciphertext, shift), ciphertext)
+    native = context._context.EvalAdd(  # noqa: SLF001
+        context.partial_from_bytes(share.data)._native, context.public_lead_partial(difference)._native  # noqa: SLF001
+    )
+    return PartialShare(share.producer, share.on_behalf_of, share.quorum, context.partial_to_bytes(PartialDecryption(native)))
 
 
 def random_slots(context: FheContext, rng: np.random.Generator, low: int = 0) -> SlotVector:

@@ -7,12 +7,12 @@ import itertools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from stagpack.decrypt import DecryptingParty, Quorum
+from stagpack.decrypt import DecryptingParty, Quorum, quorum_family
 from stagpack.dkg import CommitteeBundle, DkgParty, LocalCeremonyPeer, run_ceremony
 from stagpack.fhe import FheContext
 from stagpack.identity import KeyholderIdentity
@@ -57,14 +57,25 @@ class Committee:
     def joint_key(self):  # type: ignore[no-untyped-def]
         return self.context.joint_key
 
+    @property
+    def threshold(self) -> int:
+        return self.bundle.transcript.body.threshold
+
     def quorum(self, members: tuple[int, ...] | None = None) -> Quorum:
         count = len(self.parties)
-        threshold = self.bundle.transcript.body.threshold
-        return Quorum(count, threshold, members or tuple(range(1, count + 1)))
+        return Quorum(count, self.threshold, members or tuple(range(1, count + 1)))
 
-    def partials(self, ciphertext, quorum: Quorum | None = None):  # type: ignore[no-untyped-def]
-        quorum = quorum or self.quorum()
-        return [share for party in self.parties if party.index in quorum.members for share in party.partials(ciphertext, quorum)]
+    def family(self, live: Sequence[int] | None = None) -> tuple[Quorum, ...]:
+        """The prescribed family of quorums when `live` (default: everyone) take part."""
+        count = len(self.parties)
+        return quorum_family(count, self.threshold, frozenset(live or range(1, count + 1)))
+
+    def partials(self, ciphertext, quorums: Quorum | Sequence[Quorum] | None = None):  # type: ignore[no-untyped-def]
+        """Every partial the quorum (or family of quorums) needs: each member's own partial
+        once, plus its stand-ins for each quorum it belongs to."""
+        family = [quorums or self.quorum()] if isinstance(quorums, Quorum) or quorums is None else list(quorums)
+        members = {member for quorum in family for member in quorum.members}
+        return [share for party in self.parties if party.index in members for share in party.partials(ciphertext, family)]
 
 
 def make_committee(context: FheContext, parties: int, threshold: int) -> Committee:

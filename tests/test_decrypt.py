@@ -1,24 +1,29 @@
-"""Unit tests for stagpack.decrypt: quorum rules, fusion of complete partial sets, the fact
-readers, and what happens when one partial decryption is corrupted.
+"""Unit tests for stagpack.decrypt: quorum rules and families of quorums, fusion of complete
+partial sets with the public lead term, the fact readers, and what happens when one partial
+decryption is corrupted or crafted.
 
 Fact readers are fed hand-built numpy vectors on a small slot layout; fusion and corruption use
-the session committees (3-of-3 and 2-of-3) on real circuit outputs whose plaintext facts are
-known from the plaintext solver.
+the session committees (3-of-3 and 2-of-3, and a 5-of-3 built here) on real circuit outputs
+whose plaintext facts are known from the plaintext solver.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 import pytest
 
-from _unit_support import coefficient_regions, random_mask, shares_for, word_at, with_word
+from _unit_support import coefficient_regions, crafted_partial, family_shares_for, random_mask, shares_for, word_at, with_word
+from conftest import make_committee
 from stagpack import circuit
 from stagpack.decrypt import (
     DecryptingParty,
     PartialShare,
     Quorum,
+    family_members,
+    quorum_family,
     reveal_confirmation,
     reveal_hunt_check,
     reveal_membership,
@@ -28,6 +33,7 @@ from stagpack.decrypt.facts import read_confirmation, read_hunt_check, read_memb
 from stagpack.decrypt.threshold import fuse
 from stagpack.encoding import SlotLayout, Threshold
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, WrongPhase
+from stagpack.fhe import Ciphertext, FheContext
 from stagpack.solver import PackSolver
 
 P = 65537
@@ -43,7 +49,8 @@ SMALL = SlotLayout(slot_count=64, plaintext_modulus=P)  # rows of 32 slots
 )
 def test_valid_quorums(parties: int, threshold: int, members: tuple[int, ...]) -> None:
     quorum = Quorum(parties, threshold, members)
-    assert quorum.lead == min(members)
+    assert quorum.members == members
+    assert not hasattr(quorum, "lead")  # no partial carries c0: the lead term is public
     assert quorum.offline == tuple(sorted(set(range(1, parties + 1)) - set(members)))
 
 
@@ -80,6 +87,60 @@ def test_choose_takes_everyone_when_all_live_else_the_t_smallest() -> None:
             Quorum.choose(parties, threshold, live)
 
 
+def test_quorum_family_examples() -> None:
+    def family(parties: int, threshold: int, live: set[int]) -> list[tuple[int, ...]]:
+        return [quorum.members for quorum in quorum_family(parties, threshold, live)]
+
+    # t = n: everyone, one quorum.
+    assert family(1, 1, {1}) == [(1,)]
+    assert family(3, 3, {3, 1, 2}) == [(1, 2, 3)]
+    # Exactly t live: one quorum of them, which nothing can cross-check.
+    assert family(3, 2, {1, 3}) == [(1, 3)]
+    assert family(5, 3, {5, 2, 4}) == [(2, 4, 5)]
+    # More than t live: quorums of t that each leave out one run of (live − t) keyholders, in
+    # order (the last run wraps around), so that every live keyholder is left out once.
+    assert family(3, 2, {1, 2, 3}) == [(2, 3), (1, 3), (1, 2)]
+    assert family(5, 3, {1, 2, 3, 4, 5}) == [(3, 4, 5), (1, 2, 5), (2, 3, 4)]  # without 1-2, 3-4, 5-1
+    assert family(5, 3, {1, 2, 4, 5}) == [(2, 4, 5), (1, 4, 5), (1, 2, 5), (1, 2, 4)]
+    assert family(7, 4, set(range(1, 8))) == [(4, 5, 6, 7), (1, 2, 3, 7), (3, 4, 5, 6)]
+    assert family(7, 4, {2, 3, 5, 6, 7}) == [(3, 5, 6, 7), (2, 5, 6, 7), (2, 3, 6, 7), (2, 3, 5, 7), (2, 3, 5, 6)]
+    for parties, threshold, live in ((3, 3, {1, 2}), (3, 2, {2}), (3, 2, set()), (5, 3, {1, 5}), (7, 4, {1, 2, 3})):
+        with pytest.raises(CommitteeUnavailable):
+            quorum_family(parties, threshold, live)
+    assert family_members(quorum_family(5, 3, {1, 2, 4, 5})) == (1, 2, 4, 5)
+    assert family_members(quorum_family(5, 3, {2, 4, 5})) == (2, 4, 5)
+
+
+@pytest.mark.parametrize("parties, threshold", [(1, 1), (2, 2), (3, 2), (3, 3), (4, 3), (5, 3), (5, 4), (7, 4), (7, 5)])
+def test_every_family_lets_each_live_keyholder_be_checked_without_it(parties: int, threshold: int) -> None:
+    """For every set of live keyholders that can decrypt: the family's quorums are valid and made
+    of live keyholders only; when more than t are live, more than t take part and each of them
+    is left out of at least one quorum (so a dishonest keyholder's shift shows as a
+    disagreement); and the family is the one prescribed for the keyholders it names — which is
+    what every keyholder checks before it decrypts."""
+    everyone = range(1, parties + 1)
+    for size in range(threshold, parties + 1):
+        for live in map(set, combinations(everyone, size)):
+            if threshold == parties and size < parties:
+                continue
+            family = quorum_family(parties, threshold, live)
+            members = family_members(family)
+            assert len(set(family)) == len(family) <= max(1, -(-len(live) // max(1, len(live) - threshold)))
+            assert set(members) <= live
+            assert quorum_family(parties, threshold, set(members)) == family
+            for quorum in family:
+                assert len(quorum.members) == (parties if threshold == parties else threshold)
+            if len(live) > threshold:
+                assert len(members) > threshold
+                for keyholder in members:
+                    assert any(keyholder not in quorum.members for quorum in family), (live, keyholder)
+            else:
+                assert len(family) == 1 and members == tuple(sorted(live))
+        for live in map(set, combinations(everyone, threshold - 1)):
+            with pytest.raises(CommitteeUnavailable):
+                quorum_family(parties, threshold, live)
+
+
 @pytest.mark.parametrize("parties, threshold", [(1, 1), (3, 3), (3, 2), (5, 3), (7, 4)])
 def test_expected_partials_are_own_plus_one_stand_in_per_offline_keyholder(parties: int, threshold: int) -> None:
     everyone = range(1, parties + 1)
@@ -107,29 +168,49 @@ def plain_and_ciphertext(context, committee3):  # type: ignore[no-untyped-def]
 def test_fuse_a_complete_set_in_any_order(context, committee3, plain_and_ciphertext) -> None:  # type: ignore[no-untyped-def]
     plain, ciphertext = plain_and_ciphertext
     quorum, shares = shares_for(committee3, ciphertext)
-    assert np.array_equal(fuse(context, quorum, shares), plain)
-    assert np.array_equal(fuse(context, quorum, list(reversed(shares))), plain)
+    assert np.array_equal(fuse(context, ciphertext, quorum, shares), plain)
+    assert np.array_equal(fuse(context, ciphertext, quorum, list(reversed(shares))), plain)
+
+
+def test_keyholders_release_only_main_partials_and_the_fuser_adds_the_public_lead(context, committee3, plain_and_ciphertext) -> None:  # type: ignore[no-untyped-def]
+    """Every partial a keyholder releases is a main partial (own partials name no quorum); the
+    lead term c0 comes from the ciphertext that `fuse` is given, so the same partials fused
+    with another ciphertext of the same c1 give that ciphertext's plaintext, not this one."""
+    plain, ciphertext = plain_and_ciphertext
+    quorum, shares = shares_for(committee3, ciphertext)
+    assert [(share.producer, share.on_behalf_of, share.quorum) for share in shares] == [(1, 1, ()), (2, 2, ()), (3, 3, ())]
+    mains = [context.partial_from_bytes(share.data) for share in shares]
+    assert np.array_equal(context.fuse([context.public_lead_partial(ciphertext), *mains]), plain)
+    assert not np.array_equal(context.fuse(mains), plain)
+    shift = np.random.default_rng(8).integers(0, P, context.slot_count)
+    moved = context.add_plain(ciphertext, shift)  # same c1, c0 + Δ·shift
+    assert np.array_equal(fuse(context, moved, quorum, shares), (plain + shift) % P)
 
 
 def test_fuse_refuses_missing_duplicate_and_unexpected_partials(context, committee3, plain_and_ciphertext) -> None:  # type: ignore[no-untyped-def]
-    _, ciphertext = plain_and_ciphertext
+    plain, ciphertext = plain_and_ciphertext
     quorum, shares = shares_for(committee3, ciphertext)
     for index in range(len(shares)):
         with pytest.raises(InvalidInput, match="missing"):
-            fuse(context, quorum, shares[:index] + shares[index + 1 :])
+            fuse(context, ciphertext, quorum, shares[:index] + shares[index + 1 :])
     with pytest.raises(InvalidInput, match="duplicate"):
-        fuse(context, quorum, shares + [shares[1]])
+        fuse(context, ciphertext, quorum, shares + [shares[1]])
     with pytest.raises(InvalidInput, match="duplicate"):
-        fuse(context, quorum, shares + [PartialShare(shares[0].producer, shares[0].on_behalf_of, shares[1].data)])
-    stray = PartialShare(1, 2, shares[0].data)  # a stand-in nobody is missing
+        fuse(context, ciphertext, quorum, shares + [PartialShare(shares[0].producer, shares[0].on_behalf_of, (), shares[1].data)])
+    with pytest.raises(InvalidInput, match="names no quorum"):
+        fuse(context, ciphertext, quorum, shares + [PartialShare(1, 2, (), shares[0].data)])  # a stand-in must name its quorum
+    stray = PartialShare(1, 2, quorum.members, shares[0].data)  # a stand-in for this quorum that nobody is missing
     with pytest.raises(InvalidInput, match="unexpected"):
-        fuse(context, quorum, shares + [stray])
+        fuse(context, ciphertext, quorum, shares + [stray])
     with pytest.raises(InvalidInput):
-        fuse(context, quorum, [])
+        fuse(context, ciphertext, quorum, [])
     with pytest.raises(InvalidInput):
-        fuse(context, quorum, shares[:2] + [PartialShare(4, 4, shares[2].data)])
+        fuse(context, ciphertext, quorum, shares[:2] + [PartialShare(4, 4, (), shares[2].data)])
     with pytest.raises(InvalidInput):
-        fuse(context, quorum, shares[:2] + [PartialShare(3, 3, b"garbage")])
+        fuse(context, ciphertext, quorum, shares[:2] + [PartialShare(3, 3, (), b"garbage")])
+    # Stand-ins made for another quorum are not this quorum's business: they are left out.
+    other_quorum = PartialShare(1, 2, (1, 3), shares[0].data)
+    assert np.array_equal(fuse(context, ciphertext, quorum, shares + [other_quorum]), plain)
 
 
 def test_t_of_n_fusion_needs_every_stand_in(committee2of3) -> None:  # type: ignore[no-untyped-def]
@@ -139,16 +220,38 @@ def test_t_of_n_fusion_needs_every_stand_in(committee2of3) -> None:  # type: ign
     for members in ((1, 2), (1, 3), (2, 3)):
         quorum, shares = shares_for(committee2of3, ciphertext, members)
         assert {(share.producer, share.on_behalf_of) for share in shares} == set(quorum.expected_partials())
-        assert np.array_equal(fuse(context, quorum, shares), plain)
+        assert all(share.quorum == (() if share.producer == share.on_behalf_of else members) for share in shares)
+        assert np.array_equal(fuse(context, ciphertext, quorum, shares), plain)
         stand_ins = [share for share in shares if share.producer != share.on_behalf_of]
         assert len(stand_ins) == 2
         for stand_in in stand_ins:
             with pytest.raises(InvalidInput, match="missing"):
-                fuse(context, quorum, [share for share in shares if share is not stand_in])
+                fuse(context, ciphertext, quorum, [share for share in shares if share is not stand_in])
         # The partials of one quorum do not fuse under another.
         other = Quorum(3, 2, tuple(sorted({1, 2, 3} - {members[0]})))
         with pytest.raises(InvalidInput):
-            fuse(context, other, shares)
+            fuse(context, ciphertext, other, shares)
+
+
+def test_one_own_partial_per_keyholder_serves_every_quorum_of_the_family(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """With all three of a 2-of-3 committee live, each keyholder releases its own partial once
+    and a stand-in for the absent keyholder in each quorum it belongs to; every quorum of the
+    family fuses from the same own partials, and the other quorums' partials do not disturb it."""
+    context = committee2of3.context
+    plain = np.random.default_rng(16).integers(0, P, context.slot_count)
+    ciphertext = context.encrypt(context.joint_key, plain)
+    family, shares = family_shares_for(committee2of3, ciphertext)
+    assert [quorum.members for quorum in family] == [(2, 3), (1, 3), (1, 2)]
+    own = [share for share in shares if share.quorum == ()]
+    assert sorted((share.producer, share.on_behalf_of) for share in own) == [(1, 1), (2, 2), (3, 3)]
+    stand_ins = {(share.producer, share.on_behalf_of, share.quorum) for share in shares if share.quorum}
+    assert stand_ins == {(member, absent, quorum.members) for quorum in family for absent in quorum.offline for member in quorum.members}
+    assert len(shares) == 3 + 6
+    for quorum in family:
+        assert np.array_equal(fuse(context, ciphertext, quorum, shares), plain), quorum.members
+        assert np.array_equal(fuse(context, ciphertext, quorum, list(reversed(shares))), plain), quorum.members
+    # The full quorum of all three needs only the own partials.
+    assert np.array_equal(fuse(context, ciphertext, Quorum(3, 2, (1, 2, 3)), own), plain)
 
 
 def test_decrypting_party_refuses_foreign_quorums(committee2of3, context) -> None:  # type: ignore[no-untyped-def]
@@ -156,14 +259,34 @@ def test_decrypting_party_refuses_foreign_quorums(committee2of3, context) -> Non
     ciphertext = committee_context.encrypt(committee_context.joint_key, np.zeros(committee_context.slot_count, dtype=np.int64))
     party = committee2of3.parties[0]
     with pytest.raises(InvalidInput):
-        party.partials(ciphertext, Quorum(3, 3, (1, 2, 3)))  # wrong t
+        party.partials(ciphertext, [Quorum(3, 3, (1, 2, 3))])  # wrong t
     with pytest.raises(InvalidInput):
-        party.partials(ciphertext, Quorum(5, 3, (1, 2, 3)))  # wrong n
+        party.partials(ciphertext, [Quorum(3, 2, (1, 2)), Quorum(5, 3, (1, 2, 3))])  # wrong n in one of them
     with pytest.raises(InvalidInput):
-        party.partials(ciphertext, Quorum(3, 2, (2, 3)))  # not a member
+        party.partials(ciphertext, [Quorum(3, 2, (2, 3))])  # not a member
+    with pytest.raises(InvalidInput):
+        party.partials(ciphertext, [])  # no quorum at all
     without_backups = DecryptingParty(committee_context, 1, party._secret, {}, 3, 2)  # noqa: SLF001
     with pytest.raises(WrongPhase):
-        without_backups.partials(ciphertext, Quorum(3, 2, (1, 2)))
+        without_backups.partials(ciphertext, [Quorum(3, 2, (1, 2))])
+    # Own partial only, when the keyholder's quorum has no absent keyholder (none needs a backup).
+    assert [(s.producer, s.on_behalf_of, s.quorum) for s in without_backups.partials(ciphertext, [Quorum(3, 2, (1, 2, 3))])] == [(1, 1, ())]
+
+
+def test_decrypting_party_gives_one_own_partial_and_stand_ins_for_its_quorums_only(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    context = committee2of3.context
+    plain = np.random.default_rng(17).integers(0, P, context.slot_count)
+    ciphertext = context.encrypt(context.joint_key, plain)
+    family = committee2of3.family()
+    party = committee2of3.parties[0]
+    shares = party.partials(ciphertext, family)
+    assert [(s.producer, s.on_behalf_of, s.quorum) for s in shares] == [(1, 1, ()), (1, 2, (1, 3)), (1, 3, (1, 2))]
+    again = party.partials(ciphertext, family, own=False)  # own partial already released
+    assert [(s.producer, s.on_behalf_of, s.quorum) for s in again] == [(1, 2, (1, 3)), (1, 3, (1, 2))]
+    # The own partial released first still fuses with stand-ins made later.
+    others = [share for other in committee2of3.parties[1:] for share in other.partials(ciphertext, family)]
+    for quorum in family:
+        assert np.array_equal(fuse(context, ciphertext, quorum, [shares[0], *again, *others]), plain), quorum.members
 
 
 # --- fact readers on hand-built vectors ------------------------------------------------------
@@ -216,39 +339,51 @@ def test_read_confirmation() -> None:
             read_confirmation(SMALL, corrupted, levels, candidates)
 
 
-def _membership_vectors(bits: list[bool], level: int, layout: SlotLayout = SMALL) -> list[np.ndarray]:
-    vectors = []
-    for group in range(0, len(bits), 32):
-        words = []
+def _membership_vector(bits: list[bool], level: int, layout: SlotLayout = SMALL) -> np.ndarray:
+    """Group g = i // 32 of the bits: a 16-bit word per row, in slot (level − g) mod W."""
+    vector = layout.zeros()
+    width = layout.row_width
+    for group in range(0, -(-len(bits) // 32)):
         for row in (0, 1):
-            chunk = bits[group + 16 * row : group + 16 * row + 16]
-            words.append(sum(1 << bit for bit, member in enumerate(chunk) if member))
-        vectors.append(_vector({level: words[0]}, {level: words[1]}, layout))
-    return vectors
+            chunk = bits[32 * group + 16 * row : 32 * group + 16 * row + 16]
+            vector[row * width + (level - group) % width] = sum(1 << bit for bit, member in enumerate(chunk) if member)
+    return vector
 
 
 def test_read_membership() -> None:
     rng = np.random.default_rng(13)
+    width = SMALL.row_width
+    for level in (9, 1, width - 1):
+        for count in (1, 15, 16, 17, 32, 33, 70, 200):
+            bits = [bool(bit) for bit in rng.integers(0, 2, count)]
+            assert read_membership(SMALL, _membership_vector(bits, level), level, count) == tuple(bits), (level, count)
     level = 9
-    for count in (1, 15, 16, 17, 32, 33, 70):
-        bits = [bool(bit) for bit in rng.integers(0, 2, count)]
-        assert read_membership(SMALL, _membership_vectors(bits, level), level, count) == tuple(bits)
     bits = [True] * 40
-    vectors = _membership_vectors(bits, level)
-    # A bit beyond the pending intendos, a value in another slot, or a missing vector: corrupted.
-    for slot, bit in ((level, 8), (SMALL.row_width + level, 0)):  # positions 40 and 48 do not exist
-        beyond = [vector.copy() for vector in vectors]
-        beyond[1][slot] |= 1 << bit
+    vector = _membership_vector(bits, level)
+    assert read_membership(SMALL, vector, level, 40) == (True,) * 40
+    # A bit beyond the pending intendos (positions 40 and 48 do not exist; group 1 is in slot 8).
+    for slot, bit in ((level - 1, 8), (width + level - 1, 0)):
+        beyond = vector.copy()
+        beyond[slot] |= 1 << bit
         with pytest.raises(IntegrityFailure):
             read_membership(SMALL, beyond, level, 40)
-    elsewhere = [vector.copy() for vector in vectors]
-    elsewhere[0][level + 1] = 1
+    # A value in any slot no group of the pending intendos uses: corrupted.
+    for slot in (level + 1, level - 2, width + level + 1, width + level - 2, 0, width - 1, SMALL.slot_count - 1):
+        elsewhere = vector.copy()
+        elsewhere[slot] = 1
+        with pytest.raises(IntegrityFailure):
+            read_membership(SMALL, elsewhere, level, 40)
+    # The second group rotated the wrong way (to slot level + 1).
+    misplaced = vector.copy()
+    misplaced[[level + 1, width + level + 1]] = misplaced[[level - 1, width + level - 1]]
+    misplaced[[level - 1, width + level - 1]] = 0
     with pytest.raises(IntegrityFailure):
-        read_membership(SMALL, elsewhere, level, 40)
+        read_membership(SMALL, misplaced, level, 40)
+    # A whole group more than there are pending intendos.
     with pytest.raises(IntegrityFailure):
-        read_membership(SMALL, vectors[:1], level, 40)
-    too_big = [vector.copy() for vector in vectors]
-    too_big[0][level] = P - 1  # more than 16 bits
+        read_membership(SMALL, vector, level, 32)
+    too_big = vector.copy()
+    too_big[level] = P - 1  # more than 16 bits
     with pytest.raises(IntegrityFailure):
         read_membership(SMALL, too_big, level, 40)
 
@@ -268,7 +403,7 @@ def test_read_validity() -> None:
 
 @pytest.fixture(scope="module")
 def hunt_pack(context, committee3):  # type: ignore[no-untyped-def]
-    """A count pack of 40 intendos (two membership ciphertexts) whose hunt fires."""
+    """A count pack of 40 intendos (two membership groups in one ciphertext) whose hunt fires."""
     layout = circuit.layout_of(context)
     levels = 48
     rng = np.random.default_rng(99)
@@ -283,8 +418,7 @@ def hunt_pack(context, committee3):  # type: ignore[no-untyped-def]
     ciphertexts = [context.encrypt(context.joint_key, layout.thermometer(threshold, levels)) for threshold in thresholds]
     total = context.add_many(ciphertexts)
     check = circuit.hunt_check(context, total, random_mask(context, rng), levels, 0)
-    membership = circuit.membership_ciphertexts(context, [(ct, 1) for ct in ciphertexts], hunt.level, levels)
-    assert len(membership) == 2
+    membership = circuit.membership_ciphertext(context, [(ct, 1) for ct in ciphertexts], hunt.level, levels)
     return levels, solver, hunt, thresholds, check, membership
 
 
@@ -298,44 +432,45 @@ def _corrupt(data: bytes, reference: bytes, rng: np.random.Generator, modulus_fl
     return with_word(data, offset, word)
 
 
+def _with_data(share: PartialShare, data: bytes) -> PartialShare:
+    return PartialShare(share.producer, share.on_behalf_of, share.quorum, data)
+
+
 CORRUPTIONS = 6
 
 
 def test_corrupted_partial_makes_the_hunt_check_an_integrity_failure(context, committee3, hunt_pack) -> None:  # type: ignore[no-untyped-def]
     levels, solver, hunt, _, check, _ = hunt_pack
     quorum, shares = shares_for(committee3, check)
-    facts = reveal_hunt_check(context, quorum, shares, levels, 0)
+    facts = reveal_hunt_check(context, check, (quorum,), shares, levels, 0)
     assert max(facts.candidates) == hunt.level == solver.greatest_fixed_point()
     rng = np.random.default_rng(2024)
     floor = min(context._tower_moduli)  # noqa: SLF001
     for attempt in range(CORRUPTIONS):
-        victim = attempt % len(shares)  # the lead partial and main partials alike
+        victim = attempt % len(shares)  # every keyholder's (main) partial in turn
         reference = shares[(victim + 1) % len(shares)].data
         corrupted = list(shares)
-        corrupted[victim] = PartialShare(shares[victim].producer, shares[victim].on_behalf_of, _corrupt(shares[victim].data, reference, rng, floor))
+        corrupted[victim] = _with_data(shares[victim], _corrupt(shares[victim].data, reference, rng, floor))
         context.partial_from_bytes(corrupted[victim].data)  # structurally valid
         with pytest.raises(IntegrityFailure):
-            reveal_hunt_check(context, quorum, corrupted, levels, 0)
+            reveal_hunt_check(context, check, (quorum,), corrupted, levels, 0)
 
 
 def test_corrupted_partial_makes_membership_an_integrity_failure(context, committee3, hunt_pack) -> None:  # type: ignore[no-untyped-def]
     levels, _, hunt, thresholds, _, membership = hunt_pack
-    items = [shares_for(committee3, ciphertext) for ciphertext in membership]
-    quorum = items[0][0]
-    shares = [item for _, item in items]
-    bits = reveal_membership(context, quorum, shares, hunt.level, len(thresholds))
+    quorum, shares = shares_for(committee3, membership)
+    bits = reveal_membership(context, membership, (quorum,), shares, hunt.level, len(thresholds))
     assert bits == tuple(threshold.level <= hunt.level for threshold in thresholds)
+    assert tuple(index for index, bit in enumerate(bits) if bit) == hunt.members
     rng = np.random.default_rng(4048)
     floor = min(context._tower_moduli)  # noqa: SLF001
     for attempt in range(CORRUPTIONS):
-        group = attempt % len(shares)
-        victim = int(rng.integers(0, len(shares[group])))
-        reference = shares[group][(victim + 1) % len(shares[group])].data
-        corrupted = [list(group_shares) for group_shares in shares]
-        original = shares[group][victim]
-        corrupted[group][victim] = PartialShare(original.producer, original.on_behalf_of, _corrupt(original.data, reference, rng, floor))
+        victim = attempt % len(shares)
+        reference = shares[(victim + 1) % len(shares)].data
+        corrupted = list(shares)
+        corrupted[victim] = _with_data(shares[victim], _corrupt(shares[victim].data, reference, rng, floor))
         with pytest.raises(IntegrityFailure):
-            reveal_membership(context, quorum, corrupted, hunt.level, len(thresholds))
+            reveal_membership(context, membership, (quorum,), corrupted, hunt.level, len(thresholds))
 
 
 def test_corrupted_partial_makes_confirmation_and_validity_integrity_failures(context, committee3, hunt_pack) -> None:  # type: ignore[no-untyped-def]
@@ -349,69 +484,195 @@ def test_corrupted_partial_makes_confirmation_and_validity_integrity_failures(co
     validity = circuit.validity_check(context, [[terms]], random_mask(context, rng))
     floor = min(context._tower_moduli)  # noqa: SLF001
     for ciphertext, reveal in (
-        (confirmation, lambda q, s: reveal_confirmation(context, q, s, levels, [1, 2, 3])),
-        (validity, lambda q, s: reveal_validity(context, q, s, 1)),
+        (confirmation, lambda q, s: reveal_confirmation(context, confirmation, q, s, levels, [1, 2, 3])),
+        (validity, lambda q, s: reveal_validity(context, validity, q, s, 1)),
     ):
         quorum, shares = shares_for(committee3, ciphertext)
-        reveal(quorum, shares)  # the honest set reads without error
+        reveal((quorum,), shares)  # the honest set reads without error
         for attempt in range(3):
             victim = attempt % len(shares)
             corrupted = list(shares)
-            corrupted[victim] = PartialShare(
-                shares[victim].producer, shares[victim].on_behalf_of, _corrupt(shares[victim].data, shares[victim - 1].data, rng, floor)
-            )
+            corrupted[victim] = _with_data(shares[victim], _corrupt(shares[victim].data, shares[victim - 1].data, rng, floor))
             with pytest.raises(IntegrityFailure):
-                reveal(quorum, corrupted)
+                reveal((quorum,), corrupted)
 
 
-def test_corrupted_stand_in_partial_is_an_integrity_failure(committee2of3) -> None:  # type: ignore[no-untyped-def]
-    context = committee2of3.context
-    layout = circuit.layout_of(context)
-    levels = 10
-    rng = np.random.default_rng(3)
+def _small_hunt(context: FheContext, levels: int = 10) -> tuple[list[Threshold], tuple[int, ...], list]:  # type: ignore[type-arg]
     thresholds = [Threshold(level, 1) for level in (1, 2, 3, 7, 9)]
     counts = [sum(t.weight for t in thresholds if t.level <= ell) for ell in range(levels)]
     fixed = tuple(ell for ell in range(1, levels) if counts[ell] == ell)
     assert fixed
-    total = context.add_many([context.encrypt(context.joint_key, layout.thermometer(t, levels)) for t in thresholds])
-    check = circuit.hunt_check(context, total, random_mask(context, rng), levels, 0)
+    layout = circuit.layout_of(context)
+    ciphertexts = [context.encrypt(context.joint_key, layout.thermometer(t, levels)) for t in thresholds]
+    return thresholds, fixed, ciphertexts
+
+
+def test_corrupted_stand_in_partial_is_an_integrity_failure(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    context = committee2of3.context
+    levels = 10
+    rng = np.random.default_rng(3)
+    _, fixed, ciphertexts = _small_hunt(context, levels)
+    check = circuit.hunt_check(context, context.add_many(ciphertexts), random_mask(context, rng), levels, 0)
     floor = min(context._tower_moduli)  # noqa: SLF001
     quorum, shares = shares_for(committee2of3, check, (1, 3))
-    assert reveal_hunt_check(context, quorum, shares, levels, 0).candidates == fixed
+    assert reveal_hunt_check(context, check, (quorum,), shares, levels, 0).candidates == fixed
     for victim, share in enumerate(shares):
         corrupted = list(shares)
-        corrupted[victim] = PartialShare(share.producer, share.on_behalf_of, _corrupt(share.data, shares[victim - 1].data, rng, floor))
+        corrupted[victim] = _with_data(share, _corrupt(share.data, shares[victim - 1].data, rng, floor))
         with pytest.raises(IntegrityFailure):
-            reveal_hunt_check(context, quorum, corrupted, levels, 0)
+            reveal_hunt_check(context, check, (quorum,), corrupted, levels, 0)
+    # With the whole family (all three live), any one corrupted partial fails too: the quorum
+    # without its producer reads the truth, the others do not agree with it.
+    family, shares = family_shares_for(committee2of3, check)
+    assert reveal_hunt_check(context, check, family, shares, levels, 0).candidates == fixed
+    for victim in range(0, len(shares), 2):
+        corrupted = list(shares)
+        corrupted[victim] = _with_data(shares[victim], _corrupt(shares[victim].data, shares[victim - 1].data, rng, floor))
+        with pytest.raises(IntegrityFailure):
+            reveal_hunt_check(context, check, family, corrupted, levels, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known gap, reported: there is no proof of correct partial decryption, so a keyholder "
-    "that decrypts ct + Δ·m' instead of ct shifts the fused plaintext by m'; a shift placed only "
-    "in the membership slot swaps members undetectably (the weight total still equals m)",
-)
-def test_crafted_partial_shifting_the_membership_word_is_detected(context, committee3) -> None:  # type: ignore[no-untyped-def]
-    layout = circuit.layout_of(context)
+def test_reveal_needs_every_quorum_of_the_family_complete(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    context = committee2of3.context
     levels = 10
-    thresholds = [Threshold(level, 1) for level in (1, 2, 3, 7, 9)]
-    counts = [sum(t.weight for t in thresholds if t.level <= ell) for ell in range(levels)]
-    level = max(ell for ell in range(1, levels) if counts[ell] == ell)
-    ciphertexts = [context.encrypt(context.joint_key, layout.thermometer(t, levels)) for t in thresholds]
-    (membership,) = circuit.membership_ciphertexts(context, [(ct, 1) for ct in ciphertexts], level, levels)
-    quorum, honest = shares_for(committee3, membership)
+    rng = np.random.default_rng(4)
+    _, fixed, ciphertexts = _small_hunt(context, levels)
+    check = circuit.hunt_check(context, context.add_many(ciphertexts), random_mask(context, rng), levels, 0)
+    family, shares = family_shares_for(committee2of3, check)
+    for missing in range(len(shares)):
+        with pytest.raises(InvalidInput, match="incomplete"):
+            reveal_hunt_check(context, check, family, shares[:missing] + shares[missing + 1 :], levels, 0)
+    with pytest.raises(InvalidInput):
+        reveal_hunt_check(context, check, (), shares, levels, 0)
+
+
+# --- the membership of many pending intendos -------------------------------------------------
+
+
+def test_membership_of_many_pending_intendos_decodes_to_the_solver_members(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """More than 32 pending intendos (three groups, rotated into one ciphertext), after an
+    executed hunt, revealed through the whole 2-of-3 family: exactly the solver's members."""
+    context = committee2of3.context
+    layout = circuit.layout_of(context)
+    levels = 120
+    rng = np.random.default_rng(4242)
+    solver = PackSolver(levels)
+    thresholds: dict[int, Threshold] = {}
+    for index in range(10):  # a first hunt executes, its members stay counted
+        thresholds[index] = Threshold(int(rng.integers(1, 8)), 1)
+        solver.insert(index, thresholds[index].level, 1)
+    first = solver.hunt()
+    assert first is not None
+    solver.execute(first)
+    for index in range(10, 90):
+        thresholds[index] = Threshold(int(rng.integers(solver.executed_level + 1, 95)), 1)
+        solver.insert(index, thresholds[index].level, 1)
+    hunt = solver.hunt()
+    assert hunt is not None
+    pending = list(solver.pending_ids())
+    assert len(pending) > 2 * circuit.MEMBERS_PER_GROUP and len(hunt.members) > circuit.MEMBERS_PER_GROUP
+    encrypted = {index: context.encrypt(context.joint_key, layout.thermometer(t, levels)) for index, t in thresholds.items()}
+    membership = circuit.membership_ciphertext(context, [(encrypted[index], 1) for index in pending], hunt.level, levels)
+    family, shares = family_shares_for(committee2of3, membership)
+    assert len(family) == 3
+    bits = reveal_membership(context, membership, family, shares, hunt.level, len(pending))
+    assert tuple(index for index, bit in zip(pending, bits) if bit) == hunt.members
+    assert solver.executed_level + sum(hunt.weights) == hunt.level
+
+
+# --- crafted partial decryptions (a dishonest keyholder) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def committee5of3():  # type: ignore[no-untyped-def]
+    """A 5-of-3 committee on its own FheContext (a context binds exactly one committee key)."""
+    return make_committee(FheContext(), 5, 3)
+
+
+@dataclass
+class Forgery:
+    """A small hunt's membership ciphertext decrypted by the family of quorums for the live
+    keyholders, and the shift a dishonest keyholder aims at: one member out, a non-member in
+    (plausible: every zero-by-construction slot stays zero and the weights still total m)."""
+
+    context: FheContext
+    membership: Ciphertext
+    level: int
+    count: int
+    family: tuple[Quorum, ...]
+    honest: list[PartialShare]
+    truth: tuple[bool, ...]
+    swapped: tuple[bool, ...]
+    shift: np.ndarray
+
+    def crafted(self, forger: int, *, stand_in_of: tuple[int, ...] | None = None) -> list[PartialShare]:
+        """The partials with the forger's own partial shifted, or instead its stand-in for
+        quorum `stand_in_of`."""
+        target = stand_in_of or ()
+        return [
+            crafted_partial(self.context, share, self.membership, self.shift) if (share.producer, share.quorum) == (forger, target) else share
+            for share in self.honest
+        ]
+
+    def reveal(self, shares: list[PartialShare], family: tuple[Quorum, ...] | None = None) -> tuple[bool, ...]:
+        return reveal_membership(self.context, self.membership, family or self.family, shares, self.level, self.count)
+
+
+def forgery(committee, live: tuple[int, ...] | None = None) -> Forgery:  # type: ignore[no-untyped-def]
+    context = committee.context
+    levels = 10
+    thresholds, fixed, ciphertexts = _small_hunt(context, levels)
+    level = max(fixed)
+    membership = circuit.membership_ciphertext(context, [(ct, 1) for ct in ciphertexts], level, levels)
+    family, honest = family_shares_for(committee, membership, live)
     truth = tuple(t.level <= level for t in thresholds)
-    assert reveal_membership(context, quorum, [honest], level, len(thresholds)) == truth
-    inside = truth.index(True)
-    outside = truth.index(False)
-    shift = layout.zeros()
-    shift[level] = ((1 << outside) - (1 << inside)) % P  # move one member out, another in
-    lead = committee3.parties[quorum.lead - 1]
-    forged = lead.partials(context.add_plain(membership, shift), quorum)
-    shares = [share for share in honest if share.producer != quorum.lead] + forged
-    try:
-        revealed = reveal_membership(context, quorum, [shares], level, len(thresholds))
-    except IntegrityFailure:
-        return
-    assert revealed == truth, f"plausible but wrong membership {revealed}, truth {truth}"
+    inside, outside = truth.index(True), truth.index(False)
+    swapped = tuple(bit if index not in (inside, outside) else not bit for index, bit in enumerate(truth))
+    shift = circuit.layout_of(context).zeros()
+    shift[level] = ((1 << outside) - (1 << inside)) % P  # group 0, row 0: slot `level`
+    return Forgery(context, membership, level, len(thresholds), family, honest, truth, swapped, shift)
+
+
+@pytest.mark.parametrize("forger", [1, 2, 3])
+def test_crafted_partial_shifting_the_membership_word_is_detected(committee2of3, forger: int) -> None:  # type: ignore[no-untyped-def]
+    """A keyholder adding Δ·m' to its own partial shifts every quorum it belongs to — plausibly:
+    each of those quorums alone reads a membership whose weights still total m. But with all
+    three of a 2-of-3 committee live, the family has a quorum without the forger, which reads
+    the truth, and the disagreement is an IntegrityFailure: nothing is revealed."""
+    case = forgery(committee2of3)
+    assert case.reveal(case.honest) == case.truth
+    crafted = case.crafted(forger)
+    for quorum in case.family:  # what each quorum alone would read from the crafted set
+        assert case.reveal(crafted, (quorum,)) == (case.swapped if forger in quorum.members else case.truth), quorum.members
+    with pytest.raises(IntegrityFailure, match="disagree"):
+        case.reveal(crafted)
+    # Shifting one of its stand-ins instead shifts that quorum alone: caught the same way.
+    for quorum in case.family:
+        if forger in quorum.members:
+            with pytest.raises(IntegrityFailure, match="disagree"):
+                case.reveal(case.crafted(forger, stand_in_of=quorum.members))
+
+
+@pytest.mark.parametrize("forger, live", [(3, None), (5, None), (1, (1, 2, 4, 5))])
+def test_crafted_partial_is_detected_in_a_five_of_three_committee(committee5of3, forger: int, live) -> None:  # type: ignore[no-untyped-def]
+    """5-of-3 with all five live (three quorums, each leaving out two keyholders) or four live
+    (one offline, stood in for; four quorums, each leaving out one)."""
+    case = forgery(committee5of3, live)
+    assert len(case.family) == (3 if live is None else 4)
+    assert case.reveal(case.honest) == case.truth
+    assert any(forger in quorum.members for quorum in case.family) and any(forger not in quorum.members for quorum in case.family)
+    with pytest.raises(IntegrityFailure, match="disagree"):
+        case.reveal(case.crafted(forger))
+
+
+def test_crafted_partial_with_exactly_t_live_is_the_residual(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """The documented limit (stagpack.decrypt.quorum): with exactly t keyholders taking part the
+    family is one quorum and nothing cross-checks it, so a crafted partial swaps members
+    undetectably — the result is plausible, every zero-by-construction slot is zero, and the
+    members' weights still total m. Only running with more than t live closes this."""
+    case = forgery(committee2of3, (1, 2))
+    assert [quorum.members for quorum in case.family] == [(1, 2)]
+    assert case.reveal(case.honest) == case.truth
+    revealed = case.reveal(case.crafted(1))
+    assert revealed == case.swapped != case.truth
+    assert sum(revealed) == sum(case.truth) == case.level  # count stag: the weight total check passes

@@ -108,7 +108,7 @@ class _DecryptionView:
         return Quorum(count, self.threshold, members or tuple(range(1, count + 1)))
 
     def partials(self, ciphertext, quorum):  # type: ignore[no-untyped-def]
-        return [share for party in self.parties if party.index in quorum.members for share in party.partials(ciphertext, quorum)]
+        return [share for party in self.parties if party.index in quorum.members for share in party.partials(ciphertext, [quorum])]
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from _unit_support import decrypt, random_mask, shares_for
+from _unit_support import decrypt, random_mask, random_slots, shares_for
 from stagpack import circuit
-from stagpack.circuit import MEMBERS_PER_CIPHERTEXT, MEMBERS_PER_SLOT, layout_of, membership_slot
+from stagpack.circuit import MEMBERS_PER_GROUP, MEMBERS_PER_SLOT, layout_of, membership_slot
 from stagpack.decrypt import reveal_confirmation, reveal_hunt_check, reveal_membership, reveal_validity
 from stagpack.decrypt.facts import read_membership
 from stagpack.encoding import MIN_LEVELS, SlotLayout, StagKind, Threshold
@@ -154,7 +154,11 @@ def test_inverse_and_membership_slots(layout: SlotLayout) -> None:
     for position in range(100):
         slot = membership_slot(position)
         assert (slot.group, slot.row, slot.bit) == (position // 32, position % 32 // 16, position % 16)
-    assert MEMBERS_PER_CIPHERTEXT == 2 * MEMBERS_PER_SLOT and (1 << MEMBERS_PER_SLOT) - 1 < P
+    assert MEMBERS_PER_GROUP == 2 * MEMBERS_PER_SLOT and (1 << MEMBERS_PER_SLOT) - 1 < P
+    # Group g's words sit in slot level − g of each row, wrapping around the row.
+    width = layout.row_width
+    for position, level, column in ((0, 9, 9), (31, 9, 9), (32, 9, 8), (95, 9, 7), (32, 0, width - 1), (64, 1, width - 1), (9 * 32, 9, 0)):
+        assert membership_slot(position).column(level, width) == column, (position, level)
 
 
 # --- random packs ----------------------------------------------------------------------------
@@ -259,7 +263,7 @@ def test_hunt_check_is_zero_exactly_at_fixed_points_above_the_executed_level(con
             expected_zero[sorted(fixed)] = True
             assert np.array_equal(values == 0, expected_zero), (pack.kind, levels, executed, row)
         quorum, shares = shares_for(committee3, check)
-        facts = reveal_hunt_check(context, quorum, shares, levels, executed)
+        facts = reveal_hunt_check(context, check, (quorum,), shares, levels, executed)
         assert facts.candidates == tuple(sorted(fixed))
         assert facts.fired == (pack.solver.hunt() is not None)
         assert max(facts.candidates, default=None) == pack.solver.greatest_fixed_point()
@@ -278,7 +282,7 @@ def test_hunt_confirmation_is_non_zero_only_at_candidates_that_are_not_fixed(con
         expected_nonzero = _by_definition(layout, levels, lambda ell: 1 if ell in decoys else 0) == 1
         assert np.array_equal(slots != 0, expected_nonzero), (pack.kind, levels, executed)
         quorum, shares = shares_for(committee3, confirmation)
-        facts = reveal_confirmation(context, quorum, shares, levels, candidates)
+        facts = reveal_confirmation(context, confirmation, (quorum,), shares, levels, candidates)
         assert facts.level == (max(fixed) if fixed else None)
         assert facts.level == pack.solver.greatest_fixed_point()
     with pytest.raises(InvalidInput):
@@ -292,44 +296,125 @@ def test_membership_reveals_exactly_the_hunt_members(context, committee3, packs,
         pending = pack.pending()
         levels_to_read = [level for level in (hunt.level if hunt else None, 1, pack.levels - 1) if level is not None]
         for level in levels_to_read:
-            ciphertexts = circuit.membership_ciphertexts(
+            ciphertext = circuit.membership_ciphertext(
                 context, [(pack.ciphertexts[i], pack.thresholds[i].weight) for i in pending], level, pack.levels
             )
-            assert len(ciphertexts) == -(-len(pending) // MEMBERS_PER_CIPHERTEXT)
-            bits = read_membership(layout, [decrypt(committee3, ciphertext) for ciphertext in ciphertexts], level, len(pending))
+            bits = read_membership(layout, decrypt(committee3, ciphertext), level, len(pending))
             assert bits == tuple(pack.thresholds[i].level <= level for i in pending)
         if hunt is not None:
             fired += 1
-            ciphertexts = circuit.membership_ciphertexts(
+            ciphertext = circuit.membership_ciphertext(
                 context, [(pack.ciphertexts[i], pack.thresholds[i].weight) for i in pending], hunt.level, pack.levels
             )
-            shares = [shares_for(committee3, ciphertext) for ciphertext in ciphertexts]
-            bits = reveal_membership(context, shares[0][0], [item for _, item in shares], hunt.level, len(pending))
+            quorum, shares = shares_for(committee3, ciphertext)
+            bits = reveal_membership(context, ciphertext, (quorum,), shares, hunt.level, len(pending))
             assert tuple(i for i, bit in zip(pending, bits) if bit) == hunt.members
             executed_weight = sum(pack.thresholds[i].weight for i in pack.solver.executed_ids())
             assert executed_weight + sum(hunt.weights) == hunt.level
     assert fired >= 2
 
 
+def _membership_by_definition(layout: SlotLayout, bits: list[bool], level: int) -> np.ndarray:
+    """The membership vector written out from its definition: group g = i // 32 holds
+    Σ 2^(i mod 16) b_i of its first 16 intendos in row 0 and of the next 16 in row 1, both in
+    slot (level − g) mod W; every other slot is zero."""
+    width = layout.row_width
+    vector = np.zeros(layout.slot_count, dtype=np.int64)
+    for position, member in enumerate(bits):
+        group, within = divmod(position, 32)
+        row, bit = divmod(within, 16)
+        vector[row * width + (level - group) % width] += int(member) << bit
+    return vector
+
+
 def test_membership_with_many_pending_capital_intendos(context, committee3, layout, rng) -> None:  # type: ignore[no-untyped-def]
-    """More than 32 pending intendos (three membership ciphertexts) with weights up to 7."""
+    """More than 32 pending intendos (three groups in one membership ciphertext) with weights
+    up to 5; at level 1 the groups' slots wrap around the end of the rows."""
     levels = 400
     thresholds = []
     for _ in range(70):
         weight = int(rng.integers(1, 6))
         thresholds.append(Threshold(int(rng.integers(weight, levels)), weight))
     ciphertexts = [context.encrypt(context.joint_key, layout.thermometer(threshold, levels)) for threshold in thresholds]
+    pending = [(ct, t.weight) for ct, t in zip(ciphertexts, thresholds)]
     for level in (int(np.median([t.level for t in thresholds])), 1, levels - 1):
-        outputs = circuit.membership_ciphertexts(context, [(ct, t.weight) for ct, t in zip(ciphertexts, thresholds)], level, levels)
-        assert len(outputs) == 3
-        vectors = [decrypt(committee3, output) for output in outputs]
-        assert read_membership(layout, vectors, level, len(thresholds)) == tuple(t.level <= level for t in thresholds)
-        # Each output holds its 16-bit words in the two copies of slot `level`, nothing else.
-        for vector in vectors:
-            assert set(np.nonzero(vector)[0]) <= {level, layout.row_width + level}
+        output = circuit.membership_ciphertext(context, pending, level, levels)
+        vector = decrypt(committee3, output)
+        truth = [t.level <= level for t in thresholds]
+        assert read_membership(layout, vector, level, len(thresholds)) == tuple(truth)
+        # The 16-bit words sit in slot level − g of both rows for groups g = 0, 1, 2, nothing else.
+        assert np.array_equal(vector, _membership_by_definition(layout, truth, level)), level
+        assert set(np.nonzero(vector)[0]) <= {
+            row * layout.row_width + (level - group) % layout.row_width for row in (0, 1) for group in range(3)
+        }
     for bad_level in (0, levels):
         with pytest.raises(InvalidInput):
-            circuit.membership_ciphertexts(context, [(ciphertexts[0], thresholds[0].weight)], bad_level, levels)
+            circuit.membership_ciphertext(context, pending[:1], bad_level, levels)
+    with pytest.raises(InvalidInput):
+        circuit.membership_ciphertext(context, [], 5, levels)
+    with pytest.raises(InvalidInput):  # more groups than slots in a row (checked before any work)
+        circuit.membership_ciphertext(context, pending[:1] * (MEMBERS_PER_GROUP * layout.row_width + 1), 5, levels)
+
+
+class _RowRotations:
+    """The slot algebra `shifted_sum` uses (rotate within rows, add), on numpy vectors with a
+    small row width, counting rotations: the algorithm on its own, at any number of terms."""
+
+    def __init__(self, row_width: int) -> None:
+        self.row_width = row_width
+        self.rotations = 0
+
+    def rotate(self, vector: np.ndarray, step: int) -> np.ndarray:
+        assert 0 < step < self.row_width and step & (step - 1) == 0  # radix steps only, never the row swap
+        self.rotations += 1
+        width = self.row_width
+        return np.concatenate([np.roll(vector[:width], -step), np.roll(vector[width:], -step)])
+
+    def add(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return (first + second) % P
+
+
+def _shifted_sum_by_definition(terms: list[np.ndarray], step: int, width: int) -> np.ndarray:
+    """Σ_g rotate(terms[g], g · step), each row rotated left on its own."""
+    total = np.zeros_like(terms[0])
+    for index, term in enumerate(terms):
+        shift = index * step % width
+        total = (total + np.concatenate([np.roll(term[:width], -shift), np.roll(term[width:], -shift)])) % P
+    return total
+
+
+@pytest.mark.parametrize("width", [64, 2048])
+def test_shifted_sum_matches_its_definition_with_one_rotation_per_term(width: int) -> None:
+    """Up to a full row of terms (as many membership groups as a row has slots), including the
+    last radix step that is smaller than 16 (64 = 16·4, 2048 = 16·16·8)."""
+    rng = np.random.default_rng(width)
+    counts = {1, 2, 15, 16, 17, 31, 255, 256, 257, width // 2 + 3, width - 1, width}
+    for count in sorted(count for count in counts if count <= width):
+        for step in (1, 16) if count * 16 <= width else (1,):
+            terms = [rng.integers(0, P, 2 * width) for _ in range(count)]
+            algebra = _RowRotations(width)
+            total = circuit.shifted_sum(algebra, terms, step)  # type: ignore[arg-type]
+            assert np.array_equal(total, _shifted_sum_by_definition(terms, step, width)), (count, step)
+            assert algebra.rotations == count - 1, (count, step)
+
+
+def test_shifted_sum_refuses_no_terms_and_shifts_beyond_the_row() -> None:
+    """A shift of a row width or more would wrap onto another term's slot (and the rotation by
+    a whole row is the row swap): refused, like an empty sum."""
+    width = 64
+    term = np.zeros(2 * width, dtype=np.int64)
+    for terms, step in (([], 1), ([term] * (width + 1), 1), ([term] * 5, 16), ([term] * 300, 1)):
+        with pytest.raises(InvalidInput):
+            circuit.shifted_sum(_RowRotations(width), terms, step)  # type: ignore[arg-type]
+    circuit.shifted_sum(_RowRotations(width), [term] * 4, 16)  # type: ignore[arg-type]
+
+
+def test_shifted_sum_on_ciphertexts(context, committee3, layout, rng) -> None:  # type: ignore[no-untyped-def]
+    plain = [random_slots(context, rng) for _ in range(20)]
+    encrypted = [context.encrypt(context.joint_key, vector) for vector in plain]
+    for step in (1, 16):
+        total = circuit.shifted_sum(context, encrypted, step)
+        assert np.array_equal(decrypt(committee3, total), _shifted_sum_by_definition(plain, step, layout.row_width)), step
 
 
 # --- validity (DESIGN.md §7) -----------------------------------------------------------------
@@ -414,7 +499,7 @@ def validity_terms(context, committee3, layout):  # type: ignore[no-untyped-def]
 def _reveal(context, committee, groups, rng) -> tuple[bool, ...]:  # type: ignore[no-untyped-def]
     check = circuit.validity_check(context, groups, random_mask(context, rng))
     quorum, shares = shares_for(committee, check)
-    return reveal_validity(context, quorum, shares, len(groups))
+    return reveal_validity(context, check, (quorum,), shares, len(groups))
 
 
 def test_valid_thermometers_pass_in_a_batch_and_each(context, committee3, validity_terms, rng) -> None:  # type: ignore[no-untyped-def]

@@ -635,6 +635,40 @@ def test_every_quorum_of_a_two_of_three_committee_decrypts(committee2of3, rng) -
         assert np.array_equal(decrypt(committee2of3, product, members), expected), members
 
 
+# --- the public lead term --------------------------------------------------------------------
+
+
+def test_public_lead_partial_completes_the_keyholders_main_partials(context, committee3, vectors, rng) -> None:  # type: ignore[no-untyped-def]
+    """Keyholders only produce main partials (c1·s_j + flooding); the lead term (c0) needs no
+    secret: `public_lead_partial` is a lead partial under the zero key, computable by whoever
+    fuses — even a context that holds no key share at all."""
+    plain, (ca, cb, _) = vectors
+    shift = random_slots(context, rng)
+    for ciphertext, expected in ((ca, plain[0]), (context.multiply(ca, cb), plain[0] * plain[1] % P)):
+        mains = [context.partial_decrypt(ciphertext, party._secret, lead=False) for party in committee3.parties]  # noqa: SLF001
+        lead = context.public_lead_partial(ciphertext)
+        assert np.array_equal(context.fuse([lead, *mains]), expected)
+        assert np.array_equal(context.fuse([*reversed(mains), lead]), expected)
+        # The main partials alone do not decrypt, and a key share's lead partial on top of the
+        # public one counts c0 twice: the lead term comes from the public partial only.
+        assert not np.array_equal(context.fuse(mains), expected)
+        doubled = [lead, context.partial_decrypt(ciphertext, committee3.parties[0]._secret, lead=True), *mains[1:]]  # noqa: SLF001
+        assert not np.array_equal(context.fuse(doubled), expected)
+        # The main partials do not depend on c0: adding a plaintext to the ciphertext moves only
+        # the lead term, so the same main partials fuse with the new lead to the new plaintext.
+        assert np.array_equal(context.fuse([context.public_lead_partial(context.add_plain(ciphertext, shift)), *mains]), (expected + shift) % P)
+        # Every call draws fresh flooding noise, and the result travels like any partial.
+        again = context.public_lead_partial(ciphertext)
+        assert context.partial_to_bytes(again) != context.partial_to_bytes(lead)
+        assert np.array_equal(context.fuse([context.partial_from_bytes(context.partial_to_bytes(again)), *mains]), expected)
+    # A context with no key share, bound only to the joint public key, computes the same term.
+    outsider = FheContext()
+    outsider.bind_joint_key(outsider.public_key_from_bytes(committee3.bundle.joint_public_key))
+    foreign = outsider.public_lead_partial(outsider.ciphertext_from_bytes(context.ciphertext_to_bytes(ca)))
+    mains = [context.partial_decrypt(ca, party._secret, lead=False) for party in committee3.parties]  # noqa: SLF001
+    assert np.array_equal(context.fuse([context.partial_from_bytes(outsider.partial_to_bytes(foreign)), *mains]), plain[0])
+
+
 def test_partial_decryption_objects_are_opaque(context, partial_bytes) -> None:  # type: ignore[no-untyped-def]
     partial = context.partial_from_bytes(partial_bytes)
     assert isinstance(partial, PartialDecryption)

@@ -21,9 +21,10 @@ import pytest
 
 from stagpack import codec
 from stagpack.aggregator.committee import KeyholderUnreachable, LocalKeyholder
+from stagpack.decrypt import quorum_family
 from stagpack.encoding import StagKind
 from stagpack.errors import CommitteeUnavailable, InvalidInput, InvalidSignature, PolicyRefusal, StagpackError, WrongPhase
-from stagpack.evaluation import SessionComputation
+from stagpack.evaluation import SessionComputation, read_hunt_steps
 from stagpack.fhe import Ciphertext
 from stagpack.inprocess import InProcessDeployment
 from stagpack.keyholder.node import KeyholderNode
@@ -101,6 +102,11 @@ class HandSession:
     def everyone(self) -> tuple[int, ...]:
         return tuple(keyholder.index for keyholder in self.keyholders)
 
+    def family(self, members: Sequence[int] | None = None) -> tuple[tuple[int, ...], ...]:
+        """The prescribed family of quorums when `members` (default everyone) take part."""
+        family = quorum_family(self.committee.parties, self.committee.threshold, frozenset(members or self.everyone))
+        return tuple(quorum.members for quorum in family)
+
     def open(self) -> HandSession:
         self.commitments = tuple(keyholder.open_session(self.session) for keyholder in self.keyholders)
         return self
@@ -128,7 +134,7 @@ class HandSession:
         *,
         commitments: tuple[SignedCommitment, ...] | None = None,
         reveals: tuple[MaskReveal, ...] | None = None,
-        quorum: tuple[int, ...] | None = None,
+        quorums: tuple[tuple[int, ...], ...] | None = None,
     ) -> DecryptRequest:
         digests = tuple(
             item if isinstance(item, bytes) else self.context.ciphertext_digest(item) for item in claimed  # type: ignore[arg-type]
@@ -136,17 +142,24 @@ class HandSession:
         return DecryptRequest(
             self.session,
             step,
-            quorum or self.everyone,
+            self.family() if quorums is None else quorums,
             self.commitments if commitments is None else commitments,
             self.reveals if reveals is None else reveals,
             prior,
             digests,
         )
 
-    def serve(self, step: Step, ciphertexts: Sequence[Ciphertext], prior: tuple[SignedPartial, ...] = ()) -> tuple[SignedPartial, ...]:
-        """An honest step: every keyholder decrypts what it recomputes too."""
-        request = self.request(step, ciphertexts, prior)
-        return tuple(partial for keyholder in self.keyholders for partial in keyholder.decrypt(request).partials)
+    def serve(
+        self,
+        step: Step,
+        ciphertexts: Sequence[Ciphertext],
+        prior: tuple[SignedPartial, ...] = (),
+        quorums: tuple[tuple[int, ...], ...] | None = None,
+    ) -> tuple[SignedPartial, ...]:
+        """An honest step: every keyholder of the family decrypts what it recomputes too."""
+        request = self.request(step, ciphertexts, prior, quorums=quorums)
+        members = {member for quorum in request.quorums for member in quorum}
+        return tuple(partial for keyholder in self.keyholders if keyholder.index in members for partial in keyholder.decrypt(request).partials)
 
     def certify_request(self, partials: tuple[SignedPartial, ...], outcome: object) -> CertifyRequest:
         return CertifyRequest(self.session, self.commitments, self.reveals, partials, codec.encode(outcome))
@@ -195,6 +208,11 @@ def flip_one_byte(data: bytes, position: int) -> bytes:
     return bytes(flipped)
 
 
+# With all three of the 2-of-3 committee taking part, the family is (2,3), (1,3), (1,2): each
+# keyholder releases its own partial and one stand-in in each of its two quorums.
+FAMILY_PARTIALS = 3 + 3 * 2
+
+
 # -- only what the keyholder recomputed itself ------------------------------------------------
 
 
@@ -228,7 +246,7 @@ def test_only_the_recomputed_check_is_decrypted(
     request = hand.request(Step.CHECK, claimed)
     each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "differs from this keyholder's recomputation")
     # the honest request is served (the refusals consumed nothing)
-    assert len(hand.serve(Step.CHECK, [check])) == 3
+    assert len(hand.serve(Step.CHECK, [check])) == FAMILY_PARTIALS
 
 
 def test_a_validation_batch_decrypts_only_its_own_check(
@@ -298,6 +316,74 @@ def test_one_hunt_check_per_epoch_and_only_once_due(
     refused(keyholder_warnings, lambda: first.keyholders[0].open_session(replace(second, number=0)), PolicyRefusal, "not an epoch of this stag")
     for node in deployment.nodes:
         assert [number for number, _ in served_steps(node, quiet.stag_id, SessionKind.HUNT) if number > epoch] == []
+
+
+# -- families of quorums ----------------------------------------------------------------------
+
+
+def test_only_the_prescribed_family_of_quorums_is_served(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    """With all three keyholders named, only the family that leaves out each of them in turn is
+    served: a family that keeps one keyholder in every quorum (its shift would go unchecked), a
+    single quorum of all three (own partials only, nothing cross-checked), a t-quorum padded
+    with another, the right quorums in another order or repeated — all refused, logged, and
+    nothing released."""
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    (check,) = hand.computation().check()
+    assert hand.family() == ((2, 3), (1, 3), (1, 2))
+    for quorums in (
+        ((1, 2), (1, 3)),
+        ((1, 2, 3),),
+        ((1, 2), (1, 2, 3)),
+        ((1, 2), (1, 3), (2, 3)),
+        ((2, 3), (1, 3), (1, 2), (1, 2)),
+        ((2, 3), (1, 3)),
+    ):
+        request = hand.request(Step.CHECK, [check], quorums=quorums)
+        each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "not the prescribed family")
+    # quorums outside the committee, or that leave the asked keyholder out
+    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CHECK, [check], quorums=((1, 4),)), InvalidInput, "1..3")
+    first = hand.keyholders[0]
+    refused(keyholder_warnings, lambda: first.decrypt(hand.request(Step.CHECK, [check], quorums=((2, 3),))), InvalidInput, "not in any quorum")
+    with pytest.raises(StagpackError):
+        first.decrypt(hand.request(Step.CHECK, [check], quorums=()))
+    assert Step.CHECK not in hand.served(first.node)
+    # the prescribed family is served (the refusals consumed nothing)
+    assert len(hand.serve(Step.CHECK, [check])) == FAMILY_PARTIALS
+
+
+def test_one_own_partial_per_step_whatever_the_family(
+    deployment: InProcessDeployment, quiet: MirroredStag
+) -> None:
+    """Asked for one step with several prescribed families (all three live, then only two), a
+    keyholder releases its own partial once and reuses it, adding the stand-ins the new family
+    needs; asking again with a family already served returns exactly what it returned before."""
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    computation = hand.computation()
+    (check,) = computation.check()
+    first = hand.keyholders[0]
+    families = [hand.family(), hand.family((1, 2)), hand.family((1, 3))]
+    assert families[1:] == [((1, 2),), ((1, 3),)]
+    responses = [first.decrypt(hand.request(Step.CHECK, [check], quorums=family)).partials for family in families]
+    assert first.decrypt(hand.request(Step.CHECK, [check], quorums=families[0])).partials == responses[0]
+    for family, partials in zip(families, responses):
+        own = [partial for partial in partials if partial.statement.quorum == ()]
+        assert own == [partial for partial in responses[0] if partial.statement.quorum == ()] and len(own) == 1
+        stand_ins = sorted((partial.statement.quorum, partial.statement.on_behalf_of) for partial in partials if partial.statement.quorum)
+        assert stand_ins == sorted((quorum, absent) for quorum in family if 1 in quorum for absent in (1, 2, 3) if absent not in quorum)
+    record = first.node._store.load_session(hand.session.session_id)  # test-only look into the durable record
+    assert record is not None
+    assert [(served.step, served.quorums) for served in record.served] == [(Step.CHECK, family) for family in families]
+    released_own = {(partial.statement.item, partial.data) for served in record.served for partial in served.partials if partial.statement.quorum == ()}
+    assert len(released_own) == 1
+    assert record.own_partials(Step.CHECK) == tuple(partial for partial in responses[0] if partial.statement.quorum == ())
+    # The reused own partial fuses with the stand-ins made for the later family: keyholders 1
+    # and 2 alone reveal the same check facts as all three.
+    everyone = hand.serve(Step.CHECK, [check])
+    pair = hand.serve(Step.CHECK, [check], quorums=families[1])
+    full = read_hunt_steps(computation, hand.committee, everyone, Step.CHECK)
+    assert read_hunt_steps(computation, hand.committee, pair, Step.CHECK).candidates == full.candidates == ()
 
 
 # -- the order of steps -----------------------------------------------------------------------
@@ -471,13 +557,14 @@ def test_prior_partials_must_be_genuine(
     data = replace(check[1], data=flip_one_byte(check[1].data, len(check[1].data) - 9))
     each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, (check[0], signature) + check[2:]), InvalidSignature, "partial-decryption signature")
     each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, (check[0], data) + check[2:]), InvalidInput, "does not match its signed digest")
-    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, check[1:]), InvalidInput, "do not match quorum")
+    assert (check[0].statement.producer, check[0].statement.quorum) == (1, ())  # keyholder 1's own partial
+    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, check[1:]), InvalidInput, "incomplete")
     # check partials of another session (the quiet stag's) cannot stand in for this one's
     other = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
     foreign = other.serve(Step.CHECK, other.computation().check())
     each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, foreign), PolicyRefusal, "another session")
     # the genuine partials still work
-    assert len(hand.serve(Step.CONFIRM, confirm, check)) == 3
+    assert len(hand.serve(Step.CONFIRM, confirm, check)) == FAMILY_PARTIALS
 
 
 # -- a fired hunt is binding --------------------------------------------------------------------

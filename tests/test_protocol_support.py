@@ -263,10 +263,10 @@ def corrupt_partial_bytes(context: FheContext, data: bytes) -> bytes:
 def corrupting(context: FheContext, partials: Callable[..., list[PartialShare]]) -> Callable[..., list[PartialShare]]:
     """Wrap DecryptingParty.partials so every share it returns is corrupted before it is signed."""
 
-    def corrupted(ciphertext, quorum):  # type: ignore[no-untyped-def]
+    def corrupted(ciphertext, family, *, own=True):  # type: ignore[no-untyped-def]
         return [
-            PartialShare(share.producer, share.on_behalf_of, corrupt_partial_bytes(context, share.data))
-            for share in partials(ciphertext, quorum)
+            PartialShare(share.producer, share.on_behalf_of, share.quorum, corrupt_partial_bytes(context, share.data))
+            for share in partials(ciphertext, family, own=own)
         ]
 
     return corrupted
