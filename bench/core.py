@@ -1,6 +1,7 @@
-"""Per-operation costs of the FHE core for committees of 3, 5 and 7, next to the plaintext solver.
+"""Per-operation costs of the FHE core for committees of 3, 5 and 7, next to the plaintext solver,
+and threshold decryption with 0, 1 and 2 keyholders of a 3-of-5 committee offline.
 
-    python -m stagpack.bench.core [--committees 3 5 7] [--repeat 5] [--markdown FILE]
+    python -m stagpack.bench.core [--committees 3 5 7] [--offline 0 1 2] [--repeat 5] [--markdown FILE]
 
 Everything is measured in this run on this machine (one OpenMP thread per process, as the
 services run). The plaintext solver doing the same job is timed alongside, so the ratio says
@@ -19,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from stagpack import circuit
-from stagpack.decrypt import DecryptingParty, Quorum, reveal_hunt_check
+from stagpack.decrypt import DecryptingParty, Quorum, quorum_family, reveal_hunt_check
 from stagpack.dkg import DkgParty, LocalCeremonyPeer, run_ceremony
 from stagpack.encoding import SlotLayout, Threshold
 from stagpack.fhe import FheContext
@@ -123,13 +124,61 @@ def measure(parties: int, repeat: int, rng: np.random.Generator) -> tuple[list[R
     return rows, {"ceremony_seconds": ceremony_seconds, "epoch_keyholder_ms": epoch_keyholder_ms}
 
 
+def measure_offline(offline_counts: list[int], repeat: int, rng: np.random.Generator, parties: int = 5, threshold: int = 3) -> list[str]:
+    """Decrypting one hunt check with the first k keyholders of a t-of-n committee offline.
+
+    Every live keyholder computes its partials for the prescribed family of quorums at the same
+    time (over gRPC they run in parallel), so the latency is the slowest keyholder's partials
+    plus fusing every quorum of the family into facts and checking that they agree. The row
+    with nobody offline is the baseline of the ratio column."""
+    context = FheContext()
+    decrypting = committee(context, parties, threshold)
+    ciphertexts = [
+        context.encrypt(context.joint_key, circuit.layout_of(context).thermometer(Threshold.count(int(others), levels=LEVELS), LEVELS))
+        for others in rng.integers(0, LEVELS - 1, 16)
+    ]
+    masks = [context.encrypt(context.joint_key, rng.integers(0, context.plaintext_modulus, context.slot_count)) for _ in range(2)]
+    check = circuit.hunt_check(context, context.add_many(ciphertexts), circuit.sum_masks(context, masks), LEVELS, 0)
+    rows = []
+    baseline = None
+    for offline in offline_counts:
+        live = frozenset(range(offline + 1, parties + 1))
+        family = quorum_family(parties, threshold, live)
+        members = sorted({member for quorum in family for member in quorum.members})
+        per_keyholder = {index: timed(lambda index=index: decrypting[index - 1].partials(check, family), repeat) for index in members}  # type: ignore[misc]
+        shares = [share for index in members for share in decrypting[index - 1].partials(check, family)]
+        fuse_ms = timed(lambda: reveal_hunt_check(context, check, family, shares, LEVELS, 0), repeat)
+        slowest = max(per_keyholder.values())
+        latency = slowest + fuse_ms
+        baseline = baseline if baseline is not None else latency
+        released = sum(len(share.data) for share in shares)
+        rows.append(
+            f"| {offline} ({', '.join(map(str, range(1, offline + 1))) or 'none'}) | "
+            f"{' '.join('{' + ','.join(map(str, quorum.members)) + '}' for quorum in family)} | "
+            f"{len(shares)} ({released / 2**20:.1f} MiB) | {slowest:.1f} ms | {fuse_ms:.1f} ms | {latency:.1f} ms | {latency / baseline:.2f}× |"
+        )
+    return [
+        f"### Threshold decryption of one hunt check, {threshold}-of-{parties}, with keyholders offline",
+        "",
+        "| offline | family of quorums | partials (bytes) | slowest keyholder's partials | fuse every quorum, check agreement | latency | vs none offline |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--committees", type=int, nargs="+", default=[3, 5, 7])
+    parser.add_argument("--committees", type=int, nargs="*", default=[3, 5, 7], help="committee sizes for the per-operation tables (default 3 5 7; none: skip)")
+    parser.add_argument("--offline", type=int, nargs="*", default=[0, 1, 2], help="keyholders of a 3-of-5 committee offline (default 0 1 2; none: skip)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--markdown", help="also write the tables to this file")
     parser.add_argument("--seed", type=int, default=1)
     options = parser.parse_args(argv)
+    if any(count < 0 or count > 2 for count in options.offline):
+        parser.error("--offline counts must be between 0 and 2 (a 3-of-5 committee needs 3 live keyholders)")
+    if any(parties < 1 for parties in options.committees):
+        parser.error("--committees sizes must be at least 1")
     rng = np.random.default_rng(options.seed)
     lines = [
         f"Pack of {PACK} count intendos, L = {LEVELS} levels; medians of {options.repeat} runs; "
@@ -147,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             *[f"| {row.operation} | {row.fhe} | {row.plaintext} | {row.ratio} |" for row in rows],
             "",
         ]
+    if options.offline:
+        print("measuring decryption with keyholders offline …", file=sys.stderr, flush=True)
+        lines += measure_offline(options.offline, options.repeat, rng)
     text = "\n".join(lines)
     print(text)
     if options.markdown:

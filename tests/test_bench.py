@@ -54,3 +54,13 @@ def test_core_benchmark_still_runs_against_the_current_api() -> None:
     rows, extra = core.measure(2, 1, np.random.default_rng(1))
     assert len(rows) == 10 and all(row.fhe for row in rows)
     assert extra["ceremony_seconds"] > 0
+
+
+def test_offline_decryption_benchmark_decrypts_with_every_family() -> None:
+    """The 3-of-5 offline rows fuse and cross-check the facts of each prescribed family (a wrong
+    family or a missing stand-in would raise inside `reveal_hunt_check`)."""
+    lines = core.measure_offline([0, 2], 1, np.random.default_rng(2))
+    rows = [line for line in lines if line.startswith("| 0 ") or line.startswith("| 2 ")]
+    assert len(rows) == 2
+    assert "{3,4,5} {1,2,5} {2,3,4}" in rows[0] and rows[0].endswith("| 1.00× |")
+    assert "{3,4,5}" in rows[1] and "{1," not in rows[1] and "{2," not in rows[1]
