@@ -1,7 +1,8 @@
 """t-of-n with real processes: hunts keep resolving when keyholders are killed with kill -9.
 
-For each committee, every pattern of up to n − t killed keyholders (the lead, keyholder 1,
-included) is visited in an order that kills or restarts one keyholder at a time; in each, a new
+For 2-of-3 and 3-of-5, every pattern of up to n − t killed keyholders (the lead, keyholder 1,
+included) is visited in an order that kills or restarts one keyholder at a time (for 4-of-7, a
+16-pattern walk by default and all 64 with STAGPACK_EVERY_PATTERN=1); in each, a new
 batch of intendos creates a fixed point above the executed level, and the hunt that follows
 must equal the plaintext solver's. Below quorum the epoch is "committee-unavailable", nothing
 is revealed, and it resolves once keyholders return. A keyholder whose partial decryptions are
@@ -11,6 +12,7 @@ dishonest is caught.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -50,12 +52,26 @@ def fire_next_hunt(services: Services, stag: TrackedStag, batch: int = 3) -> Non
     wait_for(lambda: stag.check_new_hunts(services.client) or stag.hunts_checked > before, "the next hunt", 240)
 
 
-def visit_every_pattern(services: Services, parties: int, threshold: int) -> int:
+def neighbour_walk(parties: int, threshold: int) -> list[frozenset[int]]:
+    """A walk through runs of neighbouring killed keyholders (cyclically), one kill or restart
+    per step: {}, {1}, {1,2}, {1,2,3}, {2,3}, {2,3,4}, … — every size up to n − t, the lead
+    included, every keyholder killed."""
+    most = parties - threshold
+    walk = [frozenset[int](), frozenset({1})]
+    for start in range(1, parties + 1):
+        for size in range(2, most + 1):
+            walk.append(frozenset((start - 1 + offset) % parties + 1 for offset in range(size)))
+        walk.append(frozenset((start + offset) % parties + 1 for offset in range(most - 1)))
+    return list(dict.fromkeys(walk))[: 2 * parties + 2]
+
+
+def visit_every_pattern(services: Services, parties: int, threshold: int, walk: list[frozenset[int]] | None = None) -> int:
     deployment = services.deployment
-    stag = services.new_stag(levels=8 * (1 + len(patterns(parties, threshold))) * 3 + 8, epoch_millis=800)
+    walk = walk if walk is not None else patterns(parties, threshold)
+    stag = services.new_stag(levels=3 * len(walk) + 16, epoch_millis=800)
     down: frozenset[int] = frozenset()
     visited = 0
-    for pattern in patterns(parties, threshold):
+    for pattern in walk:
         for index in sorted(down - pattern):
             deployment.restart(f"keyholder-{index}")
         for index in sorted(pattern - down):
@@ -120,9 +136,17 @@ def test_every_pattern_of_up_to_two_killed_keyholders_of_five(three_of_five: Ser
 
 
 @pytest.mark.slow
-def test_every_pattern_of_up_to_three_killed_keyholders_of_seven(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_killed_keyholders_of_seven(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """n=7, t=4. All 64 patterns take about 26 minutes on 2 cores (each pattern is a
+    validation and a hunt among up to seven keyholder processes), too long for every CI run:
+    by default a walk of 16 patterns (every size up to n − t, the lead included, every
+    keyholder killed); STAGPACK_EVERY_PATTERN=1 visits all 64 (run and passed: docs/benchmarks.md)."""
+    every = os.environ.get("STAGPACK_EVERY_PATTERN") == "1"
+    walk = patterns(7, 4) if every else neighbour_walk(7, 4)
+    assert len(walk) == (64 if every else 16) and len(set(walk)) == len(walk)
+    assert {len(pattern) for pattern in walk} == {0, 1, 2, 3} and set().union(*walk) == set(range(1, 8))
     for services in deployment_fixture(tmp_path_factory, 7, 4):
-        assert visit_every_pattern(services, 7, 4) == 64
+        assert visit_every_pattern(services, 7, 4, walk) == len(walk)
 
 
 def test_a_keyholder_shifting_its_partials_is_caught_and_left_out(tmp_path_factory: pytest.TempPathFactory) -> None:
