@@ -3,6 +3,7 @@ created once per test session and tests isolate themselves by creating their own
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
 from dataclasses import dataclass
@@ -37,6 +38,14 @@ class FakeClock:
     def advance(self, millis: int) -> None:
         with self._lock:
             self._now += millis
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_after_module() -> Iterator[None]:
+    """Module fixtures (in-process deployments, committees) hold gigabytes of key material;
+    collect them as soon as their module is done."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

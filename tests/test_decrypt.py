@@ -507,12 +507,17 @@ def _small_hunt(context: FheContext, levels: int = 10) -> tuple[list[Threshold],
     return thresholds, fixed, ciphertexts
 
 
+def _small_check(context: FheContext, rng: np.random.Generator, levels: int = 10) -> tuple[tuple[int, ...], Ciphertext]:
+    """The masked hunt check of `_small_hunt`'s pack and its fixed points."""
+    _, fixed, ciphertexts = _small_hunt(context, levels)
+    return fixed, circuit.hunt_check(context, context.add_many(ciphertexts), random_mask(context, rng), levels, 0)
+
+
 def test_corrupted_stand_in_partial_is_an_integrity_failure(committee2of3) -> None:  # type: ignore[no-untyped-def]
     context = committee2of3.context
     levels = 10
     rng = np.random.default_rng(3)
-    _, fixed, ciphertexts = _small_hunt(context, levels)
-    check = circuit.hunt_check(context, context.add_many(ciphertexts), random_mask(context, rng), levels, 0)
+    fixed, check = _small_check(context, rng, levels)
     floor = min(context._tower_moduli)  # noqa: SLF001
     quorum, shares = shares_for(committee2of3, check, (1, 3))
     assert reveal_hunt_check(context, check, (quorum,), shares, levels, 0).candidates == fixed
@@ -536,8 +541,7 @@ def test_reveal_needs_every_quorum_of_the_family_complete(committee2of3) -> None
     context = committee2of3.context
     levels = 10
     rng = np.random.default_rng(4)
-    _, fixed, ciphertexts = _small_hunt(context, levels)
-    check = circuit.hunt_check(context, context.add_many(ciphertexts), random_mask(context, rng), levels, 0)
+    fixed, check = _small_check(context, rng, levels)
     family, shares = family_shares_for(committee2of3, check)
     for missing in range(len(shares)):
         with pytest.raises(InvalidInput, match="incomplete"):

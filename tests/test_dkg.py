@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import hashlib
 import os
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -109,6 +111,15 @@ class _DecryptionView:
 
     def partials(self, ciphertext, quorum):  # type: ignore[no-untyped-def]
         return [share for party in self.parties if party.index in quorum.members for share in party.partials(ciphertext, [quorum])]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_ceremonies() -> Iterator[None]:
+    """The cached ceremonies hold every party's key material and recorded messages (gigabytes
+    with n = 7): let them go once this module is done, or the suite runs out of memory."""
+    yield
+    ceremony.cache_clear()
+    gc.collect()
 
 
 @functools.lru_cache(maxsize=None)

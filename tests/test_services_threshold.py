@@ -1,8 +1,8 @@
 """t-of-n with real processes: hunts keep resolving when keyholders are killed with kill -9.
 
 For 2-of-3 and 3-of-5, every pattern of up to n − t killed keyholders (the lead, keyholder 1,
-included) is visited in an order that kills or restarts one keyholder at a time (for 4-of-7, a
-16-pattern walk by default and all 64 with STAGPACK_EVERY_PATTERN=1); in each, a new
+included) is visited in an order that kills or restarts one keyholder at a time (4-of-7 is in
+test_services_seven.py); in each, a new
 batch of intendos creates a fixed point above the executed level, and the hunt that follows
 must equal the plaintext solver's. Below quorum the epoch is "committee-unavailable", nothing
 is revealed, and it resolves once keyholders return. A keyholder whose partial decryptions are
@@ -12,7 +12,6 @@ dishonest is caught.
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -133,20 +132,6 @@ def three_of_five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services
 @pytest.mark.slow
 def test_every_pattern_of_up_to_two_killed_keyholders_of_five(three_of_five: Services) -> None:
     assert visit_every_pattern(three_of_five, 5, 3) == 16
-
-
-@pytest.mark.slow
-def test_killed_keyholders_of_seven(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """n=7, t=4. All 64 patterns take about 26 minutes on 2 cores (each pattern is a
-    validation and a hunt among up to seven keyholder processes), too long for every CI run:
-    by default a walk of 16 patterns (every size up to n − t, the lead included, every
-    keyholder killed); STAGPACK_EVERY_PATTERN=1 visits all 64 (run and passed: docs/benchmarks.md)."""
-    every = os.environ.get("STAGPACK_EVERY_PATTERN") == "1"
-    walk = patterns(7, 4) if every else neighbour_walk(7, 4)
-    assert len(walk) == (64 if every else 16) and len(set(walk)) == len(walk)
-    assert {len(pattern) for pattern in walk} == {0, 1, 2, 3} and set().union(*walk) == set(range(1, 8))
-    for services in deployment_fixture(tmp_path_factory, 7, 4):
-        assert visit_every_pattern(services, 7, 4, walk) == len(walk)
 
 
 def test_a_keyholder_shifting_its_partials_is_caught_and_left_out(tmp_path_factory: pytest.TempPathFactory) -> None:
