@@ -19,10 +19,12 @@ boundary, and OpenFHE's quirks:
 from __future__ import annotations
 
 import enum
+import gc
 import hashlib
 import json
 import os
 import threading
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -309,7 +311,9 @@ class FheContext:
     """
 
     _construction_lock = threading.Lock()
-    _installed_tags: set[str] = set()  # OpenFHE's key cache is process-wide, so is this record
+    # OpenFHE's evaluation-key cache is process-wide and keyed by tag, so is this record: each
+    # installed tag's keys and the contexts that use them (see release_unused_evaluation_keys).
+    _installed: dict[str, tuple[KeyMaterial, KeyMaterial, weakref.WeakSet[FheContext]]] = {}
 
     def __init__(self, parameters: FheParameters | None = None, *, allow_insecure: bool = False) -> None:
         parameters = parameters or FheParameters()
@@ -452,11 +456,35 @@ class FheContext:
         """Put the joint evaluation keys into OpenFHE's process-wide key cache. Idempotent: when
         several parties share a process (tests, the in-process demo) the first one installs."""
         with self._construction_lock:
-            if joint_tag in self._installed_tags:
-                return
-            self._context.InsertEvalMultKey([relinearization._native], joint_tag)
-            self._context.InsertEvalAutomorphismKey(rotation._native, joint_tag)
-            self._installed_tags.add(joint_tag)
+            installed = self._installed.get(joint_tag)
+            if installed is None:
+                self._context.InsertEvalMultKey([relinearization._native], joint_tag)
+                self._context.InsertEvalAutomorphismKey(rotation._native, joint_tag)
+                installed = self._installed[joint_tag] = (relinearization, rotation, weakref.WeakSet())
+            installed[2].add(self)
+
+    @classmethod
+    def release_unused_evaluation_keys(cls) -> int:
+        """Free the evaluation keys that no living context uses. OpenFHE keeps them in static
+        maps for the life of the process (hundreds of MB per committee), which matters to a
+        process that creates many contexts, such as a test run. There is no per-tag removal in
+        the Python API, so the maps are cleared and the keys still in use are inserted again:
+        call this only while no key ceremony or evaluation runs in the process. Returns how
+        many committees' keys were freed."""
+        gc.collect()
+        with cls._construction_lock:
+            unused = [tag for tag, (_, _, users) in cls._installed.items() if not users]
+            if not unused:
+                return 0
+            for tag in unused:
+                del cls._installed[tag]
+            openfhe.ClearEvalMultKeys()
+            openfhe.CryptoContext.ClearEvalAutomorphismKeys()
+            for tag, (relinearization, rotation, users) in cls._installed.items():
+                for context in list(users)[:1]:
+                    context._context.InsertEvalMultKey([relinearization._native], tag)
+                    context._context.InsertEvalAutomorphismKey(rotation._native, tag)
+            return len(unused)
 
     def public_key_from_bytes(self, data: bytes) -> PublicKey:
         native = self._deserialize(openfhe.DeserializePublicKeyString, data, "public key")

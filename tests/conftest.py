@@ -3,7 +3,6 @@ created once per test session and tests isolate themselves by creating their own
 
 from __future__ import annotations
 
-import gc
 import itertools
 import threading
 from dataclasses import dataclass
@@ -42,10 +41,11 @@ class FakeClock:
 
 @pytest.fixture(scope="module", autouse=True)
 def _collect_after_module() -> Iterator[None]:
-    """Module fixtures (in-process deployments, committees) hold gigabytes of key material;
-    collect them as soon as their module is done."""
+    """Module fixtures (in-process deployments, committees) hold gigabytes of key material,
+    and OpenFHE keeps every committee's evaluation keys in process-wide maps: free both as soon
+    as their module is done."""
     yield
-    gc.collect()
+    FheContext.release_unused_evaluation_keys()
 
 
 @pytest.fixture(scope="session")

@@ -673,3 +673,24 @@ def test_partial_decryption_objects_are_opaque(context, partial_bytes) -> None: 
     partial = context.partial_from_bytes(partial_bytes)
     assert isinstance(partial, PartialDecryption)
     assert not hasattr(partial, "__dict__")
+
+
+def test_releasing_unused_evaluation_keys_keeps_what_living_committees_use() -> None:
+    """OpenFHE keeps evaluation keys in process-wide maps; releasing drops those of committees
+    that are gone and reinstalls the rest, so a living committee still rotates and multiplies
+    (checked by decrypting against numpy)."""
+    kept = make_committee(FheContext(), 1, 1)
+    gone = make_committee(FheContext(), 1, 1)
+    gone_tag = gone.context.joint_key.key_tag
+    del gone
+    assert FheContext.release_unused_evaluation_keys() >= 1
+    assert gone_tag not in FheContext._installed  # noqa: SLF001
+    assert FheContext.release_unused_evaluation_keys() == 0  # nothing more to free
+    context = kept.context
+    rng = np.random.default_rng(21)
+    values = rng.integers(0, 200, context.slot_count)
+    ciphertext = context.encrypt(context.joint_key, values)
+    width = context.row_width
+    rows = values.reshape(2, width)
+    expected = (np.roll(rows, -1, axis=1).reshape(-1) * values) % context.plaintext_modulus
+    assert np.array_equal(decrypt(kept, context.multiply(context.rotate(ciphertext, 1), ciphertext)), expected)
