@@ -18,6 +18,7 @@ boundary, and OpenFHE's quirks:
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import gc
 import hashlib
@@ -300,6 +301,14 @@ def _find_regions(samples: Sequence[bytes], ring_dimension: int, towers: int) ->
     return regions
 
 
+def _return_freed_memory() -> None:
+    """Ask glibc to give freed heap memory back to the system (a no-op elsewhere)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 # --- the context -----------------------------------------------------------------------------
 
 
@@ -469,22 +478,23 @@ class FheContext:
         maps for the life of the process (hundreds of MB per committee), which matters to a
         process that creates many contexts, such as a test run. There is no per-tag removal in
         the Python API, so the maps are cleared and the keys still in use are inserted again:
-        call this only while no key ceremony or evaluation runs in the process. Returns how
-        many committees' keys were freed."""
+        call this only while no key ceremony or evaluation runs in the process. Freed memory
+        is then handed back to the system (glibc keeps it otherwise: measured 1.3 GB → 0.15 GB
+        after four 2-of-3 committees). Returns how many committees' keys were freed."""
         gc.collect()
         with cls._construction_lock:
             unused = [tag for tag, (_, _, users) in cls._installed.items() if not users]
-            if not unused:
-                return 0
-            for tag in unused:
-                del cls._installed[tag]
-            openfhe.ClearEvalMultKeys()
-            openfhe.CryptoContext.ClearEvalAutomorphismKeys()
-            for tag, (relinearization, rotation, users) in cls._installed.items():
-                for context in list(users)[:1]:
-                    context._context.InsertEvalMultKey([relinearization._native], tag)
-                    context._context.InsertEvalAutomorphismKey(rotation._native, tag)
-            return len(unused)
+            if unused:
+                for tag in unused:
+                    del cls._installed[tag]
+                openfhe.ClearEvalMultKeys()
+                openfhe.CryptoContext.ClearEvalAutomorphismKeys()
+                for tag, (relinearization, rotation, users) in cls._installed.items():
+                    for context in list(users)[:1]:
+                        context._context.InsertEvalMultKey([relinearization._native], tag)
+                        context._context.InsertEvalAutomorphismKey(rotation._native, tag)
+        _return_freed_memory()
+        return len(unused)
 
     def public_key_from_bytes(self, data: bytes) -> PublicKey:
         native = self._deserialize(openfhe.DeserializePublicKeyString, data, "public key")
