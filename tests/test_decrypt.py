@@ -3,7 +3,7 @@ partial sets with the public lead term, the fact readers, and what happens when 
 decryption is corrupted or crafted.
 
 Fact readers are fed hand-built numpy vectors on a small slot layout; fusion and corruption use
-the session committees (3-of-3 and 2-of-3, and a 5-of-3 built here) on real circuit outputs
+the session committees (3-of-3 and 2-of-3, and a 3-of-5 built here) on real circuit outputs
 whose plaintext facts are known from the plaintext solver.
 """
 
@@ -589,7 +589,7 @@ def test_membership_of_many_pending_intendos_decodes_to_the_solver_members(commi
 
 @pytest.fixture(scope="module")
 def committee5of3():  # type: ignore[no-untyped-def]
-    """A 5-of-3 committee on its own FheContext (a context binds exactly one committee key)."""
+    """A 3-of-5 committee on its own FheContext (a context binds exactly one committee key)."""
     return make_committee(FheContext(), 5, 3)
 
 
@@ -659,7 +659,7 @@ def test_crafted_partial_shifting_the_membership_word_is_detected(committee2of3,
 
 @pytest.mark.parametrize("forger, live", [(3, None), (5, None), (1, (1, 2, 4, 5))])
 def test_crafted_partial_is_detected_in_a_five_of_three_committee(committee5of3, forger: int, live) -> None:  # type: ignore[no-untyped-def]
-    """5-of-3 with all five live (three quorums, each leaving out two keyholders) or four live
+    """3-of-5 with all five live (three quorums, each leaving out two keyholders) or four live
     (one offline, stood in for; four quorums, each leaving out one)."""
     case = forgery(committee5of3, live)
     assert len(case.family) == (3 if live is None else 4)

@@ -7,8 +7,8 @@ ends "committee-unavailable" with nothing revealed and is retried once the keyho
 
 A keyholder whose partial decryptions are wrong — corrupt (still structurally valid, so only
 fusion can tell) or crafted to shift what is revealed plausibly — is found and left out only
-while the others can still cross-check each other without it (more than t of them, e.g. 5-of-3
-with all live). Otherwise (3-of-2, or 5-of-3 with one offline, or n-of-n) the epoch ends
+while the others can still cross-check each other without it (more than t of them, e.g. 3-of-5
+with all live). Otherwise (2-of-3, or 3-of-5 with one offline, or n-of-n) the epoch ends
 "integrity-failure" with nothing revealed: a single quorum could carry a shift unseen.
 """
 
@@ -285,7 +285,7 @@ def test_a_corrupt_keyholder_among_three_ends_the_epoch_with_nothing_revealed(
 
 
 def corrupt_validation_among_three(three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> MirroredStag:
-    """A stag whose second validation batch keyholder 1 corrupted (3-of-2, all live)."""
+    """A stag whose second validation batch keyholder 1 corrupted (2-of-3, all live)."""
     aggregator = three.aggregator
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
     submit_a_firing_round(stag, extra=12)
@@ -311,7 +311,7 @@ def test_after_a_corrupt_validation_partial_among_three_stopping_the_faulty_keyh
     three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A keyholder releases one own partial per step, ever, so even once keyholder 1 is honest
-    again its corrupt validation partial is served on every retry of the batch, and with 3-of-2
+    again its corrupt validation partial is served on every retry of the batch, and with 2-of-3
     nobody may be left out (a single quorum is not cross-checked): the batch, and every hunt
     after it, waits. The operator's remedy is to stop the faulty keyholder: the two others are
     exactly t and form the one quorum; they serve the batch again (their own partials as
