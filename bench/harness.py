@@ -1,6 +1,6 @@
 """Benchmark plumbing shared by the privacy and performance benchmarks; holds no measurement.
 
-- `BenchClock`: milliseconds the benchmark moves forward itself, so epochs come due on demand
+- `ManualClock`: milliseconds the benchmark moves forward itself, so epochs come due on demand
   (no sleeping);
 - `BenchStag`: one stag of an in-process deployment, mirrored in the plaintext `PackSolver`;
 - `TrafficRecorder`: what the aggregator sends to and receives from each keyholder (bytes,
@@ -34,28 +34,12 @@ from stagpack.identity import SigningIdentity
 from stagpack.inprocess import InProcessDeployment
 from stagpack.participant.sdk import PreparedIntendo, count_threshold, prepare_intendo
 from stagpack.solver import PackSolver
-from stagpack.stag import StagSpec, now_millis
+from stagpack.stag import ManualClock, StagSpec
 
 EPOCH_MILLIS = 1_000
 
 
-class BenchClock:
-    """Milliseconds since the epoch, moved forward only by the benchmark."""
-
-    def __init__(self) -> None:
-        self._now = now_millis()
-        self._lock = threading.Lock()
-
-    def __call__(self) -> int:
-        with self._lock:
-            return self._now
-
-    def advance(self, millis: int) -> None:
-        with self._lock:
-            self._now += millis
-
-
-def start_deployment(directory: str, parties: int, threshold: int, clock: BenchClock) -> InProcessDeployment:
+def start_deployment(directory: str, parties: int, threshold: int, clock: ManualClock) -> InProcessDeployment:
     """A whole deployment (real ceremony, own SQLite stores) whose parties read `clock`."""
     return InProcessDeployment.start(directory, parties, threshold, clock=clock)
 
@@ -68,13 +52,13 @@ class BenchStag:
     """One count stag of a deployment, with its plaintext mirror in `PackSolver`."""
 
     deployment: InProcessDeployment
-    clock: BenchClock
+    clock: ManualClock
     spec: StagSpec
     solver: PackSolver
     ciphertexts: dict[bytes, bytes] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, deployment: InProcessDeployment, clock: BenchClock, levels: int, title: str) -> BenchStag:
+    def create(cls, deployment: InProcessDeployment, clock: ManualClock, levels: int, title: str) -> BenchStag:
         aggregator = deployment.aggregator
         spec = StagSpec.new(
             committee=aggregator.committee.committee_id, kind=StagKind.COUNT, levels=levels, title=title,

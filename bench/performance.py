@@ -27,9 +27,9 @@ from stagpack.inprocess import InProcessDeployment
 from stagpack.log import EntryKind, LogEntry, ValidationCertificate, decode_body
 from stagpack.pack import PackState
 from stagpack.solver import PackSolver
-from stagpack.stag import StagSpec
+from stagpack.stag import ManualClock, StagSpec
 
-from stagpack.bench.harness import EPOCH_MILLIS, BenchClock, BenchStag, Progress, TrafficRecorder, median_millis, sample_millis
+from stagpack.bench.harness import EPOCH_MILLIS, BenchStag, Progress, TrafficRecorder, median_millis, sample_millis
 
 
 def solver_insert_micros(levels: int, count: int, rng: np.random.Generator) -> float:
@@ -88,7 +88,7 @@ class IngestCost:
         return self.count / self.seconds
 
 
-def measure_ingest(deployment: InProcessDeployment, clock: BenchClock, count: int, rng: np.random.Generator, progress: Progress) -> IngestCost:
+def measure_ingest(deployment: InProcessDeployment, clock: ManualClock, count: int, rng: np.random.Generator, progress: Progress) -> IngestCost:
     """Submissions per second through `Aggregator.submit` (checks, SQLite WAL append with the
     ciphertext, acknowledgement); intendos are prepared beforehand, outside the timing."""
     stag = BenchStag.create(deployment, clock, count + 2, "ingest")
@@ -273,7 +273,7 @@ class HuntCost:
 
 
 def measure_hunts(
-    deployment: InProcessDeployment, clock: BenchClock, member_counts: tuple[int, ...], progress: Progress
+    deployment: InProcessDeployment, clock: ManualClock, member_counts: tuple[int, ...], progress: Progress
 ) -> list[HuntCost]:
     """Consecutive hunts on one stag: round k submits m_k intendos that each need exactly the
     others of their round (C = m_exec + m_k; executed members stay counted), validates them,

@@ -27,8 +27,9 @@ from stagpack.inprocess import InProcessDeployment
 from stagpack.log import EntryKind, LogEntry
 from stagpack.pack import PackSnapshot, PackState
 from stagpack.session import DecryptRequest, MaskReveal, RevealRequest, SessionKind, SessionRef, SignedPartial, Step
+from stagpack.stag import ManualClock
 
-from stagpack.bench.harness import EPOCH_MILLIS, BenchClock, BenchStag
+from stagpack.bench.harness import EPOCH_MILLIS, BenchStag
 
 KEYHOLDER_LOG = "stagpack.keyholder"
 
@@ -111,7 +112,7 @@ class _Prober:
         return answers
 
 
-def quiet_stag(deployment: InProcessDeployment, clock: BenchClock) -> BenchStag:
+def quiet_stag(deployment: InProcessDeployment, clock: ManualClock) -> BenchStag:
     """A validated pack that never fires: three intendos that each need ten others."""
     stag = BenchStag.create(deployment, clock, 16, "policy probe")
     for _ in range(3):
@@ -120,7 +121,7 @@ def quiet_stag(deployment: InProcessDeployment, clock: BenchClock) -> BenchStag:
     return stag
 
 
-def run_policy_checks(deployment: InProcessDeployment, clock: BenchClock, stag: BenchStag | None = None) -> list[PolicyRow]:
+def run_policy_checks(deployment: InProcessDeployment, clock: ManualClock, stag: BenchStag | None = None) -> list[PolicyRow]:
     """Every kind of policy-violating request, each sent to every keyholder, in a new epoch of
     `stag` (a validated pack that does not fire; by default a fresh one). The probe leaves the
     stag with one more intendo awaiting validation and its epoch checked."""

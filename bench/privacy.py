@@ -24,7 +24,7 @@ import numpy.typing as npt
 from stagpack.fhe import SlotVector
 from stagpack.inprocess import InProcessDeployment
 
-from stagpack.bench.harness import EPOCH_MILLIS, BenchClock, BenchStag, CheckCapture, Progress, TrafficRecorder, window_values
+from stagpack.bench.harness import EPOCH_MILLIS, BenchStag, CheckCapture, Progress, TrafficRecorder, window_values
 from stagpack.bench.sizes import BenchSize, PackDesign, Scenario
 from stagpack.bench.stats import (
     CHI_SQUARE_CRITICAL_15,
@@ -40,6 +40,7 @@ from stagpack.bench.stats import (
     permutation_null,
     threshold_accuracy,
 )
+from stagpack.stag import ManualClock
 
 
 @dataclass
@@ -217,7 +218,7 @@ def distinguish(
 
 
 def run_privacy(
-    deployment: InProcessDeployment, clock: BenchClock, size: BenchSize, rng: np.random.Generator, progress: Progress
+    deployment: InProcessDeployment, clock: ManualClock, size: BenchSize, rng: np.random.Generator, progress: Progress
 ) -> PrivacyResults:
     """Set up every pack, run `size.epochs` epochs of each, and evaluate every distinguisher."""
     context = deployment.context

@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 
 from stagpack.bench import plots
-from stagpack.bench.harness import BenchClock, BenchStag, Progress, start_deployment
+from stagpack.bench.harness import BenchStag, Progress, start_deployment
 from stagpack.bench.markdown import Measurements, render_report, summarize
 from stagpack.bench.performance import (
     measure_ceremonies,
@@ -41,6 +41,7 @@ from stagpack.bench.performance import (
 from stagpack.bench.policy import run_policy_checks
 from stagpack.bench.privacy import run_privacy
 from stagpack.bench.sizes import SIZES
+from stagpack.stag import ManualClock
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def _captured_logs() -> Iterator[_CountingHandler]:
 def _measure(measured: Measurements, rng: np.random.Generator, progress: Progress) -> None:
     size = measured.size
     with tempfile.TemporaryDirectory(prefix="stagpack-bench-") as scratch:
-        clock = BenchClock()
+        clock = ManualClock()
         progress.stage(f"deployment: {size.parties} in-process keyholders (t = {size.threshold}), key ceremony")
         started = time.perf_counter()
         deployment = start_deployment(scratch, size.parties, size.threshold, clock)

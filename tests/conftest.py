@@ -4,7 +4,6 @@ created once per test session and tests isolate themselves by creating their own
 from __future__ import annotations
 
 import itertools
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -17,26 +16,10 @@ from stagpack.dkg import CommitteeBundle, DkgParty, LocalCeremonyPeer, run_cerem
 from stagpack.fhe import FheContext
 from stagpack.identity import KeyholderIdentity
 from stagpack.inprocess import InProcessDeployment
-from stagpack.stag import now_millis
+from stagpack.stag import ManualClock, now_millis
 
 settings.register_profile("stagpack", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("stagpack")
-
-
-class FakeClock:
-    """Milliseconds since the epoch, moved forward only by the test (no sleeping)."""
-
-    def __init__(self) -> None:
-        self._now = now_millis()
-        self._lock = threading.Lock()
-
-    def __call__(self) -> int:
-        with self._lock:
-            return self._now
-
-    def advance(self, millis: int) -> None:
-        with self._lock:
-            self._now += millis
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -109,8 +92,8 @@ def committee3(context: FheContext) -> Committee:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 _deployment_counter = itertools.count()

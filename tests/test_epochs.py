@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import FakeClock
 from stagpack.encoding import StagKind, Threshold
 from stagpack.identity import SigningIdentity
 from stagpack.inprocess import InProcessDeployment
 from stagpack.participant.sdk import prepare_intendo
 from stagpack.solver import PackSolver
-from stagpack.stag import StagSpec
+from stagpack.stag import ManualClock, StagSpec
 
 
 def test_unchanged_packs_are_evaluated_once_and_changes_are_evaluated_again(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     system = InProcessDeployment.start(tmp_path, 3, 3, clock=clock, recheck_unchanged=False)
     aggregator = system.aggregator
     spec = StagSpec.new(committee=aggregator.committee.committee_id, kind=StagKind.COUNT, levels=20, epoch_millis=1000, opens_at_millis=clock())

@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FakeClock
 from stagpack import codec
 from stagpack.aggregator.server import AggregatorServicer
 from stagpack.dkg.messages import Transcript
@@ -37,7 +36,7 @@ from stagpack.inprocess import InProcessDeployment
 from stagpack.log import EntryKind, HuntCertificate, LogEntry, ValidationCertificate
 from stagpack.participant.client import AggregatorClient
 from stagpack.session import DecryptRequest, SessionRef
-from stagpack.stag import StagSpec
+from stagpack.stag import ManualClock, StagSpec
 from stagpack.v1 import aggregator_pb2, common_pb2
 from stagpack.wire import envelope_to_proto, spec_to_proto
 
@@ -55,7 +54,7 @@ fuzz_settings = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_hea
 @dataclasses.dataclass
 class PublicApi:
     deployment: InProcessDeployment
-    clock: FakeClock
+    clock: ManualClock
     stub: aggregator_pb2  # type: ignore[valid-type]
     channel: grpc.Channel
     client: AggregatorClient
@@ -84,7 +83,7 @@ class PublicApi:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PublicApi]:
-    clock = FakeClock()
+    clock = ManualClock()
     deployment = InProcessDeployment.start(tmp_path_factory.mktemp("hostile"), 3, 2, clock=clock)
     service = SimpleNamespace(aggregator=deployment.aggregator, stopping=threading.Event())
     server, port = new_server("127.0.0.1:0", PUBLIC_MESSAGE_LIMIT)

@@ -19,16 +19,17 @@ from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import InvalidInput, WrongPhase
 from stagpack.identity import SigningIdentity
 from stagpack.participant.sdk import prepare_intendo, prepare_withdrawal
-from test_protocol_support import FakeClock, MirroredStag, run_epochs, start_deployment
+from stagpack.stag import ManualClock
+from test_protocol_support import MirroredStag, run_epochs, start_deployment
 
 
 @pytest.fixture(scope="module")
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, clock: FakeClock):  # type: ignore[no-untyped-def]
+def deployment(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock):  # type: ignore[no-untyped-def]
     return start_deployment(Path(tmp_path_factory.mktemp("hunts")), 3, 2, clock)
 
 

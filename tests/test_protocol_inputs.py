@@ -16,7 +16,6 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from conftest import FakeClock
 from stagpack.encoding import SlotLayout, StagKind, Threshold
 from stagpack.envelope import IntendoEnvelope
 from stagpack.errors import RateLimited
@@ -24,7 +23,7 @@ from stagpack.fhe import SlotVector
 from stagpack.identity import SigningIdentity
 from stagpack.inprocess import InProcessDeployment
 from stagpack.solver import PackSolver
-from stagpack.stag import StagSpec
+from stagpack.stag import ManualClock, StagSpec
 
 from test_protocol_support import start_deployment
 
@@ -32,8 +31,8 @@ P = 65537
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessDeployment, FakeClock]]:
-    clock = FakeClock()
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessDeployment, ManualClock]]:
+    clock = ManualClock()
     yield start_deployment(tmp_path_factory.mktemp("inputs"), 3, 2, clock), clock
 
 
@@ -63,7 +62,7 @@ def malformed(layout: SlotLayout, levels: int) -> dict[str, tuple[SlotVector, in
     return cases
 
 
-def submit_vector(deployment: InProcessDeployment, clock: FakeClock, spec: StagSpec, identity: SigningIdentity, vector: SlotVector, weight: int) -> bytes:
+def submit_vector(deployment: InProcessDeployment, clock: ManualClock, spec: StagSpec, identity: SigningIdentity, vector: SlotVector, weight: int) -> bytes:
     context = deployment.context
     ciphertext = context.ciphertext_to_bytes(context.encrypt(context.joint_key, vector))
     envelope = IntendoEnvelope.sign(identity, spec.stag_id, hashlib.sha256(ciphertext).digest(), weight, clock() + 600_000)
@@ -71,7 +70,7 @@ def submit_vector(deployment: InProcessDeployment, clock: FakeClock, spec: StagS
 
 
 def test_malformed_ciphertexts_are_rejected_and_hunts_still_match_the_solver(
-    deployment: tuple[InProcessDeployment, FakeClock],
+    deployment: tuple[InProcessDeployment, ManualClock],
 ) -> None:
     system, clock = deployment
     aggregator = system.aggregator
@@ -112,7 +111,7 @@ def test_malformed_ciphertexts_are_rejected_and_hunts_still_match_the_solver(
 
 
 def test_an_identity_that_keeps_submitting_malformed_intendos_is_rate_limited(
-    deployment: tuple[InProcessDeployment, FakeClock],
+    deployment: tuple[InProcessDeployment, ManualClock],
 ) -> None:
     system, clock = deployment
     aggregator = system.aggregator

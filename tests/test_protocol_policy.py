@@ -41,23 +41,24 @@ from stagpack.session import (
     SignedPartial,
     Step,
 )
-from test_protocol_support import DictSource, FakeClock, MirroredStag, replay_log, served_steps, start_deployment
+from stagpack.stag import ManualClock
+from test_protocol_support import DictSource, MirroredStag, replay_log, served_steps, start_deployment
 
 KEYHOLDER_LOG = "stagpack.keyholder"
 
 
 @pytest.fixture(scope="module")
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, clock: FakeClock) -> InProcessDeployment:
+def deployment(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock) -> InProcessDeployment:
     return start_deployment(Path(tmp_path_factory.mktemp("policy")), 3, 2, clock)
 
 
 @pytest.fixture(scope="module")
-def quiet(deployment: InProcessDeployment, clock: FakeClock) -> MirroredStag:
+def quiet(deployment: InProcessDeployment, clock: ManualClock) -> MirroredStag:
     """A validated pack that never fires (three intendos that each need ten others). Tests that
     only need refusals share it, each in an epoch of its own (the clock only moves forward)."""
     stag = MirroredStag.create(deployment, clock, StagKind.COUNT, 16, title="quiet")
@@ -250,7 +251,7 @@ def test_only_the_recomputed_check_is_decrypted(
 
 
 def test_a_validation_batch_decrypts_only_its_own_check(
-    deployment: InProcessDeployment, clock: FakeClock, keyholder_warnings: pytest.LogCaptureFixture
+    deployment: InProcessDeployment, clock: ManualClock, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
     stag = MirroredStag.create(deployment, clock, StagKind.CAPITAL, 32)
     stag.submit_capital(3, 20)
@@ -455,7 +456,7 @@ def test_no_membership_after_a_candidate_failed_its_confirmation(
 
 
 @pytest.fixture
-def firing(deployment: InProcessDeployment, clock: FakeClock) -> MirroredStag:
+def firing(deployment: InProcessDeployment, clock: ManualClock) -> MirroredStag:
     """A validated pack with a fixed point at 3 (three who need two others; one who needs nine)."""
     stag = MirroredStag.create(deployment, clock, StagKind.COUNT, 16, title="firing")
     for _ in range(3):

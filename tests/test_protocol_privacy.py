@@ -23,7 +23,8 @@ import stagpack.decrypt
 from stagpack.encoding import StagKind
 from stagpack.keyholder.node import KeyholderNode
 from stagpack.session import SessionKind, Step
-from test_protocol_support import FakeClock, MirroredStag, served_steps, start_deployment
+from stagpack.stag import ManualClock
+from test_protocol_support import MirroredStag, served_steps, start_deployment
 
 PLAINTEXT_MODULUS = 65537
 BUCKETS = 16  # Z_p* = 1..65536 splits into 16 buckets of 4096 values
@@ -34,12 +35,12 @@ CHI_SQUARE_CRITICAL_15 = 44.263
 
 
 @pytest.fixture(scope="module")
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, clock: FakeClock):  # type: ignore[no-untyped-def]
+def deployment(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock):  # type: ignore[no-untyped-def]
     return start_deployment(Path(tmp_path_factory.mktemp("privacy")), 3, 2, clock)
 
 

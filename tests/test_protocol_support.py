@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from conftest import FakeClock
 from stagpack.decrypt import PartialShare
 from stagpack.encoding import StagKind, Threshold
 from stagpack.fhe import FheContext
@@ -28,13 +27,13 @@ from stagpack.pack import PackState
 from stagpack.participant.sdk import capital_threshold, count_threshold, prepare_intendo, prepare_withdrawal
 from stagpack.session import SessionKind, Step
 from stagpack.solver import Hunt, PackSolver
-from stagpack.stag import StagSpec
+from stagpack.stag import ManualClock, StagSpec
 
 
 EPOCH_MILLIS = 1_000
 
 
-def start_deployment(directory: Path, parties: int, threshold: int, clock: FakeClock) -> InProcessDeployment:
+def start_deployment(directory: Path, parties: int, threshold: int, clock: ManualClock) -> InProcessDeployment:
     """A whole deployment (real ceremony) whose parties all read the test's clock."""
     return InProcessDeployment.start(directory, parties, threshold, clock=clock)
 
@@ -52,7 +51,7 @@ class EpochReport:
 @dataclass
 class MirroredStag:
     deployment: InProcessDeployment
-    clock: FakeClock
+    clock: ManualClock
     stag_id: bytes
     solver: PackSolver
     identities: dict[bytes, SigningIdentity] = field(default_factory=dict)
@@ -63,7 +62,7 @@ class MirroredStag:
     def create(
         cls,
         deployment: InProcessDeployment,
-        clock: FakeClock,
+        clock: ManualClock,
         kind: StagKind,
         levels: int,
         *,

@@ -31,22 +31,23 @@ from stagpack.encoding import StagKind
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure
 from stagpack.inprocess import InProcessDeployment
 from stagpack.session import DecryptRequest, SessionKind, Step
-from test_protocol_support import FakeClock, MirroredStag, corrupting, served_steps, start_deployment
+from stagpack.stag import ManualClock
+from test_protocol_support import MirroredStag, corrupting, served_steps, start_deployment
 
 
 @pytest.fixture(scope="module")
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture(scope="module")
-def three(tmp_path_factory: pytest.TempPathFactory, clock: FakeClock) -> InProcessDeployment:
+def three(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock) -> InProcessDeployment:
     """n=3, t=2."""
     return start_deployment(Path(tmp_path_factory.mktemp("three")), 3, 2, clock)
 
 
 @pytest.fixture(scope="module")
-def five(tmp_path_factory: pytest.TempPathFactory, clock: FakeClock) -> InProcessDeployment:
+def five(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock) -> InProcessDeployment:
     """n=5, t=3."""
     return start_deployment(Path(tmp_path_factory.mktemp("five")), 5, 3, clock)
 
@@ -171,12 +172,12 @@ def run_patterns(deployment: InProcessDeployment, stag: MirroredStag, patterns: 
         assert {signature.index for signature in report.certificate.signatures} == everyone - set(pattern)
 
 
-def test_every_offline_pattern_of_three_resolves_like_the_solver(three: InProcessDeployment, clock: FakeClock) -> None:
+def test_every_offline_pattern_of_three_resolves_like_the_solver(three: InProcessDeployment, clock: ManualClock) -> None:
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 32)
     run_patterns(three, stag, [(), (1,), (2,), (3,)])
 
 
-def test_keyholders_dropping_out_mid_session(three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyholders_dropping_out_mid_session(three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
     """One drops right after committing (before revealing its masks), keyholder 1 drops in the
     middle of a hunt (after the check, before membership): the session continues without them
     (the membership step is asked again of the two left, who reuse their own partials)."""
@@ -220,7 +221,7 @@ def test_keyholders_dropping_out_mid_session(three: InProcessDeployment, clock: 
         assert len(own) == 1  # one own membership partial, whatever the family
 
 
-def test_below_quorum_nothing_is_revealed_and_the_epoch_is_retried(three: InProcessDeployment, clock: FakeClock) -> None:
+def test_below_quorum_nothing_is_revealed_and_the_epoch_is_retried(three: InProcessDeployment, clock: ManualClock) -> None:
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
     stag.submit_count(1)
     stag.submit_count(1)
@@ -262,7 +263,7 @@ def assert_nothing_revealed(deployment: InProcessDeployment, stag: MirroredStag,
 
 
 def test_a_corrupt_keyholder_among_three_ends_the_epoch_with_nothing_revealed(
-    three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """n=3, t=2 with all live: the family's quorums disagree, and leaving one keyholder out
     would leave a single quorum that nothing cross-checks, so the faulty keyholder is not
@@ -284,7 +285,7 @@ def test_a_corrupt_keyholder_among_three_ends_the_epoch_with_nothing_revealed(
     assert stag.run_epoch().expected is not None
 
 
-def corrupt_validation_among_three(three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> MirroredStag:
+def corrupt_validation_among_three(three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> MirroredStag:
     """A stag whose second validation batch keyholder 1 corrupted (2-of-3, all live)."""
     aggregator = three.aggregator
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
@@ -298,7 +299,7 @@ def corrupt_validation_among_three(three: InProcessDeployment, clock: FakeClock,
 
 
 def test_a_corrupt_validation_partial_among_three_validates_nothing(
-    three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stag = corrupt_validation_among_three(three, clock, monkeypatch)
     aggregator = three.aggregator
@@ -308,7 +309,7 @@ def test_a_corrupt_validation_partial_among_three_validates_nothing(
 
 
 def test_after_a_corrupt_validation_partial_among_three_stopping_the_faulty_keyholder_unblocks_the_stag(
-    three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A keyholder releases one own partial per step, ever, so even once keyholder 1 is honest
     again its corrupt validation partial is served on every retry of the batch, and with 2-of-3
@@ -330,7 +331,7 @@ def test_after_a_corrupt_validation_partial_among_three_stopping_the_faulty_keyh
     assert stag.run_epoch().expected is None  # keyholder 1 back: nothing new, nothing fires
 
 def test_a_corrupt_keyholder_is_found_and_left_out_when_more_than_t_remain(
-    five: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    five: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """n=5, t=3 with all live: the family fails, the runner leaves out one keyholder at a time
     (four remain, still cross-checked) and keeps the first family that agrees."""
@@ -356,7 +357,7 @@ def test_a_corrupt_keyholder_is_found_and_left_out_when_more_than_t_remain(
 
 
 def test_a_crafted_membership_partial_is_found_when_more_than_t_remain(
-    five: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    five: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The attack families exist for: keyholder 3 shifts only its own membership partial, to
     swap a member for a non-member (plausible: every zero slot stays zero and the weights still
@@ -381,7 +382,7 @@ def test_a_crafted_membership_partial_is_found_when_more_than_t_remain(
 
 
 def crafted_membership_among_three(
-    three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> MirroredStag:
     """n=3, t=2 with all live: keyholder 2 crafts its own membership partial to swap members.
     The family's cross-check catches the shift (before families it went through unseen), but
@@ -407,13 +408,13 @@ def crafted_membership_among_three(
 
 
 def test_a_crafted_membership_partial_among_three_reveals_nothing(
-    three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     crafted_membership_among_three(three, clock, monkeypatch, caplog)
 
 
 def test_after_a_crafted_membership_partial_among_three_stopping_the_faulty_keyholder_certifies_the_hunt(
-    three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Membership was released, so every keyholder holds the hunt as binding and serves nothing
     else for the stag until it is certified; the aggregator keeps the session and retries it on
@@ -443,7 +444,7 @@ def test_after_a_crafted_membership_partial_among_three_stopping_the_faulty_keyh
     assert stag.run_epoch().expected is None  # keyholder 2 back: the stag runs on
 
 def test_a_corrupt_keyholder_without_a_spare_ends_the_epoch_with_nothing_revealed(
-    three: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """n=3, t=2 with one keyholder offline: the two left are exactly t, no spare."""
     aggregator = three.aggregator
@@ -465,7 +466,7 @@ def test_a_corrupt_keyholder_without_a_spare_ends_the_epoch_with_nothing_reveale
 def test_a_corrupt_keyholder_in_an_n_of_n_committee_ends_the_epoch_with_nothing_revealed(
     deployment_factory, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     deployment = deployment_factory(2, 2, clock=clock)
     stag = MirroredStag.create(deployment, clock, StagKind.CAPITAL, 16)
     stag.submit_capital(3, 5)
@@ -485,7 +486,7 @@ def test_a_corrupt_keyholder_in_an_n_of_n_committee_ends_the_epoch_with_nothing_
 
 @pytest.mark.slow
 def test_every_offline_pattern_of_five_resolves_like_the_solver(
-    five: InProcessDeployment, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    five: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """All 16 patterns of at most two of five keyholders offline on one stag sequence; then
     three offline (below quorum) and back; then a corrupt keyholder beside an offline one: four

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from test_services_threshold import deployment_fixture, neighbour_walk, patterns, visit_every_pattern
+from service_support import deployment_fixture, neighbour_walk, patterns, visit_every_pattern
 
 pytestmark = [pytest.mark.processes]
 

@@ -11,7 +11,6 @@ dishonest is caught.
 
 from __future__ import annotations
 
-import itertools
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -22,75 +21,10 @@ from stagpack.encoding import Threshold
 from stagpack.errors import IntegrityFailure
 from stagpack.launcher import LocalDeployment
 
-from service_support import Services, TrackedStag, wait_for
+from service_support import Services, deployment_fixture, fire_next_hunt, visit_every_pattern, wait_for
 
 pytestmark = [pytest.mark.processes]
 FAULTY_KEYHOLDER = Path(__file__).parent / "workers" / "faulty_keyholder.py"
-
-
-def patterns(parties: int, threshold: int) -> list[frozenset[int]]:
-    """Every set of at most n − t keyholders, ordered so consecutive sets differ by one keyholder
-    where possible (few kills and restarts)."""
-    remaining = [frozenset(c) for size in range(parties - threshold + 1) for c in itertools.combinations(range(1, parties + 1), size)]
-    ordered = [remaining.pop(0)]
-    while remaining:
-        current = ordered[-1]
-        best = min(remaining, key=lambda candidate: (len(candidate ^ current), sorted(candidate)))
-        remaining.remove(best)
-        ordered.append(best)
-    return ordered
-
-
-def fire_next_hunt(services: Services, stag: TrackedStag, batch: int = 3) -> None:
-    """Add `batch` intendos that need exactly executed level + batch members (including
-    themselves): a new fixed point just above the executed level."""
-    executed = int(services.client.status(stag.stag_id).executed_level)
-    for _ in range(batch):
-        services.submit(stag, Threshold.count(executed + batch - 1, levels=stag.spec.levels))
-    before = stag.hunts_checked
-    wait_for(lambda: stag.check_new_hunts(services.client) or stag.hunts_checked > before, "the next hunt", 240)
-
-
-def neighbour_walk(parties: int, threshold: int) -> list[frozenset[int]]:
-    """A walk through runs of neighbouring killed keyholders (cyclically), one kill or restart
-    per step: {}, {1}, {1,2}, {1,2,3}, {2,3}, {2,3,4}, … — every size up to n − t, the lead
-    included, every keyholder killed."""
-    most = parties - threshold
-    walk = [frozenset[int](), frozenset({1})]
-    for start in range(1, parties + 1):
-        for size in range(2, most + 1):
-            walk.append(frozenset((start - 1 + offset) % parties + 1 for offset in range(size)))
-        walk.append(frozenset((start + offset) % parties + 1 for offset in range(most - 1)))
-    return list(dict.fromkeys(walk))[: 2 * parties + 2]
-
-
-def visit_every_pattern(services: Services, parties: int, threshold: int, walk: list[frozenset[int]] | None = None) -> int:
-    deployment = services.deployment
-    walk = walk if walk is not None else patterns(parties, threshold)
-    stag = services.new_stag(levels=3 * len(walk) + 16, epoch_millis=800)
-    down: frozenset[int] = frozenset()
-    visited = 0
-    for pattern in walk:
-        for index in sorted(down - pattern):
-            deployment.restart(f"keyholder-{index}")
-        for index in sorted(pattern - down):
-            deployment.service(f"keyholder-{index}").kill()
-        down = pattern
-        fire_next_hunt(services, stag)
-        visited += 1
-    for index in sorted(down):
-        deployment.restart(f"keyholder-{index}")
-    assert stag.hunts_checked == visited
-    return visited
-
-
-def deployment_fixture(tmp_path_factory: pytest.TempPathFactory, parties: int, threshold: int) -> Iterator[Services]:
-    deployment = LocalDeployment.create(tmp_path_factory.mktemp(f"t{threshold}of{parties}"), parties, threshold, tick_millis=150)
-    deployment.start()
-    try:
-        yield Services(deployment)
-    finally:
-        deployment.stop()
 
 
 @pytest.fixture(scope="module")
