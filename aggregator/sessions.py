@@ -6,7 +6,8 @@ every partial, fuses, and finally collects at least t signatures on the outcome.
 do not answer are left out and the step is retried with another quorum; a quorum whose partials
 do not fuse consistently is replaced by one without each member in turn, to find and exclude a
 faulty keyholder. Progress is saved after every step so a restarted aggregator resumes (a fired
-hunt is binding and must complete).
+hunt is binding and must complete); a resumed session continues with the keyholders whose masks
+it fixed, and one that was offline when it opened joins again at the next session.
 """
 
 from __future__ import annotations
@@ -129,6 +130,11 @@ class SessionRunner:
         if not progress.reveals:
             progress = self._open_and_reveal(session, live)
             self._save(progress)
+        # Only the keyholders whose masks are in the session can decrypt its steps. On a fresh
+        # run that is every live one; a resumed session must leave out those that were offline
+        # when it opened, even if they are back now (they hold no record of it).
+        live &= {signed.commitment.keyholder for signed in progress.commitments}
+        self._require_quorum(live, [])
         computation = SessionComputation(self._context, snapshot, source, session, progress.commitments, progress.reveals)
         for step in self._steps(kind):
             if any(partial.statement.step is step for partial in progress.partials):

@@ -221,6 +221,33 @@ def test_keyholders_dropping_out_mid_session(three: InProcessDeployment, clock: 
         assert len(own) == 1  # one own membership partial, whatever the family
 
 
+def test_a_resumed_session_leaves_out_a_keyholder_that_missed_its_opening(
+    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validation session opens while keyholder 3 is offline, and the aggregator stops before
+    decrypting anything. Keyholder 3 is back when the session resumes, but it holds no record of
+    the session and none of its masks are in it: the session finishes with the two whose masks
+    it fixed, and keyholder 3 takes part again from the next session on."""
+    stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
+    submit_a_firing_round(stag)
+
+    def stopped(request: DecryptRequest) -> None:
+        raise KeyholderUnreachable("the aggregator stopped before decrypting")
+
+    with offline(three, (3,)), monkeypatch.context() as patch:
+        for keyholder in three.keyholders[:2]:
+            patch.setattr(keyholder, "decrypt", stopped)
+        with pytest.raises(CommitteeUnavailable):
+            three.aggregator.run_due(stag.stag_id)
+    opened = {node.index: [record.session.kind for record in node._store.sessions(stag.stag_id)] for node in three.nodes}
+    assert opened == {1: [SessionKind.VALIDATION], 2: [SessionKind.VALIDATION], 3: []}
+    stag.validate()  # resumes the saved session with keyholders 1 and 2 only
+    assert served_steps(three.nodes[2], stag.stag_id) == []
+    report = stag.run_epoch()
+    assert report.expected is not None
+    assert steps_served_in(three, stag, report.epoch)[3] == [Step.CHECK, Step.CONFIRM, Step.MEMBERSHIP]
+
+
 def test_below_quorum_nothing_is_revealed_and_the_epoch_is_retried(three: InProcessDeployment, clock: ManualClock) -> None:
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
     stag.submit_count(1)
