@@ -342,8 +342,15 @@ class KeyholderNode:
 
     def _load_record(self, session: SessionRef) -> SessionRecord:
         record = self._store.load_session(session.session_id)
-        if record is None or record.session != session:
+        if record is None:
             raise self._refuse(session, "no such session was opened on this keyholder", WrongPhase)
+        if record.session != session:
+            raise self._refuse(
+                session,
+                f"stale session: {session.kind.value} {session.number} was opened again at height "
+                f"{record.session.height}, and only that one may be served",
+                WrongPhase,
+            )
         return record
 
     def _computation(self, request: DecryptRequest | CertifyRequest, record: SessionRecord) -> SessionComputation:

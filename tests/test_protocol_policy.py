@@ -283,6 +283,11 @@ def test_a_stale_evaluation_is_refused_after_the_replica_moved_on(
     moving = HandSession(deployment, quiet, SessionKind.VALIDATION, batch).open()  # ... and every replica follows it
     assert moving.session.height == stale.session.height + 1
     each_keyholder_refuses(keyholder_warnings, stale, stale.request(Step.CHECK, [check]), PolicyRefusal, "stale session")
+    # the epoch's check opened again at the new height replaces the old one on every keyholder
+    again = HandSession(deployment, quiet, SessionKind.HUNT, epoch).open()
+    assert again.session.height == moving.session.height
+    reopened = f"stale session: hunt {epoch} was opened again"
+    each_keyholder_refuses(keyholder_warnings, stale, stale.request(Step.CHECK, [check]), WrongPhase, reopened)
     # nor can a session be opened at the old height any more
     old = SessionRef(quiet.stag_id, SessionKind.HUNT, next_epoch(quiet), stale.session.height, stale.session.head)
     for keyholder in stale.keyholders:

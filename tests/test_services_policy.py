@@ -178,7 +178,9 @@ def test_a_stale_evaluation_is_refused_after_the_log_moved_on(operator: Operator
     later = operator.next_due_epoch(spec)
     operator.session(spec, later)
     error = refused(lambda: operator.decrypt(ref, Step.CHECK, commitments, reveals, claimed, keyholder=2))
-    assert "stale" in str(error) or "height" in str(error)
+    # Refused either because the replica moved past the old height, or (when the aggregator's own
+    # check of the same epoch ran in between) because the epoch's session was opened again.
+    assert "stale session" in str(error)
 
 
 def test_membership_without_a_fired_hunt_is_refused(operator: Operator) -> None:
