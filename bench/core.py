@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from stagpack import circuit
-from stagpack.decrypt import DecryptingParty, Quorum, quorum_family, reveal_hunt_check
+from stagpack.decrypt import DecryptingParty, Quorum, family_members, quorum_family, reveal_hunt_check
 from stagpack.dkg import DkgParty, LocalCeremonyPeer, run_ceremony
 from stagpack.encoding import SlotLayout, Threshold
 from stagpack.fhe import FheContext
@@ -144,7 +144,7 @@ def measure_offline(offline_counts: list[int], repeat: int, rng: np.random.Gener
     for offline in offline_counts:
         live = frozenset(range(offline + 1, parties + 1))
         family = quorum_family(parties, threshold, live)
-        members = sorted({member for quorum in family for member in quorum.members})
+        members = family_members(family)
         per_keyholder = {index: timed(lambda index=index: decrypting[index - 1].partials(check, family), repeat) for index in members}  # type: ignore[misc]
         shares = [share for index in members for share in decrypting[index - 1].partials(check, family)]
         fuse_ms = timed(lambda: reveal_hunt_check(context, check, family, shares, LEVELS, 0), repeat)
