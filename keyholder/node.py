@@ -244,6 +244,12 @@ class KeyholderNode:
                 raise self._refuse(session, str(error), type(error)) from None
             if state.head != session.head:
                 raise self._refuse(session, "the log head differs from this keyholder's replica (equivocating aggregator?)")
+            erased = self._store.erase_sessions_below(session.stag_id, state.height)
+            if erased:
+                log.info(
+                    "keyholder %s erased the masks and partials of %d session(s) below height %d",
+                    self.identity.name, erased, state.height,
+                )
             existing = self._store.load_session(session.session_id)
             if existing is not None:
                 if existing.session == session:
@@ -257,7 +263,7 @@ class KeyholderNode:
             masks = tuple(self._fresh_mask() for _ in range(MASKS_PER_SESSION))
             commitment = MaskCommitment(session, self.index, tuple(_sha256(mask) for mask in masks))
             signed = SignedCommitment(commitment, self.identity.sign("mask-commitment", codec.encode(commitment)))
-            self._store.save_session(SessionRecord(session, masks, signed, (), (), 0, b""))
+            self._store.save_session(SessionRecord(session, masks, signed, (), (), 0, b"", erased=False))
             return signed
 
     def _hold_for_unrecorded_hunt(self, session: SessionRef, replicas: Replicas) -> None:
@@ -350,6 +356,10 @@ class KeyholderNode:
                 f"stale session: {session.kind.value} {session.number} was opened again at height "
                 f"{record.session.height}, and only that one may be served",
                 WrongPhase,
+            )
+        if record.erased:
+            raise self._refuse(
+                session, f"stale session: the log moved past height {session.height}, and its masks were erased"
             )
         return record
 

@@ -7,7 +7,7 @@ holds a secret in the clear.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -60,9 +60,16 @@ class ServedStep:
 
 @dataclass(frozen=True)
 class SessionRecord:
-    """A keyholder's durable record of one session."""
+    """A keyholder's durable record of one session.
 
-    WIRE_NAME = "stagpack.keyholder.SessionRecord.v1"
+    Once the replica has moved past the session's height the session can never be served again,
+    and its bulk (the masks and every partial released) is erased, leaving what the policy still
+    reads: the session's identity, which steps it served, the level it fired at, what was
+    certified. Without that a keyholder's store would grow by megabytes every epoch, and old
+    masks would outlive their use.
+    """
+
+    WIRE_NAME = "stagpack.keyholder.SessionRecord.v2"
 
     session: SessionRef
     masks: tuple[bytes, ...]
@@ -71,6 +78,11 @@ class SessionRecord:
     served: tuple[ServedStep, ...]
     fired_level: int  # > 0 once membership was revealed: the hunt must then be recorded
     certified: bytes  # digest of the outcome this keyholder signed, b"" if none
+    erased: bool  # the masks and partials are gone: the log moved past the session's height
+
+    def erase(self) -> SessionRecord:
+        served = tuple(replace(step, partials=()) for step in self.served)
+        return replace(self, masks=(), served=served, erased=True)
 
     def served_step(self, step: Step, quorums: tuple[tuple[int, ...], ...]) -> ServedStep | None:
         for served in self.served:
@@ -163,6 +175,18 @@ class KeyholderStore:
     def sessions(self, stag_id: bytes) -> list[SessionRecord]:
         rows = self._database.query("SELECT record FROM sessions WHERE stag_id = ?", (stag_id,))
         return [codec.decode(SessionRecord, row[0]) for row in rows]  # type: ignore[arg-type]
+
+    def erase_sessions_below(self, stag_id: bytes, height: int) -> int:
+        """Erase the bulk of every session of the stag opened below `height` (in one transaction);
+        returns how many records were erased."""
+        erased = [record.erase() for record in self.sessions(stag_id) if record.session.height < height and not record.erased]
+        if erased:
+            with self._database.transaction() as connection:
+                connection.executemany(
+                    "UPDATE sessions SET record = ? WHERE session_id = ?",
+                    [(codec.encode(record), record.session.session_id) for record in erased],
+                )
+        return len(erased)
 
     def close(self) -> None:
         self._database.close()

@@ -294,6 +294,34 @@ def test_a_stale_evaluation_is_refused_after_the_replica_moved_on(
         refused(keyholder_warnings, lambda: keyholder.open_session(old), PolicyRefusal, "stale request")
 
 
+def test_a_session_the_log_left_behind_is_erased_but_still_binds_the_policy(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    epoch = next_epoch(quiet)
+    old = HandSession(deployment, quiet, SessionKind.HUNT, epoch).start()
+    (check,) = old.computation().check()
+    old.serve(Step.CHECK, [check])
+    for node in deployment.nodes:  # while the replica stands at its height, the session is whole
+        (record,) = [r for r in node._store.sessions(quiet.stag_id) if r.session == old.session]
+        assert record.masks and record.served[0].partials and not record.erased
+    quiet.submit_count(13)
+    batch = replay_log(deployment, quiet.stag_id, quiet.ciphertexts).validation_batches + 1
+    HandSession(deployment, quiet, SessionKind.VALIDATION, batch).open()  # every replica moves on
+    for node in deployment.nodes:
+        (record,) = [r for r in node._store.sessions(quiet.stag_id) if r.session == old.session]
+        assert record.erased and record.masks == ()
+        assert [step.step for step in record.served] == [Step.CHECK] and record.served[0].partials == ()
+    # nothing of it can be served again, not even the partials already released ...
+    request, reveal = old.request(Step.CHECK, [check]), RevealRequest(old.session, old.commitments)
+    for keyholder in old.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.decrypt(request), PolicyRefusal, "masks were erased")
+        refused(keyholder_warnings, lambda: keyholder.reveal(reveal), PolicyRefusal, "masks were erased")
+    # ... and what it served still binds: the epoch may not be checked again at the new height
+    again = HandSession(deployment, quiet, SessionKind.HUNT, epoch)
+    for keyholder in old.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.open_session(again.session), PolicyRefusal, "already evaluated at height")
+
+
 def test_one_hunt_check_per_epoch_and_only_once_due(
     deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
