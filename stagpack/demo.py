@@ -22,7 +22,7 @@ from typing import Protocol
 from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import StagpackError
 from stagpack.identity import SigningIdentity
-from stagpack.participant.sdk import PreparedIntendo, capital_threshold, count_threshold
+from stagpack.participant.sdk import PreparedIntendo
 from stagpack.solver import HeightOracle
 from stagpack.stag import StagSpec
 

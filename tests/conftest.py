@@ -4,6 +4,7 @@ created once per test session and tests isolate themselves by creating their own
 from __future__ import annotations
 
 import itertools
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -29,6 +30,24 @@ def _collect_after_module() -> Iterator[None]:
     as their module is done."""
     yield
     FheContext.release_unused_evaluation_keys()
+
+
+@pytest.fixture(scope="module")
+def scratch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Path]]:
+    """Directories for a module's deployments. A deployment's stores hold hundreds of megabytes
+    (every replica keeps every ciphertext), so they are removed once the module is done, unless
+    one of its tests failed: then they stay for the post-mortem (pytest keeps the last run's)."""
+    made: list[Path] = []
+    failures_before = request.session.testsfailed
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    if request.session.testsfailed == failures_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-import pytest
-
 from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import NotFound, StagpackError
 from stagpack.identity import SigningIdentity
@@ -254,8 +252,8 @@ def visit_every_pattern(services: Services, parties: int, threshold: int, walk: 
     return visited
 
 
-def deployment_fixture(tmp_path_factory: pytest.TempPathFactory, parties: int, threshold: int) -> Iterator[Services]:
-    deployment = LocalDeployment.create(tmp_path_factory.mktemp(f"t{threshold}of{parties}"), parties, threshold, tick_millis=150)
+def deployment_fixture(directory: Path, parties: int, threshold: int) -> Iterator[Services]:
+    deployment = LocalDeployment.create(directory, parties, threshold, tick_millis=150)
     deployment.start()
     try:
         yield Services(deployment)

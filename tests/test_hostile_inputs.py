@@ -14,8 +14,9 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import grpc
 import numpy as np
@@ -82,9 +83,9 @@ class PublicApi:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PublicApi]:
+def api(scratch: Callable[[str], Path]) -> Iterator[PublicApi]:
     clock = ManualClock()
-    deployment = InProcessDeployment.start(tmp_path_factory.mktemp("hostile"), 3, 2, clock=clock)
+    deployment = InProcessDeployment.start(scratch("hostile"), 3, 2, clock=clock)
     service = SimpleNamespace(aggregator=deployment.aggregator, stopping=threading.Event())
     server, port = new_server("127.0.0.1:0", PUBLIC_MESSAGE_LIMIT)
     add_servicer(server, AggregatorServicer(service), aggregator_pb2.DESCRIPTOR.services_by_name["Aggregator"])  # type: ignore[arg-type]
@@ -214,10 +215,8 @@ def test_the_sdk_refuses_impossible_conditions() -> None:
         Threshold.count(2.5, levels=30)  # type: ignore[arg-type]
 
 
-def test_the_cli_reports_bad_input_clearly(api: PublicApi, tmp_path: object) -> None:
-    from pathlib import Path
-
-    identity = Path(str(tmp_path)) / "me.key"
+def test_the_cli_reports_bad_input_clearly(api: PublicApi, tmp_path: Path) -> None:
+    identity = tmp_path / "me.key"
     created = subprocess.run([sys.executable, "-m", "stagpack", "identity", "create", "--out", str(identity)], capture_output=True, text=True)
     assert created.returncode == 0
     address = api.client.address

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -29,8 +30,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock):  # type: ignore[no-untyped-def]
-    return start_deployment(Path(tmp_path_factory.mktemp("hunts")), 3, 2, clock)
+def deployment(scratch: Callable[[str], Path], clock: ManualClock):  # type: ignore[no-untyped-def]
+    return start_deployment(scratch("hunts"), 3, 2, clock)
 
 
 # -- random packs ---------------------------------------------------------------------------------
@@ -100,7 +101,6 @@ def test_random_count_and_capital_packs_equal_the_solver(deployment, clock) -> N
 
 def test_hunts_in_sequence_count_executed_members_and_fire_only_above_the_executed_level(deployment, clock) -> None:  # type: ignore[no-untyped-def]
     stag = MirroredStag.create(deployment, clock, StagKind.COUNT, 20)
-    rng = random.Random(7)
     # hunt 1: three who each need two others
     for _ in range(3):
         stag.submit_count(2)

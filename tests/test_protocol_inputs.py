@@ -31,9 +31,9 @@ P = 65537
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessDeployment, ManualClock]]:
+def deployment(scratch: Callable[[str], Path]) -> Iterator[tuple[InProcessDeployment, ManualClock]]:
     clock = ManualClock()
-    yield start_deployment(tmp_path_factory.mktemp("inputs"), 3, 2, clock), clock
+    yield start_deployment(scratch("inputs"), 3, 2, clock), clock
 
 
 def malformed(layout: SlotLayout, levels: int) -> dict[str, tuple[SlotVector, int]]:

@@ -53,8 +53,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock) -> InProcessDeployment:
-    return start_deployment(Path(tmp_path_factory.mktemp("policy")), 3, 2, clock)
+def deployment(scratch: Callable[[str], Path], clock: ManualClock) -> InProcessDeployment:
+    return start_deployment(scratch("policy"), 3, 2, clock)
 
 
 @pytest.fixture(scope="module")

@@ -40,8 +40,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock):  # type: ignore[no-untyped-def]
-    return start_deployment(Path(tmp_path_factory.mktemp("privacy")), 3, 2, clock)
+def deployment(scratch: Callable[[str], Path], clock: ManualClock):  # type: ignore[no-untyped-def]
+    return start_deployment(scratch("privacy"), 3, 2, clock)
 
 
 class CheckVectors:

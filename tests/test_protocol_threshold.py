@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pytest
 
@@ -41,15 +41,15 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture(scope="module")
-def three(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock) -> InProcessDeployment:
+def three(scratch: Callable[[str], Path], clock: ManualClock) -> InProcessDeployment:
     """n=3, t=2."""
-    return start_deployment(Path(tmp_path_factory.mktemp("three")), 3, 2, clock)
+    return start_deployment(scratch("three"), 3, 2, clock)
 
 
 @pytest.fixture(scope="module")
-def five(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock) -> InProcessDeployment:
+def five(scratch: Callable[[str], Path], clock: ManualClock) -> InProcessDeployment:
     """n=5, t=3."""
-    return start_deployment(Path(tmp_path_factory.mktemp("five")), 5, 3, clock)
+    return start_deployment(scratch("five"), 5, 3, clock)
 
 
 @contextmanager

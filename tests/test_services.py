@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -29,8 +29,8 @@ pytestmark = [pytest.mark.processes]
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    deployment = LocalDeployment.create(tmp_path_factory.mktemp("services"), 5, 3, tick_millis=200)
+def services(scratch: Callable[[str], Path]) -> Iterator[Services]:
+    deployment = LocalDeployment.create(scratch("services"), 5, 3, tick_millis=200)
     deployment.start()
     try:
         yield Services(deployment)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -99,8 +100,8 @@ class _Source:
 
 
 @pytest.fixture(scope="module")
-def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    deployment = LocalDeployment.create(tmp_path_factory.mktemp("policy"), 3, 2)
+def operator(scratch: Callable[[str], Path]) -> Iterator[Operator]:
+    deployment = LocalDeployment.create(scratch("policy"), 3, 2)
     deployment.start(aggregator=False)
     assert deployment.aggregator is not None
     config = load(AggregatorConfig, str(deployment.aggregator.config_path), "STAGPACK_TEST_UNUSED")

@@ -7,6 +7,7 @@ test_services_threshold.py) are gone before seven keyholders start.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.processes]
 
 
 @pytest.mark.slow
-def test_killed_keyholders_of_seven(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_killed_keyholders_of_seven(tmp_path: Path) -> None:
     """n=7, t=4. All 64 patterns take about 26 minutes on 2 cores (each pattern is a
     validation and a hunt among up to seven keyholder processes), too long for every CI run:
     by default a walk of 16 patterns (every size up to n − t, the lead included, every
@@ -25,5 +26,5 @@ def test_killed_keyholders_of_seven(tmp_path_factory: pytest.TempPathFactory) ->
     walk = patterns(7, 4) if every else neighbour_walk(7, 4)
     assert len(walk) == (64 if every else 16) and len(set(walk)) == len(walk)
     assert {len(pattern) for pattern in walk} == {0, 1, 2, 3} and set().union(*walk) == set(range(1, 8))
-    for services in deployment_fixture(tmp_path_factory, 7, 4):
+    for services in deployment_fixture(tmp_path, 7, 4):
         assert visit_every_pattern(services, 7, 4, walk) == len(walk)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -28,8 +28,8 @@ FAULTY_KEYHOLDER = Path(__file__).parent / "workers" / "faulty_keyholder.py"
 
 
 @pytest.fixture(scope="module")
-def two_of_three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    yield from deployment_fixture(tmp_path_factory, 3, 2)
+def two_of_three(scratch: Callable[[str], Path]) -> Iterator[Services]:
+    yield from deployment_fixture(scratch("t2of3"), 3, 2)
 
 
 def test_every_pattern_of_one_killed_keyholder_of_three(two_of_three: Services) -> None:
@@ -59,8 +59,8 @@ def test_below_quorum_the_epoch_waits_and_nothing_is_lost(two_of_three: Services
 
 
 @pytest.fixture(scope="module")
-def three_of_five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    yield from deployment_fixture(tmp_path_factory, 5, 3)
+def three_of_five(scratch: Callable[[str], Path]) -> Iterator[Services]:
+    yield from deployment_fixture(scratch("t3of5"), 5, 3)
 
 
 @pytest.mark.slow
@@ -68,12 +68,12 @@ def test_every_pattern_of_up_to_two_killed_keyholders_of_five(three_of_five: Ser
     assert visit_every_pattern(three_of_five, 5, 3) == 16
 
 
-def test_a_keyholder_shifting_its_partials_is_caught_and_left_out(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_keyholder_shifting_its_partials_is_caught_and_left_out(tmp_path: Path) -> None:
     """A crafted attack: keyholder 3 decrypts ct + 1 instead of ct. With all five live the
     quorums disagree; the aggregator finds the keyholder by leaving each out in turn (four remain,
     still cross-checking each other) and the hunt equals the solver's."""
     deployment = LocalDeployment.create(
-        tmp_path_factory.mktemp("faulty"), 5, 3, tick_millis=150, extra_environment={"STAGPACK_TEST_FAULT": "shift"}
+        tmp_path, 5, 3, tick_millis=150, extra_environment={"STAGPACK_TEST_FAULT": "shift"}
     )
     deployment.service("keyholder-3").program = [sys.executable, str(FAULTY_KEYHOLDER)]
     deployment.start()
@@ -88,11 +88,11 @@ def test_a_keyholder_shifting_its_partials_is_caught_and_left_out(tmp_path_facto
         deployment.stop()
 
 
-def test_a_keyholder_that_decrypts_wrongly_fails_the_ceremony_self_test(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_keyholder_that_decrypts_wrongly_fails_the_ceremony_self_test(tmp_path: Path) -> None:
     """The ceremony's self-test decrypts known vectors with every prescribed quorum: a member
     whose partials are wrong stops the committee from ever being formed."""
     deployment = LocalDeployment.create(
-        tmp_path_factory.mktemp("faulty-ceremony"), 3, 2,
+        tmp_path, 3, 2,
         extra_environment={"STAGPACK_TEST_FAULT": "shift", "STAGPACK_TEST_FAULT_SCOPE": "everything"},
     )
     deployment.service("keyholder-2").program = [sys.executable, str(FAULTY_KEYHOLDER)]
@@ -104,11 +104,11 @@ def test_a_keyholder_that_decrypts_wrongly_fails_the_ceremony_self_test(tmp_path
         deployment.stop()
 
 
-def test_garbage_partials_with_no_spare_keyholder_reveal_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_garbage_partials_with_no_spare_keyholder_reveal_nothing(tmp_path: Path) -> None:
     """A faulty keyholder in a committee with no spare (2 of 3 live, one of them faulty): the
     corruption is detected, the epoch ends in an integrity failure, and no hunt is revealed."""
     deployment = LocalDeployment.create(
-        tmp_path_factory.mktemp("garbage"), 3, 2, tick_millis=150, extra_environment={"STAGPACK_TEST_FAULT": "garbage"}
+        tmp_path, 3, 2, tick_millis=150, extra_environment={"STAGPACK_TEST_FAULT": "garbage"}
     )
     deployment.service("keyholder-2").program = [sys.executable, str(FAULTY_KEYHOLDER)]
     deployment.start()
