@@ -75,6 +75,47 @@ class StagStatus:
     committee: str
 
 
+class TickLog:
+    """Logs what the scheduler's runs of each stag fail with, without flooding the log.
+
+    A stag whose session cannot finish (too few keyholders reachable, a faulty keyholder nobody
+    is spare to leave out) is retried on every tick, a few times a second. The first failure and
+    every change of reason are logged at once; the same reason again only once a minute, with how
+    many runs it failed meanwhile; the first success after failures says the stag recovered.
+    """
+
+    REPEAT_MILLIS = 60_000
+
+    @dataclass
+    class _Failing:
+        reason: str = ""
+        logged_at: int = 0
+        unlogged: int = 0  # runs that failed with the same reason since it was last logged
+        runs: int = 0  # runs that failed since the last success
+
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self._clock = clock
+        self._failing: dict[bytes, TickLog._Failing] = {}
+
+    def failed(self, stag_id: bytes, reason: str) -> None:
+        now = self._clock()
+        failing = self._failing.setdefault(stag_id, TickLog._Failing())
+        failing.runs += 1
+        if reason != failing.reason:
+            log.warning("stag %s: %s", stag_id.hex()[:12], reason)
+        elif now - failing.logged_at >= self.REPEAT_MILLIS:
+            log.warning("stag %s: %s (%d more failed runs for this reason)", stag_id.hex()[:12], reason, failing.unlogged + 1)
+        else:
+            failing.unlogged += 1
+            return
+        failing.reason, failing.logged_at, failing.unlogged = reason, now, 0
+
+    def succeeded(self, stag_id: bytes) -> None:
+        failing = self._failing.pop(stag_id, None)
+        if failing is not None:
+            log.info("stag %s: runs succeed again after %d failed", stag_id.hex()[:12], failing.runs)
+
+
 class _Stored:
     """Ciphertext source backed by the aggregator's store, for one stag."""
 
@@ -129,6 +170,7 @@ class Aggregator:
         self._guard = threading.Lock()
         self._hunts_changed = threading.Condition()
         self.committee_status = "available"  # or why the last session could not reach a quorum
+        self._tick_log = TickLog(clock)
         for stag_id in store.stag_ids():
             self._packs[stag_id] = self._replay(stag_id)
             for certificate in self._packs[stag_id].hunts:  # an executor may have missed one before a crash
@@ -284,7 +326,9 @@ class Aggregator:
             try:
                 self.run_due(stag_id)
             except StagpackError as error:
-                log.warning("stag %s: %s", stag_id.hex()[:12], error)
+                self._tick_log.failed(stag_id, str(error))
+            else:
+                self._tick_log.succeeded(stag_id)
 
     def run_due(self, stag_id: bytes) -> None:
         """Resume unfinished sessions, validate new intendos, then run the hunt check if due."""

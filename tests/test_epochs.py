@@ -7,8 +7,12 @@ stags cost nothing.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
+
+from stagpack.aggregator.core import TickLog
 from stagpack.encoding import StagKind, Threshold
 from stagpack.identity import SigningIdentity
 from stagpack.inprocess import InProcessDeployment
@@ -62,3 +66,36 @@ def test_unchanged_packs_are_evaluated_once_and_changes_are_evaluated_again(tmp_
     after = aggregator.status(spec.stag_id)
     assert [result.result for result in after.epochs] == ["no-hunt", "hunt", "no-hunt"] and solver.hunt() is None
     assert after.epochs[-1].height == after.height
+
+
+def test_a_stag_failing_every_tick_is_logged_when_its_reason_changes_and_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    ticks = TickLog(clock)
+    stalled, other = b"\x01" * 32, b"\x02" * 32
+    caplog.set_level(logging.INFO, logger="stagpack.aggregator")
+
+    def logged() -> list[str]:
+        messages = [record.getMessage() for record in caplog.records]
+        caplog.clear()
+        return messages
+
+    for _ in range(5):  # five ticks in a row, half a second apart
+        ticks.failed(stalled, "only 1 keyholder reachable, 2 needed")
+        clock.advance(500)
+    ticks.failed(other, "only 1 keyholder reachable, 2 needed")  # another stag's failure is its own
+    assert logged() == [
+        f"stag {stalled.hex()[:12]}: only 1 keyholder reachable, 2 needed",
+        f"stag {other.hex()[:12]}: only 1 keyholder reachable, 2 needed",
+    ]
+    clock.advance(TickLog.REPEAT_MILLIS)
+    ticks.failed(stalled, "only 1 keyholder reachable, 2 needed")
+    assert logged() == [f"stag {stalled.hex()[:12]}: only 1 keyholder reachable, 2 needed (5 more failed runs for this reason)"]
+    ticks.failed(stalled, "keyholder 3 refused: stale session")  # a new reason is news at once
+    assert logged() == [f"stag {stalled.hex()[:12]}: keyholder 3 refused: stale session"]
+    ticks.succeeded(stalled)
+    ticks.succeeded(stalled)  # a success after a success says nothing
+    assert logged() == [f"stag {stalled.hex()[:12]}: runs succeed again after 7 failed"]
+    ticks.failed(stalled, "keyholder 3 refused: stale session")  # after a success, the same reason is news again
+    assert logged() == [f"stag {stalled.hex()[:12]}: keyholder 3 refused: stale session"]
