@@ -61,7 +61,7 @@ from stagpack.evaluation import (
 from stagpack.fhe import Ciphertext, FheContext, KeyMaterial
 from stagpack.identity import KeyholderIdentity, PublicIdentity, Sealer
 from stagpack.keyholder.replica import LogSource, Replicas
-from stagpack.keyholder.store import KeyholderStore, ServedStep, SessionRecord, StoredCommittee
+from stagpack.keyholder.store import KeyholderStore, ServedStep, SessionRecord, StoredCommittee, StoreFootprint
 from stagpack.log import CommitteeInfo, EntryKind, HuntCertificate, decode_body
 from stagpack.pack import PackLimits, PackState
 from stagpack.session import (
@@ -126,6 +126,10 @@ class KeyholderNode:
     @property
     def public_identity(self) -> PublicIdentity:
         return self.identity.public
+
+    def footprint(self) -> StoreFootprint:
+        """How much this keyholder's store holds (for operators and benchmarks)."""
+        return self._store.footprint()
 
     def _load_committee(self, stored: StoredCommittee) -> None:
         transcript = Transcript.from_bytes(stored.transcript)
@@ -244,12 +248,6 @@ class KeyholderNode:
                 raise self._refuse(session, str(error), type(error)) from None
             if state.head != session.head:
                 raise self._refuse(session, "the log head differs from this keyholder's replica (equivocating aggregator?)")
-            erased = self._store.erase_sessions_below(session.stag_id, state.height)
-            if erased:
-                log.info(
-                    "keyholder %s erased the masks and partials of %d session(s) below height %d",
-                    self.identity.name, erased, state.height,
-                )
             existing = self._store.load_session(session.session_id)
             if existing is not None:
                 if existing.session == session:
@@ -260,11 +258,35 @@ class KeyholderNode:
                         f"{session.kind.value} {session.number} was already evaluated at height {existing.session.height}",
                     )
             self._check_may_open(session, state)
+            self._erase_finished_sessions(session)
             masks = tuple(self._fresh_mask() for _ in range(MASKS_PER_SESSION))
             commitment = MaskCommitment(session, self.index, tuple(_sha256(mask) for mask in masks))
             signed = SignedCommitment(commitment, self.identity.sign("mask-commitment", codec.encode(commitment)))
             self._store.save_session(SessionRecord(session, masks, signed, (), (), 0, b"", erased=False))
             return signed
+
+    def _erase_finished_sessions(self, session: SessionRef) -> None:
+        """Erase the masks and partials of the stag's sessions that can never be served again
+        now that `session` opens: those below its height (the replica has moved past them) and,
+        when a hunt opens, earlier epochs' hunts (a fired one would have stopped it opening).
+        What the policy reads stays (`SessionRecord.erase`)."""
+        finished = [
+            record
+            for record in self._store.sessions(session.stag_id)
+            if not record.erased
+            and record.session.session_id != session.session_id
+            and (
+                record.session.height < session.height
+                or (
+                    session.kind is SessionKind.HUNT
+                    and record.session.kind is SessionKind.HUNT
+                    and record.session.number < session.number
+                )
+            )
+        ]
+        if finished:
+            self._store.erase_sessions(finished)
+            log.info("keyholder %s erased the masks and partials of %d finished session(s)", self.identity.name, len(finished))
 
     def _hold_for_unrecorded_hunt(self, session: SessionRef, replicas: Replicas) -> None:
         """A fired hunt is certified at its own height, so while it is not in the log the replica
@@ -358,9 +380,7 @@ class KeyholderNode:
                 WrongPhase,
             )
         if record.erased:
-            raise self._refuse(
-                session, f"stale session: the log moved past height {session.height}, and its masks were erased"
-            )
+            raise self._refuse(session, "stale session: a later session has opened, and this one's masks were erased")
         return record
 
     def _computation(self, request: DecryptRequest | CertifyRequest, record: SessionRecord) -> SessionComputation:

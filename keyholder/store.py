@@ -62,11 +62,11 @@ class ServedStep:
 class SessionRecord:
     """A keyholder's durable record of one session.
 
-    Once the replica has moved past the session's height the session can never be served again,
-    and its bulk (the masks and every partial released) is erased, leaving what the policy still
-    reads: the session's identity, which steps it served, the level it fired at, what was
-    certified. Without that a keyholder's store would grow by megabytes every epoch, and old
-    masks would outlive their use.
+    Once a session can never be served again (the replica has moved past its height, or a later
+    epoch's hunt opened), its bulk (the masks and every partial released) is erased, leaving what
+    the policy still reads: the session's identity, which steps it served, the level it fired at,
+    what was certified. Without that a keyholder's store would grow by megabytes every epoch, and
+    old masks would outlive their use.
     """
 
     WIRE_NAME = "stagpack.keyholder.SessionRecord.v2"
@@ -78,7 +78,7 @@ class SessionRecord:
     served: tuple[ServedStep, ...]
     fired_level: int  # > 0 once membership was revealed: the hunt must then be recorded
     certified: bytes  # digest of the outcome this keyholder signed, b"" if none
-    erased: bool  # the masks and partials are gone: the log moved past the session's height
+    erased: bool  # the masks and partials are gone: the session can never be served again
 
     def erase(self) -> SessionRecord:
         served = tuple(replace(step, partials=()) for step in self.served)
@@ -106,6 +106,18 @@ class StoredCommittee:
     rotation: bytes
     sealed_secret: bytes
     sealed_backups: bytes
+
+
+@dataclass(frozen=True)
+class StoreFootprint:
+    log_entries: int
+    log_bytes: int
+    ciphertexts: int
+    ciphertext_bytes: int
+    erased_sessions: int
+    erased_session_bytes: int
+    whole_sessions: int
+    whole_session_bytes: int
 
 
 class KeyholderStore:
@@ -176,17 +188,32 @@ class KeyholderStore:
         rows = self._database.query("SELECT record FROM sessions WHERE stag_id = ?", (stag_id,))
         return [codec.decode(SessionRecord, row[0]) for row in rows]  # type: ignore[arg-type]
 
-    def erase_sessions_below(self, stag_id: bytes, height: int) -> int:
-        """Erase the bulk of every session of the stag opened below `height` (in one transaction);
-        returns how many records were erased."""
-        erased = [record.erase() for record in self.sessions(stag_id) if record.session.height < height and not record.erased]
-        if erased:
-            with self._database.transaction() as connection:
-                connection.executemany(
-                    "UPDATE sessions SET record = ? WHERE session_id = ?",
-                    [(codec.encode(record), record.session.session_id) for record in erased],
-                )
-        return len(erased)
+    def erase_sessions(self, records: list[SessionRecord]) -> None:
+        """Replace `records` by their erased versions, in one transaction."""
+        with self._database.transaction() as connection:
+            connection.executemany(
+                "UPDATE sessions SET record = ? WHERE session_id = ?",
+                [(codec.encode(record.erase()), record.session.session_id) for record in records],
+            )
+
+    def footprint(self) -> StoreFootprint:
+        """How much the store holds (record payloads; SQLite's own page overhead not counted)."""
+        entries = [len(row[0]) for row in self._database.query("SELECT entry FROM log_entries")]  # type: ignore[arg-type]
+        ciphertexts = [int(row[0]) for row in self._database.query("SELECT LENGTH(data) FROM ciphertexts")]  # type: ignore[call-overload]
+        sessions = [
+            (len(row[0]), codec.decode(SessionRecord, row[0]).erased)  # type: ignore[arg-type]
+            for row in self._database.query("SELECT record FROM sessions")
+        ]
+        return StoreFootprint(
+            log_entries=len(entries),
+            log_bytes=sum(entries),
+            ciphertexts=len(ciphertexts),
+            ciphertext_bytes=sum(ciphertexts),
+            erased_sessions=sum(1 for _, erased in sessions if erased),
+            erased_session_bytes=sum(size for size, erased in sessions if erased),
+            whole_sessions=sum(1 for _, erased in sessions if not erased),
+            whole_session_bytes=sum(size for size, erased in sessions if not erased),
+        )
 
     def close(self) -> None:
         self._database.close()

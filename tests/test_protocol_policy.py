@@ -322,6 +322,27 @@ def test_a_session_the_log_left_behind_is_erased_but_still_binds_the_policy(
         refused(keyholder_warnings, lambda: keyholder.open_session(again.session), PolicyRefusal, "already evaluated at height")
 
 
+def test_an_earlier_epochs_hunt_is_erased_when_a_later_one_opens_at_the_same_height(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    earlier = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    (check,) = earlier.computation().check()
+    earlier.serve(Step.CHECK, [check])
+    later = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).open()  # nothing changed in the log
+    assert later.session.height == earlier.session.height
+    for node in deployment.nodes:
+        records = {record.session.number: record for record in node._store.sessions(quiet.stag_id)}
+        assert records[earlier.session.number].erased and records[earlier.session.number].masks == ()
+        assert not records[later.session.number].erased and records[later.session.number].masks
+    request = earlier.request(Step.CHECK, [check])
+    for keyholder in earlier.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.decrypt(request), PolicyRefusal, "masks were erased")
+    later.reveal()  # the later epoch's session goes on
+    (check,) = later.computation().check()
+    later.serve(Step.CHECK, [check])
+    assert all(later.served(node) == [Step.CHECK] for node in deployment.nodes)
+
+
 def test_one_hunt_check_per_epoch_and_only_once_due(
     deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
