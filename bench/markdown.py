@@ -10,7 +10,7 @@ from importlib import metadata
 
 import numpy as np
 
-from stagpack.bench.performance import ApplyCost, CeremonyCost, ClientCost, EvaluationCost, HuntCost, IngestCost
+from stagpack.bench.performance import ApplyCost, CeremonyCost, ClientCost, EvaluationCost, HuntCost, IngestCost, StorageCost
 from stagpack.bench.policy import PolicyRow
 from stagpack.bench.privacy import PrivacyResults
 from stagpack.bench.sizes import BenchSize
@@ -31,6 +31,7 @@ class Measurements:
     client: ClientCost | None = None
     ingest: list[IngestCost] = field(default_factory=list)
     replica: list[ApplyCost] = field(default_factory=list)
+    storage: list[StorageCost] = field(default_factory=list)
     by_size: list[EvaluationCost] = field(default_factory=list)
     by_levels: list[EvaluationCost] = field(default_factory=list)
     hunts: list[HuntCost] = field(default_factory=list)
@@ -160,6 +161,16 @@ def _summary(measured: Measurements) -> list[str]:
     if measured.hunts:
         last_hunt = measured.hunts[-1]
         lines.append(f"- Hunt of {last_hunt.members} members: {_ms(last_hunt.hunt_ms)} from run_due to the certificate.")
+    if measured.storage:
+        first = measured.storage[0]
+        footprint = first.footprint
+        sessions = footprint.erased_sessions + footprint.whole_sessions
+        kept_whole = f"; kept whole, all {sessions:,} would take ≈ {_bytes(sessions * first.whole_session_mean_bytes)}" if footprint.whole_sessions else ""
+        lines.append(
+            f"- Session records on {first.keyholder} after {sessions:,} sessions: {footprint.erased_sessions:,} erased "
+            f"({_bytes(footprint.erased_session_bytes)}), {footprint.whole_sessions:,} whole ({_bytes(footprint.whole_session_bytes)})"
+            f"{kept_whole}."
+        )
     if measured.ceremonies:
         lines.append("- Key ceremony: " + ", ".join(f"n = {c.parties}: {c.seconds:.1f} s" for c in measured.ceremonies) + ".")
     return lines + [""]
@@ -308,6 +319,7 @@ def _performance_section(measured: Measurements) -> list[str]:
         rows.append([cost.kind, str(cost.entries), carried, _ms(cost.seconds * 1000 / max(cost.entries, 1)), f"{cost.per_second:,.1f}"])
     lines += _table(["entry kind", "entries", "intendos carried/counted", "mean per entry", "entries/s"], rows)
     lines += [f"Plaintext solver for comparison: {insert_rate:,.0f} inserts/s.", ""]
+    lines += _storage_section(measured)
     lines += [
         "### Epoch evaluation vs pack size",
         "",
@@ -329,6 +341,33 @@ def _performance_section(measured: Measurements) -> list[str]:
     lines += [f"Pack sum of {pack} ciphertexts; every L uses all 16384 slots, so the circuit costs the same.", ""]
     lines += _table(["L", "check circuit", "solver query", "ratio"], rows)
     lines += _hunt_and_ceremony_tables(measured)
+    return lines
+
+
+def _storage_section(measured: Measurements) -> list[str]:
+    lines = [
+        "### Keyholder storage",
+        "",
+        "Each keyholder's store after everything above (record payloads; SQLite's page overhead not counted). A "
+        "session that can never be served again (its log height passed, or a later epoch's hunt opened) keeps only "
+        "what the policy reads; its masks and released partials are erased. The last column is what the session "
+        "records would take if every one were kept whole (estimated from the whole ones). The plaintext solver keeps "
+        "8 B per intendo.",
+        "",
+    ]
+    rows = []
+    for cost in measured.storage:
+        footprint = cost.footprint
+        sessions = footprint.erased_sessions + footprint.whole_sessions
+        per_intendo = footprint.ciphertext_bytes / footprint.ciphertexts if footprint.ciphertexts else 0.0
+        rows.append([
+            cost.keyholder, f"{footprint.log_entries:,} ({_bytes(footprint.log_bytes)})",
+            f"{footprint.ciphertexts:,} ({_bytes(footprint.ciphertext_bytes)}; {_bytes(per_intendo)} each)",
+            f"{footprint.erased_sessions:,} ({_bytes(footprint.erased_session_bytes)})",
+            f"{footprint.whole_sessions:,} ({_bytes(footprint.whole_session_bytes)})",
+            f"≈ {_bytes(sessions * cost.whole_session_mean_bytes)}" if footprint.whole_sessions else "—",
+        ])
+    lines += _table(["keyholder", "log entries", "intendo ciphertexts", "sessions erased", "sessions whole", "all kept whole"], rows)
     return lines
 
 
@@ -402,6 +441,7 @@ def summarize(measured: Measurements) -> dict[str, object]:
         "client": measured.client.__dict__ if measured.client else None,
         "ingest": [dict(i.__dict__, per_second=i.per_second) for i in measured.ingest],
         "replica": [dict(r.__dict__, per_second=r.per_second) for r in measured.replica],
+        "storage": [dict(s.footprint.__dict__, keyholder=s.keyholder) for s in measured.storage],
         "evaluation_by_size": [c.__dict__ for c in measured.by_size],
         "evaluation_by_levels": [c.__dict__ for c in measured.by_levels],
         "hunts": [h.__dict__ for h in measured.hunts],

@@ -24,6 +24,7 @@ from stagpack.encoding import StagKind, Threshold
 from stagpack.fhe import Ciphertext, FheContext
 from stagpack.identity import KeyholderIdentity, SigningIdentity
 from stagpack.inprocess import InProcessDeployment
+from stagpack.keyholder.store import StoreFootprint
 from stagpack.log import EntryKind, LogEntry, ValidationCertificate, decode_body
 from stagpack.pack import PackState
 from stagpack.solver import PackSolver
@@ -193,6 +194,29 @@ def measure_replica_apply(deployment: InProcessDeployment) -> list[ApplyCost]:
         ApplyCost(kind, len(totals[kind]), float(sum(totals[kind])), intendos.get(kind, 0))
         for kind in sorted(totals, key=lambda kind: order.index(kind) if kind in order else len(order))
     ]
+
+
+# -- keyholder storage ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StorageCost:
+    """One keyholder's store at the end of the run."""
+
+    keyholder: str
+    footprint: StoreFootprint
+    stags: int  # stags in the deployment
+
+    @property
+    def whole_session_mean_bytes(self) -> float:
+        whole = self.footprint.whole_sessions
+        return self.footprint.whole_session_bytes / whole if whole else float("nan")
+
+
+def measure_storage(deployment: InProcessDeployment) -> list[StorageCost]:
+    """What each keyholder's store holds after everything the run did to it."""
+    stags = len(deployment.aggregator.stag_ids())
+    return [StorageCost(node.identity.name, node.footprint(), stags) for node in deployment.nodes]
 
 
 # -- epoch evaluation -------------------------------------------------------------------------

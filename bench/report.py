@@ -37,6 +37,7 @@ from stagpack.bench.performance import (
     measure_hunts,
     measure_ingest,
     measure_replica_apply,
+    measure_storage,
 )
 from stagpack.bench.policy import run_policy_checks
 from stagpack.bench.privacy import run_privacy
@@ -106,6 +107,8 @@ def _measure(measured: Measurements, rng: np.random.Generator, progress: Progres
         measured.by_levels = measure_evaluation_by_levels(
             deployment.context, size.eval_levels, size.eval_levels_pack, size.eval_repeat, rng, progress
         )
+        progress.stage("storage: what the keyholders' stores hold after the run")
+        measured.storage = measure_storage(deployment)
     if size.grpc_ingest_count:
         progress.stage("performance: ingest over gRPC (LocalDeployment processes)")
         measured.ingest.append(measure_grpc_ingest(size.grpc_ingest_count, rng, progress))

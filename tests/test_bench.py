@@ -20,7 +20,7 @@ def test_smoke_report_is_written_with_perfect_baselines_and_every_forbidden_requ
 
     text = outcome.report.read_text()
     assert text.startswith("# stagpack benchmark report")
-    for section in ("## 1. Privacy", "### Decryption policy", "## 2. Performance"):
+    for section in ("## 1. Privacy", "### Decryption policy", "## 2. Performance", "### Keyholder storage"):
         assert section in text
     pngs = sorted(outcome.directory.glob("*.png"))
     assert pngs and all(png.stat().st_size > 0 for png in pngs)
@@ -46,6 +46,15 @@ def test_smoke_report_is_written_with_perfect_baselines_and_every_forbidden_requ
         assert row.logged >= row.asked, row
     controls = [row for row in policy if row.control]
     assert controls and all(row.refused_by == 0 for row in controls)
+
+    # Every stag's sessions but the ones at its last log position (its latest hunt, and a
+    # validation batch at the same height) are erased, and an erased record is a fraction of a whole one.
+    storage = outcome.measurements.storage
+    assert len(storage) == outcome.measurements.size.parties
+    for cost in storage:
+        footprint = cost.footprint
+        assert 0 < footprint.whole_sessions <= 2 * cost.stags and footprint.erased_sessions > 0, cost
+        assert footprint.erased_session_bytes / footprint.erased_sessions < cost.whole_session_mean_bytes / 10, cost
 
 
 def test_core_benchmark_still_runs_against_the_current_api() -> None:
