@@ -110,6 +110,8 @@ class StoredCommittee:
 
 @dataclass(frozen=True)
 class StoreFootprint:
+    """Counts and payload bytes of what a keyholder's store holds."""
+
     log_entries: int
     log_bytes: int
     ciphertexts: int
@@ -198,7 +200,7 @@ class KeyholderStore:
 
     def footprint(self) -> StoreFootprint:
         """How much the store holds (record payloads; SQLite's own page overhead not counted)."""
-        entries = [len(row[0]) for row in self._database.query("SELECT entry FROM log_entries")]  # type: ignore[arg-type]
+        entries = [int(row[0]) for row in self._database.query("SELECT LENGTH(entry) FROM log_entries")]  # type: ignore[call-overload]
         ciphertexts = [int(row[0]) for row in self._database.query("SELECT LENGTH(data) FROM ciphertexts")]  # type: ignore[call-overload]
         sessions = [
             (len(row[0]), codec.decode(SessionRecord, row[0]).erased)  # type: ignore[arg-type]
