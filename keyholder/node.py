@@ -257,22 +257,23 @@ class KeyholderNode:
                         session,
                         f"{session.kind.value} {session.number} was already evaluated at height {existing.session.height}",
                     )
-            self._check_may_open(session, state)
-            self._erase_finished_sessions(session)
+            records = self._store.sessions(session.stag_id)  # decoded once for both
+            self._check_may_open(session, state, records)
+            self._erase_finished_sessions(session, records)
             masks = tuple(self._fresh_mask() for _ in range(MASKS_PER_SESSION))
             commitment = MaskCommitment(session, self.index, tuple(_sha256(mask) for mask in masks))
             signed = SignedCommitment(commitment, self.identity.sign("mask-commitment", codec.encode(commitment)))
             self._store.save_session(SessionRecord(session, masks, signed, (), (), 0, b"", erased=False))
             return signed
 
-    def _erase_finished_sessions(self, session: SessionRef) -> None:
+    def _erase_finished_sessions(self, session: SessionRef, records: list[SessionRecord]) -> None:
         """Erase the masks and partials of the stag's sessions that can never be served again
         now that `session` opens: those below its height (the replica has moved past them) and,
         when a hunt opens, earlier epochs' hunts (a fired one would have stopped it opening).
         What the policy reads stays (`SessionRecord.erase`)."""
         finished = [
             record
-            for record in self._store.sessions(session.stag_id)
+            for record in records
             if not record.erased
             and record.session.session_id != session.session_id
             and (
@@ -312,9 +313,8 @@ class KeyholderNode:
             if number not in recorded:
                 raise WrongPhase(f"the hunt of epoch {number} fired and must be recorded in the log first")
 
-    def _check_may_open(self, session: SessionRef, state: PackState) -> None:
+    def _check_may_open(self, session: SessionRef, state: PackState, records: list[SessionRecord]) -> None:
         spec = state.require_spec()
-        records = self._store.sessions(session.stag_id)
         for record in records:
             if record.fired_level and record.session.number > state.last_hunt_epoch and record.session.kind is SessionKind.HUNT:
                 raise self._refuse(
