@@ -6,7 +6,7 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.stagpack-installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv demo test test-fast bench proto proto-check compose-check typecheck clean
+.PHONY: all venv demo test test-unit test-protocol test-services bench proto proto-check compose-check typecheck clean
 
 all: test
 
@@ -27,11 +27,21 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/stagpack demo
 
+# Everything: stubs current, mypy --strict, then every tier (slow tests included). CI runs this.
 test: $(STAMP) proto-check typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+# The inner loop between edits: pure code only (tests/unit), under 3 minutes on 2 cores.
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Whole deployments in one process (tests/protocol).
+test-protocol: $(STAMP)
+	$(PY) -m pytest tests/protocol $(PYTEST_ARGS)
+
+# Real service processes on loopback ports (tests/services).
+test-services: $(STAMP)
+	$(PY) -m pytest tests/services $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/stagpack bench
@@ -48,7 +58,7 @@ proto-check: $(STAMP)
 compose-check:
 	docker-compose -f deploy/compose.yaml config -q
 
-# mypy --strict on the core (pure layers); see tools/typecheck.py.
+# mypy --strict on every package, services included; see tools/typecheck.py.
 typecheck: $(STAMP)
 	$(PY) tools/typecheck.py
 

@@ -17,13 +17,14 @@ from stagpack import codec
 from stagpack.aggregator.committee import KeyholderClient
 from stagpack.aggregator.ledger import Executor
 from stagpack.aggregator.sessions import SessionProgress, SessionRunner
-from stagpack.aggregator.store import AggregatorStore, EpochResult
+from stagpack.aggregator.store import AggregatorStore, EpochOutcome, EpochResult
+from stagpack.decrypt.computation import DecryptionObserver
+from stagpack.decrypt.steps import binding
 from stagpack.dkg import CommitteeBundle
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import AlreadyExists, CommitteeUnavailable, IntegrityFailure, NotFound, StagpackError
 from stagpack.fhe import FheContext, KeyMaterial
 from stagpack.log import (
-    CommitteeInfo,
     EntryKind,
     HuntCertificate,
     HuntOutcome,
@@ -32,8 +33,9 @@ from stagpack.log import (
     ValidationOutcome,
     decode_body,
 )
+from stagpack.committee import CommitteeInfo
 from stagpack.pack import IntendoRecord, PackLimits, PackSnapshot, PackState
-from stagpack.session import SessionKind, Step
+from stagpack.session import SessionKind
 from stagpack.stag import StagSpec, now_millis
 
 log = logging.getLogger("stagpack.aggregator")
@@ -72,7 +74,18 @@ class StagStatus:
     hunts: tuple[HuntCertificate, ...]
     accepting: bool
     next_epoch_at_millis: int
-    committee: str
+    committee: CommitteeStatus
+
+
+@dataclass(frozen=True)
+class CommitteeStatus:
+    """Whether the last session reached a quorum, and if not, why."""
+
+    available: bool
+    reason: str = ""
+
+    def describe(self) -> str:
+        return "available" if self.available else f"unavailable: {self.reason}"
 
 
 class TickLog:
@@ -154,6 +167,7 @@ class Aggregator:
         limits: PackLimits | None = None,
         clock: Callable[[], int] = now_millis,
         recheck_unchanged: bool = False,
+        observer: DecryptionObserver | None = None,
     ) -> None:
         self.context = context
         self._recheck_unchanged = recheck_unchanged  # evaluate every epoch even if nothing changed
@@ -163,13 +177,13 @@ class Aggregator:
         self._executor = executor
         self._limits = limits or PackLimits()
         self._clock = clock
-        self._runner = SessionRunner(context, self.committee, clients, store)
+        self._runner = SessionRunner(context, self.committee, clients, store, observer)
         self._packs: dict[bytes, PackState] = {}
         self._write_locks: dict[bytes, threading.Lock] = {}
         self._session_locks: dict[bytes, threading.Lock] = {}
         self._guard = threading.Lock()
         self._hunts_changed = threading.Condition()
-        self.committee_status = "available"  # or why the last session could not reach a quorum
+        self.committee_status = CommitteeStatus(True)  # or why the last session could not reach a quorum
         self._tick_log = TickLog(clock)
         for stag_id in store.stag_ids():
             self._packs[stag_id] = self._replay(stag_id)
@@ -185,9 +199,7 @@ class Aggregator:
         for entry in self._store.entries(stag_id, 0, up_to_height):
             ciphertext = None
             if entry.kind is EntryKind.SUBMISSION:
-                envelope = decode_body(entry)
-                assert isinstance(envelope, IntendoEnvelope)
-                ciphertext = self._store.ciphertext(stag_id, envelope.intendo_id)
+                ciphertext = self._store.ciphertext(stag_id, decode_body(entry, IntendoEnvelope).intendo_id)
             state.apply(entry, ciphertext, source)
         return state
 
@@ -260,6 +272,22 @@ class Aggregator:
     def stag_ids(self) -> list[bytes]:
         return list(self._packs)
 
+    @property
+    def limits(self) -> PackLimits:
+        return self._limits
+
+    def snapshot(self, stag_id: bytes) -> PackSnapshot:
+        """The stag's pack frozen at its current log height (what a session would evaluate)."""
+        pack = self._pack(stag_id)
+        write, _ = self._locks(stag_id)
+        with write:
+            return pack.snapshot()
+
+    def ciphertext(self, stag_id: bytes, intendo_id: bytes) -> bytes:
+        """An intendo's ciphertext as logged (keyholders' replicas pull the same bytes)."""
+        self._pack(stag_id).record(intendo_id)
+        return self._store.ciphertext(stag_id, intendo_id)
+
     def spec(self, stag_id: bytes) -> StagSpec:
         return self._pack(stag_id).require_spec()
 
@@ -273,7 +301,7 @@ class Aggregator:
             return StagStatus(
                 spec=spec,
                 height=pack.height,
-                live_intendos=len(pack.live_by_participant) + counts["executed"],
+                live_intendos=counts["awaiting-validation"] + counts["counted"] + counts["executed"],
                 awaiting_validation=counts["awaiting-validation"],
                 counted=counts["counted"],
                 executed=counts["executed"],
@@ -313,9 +341,7 @@ class Aggregator:
         for entry in self._store.entries(stag_id, after_height, up_to_height):
             ciphertext = None
             if entry.kind is EntryKind.SUBMISSION:
-                envelope = decode_body(entry)
-                assert isinstance(envelope, IntendoEnvelope)
-                ciphertext = self._store.ciphertext(stag_id, envelope.intendo_id)
+                ciphertext = self._store.ciphertext(stag_id, decode_body(entry, IntendoEnvelope).intendo_id)
             yield entry, ciphertext
 
     # -- epochs -------------------------------------------------------------------------------
@@ -338,7 +364,7 @@ class Aggregator:
             spec = pack.require_spec()
             epoch = spec.current_epoch(self._clock())
             results = self._store.epochs(stag_id)
-            done = {result.epoch for result in results if result.result != "committee-unavailable"}
+            done = {result.epoch for result in results if result.result is not EpochOutcome.COMMITTEE_UNAVAILABLE}
             due = epoch >= 1 and spec.epoch_allowed(epoch) and epoch not in done and epoch > pack.last_hunt_epoch
             try:
                 self._resume(pack)
@@ -346,7 +372,7 @@ class Aggregator:
                     self._run_session(pack, SessionKind.VALIDATION, pack.validation_batches + 1, pack.snapshot(), None)
             except CommitteeUnavailable:
                 if due:  # the epoch's check cannot run either: say so, and retry later
-                    self._store.record_epoch(stag_id, EpochResult(epoch, "committee-unavailable", self._clock(), pack.height))
+                    self._record_epoch(stag_id, epoch, EpochOutcome.COMMITTEE_UNAVAILABLE, pack.height)
                 raise
             if not due:
                 return
@@ -356,28 +382,30 @@ class Aggregator:
             if not self._recheck_unchanged and any(result.checked and result.height == pack.height for result in results):
                 return
             if pack.counted == 0:
-                self._store.record_epoch(stag_id, EpochResult(epoch, "empty", self._clock(), pack.height))
+                self._record_epoch(stag_id, epoch, EpochOutcome.EMPTY, pack.height)
                 return
             self._run_session(pack, SessionKind.HUNT, epoch, pack.snapshot(), None)
 
     def _resume(self, pack: PackState) -> None:
-        for stag_id, kind, number, data in self._store.unfinished_sessions():
-            if stag_id != pack.stag_id:
+        for unfinished in self._store.unfinished_sessions():
+            if unfinished.stag_id != pack.stag_id:
                 continue
-            progress = codec.decode(SessionProgress, data)
-            session_kind = SessionKind(kind)
+            progress = codec.decode(SessionProgress, unfinished.progress)
             # Once a confirmation was decrypted, keyholders may have revealed membership before
             # this process stopped: such a hunt is binding and must be finished. Earlier, an
             # unfinished check of a past epoch or height is simply dropped (it revealed nothing
             # about members) and the next epoch checks afresh.
-            binding = _binding(progress)
+            number = unfinished.number
             outdated = number != pack.require_spec().current_epoch(self._clock()) or progress.session.height < pack.height
-            if session_kind is SessionKind.HUNT and not binding and outdated:
-                self._store.delete_session(stag_id, kind, number)
+            if unfinished.kind is SessionKind.HUNT and not _binding(progress) and outdated:
+                self._store.delete_session(pack.stag_id, unfinished.kind, number)
                 continue
-            snapshot = pack.snapshot() if progress.session.height == pack.height else self._replay(stag_id, progress.session.height).snapshot()
+            snapshot = pack.snapshot() if progress.session.height == pack.height else self._replay(pack.stag_id, progress.session.height).snapshot()
             log.info("resuming %s", progress.session.describe())
-            self._run_session(pack, session_kind, number, snapshot, progress)
+            self._run_session(pack, unfinished.kind, number, snapshot, progress)
+
+    def _record_epoch(self, stag_id: bytes, epoch: int, outcome: EpochOutcome, height: int) -> None:
+        self._store.record_epoch(stag_id, EpochResult(epoch, outcome, self._clock(), height))
 
     def _run_session(
         self, pack: PackState, kind: SessionKind, number: int, snapshot: PackSnapshot, progress: SessionProgress | None
@@ -385,16 +413,16 @@ class Aggregator:
         stag_id = pack.stag_id
         try:
             result = self._runner.run(snapshot, _Stored(self._store, stag_id), kind, number, progress)
-            self.committee_status = "available"
+            self.committee_status = CommitteeStatus(True)
         except CommitteeUnavailable as error:
-            self.committee_status = f"unavailable: {error}"
+            self.committee_status = CommitteeStatus(False, str(error))
             if kind is SessionKind.HUNT:
-                self._store.record_epoch(stag_id, EpochResult(number, "committee-unavailable", self._clock(), snapshot.height))
+                self._record_epoch(stag_id, number, EpochOutcome.COMMITTEE_UNAVAILABLE, snapshot.height)
             log.warning("%s %d of stag %s postponed: %s", kind.value, number, stag_id.hex()[:12], error)
             raise
         except IntegrityFailure as error:
             if kind is SessionKind.HUNT:
-                self._store.record_epoch(stag_id, EpochResult(number, "integrity-failure", self._clock(), snapshot.height))
+                self._record_epoch(stag_id, number, EpochOutcome.INTEGRITY_FAILURE, snapshot.height)
                 if self._binding_session(stag_id, number):
                     # The keyholders hold this hunt as binding and serve nothing else for the
                     # stag until it is certified: keep it, and resume it on every run (it
@@ -404,7 +432,7 @@ class Aggregator:
                         "until the faulty keyholder is stopped: %s", number, stag_id.hex()[:12], error,
                     )
                     raise
-                self._store.delete_session(stag_id, kind.value, number)
+                self._store.delete_session(stag_id, kind, number)
             log.error("%s %d of stag %s aborted, nothing revealed: %s", kind.value, number, stag_id.hex()[:12], error)
             raise
         write, _ = self._locks(stag_id)
@@ -412,20 +440,20 @@ class Aggregator:
             assert isinstance(result.outcome, ValidationOutcome)
             with write:
                 self._append(pack, EntryKind.VALIDATION, ValidationCertificate(result.outcome, result.signatures))
-            self._store.delete_session(stag_id, kind.value, number)
+            self._store.delete_session(stag_id, kind, number)
             if result.outcome.invalid:
                 log.warning("stag %s: rejected %d malformed intendo(s)", stag_id.hex()[:12], len(result.outcome.invalid))
             return
         if result.outcome is None:
-            self._store.record_epoch(stag_id, EpochResult(number, "no-hunt", self._clock(), snapshot.height))
-            self._store.delete_session(stag_id, kind.value, number)
+            self._record_epoch(stag_id, number, EpochOutcome.NO_HUNT, snapshot.height)
+            self._store.delete_session(stag_id, kind, number)
             return
         assert isinstance(result.outcome, HuntOutcome)
         certificate = HuntCertificate(result.outcome, result.signatures)
         with write:
             self._append(pack, EntryKind.HUNT, certificate)
-        self._store.record_epoch(stag_id, EpochResult(number, "hunt", self._clock(), snapshot.height))
-        self._store.delete_session(stag_id, kind.value, number)
+        self._record_epoch(stag_id, number, EpochOutcome.HUNT, snapshot.height)
+        self._store.delete_session(stag_id, kind, number)
         self._executor.execute(pack.require_spec(), certificate)
         log.info(
             "stag %s: hunt at epoch %d, level %d, %d members",
@@ -435,9 +463,9 @@ class Aggregator:
             self._hunts_changed.notify_all()
 
     def _binding_session(self, stag_id: bytes, number: int) -> bool:
-        for stored_stag, kind, stored_number, data in self._store.unfinished_sessions():
-            if (stored_stag, kind, stored_number) == (stag_id, SessionKind.HUNT.value, number):
-                return _binding(codec.decode(SessionProgress, data))
+        for unfinished in self._store.unfinished_sessions():
+            if (unfinished.stag_id, unfinished.kind, unfinished.number) == (stag_id, SessionKind.HUNT, number):
+                return _binding(codec.decode(SessionProgress, unfinished.progress))
         return False
 
     @property
@@ -446,10 +474,15 @@ class Aggregator:
 
     @property
     def suspect_keyholders(self) -> set[int]:
+        """Keyholders left out of sessions because their partial decryptions were corrupt."""
         return set(self._runner.suspects)
+
+    def readmit_keyholders(self) -> None:
+        """Let suspect keyholders take part again (an operator replaced or repaired them)."""
+        self._runner.suspects.clear()
 
 
 def _binding(progress: SessionProgress) -> bool:
-    """Once a confirmation was decrypted, keyholders may have revealed membership: the hunt is
-    binding (they serve nothing else for the stag until it is certified)."""
-    return any(partial.statement.step in (Step.CONFIRM, Step.MEMBERSHIP) for partial in progress.partials)
+    """Whether keyholders may already have served a binding step of this session: they then
+    serve nothing else for the stag until its outcome is certified (`decrypt.steps.binding`)."""
+    return binding(progress.session.kind, {partial.statement.step for partial in progress.partials})

@@ -15,25 +15,26 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 from stagpack import codec
-from stagpack.aggregator.committee import KeyholderClient, KeyholderUnreachable
+from stagpack.aggregator.committee import KeyholderClient
 from stagpack.aggregator.store import AggregatorStore
+from stagpack.calls import Call, Request, Response
 from stagpack.decrypt import Quorum, family_members, quorum_family
-from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, StagpackError
-from stagpack.evaluation import (
-    SessionComputation,
-    integrity_check_membership,
-    read_hunt_steps,
-    read_validation_steps,
-    session_outcome,
-)
+from stagpack.decrypt.computation import DecryptionObserver, SessionComputation, read_step, read_steps
+from stagpack.decrypt.steps import SessionFacts, next_step, steps
+from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, KeyholderUnreachable, StagpackError
 from stagpack.fhe import Ciphertext, FheContext
 from stagpack.identity import verify_signature
-from stagpack.log import CommitteeInfo, HuntOutcome, KeyholderSignature, ValidationOutcome
+from stagpack.log import HuntOutcome, ValidationOutcome
+from stagpack.committee import CommitteeInfo, KeyholderSignature
 from stagpack.pack import CiphertextSource, PackSnapshot
 from stagpack.session import (
+    CERTIFY,
+    DECRYPT,
+    OPEN_SESSION,
+    REVEAL_MASKS,
     CertifyRequest,
     DecryptRequest,
     MaskReveal,
@@ -75,8 +76,10 @@ class SessionRunner:
         committee: CommitteeInfo,
         clients: Sequence[KeyholderClient],
         store: AggregatorStore,
+        observer: DecryptionObserver | None = None,
     ) -> None:
         self._context = context
+        self._observer = observer
         self._committee = committee
         self._clients = {client.index: client for client in clients}
         self._store = store
@@ -88,17 +91,17 @@ class SessionRunner:
 
     def _save(self, progress: SessionProgress) -> None:
         session = progress.session
-        self._store.save_session(session.stag_id, session.kind.value, session.number, codec.encode(progress))
+        self._store.save_session(session.stag_id, session.kind, session.number, codec.encode(progress))
 
     def _call_all(
-        self, live: set[int], indices: Sequence[int], call: Callable[[KeyholderClient], object]
-    ) -> dict[int, object | StagpackError | None]:
-        """Call keyholders concurrently (they are separate processes). Unreachable ones are
-        dropped from `live` and map to None; other protocol errors are returned, not raised."""
+        self, live: set[int], indices: Sequence[int], call: Call[Request, Response], request: Request
+    ) -> dict[int, Response | StagpackError | None]:
+        """Send `request` to keyholders concurrently (they are separate processes). Unreachable
+        ones are dropped from `live` and map to None; other protocol errors are returned."""
 
-        def attempt(index: int) -> object | StagpackError | None:
+        def attempt(index: int) -> Response | StagpackError | None:
             try:
-                return call(self._clients[index])
+                return self._clients[index].call(call, request)
             except KeyholderUnreachable as error:
                 log.warning("keyholder %d unreachable: %s", index, error)
                 return None
@@ -136,50 +139,30 @@ class SessionRunner:
         live &= {signed.commitment.keyholder for signed in progress.commitments}
         self._require_quorum(live, [])
         computation = SessionComputation(self._context, snapshot, source, session, progress.commitments, progress.reveals)
-        for step in self._steps(kind):
-            if any(partial.statement.step is step for partial in progress.partials):
-                continue
-            ciphertexts = self._ciphertexts(computation, step, progress.partials)
-            if ciphertexts is None:
-                break
-            partials = self._decrypt_step(computation, progress, step, ciphertexts, live)
+        facts = self._facts(computation, progress.partials)
+        while (step := next_step(facts)) is not None:
+            partials, facts = self._decrypt_step(computation, progress, step, facts, live)
             progress = replace(progress, partials=progress.partials + partials)
             self._save(progress)
-        outcome = session_outcome(computation, self._committee, progress.partials)
+        outcome = computation.outcome(facts)
         signatures: tuple[KeyholderSignature, ...] = ()
         if outcome is not None:
             signatures = self._certify(progress, outcome, live)
         self.last_live = live
         return SessionResult(outcome, signatures)
 
-    @staticmethod
-    def _steps(kind: SessionKind) -> tuple[Step, ...]:
-        return (Step.CHECK, Step.CONFIRM, Step.MEMBERSHIP) if kind is SessionKind.HUNT else (Step.BATCH, Step.EACH)
-
-    def _ciphertexts(
-        self, computation: SessionComputation, step: Step, partials: tuple[SignedPartial, ...]
-    ) -> list[Ciphertext] | None:
-        """The ciphertexts of `step`, or None when earlier steps already ended the session."""
-        committee = self._committee
-        if step is Step.CHECK:
-            return computation.check()
-        if step is Step.CONFIRM:
-            facts = read_hunt_steps(computation, committee, partials, Step.CHECK)
-            return computation.confirm(facts.candidates) if facts.candidates else None
-        if step is Step.MEMBERSHIP:
-            facts = read_hunt_steps(computation, committee, partials, Step.CONFIRM)
-            return computation.membership(facts.level) if facts.level is not None else None
-        if step is Step.BATCH:
-            return computation.batch()
-        batch_valid, _ = read_validation_steps(computation, committee, partials, Step.BATCH)
-        if batch_valid or len(computation.batch_ids()) == 1:
-            return None
-        return computation.each()
+    def _facts(self, computation: SessionComputation, partials: tuple[SignedPartial, ...]) -> SessionFacts:
+        """The facts of the steps a resumed session already decrypted."""
+        decrypted = {partial.statement.step for partial in partials}
+        done = [step for step in steps(computation.session.kind) if step in decrypted]
+        if not done:
+            return computation.initial_facts()
+        return read_steps(computation, self._committee, partials, done[-1], self._observer)
 
     def _open_and_reveal(self, session: SessionRef, live: set[int]) -> SessionProgress:
         commitments: dict[int, SignedCommitment] = {}
         refusals = []
-        opened = self._call_all(live, sorted(live), lambda client: client.open_session(session))
+        opened = self._call_all(live, sorted(live), OPEN_SESSION, session)
         for index, signed in opened.items():
             if signed is None:
                 continue
@@ -188,7 +171,6 @@ class SessionRunner:
                 refusals.append(f"keyholder {index}: {signed}")
                 live.discard(index)
                 continue
-            assert isinstance(signed, SignedCommitment)
             try:
                 verify_signature(self._committee.verify_key(index), "mask-commitment", signed.message(), signed.signature)
                 if signed.commitment.keyholder != index or signed.commitment.session != session:
@@ -202,14 +184,15 @@ class SessionRunner:
             contributors = sorted(index for index in commitments if index in live)
             self._require_quorum(set(contributors), refusals)
             ordered = tuple(commitments[index] for index in contributors)
-            revealed = self._call_all(live, contributors, lambda client: client.reveal(RevealRequest(session, ordered)))
+            revealed = self._call_all(live, contributors, REVEAL_MASKS, RevealRequest(session, ordered))
+            reveals = [reveal for reveal in revealed.values() if isinstance(reveal, MaskReveal)]
             failed = [index for index, reveal in revealed.items() if not isinstance(reveal, MaskReveal)]
             for index in failed:
                 if isinstance(revealed[index], StagpackError):
                     refusals.append(f"keyholder {index}: {revealed[index]}")
                 live.discard(index)
             if not failed:
-                return SessionProgress(session, ordered, tuple(revealed[index] for index in contributors), ())  # type: ignore[misc]
+                return SessionProgress(session, ordered, tuple(reveals), ())
 
     def _require_quorum(self, live: set[int], refusals: list[str]) -> None:
         if len(live) < self._committee.threshold:
@@ -231,7 +214,7 @@ class SessionRunner:
             progress.reveals, progress.partials, claimed,
         )
         members = family_members(family)
-        responses = self._call_all(live, members, lambda client: client.decrypt(request))
+        responses = self._call_all(live, members, DECRYPT, request)
         partials: list[SignedPartial] = []
         for index in members:
             response = responses[index]
@@ -239,7 +222,7 @@ class SessionRunner:
                 return None
             if isinstance(response, StagpackError):
                 raise response
-            partials.extend(response.partials)  # type: ignore[attr-defined]
+            partials.extend(response.partials)
         return tuple(partials)
 
     def _decrypt_step(
@@ -247,14 +230,14 @@ class SessionRunner:
         computation: SessionComputation,
         progress: SessionProgress,
         step: Step,
-        ciphertexts: list[Ciphertext],
+        facts: SessionFacts,
         live: set[int],
-    ) -> tuple[SignedPartial, ...]:
-        """Decrypt one step with the family of quorums of the live keyholders. If the result does
-        not fuse consistently, retry without one member of the failing family at a time — but
-        only while the rest can still cross-check each other (more than t of them): a result
-        from a single quorum could carry a dishonest keyholder's shift unseen."""
-        claimed = computation.digests(ciphertexts)
+    ) -> tuple[tuple[SignedPartial, ...], SessionFacts]:
+        """Decrypt one step with the family of quorums of the live keyholders and read it. If the
+        result does not fuse consistently, retry without one member of the failing family at a
+        time — but only while the rest can still cross-check each other (more than t of them):
+        a result from a single quorum could carry a dishonest keyholder's shift unseen."""
+        claimed = computation.digests(computation.ciphertexts(step, facts))
         excluded: set[int] = set()
         suspects_to_try: list[int] | None = None
         while True:
@@ -263,7 +246,7 @@ class SessionRunner:
             if partials is None:
                 continue  # someone dropped out: choose again among the live
             try:
-                self._read(computation, progress.partials + partials, step)
+                revealed = read_step(computation, self._committee, step, facts, partials, self._observer)
             except (IntegrityFailure, InvalidInput) as error:
                 log.error("step %s with keyholders %s did not fuse consistently: %s", step.value, family_members(family), error)
                 if suspects_to_try is None:
@@ -279,35 +262,25 @@ class SessionRunner:
                 self.suspects |= excluded
                 live -= excluded
                 log.error("excluding keyholder(s) %s: their partial decryptions were corrupt", sorted(excluded))
-            return partials
-
-    def _read(self, computation: SessionComputation, partials: tuple[SignedPartial, ...], step: Step) -> None:
-        """Fuse what the step revealed (raises IntegrityFailure on corrupt partials)."""
-        if computation.session.kind is SessionKind.HUNT:
-            facts = read_hunt_steps(computation, self._committee, partials, step)
-            if step is Step.MEMBERSHIP:
-                assert facts.level is not None and facts.members is not None
-                integrity_check_membership(computation, facts.level, facts.members)
-        else:
-            read_validation_steps(computation, self._committee, partials, step)
+            return partials, revealed
 
     def _certify(self, progress: SessionProgress, outcome: Outcome, live: set[int]) -> tuple[KeyholderSignature, ...]:
         request = CertifyRequest(progress.session, progress.commitments, progress.reveals, progress.partials, codec.encode(outcome))
         domain = "hunt" if progress.session.kind is SessionKind.HUNT else "validation"
         signatures = []
         refusals = []
-        for index, response in self._call_all(live, sorted(live), lambda client: client.certify(request)).items():
+        for index, response in self._call_all(live, sorted(live), CERTIFY, request).items():
             if isinstance(response, StagpackError):
                 refusals.append(f"keyholder {index}: {response}")
                 continue
             if response is None:
                 continue
             try:
-                verify_signature(self._committee.verify_key(index), domain, outcome.digest(), response.signature)  # type: ignore[attr-defined]
+                verify_signature(self._committee.verify_key(index), domain, outcome.digest(), response.signature)
             except StagpackError:
                 log.error("keyholder %d returned an invalid %s signature", index, domain)
                 continue
-            signatures.append(KeyholderSignature(index, response.signature))  # type: ignore[attr-defined]
+            signatures.append(KeyholderSignature(index, response.signature))
         if len(signatures) < self._committee.threshold:
             raise CommitteeUnavailable(
                 f"only {len(signatures)} keyholders certified the outcome, {self._committee.threshold} are needed"

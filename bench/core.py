@@ -15,11 +15,12 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
 
-from stagpack import circuit
+from stagpack.decrypt import circuit
 from stagpack.decrypt import DecryptingParty, Quorum, family_members, quorum_family, reveal_hunt_check
 from stagpack.dkg import DkgParty, LocalCeremonyPeer, run_ceremony
 from stagpack.encoding import SlotLayout, Threshold
@@ -50,15 +51,14 @@ class Row:
 
 
 def committee(context: FheContext, parties: int, threshold: int) -> list[DecryptingParty]:
-    peers = []
-    for index in range(parties):
-        identity = KeyholderIdentity(f"bench-{index + 1}")
-        peers.append(LocalCeremonyPeer(DkgParty(context, identity), identity.public))
-    run_ceremony(context, peers, threshold)
-    return [
-        DecryptingParty(context, index, peer.outcome.secret, peer.outcome.backups, parties, threshold)  # type: ignore[union-attr]
-        for index, peer in enumerate(peers, start=1)
-    ]
+    identities = [KeyholderIdentity(f"bench-{index + 1}") for index in range(parties)]
+    dkg_parties = [DkgParty(context, identity) for identity in identities]
+    run_ceremony(context, [LocalCeremonyPeer(party, identity.public) for party, identity in zip(dkg_parties, identities)], threshold)
+    decrypting = []
+    for index, party in enumerate(dkg_parties, start=1):
+        assert party.outcome is not None
+        decrypting.append(DecryptingParty(context, index, party.outcome.secret, party.outcome.backups, parties, threshold))
+    return decrypting
 
 
 def measure(parties: int, repeat: int, rng: np.random.Generator) -> tuple[list[Row], dict[str, float]]:
@@ -145,7 +145,7 @@ def measure_offline(offline_counts: list[int], repeat: int, rng: np.random.Gener
         live = frozenset(range(offline + 1, parties + 1))
         family = quorum_family(parties, threshold, live)
         members = family_members(family)
-        per_keyholder = {index: timed(lambda index=index: decrypting[index - 1].partials(check, family), repeat) for index in members}  # type: ignore[misc]
+        per_keyholder = {index: timed(partial(decrypting[index - 1].partials, check, family), repeat) for index in members}
         shares = [share for index in members for share in decrypting[index - 1].partials(check, family)]
         fuse_ms = timed(lambda: reveal_hunt_check(context, check, family, shares, LEVELS, 0), repeat)
         slowest = max(per_keyholder.values())

@@ -25,13 +25,13 @@ import numpy as np
 
 import stagpack.decrypt
 from stagpack import codec
-from stagpack.aggregator.committee import LocalKeyholder
+from stagpack.keyholder.local import LocalKeyholder
 from stagpack.decrypt import CheckFacts
 from stagpack.encoding import SlotLayout, StagKind
 from stagpack.errors import StagpackError
 from stagpack.fhe import SlotVector
 from stagpack.identity import SigningIdentity
-from stagpack.inprocess import InProcessDeployment
+from stagpack.app.inprocess import InProcessDeployment
 from stagpack.participant.sdk import PreparedIntendo, count_threshold, prepare_intendo
 from stagpack.solver import PackSolver
 from stagpack.stag import ManualClock, StagSpec

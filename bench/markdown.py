@@ -162,12 +162,12 @@ def _summary(measured: Measurements) -> list[str]:
         last_hunt = measured.hunts[-1]
         lines.append(f"- Hunt of {last_hunt.members} members: {_ms(last_hunt.hunt_ms)} from run_due to the certificate.")
     if measured.storage:
-        first = measured.storage[0]
-        footprint = first.footprint
+        stored = measured.storage[0]
+        footprint = stored.footprint
         sessions = footprint.erased_sessions + footprint.whole_sessions
-        kept_whole = f"; kept whole, all {sessions:,} would take ≈ {_bytes(sessions * first.whole_session_mean_bytes)}" if footprint.whole_sessions else ""
+        kept_whole = f"; kept whole, all {sessions:,} would take ≈ {_bytes(sessions * stored.whole_session_mean_bytes)}" if footprint.whole_sessions else ""
         lines.append(
-            f"- Session records on {first.keyholder} after {sessions:,} sessions: {footprint.erased_sessions:,} erased "
+            f"- Session records on {stored.keyholder} after {sessions:,} sessions: {footprint.erased_sessions:,} erased "
             f"({_bytes(footprint.erased_session_bytes)}), {footprint.whole_sessions:,} whole ({_bytes(footprint.whole_session_bytes)})"
             f"{kept_whole}."
         )

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from stagpack import circuit, codec
+from stagpack import codec
+from stagpack.decrypt import circuit
 from stagpack.dkg import DkgParty, LocalCeremonyPeer, run_ceremony
 from stagpack.encoding import StagKind, Threshold
 from stagpack.fhe import Ciphertext, FheContext
 from stagpack.identity import KeyholderIdentity, SigningIdentity
-from stagpack.inprocess import InProcessDeployment
+from stagpack.app.inprocess import InProcessDeployment
 from stagpack.keyholder.store import StoreFootprint
+from stagpack.envelope import IntendoEnvelope
 from stagpack.log import EntryKind, LogEntry, ValidationCertificate, decode_body
 from stagpack.pack import PackState
 from stagpack.solver import PackSolver
@@ -112,7 +114,7 @@ def measure_ingest(deployment: InProcessDeployment, clock: ManualClock, count: i
 def measure_grpc_ingest(count: int, rng: np.random.Generator, progress: Progress) -> IngestCost:
     """The same over gRPC: a `LocalDeployment` (3 keyholder processes, any 2 decrypt, and an
     aggregator process whose scheduler is idle) and an `AggregatorClient`."""
-    from stagpack.launcher import LocalDeployment
+    from stagpack.app.launcher import LocalDeployment
     from stagpack.participant.client import AggregatorClient
 
     with tempfile.TemporaryDirectory(prefix="stagpack-bench-grpc-") as directory:
@@ -174,7 +176,7 @@ def measure_replica_apply(deployment: InProcessDeployment) -> list[ApplyCost]:
         ciphertexts: dict[bytes, bytes] = {}
         for entry, ciphertext in entries:
             if entry.kind is EntryKind.SUBMISSION and ciphertext is not None:
-                ciphertexts[decode_body(entry).intendo_id] = ciphertext  # type: ignore[attr-defined]
+                ciphertexts[decode_body(entry, IntendoEnvelope).intendo_id] = ciphertext
         state = PackState(deployment.context, aggregator.committee, stag_id)
         source = _Ciphertexts(ciphertexts)
         for entry, ciphertext in entries:
@@ -186,8 +188,7 @@ def measure_replica_apply(deployment: InProcessDeployment) -> list[ApplyCost]:
             if entry.kind is EntryKind.SUBMISSION:
                 intendos[kind] = intendos.get(kind, 0) + 1
             elif entry.kind is EntryKind.VALIDATION:
-                certificate = decode_body(entry)
-                assert isinstance(certificate, ValidationCertificate)
+                certificate = decode_body(entry, ValidationCertificate)
                 intendos[kind] = intendos.get(kind, 0) + len(certificate.outcome.valid)
     order = ["submission", "validation", "hunt", "withdrawal", "genesis"]
     return [

@@ -18,15 +18,27 @@ from typing import Callable
 
 import numpy as np
 
-from stagpack import circuit
-from stagpack.aggregator.committee import LocalKeyholder
+from stagpack.decrypt import circuit
+from stagpack.keyholder.local import LocalKeyholder
 from stagpack.decrypt import quorum_family
 from stagpack.errors import StagpackError
-from stagpack.evaluation import SessionComputation
-from stagpack.inprocess import InProcessDeployment
+from stagpack.decrypt.computation import SessionComputation
+from stagpack.app.inprocess import InProcessDeployment
 from stagpack.log import EntryKind, LogEntry
 from stagpack.pack import PackSnapshot, PackState
-from stagpack.session import DecryptRequest, MaskReveal, RevealRequest, SessionKind, SessionRef, SignedPartial, Step
+from stagpack.session import (
+    DECRYPT,
+    OPEN_SESSION,
+    REVEAL_MASKS,
+    DecryptRequest,
+    DecryptResponse,
+    MaskReveal,
+    RevealRequest,
+    SessionKind,
+    SessionRef,
+    SignedPartial,
+    Step,
+)
 from stagpack.stag import ManualClock
 
 from stagpack.bench.harness import EPOCH_MILLIS, BenchStag
@@ -137,16 +149,17 @@ def run_policy_checks(deployment: InProcessDeployment, clock: ManualClock, stag:
     session = SessionRef(stag.stag_id, SessionKind.HUNT, epoch, snapshot.height, snapshot.head)
     prober = _Prober(keyholders)
     try:
-        commitments = tuple(keyholder.open_session(session) for keyholder in keyholders)
-        reveals = tuple(keyholder.reveal(RevealRequest(session, commitments)) for keyholder in keyholders)
+        commitments = tuple(keyholder.call(OPEN_SESSION, session) for keyholder in keyholders)
+        reveals = tuple(keyholder.call(REVEAL_MASKS, RevealRequest(session, commitments)) for keyholder in keyholders)
         computation = SessionComputation(context, snapshot, _Ciphertexts(stag.ciphertexts), session, commitments, reveals)
         family = tuple(quorum.members for quorum in quorum_family(committee.parties, committee.threshold, frozenset(k.index for k in keyholders)))
 
         def decrypt(step: Step, claimed: bytes, prior: tuple[SignedPartial, ...] = (), masks: tuple[MaskReveal, ...] = reveals) -> Callable[[LocalKeyholder], object]:
             request = DecryptRequest(session, step, family, commitments, masks, prior, (claimed,))
-            return lambda keyholder: keyholder.decrypt(request)
+            return lambda keyholder: keyholder.call(DECRYPT, request)
 
-        (check,) = computation.check()
+        start = computation.initial_facts()
+        (check,) = computation.ciphertexts(Step.CHECK, start)
         honest = context.ciphertext_to_bytes(check)
         assert snapshot.counted_sum is not None
         one_intendo = next(iter(stag.ciphertexts.values()))
@@ -180,20 +193,20 @@ def run_policy_checks(deployment: InProcessDeployment, clock: ManualClock, stag:
                    decrypt(Step.CHECK, hashlib.sha256(bytes(flipped)).digest()))
         answers = prober.ask("control: the honest check of this session", "no hunt (the pack does not fire)",
                              decrypt(Step.CHECK, context.ciphertext_digest(check)), control=True)
-        check_partials = tuple(partial for answer in answers for partial in answer.partials)  # type: ignore[attr-defined]
+        check_partials = tuple(partial for answer in answers if isinstance(answer, DecryptResponse) for partial in answer.partials)
         level = int(np.argmax(stag.counts() > 0)) or 1  # the lowest threshold in the pack
         prober.ask("a confirmation after a check that did not fire", "whether level ℓ is a fixed point",
-                   decrypt(Step.CONFIRM, context.ciphertext_digest(computation.confirm((level,))[0]), check_partials))
+                   decrypt(Step.CONFIRM, context.ciphertext_digest(computation.ciphertexts(Step.CONFIRM, replace(start, through=Step.CHECK, candidates=(level,)))[0]), check_partials))
         prober.ask("membership without a fired hunt", "who would join at level ℓ",
-                   decrypt(Step.MEMBERSHIP, context.ciphertext_digest(computation.membership(level)[0]), check_partials))
+                   decrypt(Step.MEMBERSHIP, context.ciphertext_digest(computation.ciphertexts(Step.MEMBERSHIP, replace(start, through=Step.CONFIRM, level=level))[0]), check_partials))
         stag.submit_count(stag.spec.levels - 2)  # the log moves on by one entry ...
         moved = replay_snapshot(deployment, stag)
         second = SessionRef(stag.stag_id, SessionKind.HUNT, epoch, moved.height, moved.head)
         prober.ask("a second check in the same epoch (after one more submission)", "the new intendo's effect, by differencing",
-                   lambda keyholder: keyholder.open_session(second))
+                   lambda keyholder: keyholder.call(OPEN_SESSION, second))
         early = SessionRef(stag.stag_id, SessionKind.HUNT, epoch + 1, moved.height, moved.head)
         prober.ask("a check of the next epoch before it is due", "an extra look at the pack",
-                   lambda keyholder: keyholder.open_session(early))
+                   lambda keyholder: keyholder.call(OPEN_SESSION, early))
     finally:
         prober.close()
     return prober.rows

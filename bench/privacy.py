@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stagpack.fhe import SlotVector
-from stagpack.inprocess import InProcessDeployment
+from stagpack.app.inprocess import InProcessDeployment
 
 from stagpack.bench.harness import EPOCH_MILLIS, BenchStag, CheckCapture, Progress, TrafficRecorder, window_values
 from stagpack.bench.sizes import BenchSize, PackDesign, Scenario

@@ -1,16 +1,22 @@
 """Threshold decryption that reveals only what DESIGN.md §3 allows.
 
+The package holds everything between the kernel and the parties: the circuits (`circuit`), the
+facts a fused vector may reveal (`facts`), quorums and threshold decryption (`quorum`,
+`threshold`), the session step graph (`steps`) and the session computation every party runs
+(`computation`).
+
 Keyholders produce partials with `DecryptingParty`; whoever fuses calls one of the `reveal_*`
 functions with a family of quorums (see `quorum.quorum_family`). Each fuses the partials of every
 quorum of the family, reads the facts (a check's candidate levels, a confirmed level, membership
 bits, validity bits), and returns them only if every quorum agrees — never a plaintext vector.
+An optional `observe` callback sees each fused vector (tests and benchmarks: what a fuser sees).
 """
 
 from __future__ import annotations
 
 from typing import Callable, Sequence, TypeVar
 
-from stagpack.circuit import layout_of
+from stagpack.decrypt.circuit import layout_of
 from stagpack.decrypt.facts import (
     CheckFacts,
     ConfirmationFacts,
@@ -28,6 +34,7 @@ __all__ = [
     "CheckFacts",
     "ConfirmationFacts",
     "DecryptingParty",
+    "Observe",
     "PartialShare",
     "Quorum",
     "family_members",
@@ -39,6 +46,7 @@ __all__ = [
 ]
 
 Facts = TypeVar("Facts")
+Observe = Callable[[Quorum, SlotVector], None]
 
 
 def _agreed(
@@ -47,11 +55,17 @@ def _agreed(
     family: Sequence[Quorum],
     shares: Sequence[PartialShare],
     read: Callable[[SlotVector], Facts],
+    observe: Observe | None,
 ) -> Facts:
     """Facts read from each quorum's fusion; they must agree across the family."""
     if not family:
         raise InvalidInput("no quorum to decrypt with")
-    results = [read(fuse(context, ciphertext, quorum, shares)) for quorum in family]
+    results = []
+    for quorum in family:
+        vector = fuse(context, ciphertext, quorum, shares)
+        if observe is not None:
+            observe(quorum, vector)
+        results.append(read(vector))
     if any(result != results[0] for result in results[1:]):
         raise IntegrityFailure(
             "quorums disagree on what was decrypted: a keyholder's partial decryption is dishonest; nothing is revealed"
@@ -61,34 +75,35 @@ def _agreed(
 
 def reveal_hunt_check(
     context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare],
-    levels: int, executed_level: int,
+    levels: int, executed_level: int, observe: Observe | None = None,
 ) -> CheckFacts:
     """Candidate fixed points above the executed level (both masked copies zero)."""
     layout = layout_of(context)
-    return _agreed(context, ciphertext, family, shares, lambda vector: read_hunt_check(layout, vector, levels, executed_level))
+    return _agreed(context, ciphertext, family, shares, lambda vector: read_hunt_check(layout, vector, levels, executed_level), observe)
 
 
 def reveal_confirmation(
     context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare],
-    levels: int, candidates: Sequence[int],
+    levels: int, candidates: Sequence[int], observe: Observe | None = None,
 ) -> ConfirmationFacts:
     """The greatest candidate confirmed with fresh masks, or None."""
     layout = layout_of(context)
-    return _agreed(context, ciphertext, family, shares, lambda vector: read_confirmation(layout, vector, levels, candidates))
+    return _agreed(context, ciphertext, family, shares, lambda vector: read_confirmation(layout, vector, levels, candidates), observe)
 
 
 def reveal_membership(
     context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare],
-    level: int, count: int,
+    level: int, count: int, observe: Observe | None = None,
 ) -> tuple[bool, ...]:
     """Membership bit of each of `count` pending intendos, in log order."""
     layout = layout_of(context)
-    return _agreed(context, ciphertext, family, shares, lambda vector: read_membership(layout, vector, level, count))
+    return _agreed(context, ciphertext, family, shares, lambda vector: read_membership(layout, vector, level, count), observe)
 
 
 def reveal_validity(
-    context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare], groups: int
+    context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare], groups: int,
+    observe: Observe | None = None,
 ) -> tuple[bool, ...]:
     """Validity bit of each group in a validity check."""
     layout = layout_of(context)
-    return _agreed(context, ciphertext, family, shares, lambda vector: read_validity(layout, vector, groups))
+    return _agreed(context, ciphertext, family, shares, lambda vector: read_validity(layout, vector, groups), observe)

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from stagpack.circuit import MEMBERS_PER_GROUP, MEMBERS_PER_SLOT, membership_slot
+from stagpack.decrypt.circuit import MEMBERS_PER_GROUP, MEMBERS_PER_SLOT, membership_slot
 from stagpack.encoding import SlotLayout
 from stagpack.errors import IntegrityFailure
 from stagpack.fhe import SlotVector

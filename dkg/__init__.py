@@ -1,10 +1,10 @@
 """Distributed key generation: n keyholders create the joint BFV key without any of them (or
 the coordinator) ever holding the secret key. See `party` (one keyholder's state machine),
-`ceremony` (the coordinator) and `messages` (the records and the signed transcript)."""
+`ceremony` (the coordinator), `rounds` (the table of rounds every transport reads) and
+`messages` (the records and the signed transcript)."""
 
 from stagpack.dkg.ceremony import CeremonyPeer, CommitteeBundle, run_ceremony
 from stagpack.dkg.local import LocalCeremonyPeer
-from stagpack.dkg.messages import Transcript, TranscriptBody
 from stagpack.dkg.party import CeremonyOutcome, DkgParty, Phase
 
 __all__ = [
@@ -14,7 +14,5 @@ __all__ = [
     "DkgParty",
     "LocalCeremonyPeer",
     "Phase",
-    "Transcript",
-    "TranscriptBody",
     "run_ceremony",
 ]

@@ -12,29 +12,33 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
+from stagpack.calls import Call, Request, Response
 from stagpack.dkg.messages import (
-    Acknowledgement,
     BackupBox,
     BackupRequest,
-    BackupResponse,
     CeremonyPlan,
     ChainRequest,
-    ChainResponse,
     CompleteRequest,
     DeliverBackupsRequest,
     FinalizeRequest,
-    FinalizeResponse,
-    Participant,
     QuorumPartials,
     RoundOneRequest,
-    RoundOneResponse,
     RoundTwoRequest,
-    RoundTwoResponse,
     SelfTestRequest,
-    SelfTestResponse,
     SignRequest,
-    Transcript,
-    TranscriptSignature,
+)
+from stagpack.committee import Participant, Transcript
+from stagpack.dkg.rounds import (
+    BACKUP,
+    CHAIN,
+    COMPLETE,
+    DELIVER_BACKUPS,
+    FINALIZE,
+    PLAN,
+    ROUND_ONE,
+    ROUND_TWO,
+    SELF_TEST,
+    SIGN,
 )
 from stagpack.dkg.party import expected_transcript_body, self_test_quorums, self_test_vectors
 from stagpack.errors import IntegrityFailure, InvalidInput
@@ -45,19 +49,11 @@ Progress = Callable[[str, int, int], None]
 
 
 class CeremonyPeer(Protocol):
-    """Transport to one keyholder's ceremony endpoint."""
+    """Transport to one keyholder's ceremony endpoint: its identity, and the rounds of
+    `stagpack.dkg.rounds` as typed calls."""
 
     def identity(self) -> PublicIdentity: ...
-    def plan(self, request: CeremonyPlan) -> Acknowledgement: ...
-    def chain(self, request: ChainRequest) -> ChainResponse: ...
-    def round_one(self, request: RoundOneRequest) -> RoundOneResponse: ...
-    def round_two(self, request: RoundTwoRequest) -> RoundTwoResponse: ...
-    def finalize(self, request: FinalizeRequest) -> FinalizeResponse: ...
-    def backup(self, request: BackupRequest) -> BackupResponse: ...
-    def deliver_backups(self, request: DeliverBackupsRequest) -> Acknowledgement: ...
-    def self_test(self, request: SelfTestRequest) -> SelfTestResponse: ...
-    def sign(self, request: SignRequest) -> TranscriptSignature: ...
-    def complete(self, request: CompleteRequest) -> Acknowledgement: ...
+    def call(self, call: Call[Request, Response], request: Request) -> Response: ...
 
 
 @dataclass(frozen=True)
@@ -111,21 +107,21 @@ def run_ceremony(
     )
     ceremony = plan.ceremony_id
     for index, peer in enumerate(peers, start=1):
-        _check_index(peer.plan(plan).index, index, "plan")
+        _check_index(peer.call(PLAN, plan).index, index, "plan")
     advance("plan agreed")
 
     chain: list[bytes] = []
     for index, peer in enumerate(peers, start=1):
-        link = peer.chain(ChainRequest(ceremony, chain[-1] if chain else None))
+        link = peer.call(CHAIN, ChainRequest(ceremony, chain[-1] if chain else None))
         _check_index(link.index, index, "public-key chain")
         chain.append(link.public_key)
     advance("joint public key")
 
-    lead = peers[0].round_one(RoundOneRequest(ceremony, tuple(chain), None, None))
+    lead = peers[0].call(ROUND_ONE, RoundOneRequest(ceremony, tuple(chain), None, None))
     _check_index(lead.index, 1, "round one")
     round_one = [lead]
     for index, peer in enumerate(peers[1:], start=2):
-        joined = peer.round_one(RoundOneRequest(ceremony, tuple(chain), lead.relinearization, lead.rotation))
+        joined = peer.call(ROUND_ONE, RoundOneRequest(ceremony, tuple(chain), lead.relinearization, lead.rotation))
         _check_index(joined.index, index, "round one")
         round_one.append(joined)
     relinearization_one = tuple(response.relinearization for response in round_one)
@@ -134,14 +130,14 @@ def run_ceremony(
 
     round_two: list[bytes] = []
     for index, peer in enumerate(peers, start=1):
-        second = peer.round_two(RoundTwoRequest(ceremony, relinearization_one, rotation))
+        second = peer.call(ROUND_TWO, RoundTwoRequest(ceremony, relinearization_one, rotation))
         _check_index(second.index, index, "round two")
         round_two.append(second.relinearization)
     advance("evaluation keys, round two")
 
     digests = set()
     for index, peer in enumerate(peers, start=1):
-        finalized = peer.finalize(FinalizeRequest(ceremony, tuple(round_two)))
+        finalized = peer.call(FINALIZE, FinalizeRequest(ceremony, tuple(round_two)))
         _check_index(finalized.index, index, "finalize")
         digests.add(finalized.evaluation_keys)
     if len(digests) != 1:
@@ -163,13 +159,13 @@ def run_ceremony(
     if threshold < parties:
         backups: list[BackupBox] = []
         for index, peer in enumerate(peers, start=1):
-            sealed = peer.backup(BackupRequest(ceremony))
+            sealed = peer.call(BACKUP, BackupRequest(ceremony))
             _check_index(sealed.index, index, "backup")
             backups.extend(sealed.boxes)
         advance("backup shares sealed")
         for index, peer in enumerate(peers, start=1):
             addressed = tuple(box for box in backups if box.recipient == index)
-            _check_index(peer.deliver_backups(DeliverBackupsRequest(ceremony, addressed)).index, index, "backup delivery")
+            _check_index(peer.call(DELIVER_BACKUPS, DeliverBackupsRequest(ceremony, addressed)).index, index, "backup delivery")
         advance("backup shares delivered")
 
     test_ciphertexts = tuple(
@@ -178,7 +174,7 @@ def run_ceremony(
     quorums = self_test_quorums(parties, threshold)
     partials: list[QuorumPartials] = []
     for index, peer in enumerate(peers, start=1):
-        tested = peer.self_test(SelfTestRequest(ceremony, test_ciphertexts, quorums))
+        tested = peer.call(SELF_TEST, SelfTestRequest(ceremony, test_ciphertexts, quorums))
         _check_index(tested.index, index, "self-test")
         partials.extend(tested.partials)
     advance("self-test decrypted")
@@ -186,7 +182,7 @@ def run_ceremony(
     body = expected_transcript_body(context, plan, tuple(chain), evaluation_digest)
     signatures = []
     for index, peer in enumerate(peers, start=1):
-        signature = peer.sign(SignRequest(body, tuple(partials)))
+        signature = peer.call(SIGN, SignRequest(body, tuple(partials)))
         _check_index(signature.index, index, "transcript signature")
         signatures.append(signature)
     transcript = Transcript(body, tuple(signatures))
@@ -194,7 +190,7 @@ def run_ceremony(
     advance("transcript signed")
 
     for index, peer in enumerate(peers, start=1):
-        _check_index(peer.complete(CompleteRequest(transcript, chain[-1])).index, index, "completion")
+        _check_index(peer.call(COMPLETE, CompleteRequest(transcript, chain[-1])).index, index, "completion")
     advance("ceremony complete")
 
     if hashlib.sha256(chain[-1]).digest() != body.joint_public_key:  # pragma: no cover - by construction

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import typing
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable
 
 import numpy as np
 
 from stagpack import codec
+from stagpack.calls import Call, Request, Response, serve
 from stagpack.decrypt import DecryptingParty, Quorum
 from stagpack.decrypt.threshold import PartialShare, fuse
 from stagpack.dkg.messages import (
@@ -43,15 +45,12 @@ from stagpack.dkg.messages import (
     SelfTestRequest,
     SelfTestResponse,
     SignRequest,
-    TranscriptBody,
-    TranscriptSignature,
 )
+from stagpack.committee import TranscriptBody, TranscriptSignature
 from stagpack.errors import IntegrityFailure, InvalidInput, WrongPhase
-from stagpack.fhe import FheContext, FheParameters, KeyBackupShare, KeyMaterial, PublicKey, SecretKeyShare, SlotVector
+from stagpack.fhe import Ciphertext, FheContext, FheParameters, KeyBackupShare, KeyMaterial, PublicKey, SecretKeyShare, SlotVector
 from stagpack.identity import KeyholderIdentity, digest
 
-Request = TypeVar("Request")
-Response = TypeVar("Response")
 
 
 class Phase(enum.IntEnum):
@@ -71,6 +70,8 @@ class Phase(enum.IntEnum):
 @dataclass(frozen=True)
 class BackupHeader:
     """Bound into every sealed backup share so a box cannot be replayed elsewhere."""
+
+    WIRE_NAME = "BackupHeader"
 
     ceremony_id: bytes
     sender: int
@@ -108,7 +109,7 @@ def expected_self_test(context: FheContext, first: SlotVector, second: SlotVecto
     return np.asarray((rotated + swapped) % context.plaintext_modulus, dtype=np.int64)
 
 
-def evaluate_self_test(context: FheContext, test_ciphertexts: tuple[bytes, ...]) -> object:
+def evaluate_self_test(context: FheContext, test_ciphertexts: tuple[bytes, ...]) -> Ciphertext:
     if len(test_ciphertexts) != 2:
         raise InvalidInput("the self-test takes exactly two ciphertexts")
     first, second = (context.ciphertext_from_bytes(data) for data in test_ciphertexts)
@@ -153,15 +154,20 @@ class DkgParty:
         self._backups: dict[int, KeyBackupShare] = {}
         self._signed_body: TranscriptBody | None = None
         self._self_test_ciphertexts: tuple[bytes, ...] = ()
+        self.outcome: CeremonyOutcome | None = None  # set once the ceremony completes
 
     # -- plumbing -----------------------------------------------------------------------------
+
+    def dispatch(self, call: Call[Request, Response], request: Request) -> Response:
+        """Answer one round of `stagpack.dkg.rounds`."""
+        return serve(self, call, request)
 
     def _step(self, name: str, request: object, required: Phase, handler: Callable[[], Response]) -> Response:
         encoded = codec.encode(request)
         cached = self._responses.get(name)
         if cached is not None:
             if cached[0] == encoded:
-                return cached[1]  # type: ignore[return-value]
+                return typing.cast(Response, cached[1])  # the response this handler gave before
             raise WrongPhase(f"ceremony step {name!r} was already answered for a different request")
         if self.phase != required:
             raise WrongPhase(f"ceremony step {name!r} is not expected now (phase {self.phase.name})")
@@ -350,7 +356,7 @@ class DkgParty:
                 if self.index not in members:
                     continue
                 quorum = Quorum(plan.parties, plan.threshold, members)
-                shares = party.partials(output, [quorum])  # type: ignore[arg-type]
+                shares = party.partials(output, [quorum])
                 results.append(
                     QuorumPartials(
                         members, self.index, tuple(share.on_behalf_of for share in shares), tuple(share.data for share in shares)
@@ -379,8 +385,13 @@ class DkgParty:
 
         return self._step("sign", request, Phase.SELF_TESTED, run)
 
-    def handle_complete(self, request: CompleteRequest) -> CeremonyOutcome:
+    def handle_complete(self, request: CompleteRequest) -> Acknowledgement:
+        """The signed transcript: the ceremony is over; `outcome` holds what to keep."""
         plan = self._require_ceremony(request.transcript.body.ceremony_id)
+        if self.phase == Phase.COMPLETE and self.outcome is not None:
+            if self.outcome.transcript_bytes != request.transcript.to_bytes():
+                raise WrongPhase("the ceremony already completed with another transcript")
+            return Acknowledgement(plan.ceremony_id, self.index)
         if self.phase != Phase.SIGNED:
             raise WrongPhase(f"the ceremony cannot complete in phase {self.phase.name}")
         transcript = request.transcript
@@ -391,8 +402,7 @@ class DkgParty:
             raise InvalidInput("the joint public key does not match the transcript")
         assert self._secret is not None and self._relinearization is not None and self._rotation is not None
         self.phase = Phase.COMPLETE
-        del plan
-        return CeremonyOutcome(
+        self.outcome = CeremonyOutcome(
             transcript_bytes=transcript.to_bytes(),
             secret=self._secret,
             backups=dict(self._backups),
@@ -400,6 +410,7 @@ class DkgParty:
             relinearization=self._relinearization.to_bytes(),
             rotation=self._rotation.to_bytes(),
         )
+        return Acknowledgement(plan.ceremony_id, self.index)
 
 
 def evaluation_keys_digest(round_one: tuple[bytes, ...], round_two: tuple[bytes, ...], rotation: tuple[bytes, ...]) -> bytes:
@@ -425,7 +436,7 @@ def expected_transcript_body(context: FheContext, plan: CeremonyPlan, chain: tup
     )
 
 
-def verify_self_test(context: FheContext, plan: CeremonyPlan, results: tuple[QuorumPartials, ...], output: object) -> None:
+def verify_self_test(context: FheContext, plan: CeremonyPlan, results: tuple[QuorumPartials, ...], output: Ciphertext) -> None:
     """Fuse the self-test partials for every prescribed quorum and compare with the plaintext."""
     first, second = self_test_vectors(context, plan.ceremony_id)
     expected = expected_self_test(context, first, second)
@@ -437,5 +448,5 @@ def verify_self_test(context: FheContext, plan: CeremonyPlan, results: tuple[Quo
             if result.members == members
             for on_behalf_of, data in zip(result.on_behalf_of, result.partials)
         ]
-        if not np.array_equal(fuse(context, output, quorum, shares), expected):  # type: ignore[arg-type]
+        if not np.array_equal(fuse(context, output, quorum, shares), expected):
             raise IntegrityFailure(f"the self-test does not decrypt correctly with keyholders {members}")

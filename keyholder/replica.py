@@ -16,7 +16,8 @@ from stagpack.envelope import IntendoEnvelope
 from stagpack.errors import IntegrityFailure, PolicyRefusal, StagpackError
 from stagpack.fhe import FheContext
 from stagpack.keyholder.store import KeyholderStore
-from stagpack.log import CommitteeInfo, EntryKind, LogEntry, decode_body
+from stagpack.log import EntryKind, LogEntry, decode_body
+from stagpack.committee import CommitteeInfo
 from stagpack.pack import PackLimits, PackState
 
 log = logging.getLogger("stagpack.keyholder")
@@ -83,9 +84,7 @@ class Replicas:
     def _ciphertext_of(self, entry: LogEntry) -> bytes | None:
         if entry.kind is not EntryKind.SUBMISSION:
             return None
-        envelope = decode_body(entry)
-        assert isinstance(envelope, IntendoEnvelope)
-        return self._store.ciphertext(entry.stag_id, envelope.intendo_id)
+        return self._store.ciphertext(entry.stag_id, decode_body(entry, IntendoEnvelope).intendo_id)
 
     def sync(self, stag_id: bytes, height: int) -> PackState:
         """Bring the replica to exactly `height` (pulling and checking entries). Call with the
@@ -101,9 +100,7 @@ class Replicas:
         for entry, ciphertext in self._source.read_log(stag_id, state.height, height):
             intendo_id = None
             if entry.kind is EntryKind.SUBMISSION and ciphertext is not None:
-                envelope = decode_body(entry)
-                assert isinstance(envelope, IntendoEnvelope)
-                intendo_id = envelope.intendo_id
+                intendo_id = decode_body(entry, IntendoEnvelope).intendo_id
             try:
                 if entry.accepted_at_millis > self._clock() + self._limits.max_clock_skew_millis:
                     raise IntegrityFailure("the entry is stamped in the future beyond the allowed clock skew")

@@ -1,57 +1,28 @@
-"""A keyholder's durable state: its replicas of the stag logs, its sessions, its sealed keys.
+"""A keyholder's durable state, as an interface: its replicas of the stag logs, its sessions,
+its sealed keys. The records the policy reads are here; the SQLite implementation is
+`stagpack.edge.keyholder_store` (another engine can replace it without touching protocol code).
 
 Everything secret (the key share, the backup shares held for others) is sealed under the
-keyholder's passphrase before it reaches the database (Argon2id + SecretBox); the database never
-holds a secret in the clear.
+keyholder's passphrase before it reaches a store (Argon2id + SecretBox); a store never holds a
+secret in the clear.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
-from stagpack import codec
-from stagpack.errors import NotFound
 from stagpack.log import LogEntry
 from stagpack.session import SessionRef, SignedCommitment, SignedPartial, Step
-from stagpack.storage import Database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS committee (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    transcript BLOB NOT NULL,
-    joint_public_key BLOB NOT NULL,
-    relinearization BLOB NOT NULL,
-    rotation BLOB NOT NULL,
-    sealed_secret BLOB NOT NULL,
-    sealed_backups BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log_entries (
-    stag_id BLOB NOT NULL,
-    height INTEGER NOT NULL,
-    entry BLOB NOT NULL,
-    PRIMARY KEY (stag_id, height)
-);
-CREATE TABLE IF NOT EXISTS ciphertexts (
-    stag_id BLOB NOT NULL,
-    intendo_id BLOB NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (stag_id, intendo_id)
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id BLOB PRIMARY KEY,
-    stag_id BLOB NOT NULL,
-    record BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_by_stag ON sessions (stag_id);
-"""
 
 
 @dataclass(frozen=True)
 class ServedStep:
     """Partials this keyholder released for one step and family of quorums (returned again on
     retry; a different family reuses the own partial and adds stand-ins)."""
+
+    WIRE_NAME = "ServedStep"
 
     step: Step
     quorums: tuple[tuple[int, ...], ...]
@@ -122,100 +93,21 @@ class StoreFootprint:
     whole_session_bytes: int
 
 
-class KeyholderStore:
-    def __init__(self, path: str | Path) -> None:
-        self._database = Database(path, SCHEMA)
+class KeyholderStore(Protocol):
+    """What a keyholder keeps durably. Every write is durable when the call returns."""
 
-    # committee
-    def save_committee(self, committee: StoredCommittee) -> None:
-        with self._database.transaction() as connection:
-            connection.execute("DELETE FROM committee")
-            connection.execute(
-                "INSERT INTO committee VALUES (1, ?, ?, ?, ?, ?, ?)",
-                (
-                    committee.transcript,
-                    committee.joint_public_key,
-                    committee.relinearization,
-                    committee.rotation,
-                    committee.sealed_secret,
-                    committee.sealed_backups,
-                ),
-            )
-
-    def load_committee(self) -> StoredCommittee | None:
-        row = self._database.query_one(
-            "SELECT transcript, joint_public_key, relinearization, rotation, sealed_secret, sealed_backups FROM committee"
-        )
-        return None if row is None else StoredCommittee(*row)  # type: ignore[arg-type]
-
-    # replicas
+    def save_committee(self, committee: StoredCommittee) -> None: ...
+    def load_committee(self) -> StoredCommittee | None: ...
     def append_entry(self, entry: LogEntry, ciphertext: bytes | None, intendo_id: bytes | None) -> None:
-        with self._database.transaction() as connection:
-            connection.execute(
-                "INSERT INTO log_entries VALUES (?, ?, ?)", (entry.stag_id, entry.height, codec.encode(entry))
-            )
-            if ciphertext is not None and intendo_id is not None:
-                connection.execute(
-                    "INSERT OR REPLACE INTO ciphertexts VALUES (?, ?, ?)", (entry.stag_id, intendo_id, ciphertext)
-                )
-
-    def stags(self) -> list[bytes]:
-        return [bytes(row[0]) for row in self._database.query("SELECT DISTINCT stag_id FROM log_entries")]  # type: ignore[arg-type]
-
-    def entries(self, stag_id: bytes) -> Iterator[LogEntry]:
-        for (data,) in self._database.query("SELECT entry FROM log_entries WHERE stag_id = ? ORDER BY height", (stag_id,)):
-            yield codec.decode(LogEntry, data)  # type: ignore[arg-type]
-
-    def ciphertext(self, stag_id: bytes, intendo_id: bytes) -> bytes:
-        row = self._database.query_one(
-            "SELECT data FROM ciphertexts WHERE stag_id = ? AND intendo_id = ?", (stag_id, intendo_id)
-        )
-        if row is None:
-            raise NotFound("ciphertext missing from the replica")
-        return bytes(row[0])  # type: ignore[arg-type]
-
-    # sessions
-    def load_session(self, session_id: bytes) -> SessionRecord | None:
-        row = self._database.query_one("SELECT record FROM sessions WHERE session_id = ?", (session_id,))
-        return None if row is None else codec.decode(SessionRecord, row[0])  # type: ignore[arg-type]
-
-    def save_session(self, record: SessionRecord) -> None:
-        with self._database.transaction() as connection:
-            connection.execute(
-                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)",
-                (record.session.session_id, record.session.stag_id, codec.encode(record)),
-            )
-
-    def sessions(self, stag_id: bytes) -> list[SessionRecord]:
-        rows = self._database.query("SELECT record FROM sessions WHERE stag_id = ?", (stag_id,))
-        return [codec.decode(SessionRecord, row[0]) for row in rows]  # type: ignore[arg-type]
-
+        """One replicated log entry (and a submission's ciphertext), in one transaction."""
+        ...
+    def entries(self, stag_id: bytes) -> Iterator[LogEntry]: ...
+    def ciphertext(self, stag_id: bytes, intendo_id: bytes) -> bytes: ...
+    def load_session(self, session_id: bytes) -> SessionRecord | None: ...
+    def save_session(self, record: SessionRecord) -> None: ...
+    def sessions(self, stag_id: bytes) -> list[SessionRecord]: ...
     def erase_sessions(self, records: list[SessionRecord]) -> None:
         """Replace `records` by their erased versions, in one transaction."""
-        with self._database.transaction() as connection:
-            connection.executemany(
-                "UPDATE sessions SET record = ? WHERE session_id = ?",
-                [(codec.encode(record.erase()), record.session.session_id) for record in records],
-            )
-
-    def footprint(self) -> StoreFootprint:
-        """How much the store holds (record payloads; SQLite's own page overhead not counted)."""
-        entries = [int(row[0]) for row in self._database.query("SELECT LENGTH(entry) FROM log_entries")]  # type: ignore[call-overload]
-        ciphertexts = [int(row[0]) for row in self._database.query("SELECT LENGTH(data) FROM ciphertexts")]  # type: ignore[call-overload]
-        sessions = [
-            (len(row[0]), codec.decode(SessionRecord, row[0]).erased)  # type: ignore[arg-type]
-            for row in self._database.query("SELECT record FROM sessions")
-        ]
-        return StoreFootprint(
-            log_entries=len(entries),
-            log_bytes=sum(entries),
-            ciphertexts=len(ciphertexts),
-            ciphertext_bytes=sum(ciphertexts),
-            erased_sessions=sum(1 for _, erased in sessions if erased),
-            erased_session_bytes=sum(size for size, erased in sessions if erased),
-            whole_sessions=sum(1 for _, erased in sessions if not erased),
-            whole_session_bytes=sum(size for size, erased in sessions if not erased),
-        )
-
-    def close(self) -> None:
-        self._database.close()
+        ...
+    def footprint(self) -> StoreFootprint: ...
+    def close(self) -> None: ...

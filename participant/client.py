@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import grpc
 
 from stagpack import codec
-from stagpack.dkg import Transcript
+from stagpack.committee import Transcript
 from stagpack.encoding import Threshold
 from stagpack.envelope import Withdrawal
 from stagpack.errors import IntegrityFailure
 from stagpack.fhe import FheContext, FheParameters, PublicKey
-from stagpack.grpc_common import PUBLIC_MESSAGE_LIMIT, channel, error_from_rpc
+from stagpack.edge.rpc import PUBLIC_MESSAGE_LIMIT, channel, error_from_rpc
 from stagpack.identity import SigningIdentity
 from stagpack.log import CertificateBundle
 from stagpack.participant.sdk import PreparedIntendo, prepare_intendo, prepare_withdrawal
 from stagpack.stag import StagSpec
 from stagpack.v1 import aggregator_pb2, aggregator_pb2_grpc
-from stagpack.wire import envelope_to_proto, spec_from_proto, spec_to_proto, withdrawal_to_proto
+from stagpack.edge.wire import envelope_to_proto, spec_from_proto, spec_to_proto, withdrawal_to_proto
+
+Message = TypeVar("Message")
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,14 @@ class AggregatorClient:
         self._joint: PublicKey | None = None
         self.transcript: Transcript | None = None
 
-    def _rpc(self, method: str, request: object) -> object:
+    def _rpc(self, method: str, request: object, response_type: type[Message]) -> Message:
         try:
-            return getattr(self._stub, method)(request, timeout=self._timeout)
+            response = getattr(self._stub, method)(request, timeout=self._timeout)
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
+        if not isinstance(response, response_type):
+            raise IntegrityFailure(f"{method} answered {type(response).__name__}, not {response_type.__name__}")
+        return response
 
     def close(self) -> None:
         self._channel.close()
@@ -68,13 +73,13 @@ class AggregatorClient:
     def encryption_context(self) -> tuple[FheContext, PublicKey]:
         """The context and joint key, checked against the transcript's signatures (cached)."""
         if self._context is None or self._joint is None:
-            message = self._rpc("GetEncryptionContext", aggregator_pb2.GetEncryptionContextRequest())
-            transcript = Transcript.from_bytes(bytes(message.transcript))  # type: ignore[attr-defined]
+            message = self._rpc("GetEncryptionContext", aggregator_pb2.GetEncryptionContextRequest(), aggregator_pb2.EncryptionContext)
+            transcript = Transcript.from_bytes(bytes(message.transcript))
             transcript.verify()
-            parameters = FheParameters.from_bytes(bytes(message.parameters))  # type: ignore[attr-defined]
+            parameters = FheParameters.from_bytes(bytes(message.parameters))
             if parameters.to_bytes() != transcript.body.parameters:
                 raise IntegrityFailure("the aggregator's parameters differ from the committee transcript")
-            joint_bytes = bytes(message.joint_public_key)  # type: ignore[attr-defined]
+            joint_bytes = bytes(message.joint_public_key)
             if hashlib.sha256(joint_bytes).digest() != transcript.body.joint_public_key:
                 raise IntegrityFailure("the aggregator's public key is not the committee's (transcript mismatch)")
             context = FheContext(parameters)
@@ -90,14 +95,14 @@ class AggregatorClient:
         return self.transcript.committee_id
 
     def create_stag(self, spec: StagSpec) -> bytes:
-        response = self._rpc("CreateStag", aggregator_pb2.CreateStagRequest(spec=spec_to_proto(spec)))
-        return bytes(response.stag_id)  # type: ignore[attr-defined]
+        response = self._rpc("CreateStag", aggregator_pb2.CreateStagRequest(spec=spec_to_proto(spec)), aggregator_pb2.CreateStagResponse)
+        return bytes(response.stag_id)
 
     def list_stags(self) -> list[aggregator_pb2.StagSummary]:
-        return list(self._rpc("ListStags", aggregator_pb2.ListStagsRequest()).stags)  # type: ignore[attr-defined]
+        return list(self._rpc("ListStags", aggregator_pb2.ListStagsRequest(), aggregator_pb2.ListStagsResponse).stags)
 
     def status(self, stag_id: bytes) -> aggregator_pb2.StagStatus:
-        return self._rpc("GetStagStatus", aggregator_pb2.GetStagStatusRequest(stag_id=stag_id))  # type: ignore[return-value]
+        return self._rpc("GetStagStatus", aggregator_pb2.GetStagStatusRequest(stag_id=stag_id), aggregator_pb2.StagStatus)
 
     def spec(self, stag_id: bytes) -> StagSpec:
         spec = spec_from_proto(self.status(stag_id).spec)
@@ -113,17 +118,21 @@ class AggregatorClient:
 
     def submit(self, prepared: PreparedIntendo) -> tuple[bytes, int]:
         request = aggregator_pb2.SubmitIntendoRequest(envelope=envelope_to_proto(prepared.envelope), ciphertext=prepared.ciphertext)
-        response = self._rpc("SubmitIntendo", request)
-        return bytes(response.intendo_id), int(response.log_height)  # type: ignore[attr-defined]
+        response = self._rpc("SubmitIntendo", request, aggregator_pb2.SubmitIntendoResponse)
+        return bytes(response.intendo_id), int(response.log_height)
 
     def withdraw(self, identity: SigningIdentity, stag_id: bytes, intendo_id: bytes) -> int:
         withdrawal: Withdrawal = prepare_withdrawal(identity, stag_id, intendo_id)
-        response = self._rpc("WithdrawIntendo", aggregator_pb2.WithdrawIntendoRequest(withdrawal=withdrawal_to_proto(withdrawal)))
-        return int(response.log_height)  # type: ignore[attr-defined]
+        response = self._rpc(
+            "WithdrawIntendo", aggregator_pb2.WithdrawIntendoRequest(withdrawal=withdrawal_to_proto(withdrawal)),
+            aggregator_pb2.WithdrawIntendoResponse,
+        )
+        return int(response.log_height)
 
     def intendo_status(self, stag_id: bytes, intendo_id: bytes) -> aggregator_pb2.IntendoStatus:
-        return self._rpc(  # type: ignore[return-value]
-            "GetIntendoStatus", aggregator_pb2.GetIntendoStatusRequest(stag_id=stag_id, intendo_id=intendo_id)
+        return self._rpc(
+            "GetIntendoStatus", aggregator_pb2.GetIntendoStatusRequest(stag_id=stag_id, intendo_id=intendo_id),
+            aggregator_pb2.IntendoStatus,
         )
 
     def watch(self, stag_id: bytes, after_epoch: int = 0, timeout_seconds: float | None = None) -> Iterator[HuntView]:
@@ -134,6 +143,6 @@ class AggregatorClient:
             ):
                 yield HuntView.from_proto(message)
         except grpc.RpcError as error:
-            if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:  # type: ignore[attr-defined]
+            if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                 return
             raise error_from_rpc(error) from None

@@ -1,3 +1,3 @@
-from stagpack.cli import main
+from stagpack.app.cli import main
 
 raise SystemExit(main())

@@ -46,8 +46,14 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def record_name(cls: type) -> str:
-    """The name a record type is encoded under (`WIRE_NAME` if it declares one)."""
-    return str(getattr(cls, "WIRE_NAME", cls.__name__))
+    """The name a record type is encoded under: its declared `WIRE_NAME`.
+
+    Every record declares one, so that renaming a class never changes what is signed, hashed or
+    stored (a record without one is a programming error, not bad input)."""
+    name = cls.__dict__.get("WIRE_NAME")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"record type {cls.__name__} declares no WIRE_NAME")
+    return name
 
 
 def encode(value: object) -> bytes:
@@ -89,6 +95,12 @@ def _encode(value: object, out: bytearray) -> None:
             _encode(getattr(value, field.name), out)
     else:
         raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def across(record: T) -> T:
+    """`record` after a trip through its canonical bytes: what an in-process transport hands
+    the other party, so that tests run exactly the decoding the network path runs."""
+    return decode(type(record), encode(record))
 
 
 def decode(cls: type[T], data: bytes) -> T:

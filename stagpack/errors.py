@@ -1,7 +1,7 @@
 """The stagpack error hierarchy.
 
 Every failure the library reports is a `StagpackError`. Subclasses say *what kind* of failure it
-is, which is all a caller (or the gRPC edge, see `stagpack.grpc_errors`) needs in order to react:
+is, which is all a caller (or the gRPC edge, see `stagpack.edge.rpc`) needs in order to react:
 bad input, wrong phase, a policy refusal, a duplicate, something unknown, an unavailable
 committee, or a cryptographic integrity failure. Messages never contain secret material.
 """
@@ -49,6 +49,16 @@ class CommitteeUnavailable(StagpackError):
 class IntegrityFailure(StagpackError):
     """Cryptographic results disagree with each other (a corrupted partial decryption, a replica
     that diverged from the log, a transcript that does not match). Nothing is revealed."""
+
+
+class UnverifiedEvidence(IntegrityFailure):
+    """Presented evidence does not check out: partials signed for another session or step,
+    masks that do not match their commitments, a ciphertext nobody recomputed. A keyholder
+    refuses to take part on such evidence (`stagpack.keyholder.policy`)."""
+
+
+class KeyholderUnreachable(StagpackError):
+    """The keyholder did not answer (down, partitioned, timed out). Others may stand in."""
 
 
 class CryptoFailure(StagpackError):

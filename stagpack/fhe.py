@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -512,13 +512,13 @@ class FheContext:
             raise InvalidInput(f"unknown key material kind {kind!r}")
         return KeyMaterial(native, kind, bytes(data))
 
-    def _deserialize(self, function: object, data: bytes, what: str) -> object:
+    def _deserialize(self, function: Callable[[bytes, object], Any], data: bytes, what: str) -> Any:
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"{what} must be bytes, not {type(data).__name__}")
         if len(data) < 64:
             raise InvalidInput(f"{what} is truncated ({len(data)} bytes)")
         try:
-            return function(bytes(data), _BINARY)  # type: ignore[operator]
+            return function(bytes(data), _BINARY)
         except (RuntimeError, ValueError, MemoryError, TypeError) as error:
             raise InvalidInput(f"{what} does not deserialize: {str(error)[:120]}") from None
 
@@ -723,6 +723,41 @@ class FheContext:
         values = np.asarray(plaintext.GetPackedValueArray(), dtype=np.int64)
         return np.mod(values, self.plaintext_modulus)
 
+    # -- what a dishonest party can do (tests and the security benchmark) ----------------------
+    # Each uses public information only: a keyholder or participant needs no secret to do this.
+    # Production code never calls them; they exist so that attacks run through the real protocol.
+
+    def _partial_template(self, data: bytes) -> _WireTemplate:
+        for template in self._partial_templates:
+            try:
+                template.check(data)
+            except InvalidInput:
+                continue
+            return template
+        raise InvalidInput("not a partial decryption under this committee's key")
+
+    def shifted_partial(self, partial: bytes, ciphertext: Ciphertext, shift: npt.ArrayLike) -> bytes:
+        """`partial` plus the lead term of Δ·shift: any fusion that includes it reveals the
+        plaintext plus `shift`, and the bytes stay a well-formed partial."""
+        template = self._partial_template(partial)
+        difference = self.subtract(self.add_plain(ciphertext, shift), ciphertext)
+        bump = self.public_lead_partial(difference)
+        shifted = self._context.EvalAdd(self.partial_from_bytes(partial)._native, bump._native)
+        data = self._canonical(shifted)
+        template.check(data)
+        return data
+
+    def garbled_partial(self, partial: bytes, seed: int) -> bytes:
+        """`partial` with one tower's coefficients replaced by random values below its modulus:
+        structurally valid (header, sizes, reduced coefficients), wrong to any fusion."""
+        template = self._partial_template(partial)
+        region = next(region for region in template._regions if region.tower >= 0)
+        words = np.random.default_rng(seed).integers(0, self._tower_moduli[region.tower], region.length // 8, dtype=np.uint64)
+        garbled = bytearray(partial)
+        garbled[region.start : region.start + region.length] = words.astype("<u8").tobytes()
+        template.check(bytes(garbled))
+        return bytes(garbled)
+
     # -- t-of-n backups (DESIGN.md §6) --------------------------------------------------------
 
     def share_secret_key(self, secret: SecretKeyShare, parties: int, threshold: int, index: int) -> dict[int, KeyBackupShare]:
@@ -746,7 +781,7 @@ class FheContext:
             raise WrongPhase("no committee key is bound yet")
         self._backup_template.check(data)
         native = self._deserialize(openfhe.DeserializeCiphertextString, data, "key backup share")
-        elements = native.GetElements()  # type: ignore[attr-defined]
+        elements = native.GetElements()
         if len(elements) != 1:
             raise InvalidInput("a key backup share has exactly one element")
         return KeyBackupShare(elements[0])
@@ -810,11 +845,3 @@ class FheContext:
         if self._full_zero is None:
             raise WrongPhase("no committee key is bound yet")
         return self._full_zero
-
-
-def slot_vector(values: Mapping[int, int] | None, size: int) -> SlotVector:
-    """A zero slot vector of `size` with the given {index: value} entries set."""
-    vector = np.zeros(size, dtype=np.int64)
-    for index, value in (values or {}).items():
-        vector[index] = value
-    return vector

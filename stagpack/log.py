@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 from stagpack import codec
-from stagpack.dkg.messages import Transcript
+from stagpack.committee import CommitteeInfo, KeyholderSignature, Transcript
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import InvalidInput, InvalidSignature
 from stagpack.identity import digest, verify_signature
@@ -42,44 +42,6 @@ class LogEntry:
 
     def digest(self) -> bytes:
         return digest("log-entry", codec.encode(self))
-
-
-@dataclass(frozen=True)
-class KeyholderSignature:
-    index: int
-    signature: bytes
-
-
-@dataclass(frozen=True)
-class CommitteeInfo:
-    """The public facts about a committee that verifiers need."""
-
-    committee_id: bytes
-    parties: int
-    threshold: int
-    verify_keys: tuple[bytes, ...]  # index i+1 -> verify_keys[i]
-
-    @classmethod
-    def from_transcript(cls, transcript: Transcript) -> CommitteeInfo:
-        body = transcript.body
-        keys = tuple(participant.verify_key for participant in sorted(body.participants, key=lambda p: p.index))
-        return cls(transcript.committee_id, body.parties, body.threshold, keys)
-
-    def verify_key(self, index: int) -> bytes:
-        if not 1 <= index <= self.parties:
-            raise InvalidInput(f"there is no keyholder {index} in this committee")
-        return self.verify_keys[index - 1]
-
-    def check_quorum_signatures(self, domain: str, message: bytes, signatures: Sequence[KeyholderSignature]) -> None:
-        """At least t distinct keyholders signed `message`; every listed signature verifies."""
-        seen: set[int] = set()
-        for signature in signatures:
-            if signature.index in seen:
-                raise InvalidSignature(f"keyholder {signature.index} appears twice among the {domain} signatures")
-            verify_signature(self.verify_key(signature.index), domain, message, signature.signature)
-            seen.add(signature.index)
-        if len(seen) < self.threshold:
-            raise InvalidSignature(f"{domain}: {len(seen)} keyholder signatures, {self.threshold} needed")
 
 
 @dataclass(frozen=True)
@@ -197,7 +159,11 @@ BODY_TYPES: dict[EntryKind, type] = {
     EntryKind.VALIDATION: ValidationCertificate,
     EntryKind.HUNT: HuntCertificate,
 }
+Body = TypeVar("Body")
 
 
-def decode_body(entry: LogEntry) -> object:
-    return codec.decode(BODY_TYPES[entry.kind], entry.body)
+def decode_body(entry: LogEntry, body_type: type[Body]) -> Body:
+    """The entry's body, which must be a `body_type` (the type its kind carries)."""
+    if BODY_TYPES[entry.kind] is not body_type:
+        raise InvalidInput(f"a {entry.kind.value} entry does not carry a {body_type.__name__}")
+    return codec.decode(body_type, entry.body)

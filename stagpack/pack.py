@@ -20,15 +20,8 @@ from stagpack.encoding import StagKind
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import AlreadyExists, IntegrityFailure, InvalidInput, NotFound, RateLimited, WrongPhase
 from stagpack.fhe import Ciphertext, FheContext
-from stagpack.log import (
-    GENESIS_PREVIOUS,
-    CommitteeInfo,
-    EntryKind,
-    HuntCertificate,
-    LogEntry,
-    ValidationCertificate,
-    decode_body,
-)
+from stagpack.log import GENESIS_PREVIOUS, EntryKind, HuntCertificate, LogEntry, ValidationCertificate, decode_body
+from stagpack.committee import CommitteeInfo
 from stagpack.stag import StagSpec
 
 
@@ -188,19 +181,18 @@ class PackState:
             raise IntegrityFailure(f"log entry {entry.height} does not extend height {self.height}")
         if entry.accepted_at_millis < self.last_accepted_at:
             raise IntegrityFailure("log timestamps go backwards")
-        body = decode_body(entry)
         if entry.kind is EntryKind.GENESIS:
-            self._apply_genesis(entry, body)  # type: ignore[arg-type]
+            self._apply_genesis(entry, decode_body(entry, StagSpec))
         elif entry.kind is EntryKind.SUBMISSION:
             if ciphertext is None:
                 raise IntegrityFailure("a submission entry arrived without its ciphertext")
-            self._apply_submission(entry, body, ciphertext)  # type: ignore[arg-type]
+            self._apply_submission(entry, decode_body(entry, IntendoEnvelope), ciphertext)
         elif entry.kind is EntryKind.WITHDRAWAL:
-            self._apply_withdrawal(entry, body, source)  # type: ignore[arg-type]
+            self._apply_withdrawal(entry, decode_body(entry, Withdrawal), source)
         elif entry.kind is EntryKind.VALIDATION:
-            self._apply_validation(entry, body, source)  # type: ignore[arg-type]
+            self._apply_validation(entry, decode_body(entry, ValidationCertificate), source)
         elif entry.kind is EntryKind.HUNT:
-            self._apply_hunt(entry, body)  # type: ignore[arg-type]
+            self._apply_hunt(entry, decode_body(entry, HuntCertificate))
         self.height = entry.height
         self.head = entry.digest()
         self.last_accepted_at = entry.accepted_at_millis

@@ -8,19 +8,23 @@ number). Its rounds, for each keyholder:
     decrypt (step) → partials   each step recomputed by the keyholder from its own replica
     certify → signature         over the outcome the keyholder fused itself
 
-Hunt steps: CHECK → CONFIRM → MEMBERSHIP. Validation steps: BATCH → EACH (only when the batch
-as a whole is invalid). Every partial is signed with the session, step, quorum and the digest
-of the ciphertext it decrypts, so partials from different sessions, steps or quorums cannot be
-mixed, and any keyholder can re-fuse a previous step's partials to check what it revealed. Each
-step is decrypted by a family of quorums whose facts must agree (see `stagpack.decrypt.quorum`).
+Which step may follow which is `stagpack.decrypt.steps` (the one step graph). Every partial is
+signed with the session, step, quorum and the digest of the ciphertext it decrypts, so partials
+from different sessions, steps or quorums cannot be mixed, and any keyholder can re-fuse a
+previous step's partials to check what it revealed. Each step is decrypted by a family of
+quorums whose facts must agree (see `stagpack.decrypt.quorum`).
+
+`SESSION_CALLS` is the table of the four verbs; every transport is driven from it.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from stagpack import codec
+from stagpack.calls import Call
 from stagpack.identity import digest
 
 
@@ -37,10 +41,6 @@ class Step(str, enum.Enum):
     EACH = "each"
 
 
-STEPS: dict[SessionKind, tuple[Step, ...]] = {
-    SessionKind.HUNT: (Step.CHECK, Step.CONFIRM, Step.MEMBERSHIP),
-    SessionKind.VALIDATION: (Step.BATCH, Step.EACH),
-}
 MASKS_PER_SESSION = 2  # hunt: check, confirm; validation: batch, each
 
 
@@ -75,6 +75,8 @@ class MaskCommitment:
 
 @dataclass(frozen=True)
 class SignedCommitment:
+    WIRE_NAME = "SignedCommitment"
+
     commitment: MaskCommitment
     signature: bytes
 
@@ -84,12 +86,16 @@ class SignedCommitment:
 
 @dataclass(frozen=True)
 class RevealRequest:
+    WIRE_NAME = "RevealRequest"
+
     session: SessionRef
     commitments: tuple[SignedCommitment, ...]
 
 
 @dataclass(frozen=True)
 class MaskReveal:
+    WIRE_NAME = "MaskReveal"
+
     keyholder: int
     masks: tuple[bytes, ...]  # the mask ciphertexts
 
@@ -110,6 +116,8 @@ class PartialStatement:
 
 @dataclass(frozen=True)
 class SignedPartial:
+    WIRE_NAME = "SignedPartial"
+
     statement: PartialStatement
     signature: bytes
     data: bytes  # the partial decryption
@@ -117,6 +125,8 @@ class SignedPartial:
 
 @dataclass(frozen=True)
 class DecryptRequest:
+    WIRE_NAME = "DecryptRequest"
+
     session: SessionRef
     step: Step
     quorums: tuple[tuple[int, ...], ...]  # the family of quorums (decrypt.quorum_family)
@@ -128,11 +138,15 @@ class DecryptRequest:
 
 @dataclass(frozen=True)
 class DecryptResponse:
+    WIRE_NAME = "DecryptResponse"
+
     partials: tuple[SignedPartial, ...]
 
 
 @dataclass(frozen=True)
 class CertifyRequest:
+    WIRE_NAME = "CertifyRequest"
+
     session: SessionRef
     commitments: tuple[SignedCommitment, ...]
     reveals: tuple[MaskReveal, ...]
@@ -142,5 +156,14 @@ class CertifyRequest:
 
 @dataclass(frozen=True)
 class CertifyResponse:
+    WIRE_NAME = "CertifyResponse"
+
     keyholder: int
     signature: bytes
+
+
+OPEN_SESSION = Call("open_session", "OpenSession", SessionRef, SignedCommitment)
+REVEAL_MASKS = Call("reveal", "RevealMasks", RevealRequest, MaskReveal)
+DECRYPT = Call("decrypt", "Decrypt", DecryptRequest, DecryptResponse)
+CERTIFY = Call("certify", "Certify", CertifyRequest, CertifyResponse)
+SESSION_CALLS: tuple[Call[Any, Any], ...] = (OPEN_SESSION, REVEAL_MASKS, DECRYPT, CERTIFY)

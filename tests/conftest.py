@@ -5,22 +5,31 @@ from __future__ import annotations
 
 import itertools
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from stagpack.decrypt import DecryptingParty, Quorum, quorum_family
-from stagpack.dkg import CommitteeBundle, DkgParty, LocalCeremonyPeer, run_ceremony
+from support.committees import KeyedCommittee, make_committee
+
+from stagpack.app.inprocess import InProcessDeployment
 from stagpack.fhe import FheContext
-from stagpack.identity import KeyholderIdentity
-from stagpack.inprocess import InProcessDeployment
 from stagpack.stag import ManualClock, now_millis
+
+TIERS = ("unit", "protocol", "services")
 
 settings.register_profile("stagpack", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("stagpack")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier (the folder it lives in): unit tests run pure code,
+    protocol tests whole deployments in one process, services tests real processes."""
+    for item in items:
+        for tier in TIERS:
+            if f"/tests/{tier}/" in str(item.path):
+                item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,57 +64,8 @@ def context() -> FheContext:
     return FheContext()
 
 
-@dataclass
-class Committee:
-    """A committee created by the real ceremony code, with every party's key material at hand
-    so tests can decrypt directly (tests only: production code never holds them together)."""
-
-    context: FheContext
-    bundle: CommitteeBundle
-    parties: list[DecryptingParty]
-
-    @property
-    def joint_key(self):  # type: ignore[no-untyped-def]
-        return self.context.joint_key
-
-    @property
-    def threshold(self) -> int:
-        return self.bundle.transcript.body.threshold
-
-    def quorum(self, members: tuple[int, ...] | None = None) -> Quorum:
-        count = len(self.parties)
-        return Quorum(count, self.threshold, members or tuple(range(1, count + 1)))
-
-    def family(self, live: Sequence[int] | None = None) -> tuple[Quorum, ...]:
-        """The prescribed family of quorums when `live` (default: everyone) take part."""
-        count = len(self.parties)
-        return quorum_family(count, self.threshold, frozenset(live or range(1, count + 1)))
-
-    def partials(self, ciphertext, quorums: Quorum | Sequence[Quorum] | None = None):  # type: ignore[no-untyped-def]
-        """Every partial the quorum (or family of quorums) needs: each member's own partial
-        once, plus its stand-ins for each quorum it belongs to."""
-        family = [quorums or self.quorum()] if isinstance(quorums, Quorum) or quorums is None else list(quorums)
-        members = {member for quorum in family for member in quorum.members}
-        return [share for party in self.parties if party.index in members for share in party.partials(ciphertext, family)]
-
-
-def make_committee(context: FheContext, parties: int, threshold: int) -> Committee:
-    peers = []
-    for index in range(parties):
-        identity = KeyholderIdentity(f"test-keyholder-{index + 1}")
-        peers.append(LocalCeremonyPeer(DkgParty(context, identity), identity.public))
-    bundle = run_ceremony(context, peers, threshold)
-    decrypting = []
-    for index, peer in enumerate(peers, start=1):
-        assert peer.outcome is not None
-        decrypting.append(
-            DecryptingParty(context, index, peer.outcome.secret, peer.outcome.backups, parties, threshold)
-        )
-    return Committee(context, bundle, decrypting)
-
-
 @pytest.fixture(scope="session")
-def committee3(context: FheContext) -> Committee:
+def committee3(context: FheContext) -> KeyedCommittee:
     """A 3-of-3 committee (one per test session)."""
     return make_committee(context, 3, 3)
 
@@ -132,27 +92,8 @@ def deployment_factory(tmp_path: Path) -> Iterator[Callable[..., InProcessDeploy
     yield start
 
 
-# --- a t-of-n committee that keeps its keyholders' identities (unit tests) -------------------
-
-
-@dataclass
-class KeyedCommittee(Committee):
-    """A committee that also keeps each keyholder's identity, so tests can sign (and forge)
-    keyholder certificates and open backup boxes (tests only)."""
-
-    identities: tuple[KeyholderIdentity, ...] = ()
-
-
 @pytest.fixture(scope="session")
 def committee2of3() -> KeyedCommittee:
     """A 2-of-3 committee on its own FheContext (a context binds exactly one committee key), so
     every 2-member quorum decrypts with stand-in partials for the third keyholder."""
-    context = FheContext()
-    identities = tuple(KeyholderIdentity(f"unit-keyholder-{index}") for index in range(1, 4))
-    peers = [LocalCeremonyPeer(DkgParty(context, identity), identity.public) for identity in identities]
-    bundle = run_ceremony(context, peers, 2)
-    decrypting = []
-    for index, peer in enumerate(peers, start=1):
-        assert peer.outcome is not None
-        decrypting.append(DecryptingParty(context, index, peer.outcome.secret, peer.outcome.backups, 3, 2))
-    return KeyedCommittee(context, bundle, decrypting, identities)
+    return make_committee(FheContext(), 3, 2, "unit-keyholder")

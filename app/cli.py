@@ -1,0 +1,494 @@
+"""`stagpack`: run the services, the ceremony, the demo and the benchmarks; act as a participant.
+
+Every command prints human-readable output by default and one JSON document with --json.
+Errors print `error: <reason>` on stderr and exit with status 2 (1 for unexpected failures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from stagpack.errors import InvalidInput, StagpackError
+
+DEFAULT_AGGREGATOR = "127.0.0.1:7100"
+
+
+def parse_duration_millis(text: str) -> int:
+    """'500ms', '10s', '2m', '1h' -> milliseconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not match:
+        raise InvalidInput(f"not a duration: {text!r} (use e.g. 500ms, 10s, 2m)")
+    value = float(match.group(1))
+    unit = match.group(2) or "s"
+    return int(value * {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}[unit])
+
+
+def hexid(data: bytes) -> str:
+    return data.hex()
+
+
+def parse_hex(text: str, what: str, size: int | None = 32) -> bytes:
+    try:
+        value = bytes.fromhex(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{what} must be hex") from None
+    if size is not None and len(value) != size:
+        raise InvalidInput(f"{what} must be {size} bytes ({2 * size} hex digits)")
+    return value
+
+
+class Output:
+    """Human lines by default, one JSON document with --json."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def emit(self, document: dict[str, Any], lines: Sequence[str]) -> None:
+        if self.as_json:
+            print(json.dumps(document, indent=2, sort_keys=True))
+        else:
+            for line in lines:
+                print(line)
+
+
+# --- services --------------------------------------------------------------------------------
+
+
+def command_keyholder_serve(options: argparse.Namespace) -> int:
+    from stagpack.edge.config import KeyholderConfig, configure_logging, load
+    from stagpack.edge.rpc import serve_until_signalled
+    from stagpack.edge.keyholder_service import KeyholderService
+
+    config = load(KeyholderConfig, options.config, "STAGPACK_KEYHOLDER")
+    configure_logging(config.logging, f"keyholder[{config.name}]")
+    service = KeyholderService(config)
+    service.start()
+    serve_until_signalled(service.server, service.close)
+    return 0
+
+
+def command_aggregator_serve(options: argparse.Namespace) -> int:
+    from stagpack.edge.aggregator_service import AggregatorService
+    from stagpack.edge.config import AggregatorConfig, configure_logging, load
+    from stagpack.edge.rpc import serve_until_signalled
+
+    config = load(AggregatorConfig, options.config, "STAGPACK_AGGREGATOR")
+    configure_logging(config.logging, "aggregator")
+    service = AggregatorService(config)
+    service.start()
+    serve_until_signalled(service.server, service.close)
+    return 0
+
+
+def command_ceremony(options: argparse.Namespace) -> int:
+    from stagpack.edge.remote import RemoteKeyholder
+    from stagpack.dkg import run_ceremony
+    from stagpack.fhe import FheContext
+    from stagpack.edge.wire import bundle_exists, load_bundle_files, save_bundle
+
+    from stagpack.app.console import progress_printer
+
+    output = Output(options.json)
+    addresses = options.keyholder
+    threshold = options.threshold or len(addresses)
+    if options.skip_if_exists and bundle_exists(options.out):
+        existing = load_bundle_files(options.out)
+        output.emit(
+            {"committee_id": hexid(existing.committee_id), "skipped": True},
+            [f"committee {hexid(existing.committee_id)} already exists in {options.out}; nothing to do"],
+        )
+        return 0
+    if not output.as_json:
+        print(f"key ceremony among {len(addresses)} keyholders (threshold {threshold})")
+    peers = [RemoteKeyholder(address, 0, timeout_seconds=900) for address in addresses]
+    bundle = run_ceremony(FheContext(), peers, threshold, progress_printer(not output.as_json))
+    save_bundle(bundle, options.out)
+    body = bundle.transcript.body
+    output.emit(
+        {
+            "committee_id": hexid(bundle.committee_id),
+            "parties": body.parties,
+            "threshold": body.threshold,
+            "keyholders": [{"index": p.index, "name": p.name, "verify_key": hexid(p.verify_key)} for p in body.participants],
+            "joint_public_key_sha256": hexid(body.joint_public_key),
+            "out": str(options.out),
+        },
+        [
+            f"committee {hexid(bundle.committee_id)}",
+            f"  {body.parties} keyholders, any {body.threshold} can decrypt; transcript signed by all",
+            *[f"  {p.index}. {p.name} {hexid(p.verify_key)[:16]}…" for p in body.participants],
+            f"written to {options.out}",
+        ],
+    )
+    return 0
+
+
+def command_health(options: argparse.Namespace) -> int:
+    """Exit 0 if the service answers its gRPC health check (SERVING, with --serving)."""
+    from stagpack.app.launcher import health_status
+
+    status = health_status(options.address, timeout=options.timeout)
+    healthy = status == "SERVING" if options.serving else status is not None
+    Output(options.json).emit({"address": options.address, "status": status, "healthy": healthy},
+                              [f"{options.address}: {status or 'not answering'}"])
+    return 0 if healthy else 1
+
+
+def command_local_up(options: argparse.Namespace) -> int:
+    from stagpack.app.console import progress_printer
+    from stagpack.app.launcher import LocalDeployment
+
+    deployment = LocalDeployment.create(options.dir, options.keyholders, options.threshold, log_format="text")
+    print(f"starting {options.keyholders} keyholders and an aggregator under {deployment.directory}")
+    try:
+        deployment.start(progress_printer(True))
+        assert deployment.aggregator is not None
+        print(f"aggregator at {deployment.aggregator.address}; keyholders at "
+              f"{', '.join(service.address for service in deployment.keyholders)}")
+        print("logs: " + str(deployment.directory / "*.log") + "; press Ctrl-C to stop")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        deployment.stop()
+    return 0
+
+
+def command_demo(options: argparse.Namespace) -> int:
+    from stagpack.app.demo import run_demo
+
+    return run_demo(options)
+
+
+def command_bench(options: argparse.Namespace) -> int:
+    from stagpack.bench.report import run_from_cli
+
+    return run_from_cli(options)
+
+
+# --- participant commands --------------------------------------------------------------------
+
+
+def command_identity_create(options: argparse.Namespace) -> int:
+    from stagpack.participant.identity_file import create_identity_file
+
+    identity = create_identity_file(Path(options.out), overwrite=options.force)
+    Output(options.json).emit(
+        {"public_key": hexid(identity.verify_key), "file": options.out},
+        [f"created identity {hexid(identity.verify_key)}", f"  secret key in {options.out} (keep it private)"],
+    )
+    return 0
+
+
+def command_identity_show(options: argparse.Namespace) -> int:
+    from stagpack.participant.identity_file import read_identity_file
+
+    identity = read_identity_file(Path(options.file))
+    Output(options.json).emit({"public_key": hexid(identity.verify_key)}, [hexid(identity.verify_key)])
+    return 0
+
+
+def _client(options: argparse.Namespace) -> Any:
+    from stagpack.participant.client import AggregatorClient
+
+    return AggregatorClient(options.aggregator)
+
+
+def command_stag_create(options: argparse.Namespace) -> int:
+    from stagpack.encoding import StagKind
+    from stagpack.stag import StagSpec, now_millis
+
+    client = _client(options)
+    eligibility = tuple(parse_hex(key, "eligible key") for key in options.eligible or ())
+    deadline = now_millis() + parse_duration_millis(options.deadline) if options.deadline else 0
+    payload = Path(options.payload_file).read_bytes() if options.payload_file else b""
+    spec = StagSpec.new(
+        committee=client.committee_id, kind=StagKind(options.kind), levels=options.levels, title=options.title,
+        eligibility=eligibility, epoch_millis=parse_duration_millis(options.epoch), deadline_millis=deadline, payload=payload,
+    )
+    stag_id = client.create_stag(spec)
+    Output(options.json).emit(
+        {"stag_id": hexid(stag_id), "kind": spec.kind.value, "levels": spec.levels, "epoch_millis": spec.epoch_millis},
+        [f"created {spec.kind.value} stag {hexid(stag_id)}",
+         f"  {spec.levels} levels (full at {spec.levels - 1}), one hunt check every {spec.epoch_millis / 1000:g} s"],
+    )
+    return 0
+
+
+def command_stag_list(options: argparse.Namespace) -> int:
+    client = _client(options)
+    stags = client.list_stags()
+    kinds = {1: "count", 2: "capital"}
+    Output(options.json).emit(
+        {"stags": [{"stag_id": hexid(s.stag_id), "kind": kinds.get(s.kind, "?"), "levels": s.levels, "title": s.title} for s in stags]},
+        [f"{hexid(s.stag_id)}  {kinds.get(s.kind, '?'):8} L={s.levels:<6} {s.title}" for s in stags] or ["no stags"],
+    )
+    return 0
+
+
+def command_stag_status(options: argparse.Namespace) -> int:
+    client = _client(options)
+    if options.intendo:
+        intendo = client.intendo_status(parse_hex(options.stag, "stag id"), parse_hex(options.intendo, "intendo id"))
+        Output(options.json).emit(
+            {"intendo_id": options.intendo, "status": intendo.status, "weight": intendo.weight,
+             "submitted_at_height": intendo.submitted_at_height, "counted_at_height": intendo.counted_at_height,
+             "closed_at_height": intendo.closed_at_height},
+            [f"intendo {options.intendo}: {intendo.status} (submitted at log height {intendo.submitted_at_height}"
+             + (f", counted at {intendo.counted_at_height}" if intendo.counted_at_height else "")
+             + (f", closed at {intendo.closed_at_height}" if intendo.closed_at_height else "") + ")"],
+        )
+        return 0
+    status = client.status(parse_hex(options.stag, "stag id"))
+    hunts = [{"epoch": h.epoch, "level": h.level, "members": len(h.members)} for h in status.hunts]
+    epochs = [{"epoch": e.epoch, "result": e.result} for e in status.epochs]
+    document = {
+        "stag_id": options.stag, "title": status.spec.title, "levels": status.spec.levels,
+        "live_intendos": status.live_intendos, "awaiting_validation": status.awaiting_validation,
+        "withdrawn": status.withdrawn, "rejected": status.rejected, "executed": status.executed,
+        "remaining_capacity": status.remaining_capacity, "accepting": status.accepting, "hunts": hunts,
+        "epochs": epochs, "next_epoch_at_millis": status.next_epoch_at_millis, "committee": status.committee,
+    }
+    lines = [
+        f"stag {options.stag} {status.spec.title!r}",
+        f"  {status.live_intendos} live intendos ({status.awaiting_validation} awaiting validation), "
+        f"{status.withdrawn} withdrawn, {status.rejected} rejected; capacity left {status.remaining_capacity}",
+        f"  {len(epochs)} epochs checked; {len(hunts)} hunts"
+        + "".join(f"\n    epoch {h['epoch']}: level {h['level']}, {h['members']} members executed" for h in hunts),
+        f"  committee: {status.committee}",
+        "  (how close the pack is to firing is not known to anyone, the operator included)",
+    ]
+    Output(options.json).emit(document, lines)
+    return 0
+
+
+def _identity(options: argparse.Namespace) -> Any:
+    from stagpack.participant.identity_file import read_identity_file
+
+    return read_identity_file(Path(options.identity))
+
+
+def command_submit(options: argparse.Namespace) -> int:
+    from stagpack.participant.sdk import capital_threshold, count_threshold
+
+    client = _client(options)
+    stag_id = parse_hex(options.stag, "stag id")
+    spec = client.spec(stag_id)
+    if options.others is not None:
+        if options.amount is not None or options.total is not None:
+            raise InvalidInput("give either --others (count stag) or --amount and --total (capital stag)")
+        threshold = count_threshold(spec, options.others)
+        condition = f"I will if at least {options.others} others do"
+    else:
+        if options.amount is None or options.total is None:
+            raise InvalidInput("give --others N for a count stag, or --amount A --total C for a capital stag")
+        threshold = capital_threshold(spec, options.amount, options.total)
+        condition = f"I commit {options.amount} if the total reaches {options.total}"
+    prepared = client.prepare(spec, _identity(options), threshold)
+    intendo_id, height = client.submit(prepared)
+    Output(options.json).emit(
+        {"intendo_id": hexid(intendo_id), "log_height": height, "ciphertext_bytes": len(prepared.ciphertext)},
+        [f"submitted intendo {hexid(intendo_id)}", f"  \"{condition}\" — encrypted locally ({len(prepared.ciphertext):,} bytes); "
+         f"only whether a hunt fires is ever decrypted"],
+    )
+    return 0
+
+
+def command_withdraw(options: argparse.Namespace) -> int:
+    client = _client(options)
+    height = client.withdraw(_identity(options), parse_hex(options.stag, "stag id"), parse_hex(options.intendo, "intendo id"))
+    Output(options.json).emit({"log_height": height}, [f"withdrawn (log height {height})"])
+    return 0
+
+
+def command_watch(options: argparse.Namespace) -> int:
+    from stagpack import codec
+
+    client = _client(options)
+    stag_id = parse_hex(options.stag, "stag id")
+    seen = 0
+    if not options.json:
+        print(f"watching stag {options.stag} for hunts (Ctrl-C to stop)", flush=True)
+    for hunt in client.watch(stag_id, options.after, options.timeout):
+        hunt.bundle.verify()
+        if options.out_dir:
+            Path(options.out_dir).mkdir(parents=True, exist_ok=True)
+            (Path(options.out_dir) / f"hunt-{hunt.epoch}.certificate").write_bytes(codec.encode(hunt.bundle))
+        document = {
+            "stag_id": hexid(hunt.stag_id), "epoch": hunt.epoch, "level": hunt.level,
+            "members": [{"intendo_id": hexid(i), "participant": hexid(p), "weight": w} for i, p, w in hunt.members],
+            "verified": True,
+        }
+        if options.json:
+            print(json.dumps(document, sort_keys=True), flush=True)
+        else:
+            print(f"hunt at epoch {hunt.epoch}: level {hunt.level}, {len(hunt.members)} members (certificate verified)", flush=True)
+        seen += 1
+        if options.count and seen >= options.count:
+            break
+    return 0
+
+
+def command_verify(options: argparse.Namespace) -> int:
+    from stagpack import codec
+    from stagpack.log import CertificateBundle
+
+    bundle = codec.decode(CertificateBundle, Path(options.file).read_bytes())
+    bundle.verify()
+    outcome = bundle.certificate.outcome
+    body = bundle.transcript.body
+    Output(options.json).emit(
+        {
+            "valid": True, "stag_id": hexid(outcome.stag_id), "epoch": outcome.epoch, "level": outcome.level,
+            "members": [hexid(member.intendo_id) for member in outcome.members],
+            "signers": sorted(signature.index for signature in bundle.certificate.signatures),
+            "committee_id": hexid(bundle.transcript.committee_id),
+        },
+        [
+            f"valid hunt certificate for stag {hexid(outcome.stag_id)}",
+            f"  epoch {outcome.epoch}, level {outcome.level}, {len(outcome.members)} members (each intendo signature checked)",
+            f"  signed by keyholders {sorted(s.index for s in bundle.certificate.signatures)} of {body.parties} "
+            f"(threshold {body.threshold}); committee {hexid(bundle.transcript.committee_id)[:16]}… transcript verified",
+            f"  fixed point: executed {outcome.executed_weight} + members {outcome.level - outcome.executed_weight} = level {outcome.level}",
+        ],
+    )
+    return 0
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stagpack",
+        description="Threshold-FHE privacy service for coordination markets: encrypted conditional commitments "
+        "that fire together, without anyone learning how close they are.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str, parent: Any = commands) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def with_json(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+        return sub
+
+    def with_aggregator(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--aggregator", default=os.environ.get("STAGPACK_AGGREGATOR", DEFAULT_AGGREGATOR),
+                         help="aggregator address (default $STAGPACK_AGGREGATOR or %(default)s)")
+        return with_json(sub)
+
+    keyholder = commands.add_parser("keyholder", help="run a keyholder service").add_subparsers(dest="action", required=True)
+    serve = add("serve", command_keyholder_serve, "serve a keyholder over gRPC (config file and STAGPACK_KEYHOLDER_* variables)", keyholder)
+    serve.add_argument("--config", help="JSON configuration file")
+    aggregator = commands.add_parser("aggregator", help="run the aggregator service").add_subparsers(dest="action", required=True)
+    serve = add("serve", command_aggregator_serve, "serve the aggregator over gRPC (config file and STAGPACK_AGGREGATOR_* variables)", aggregator)
+    serve.add_argument("--config", help="JSON configuration file")
+
+    ceremony = with_json(add("ceremony", command_ceremony, "run the distributed key generation among keyholders"))
+    ceremony.add_argument("--keyholder", action="append", required=True, metavar="ADDRESS",
+                          help="a keyholder's address, once per keyholder, in committee order")
+    ceremony.add_argument("--threshold", type=int, help="keyholders needed to decrypt (default: all; t-of-n needs t > n/2)")
+    ceremony.add_argument("--out", required=True, help="directory for the committee bundle (transcript and joint keys)")
+    ceremony.add_argument("--skip-if-exists", action="store_true", help="do nothing if --out already holds a committee")
+
+    health = with_json(add("health", command_health, "check a service's gRPC health (for container health checks)"))
+    health.add_argument("address")
+    health.add_argument("--serving", action="store_true", help="require SERVING (keys loaded), not just an answer")
+    health.add_argument("--timeout", type=float, default=3.0)
+
+    local = commands.add_parser("local", help="run the whole topology as local processes").add_subparsers(dest="action", required=True)
+    up = add("up", command_local_up, "start n keyholders and an aggregator on loopback ports, run the ceremony, serve until Ctrl-C", local)
+    up.add_argument("--dir", default="var/local", help="data and log directory (default %(default)s)")
+    up.add_argument("--keyholders", type=int, default=5)
+    up.add_argument("--threshold", type=int, default=3)
+
+    demo = add("demo", command_demo, "a committee, a count stag and a capital stag, hundreds of simulated participants")
+    demo.add_argument("--participants", type=int, default=240, help="simulated participants across both stags (default %(default)s)")
+    demo.add_argument("--keyholders", type=int, default=5)
+    demo.add_argument("--threshold", type=int, default=3, help="t of the t-of-n committee (default %(default)s)")
+    demo.add_argument("--epochs", type=int, default=4, help="epochs of arrivals before the pack is left to fire (default %(default)s)")
+    demo.add_argument("--in-process", action="store_true", help="run every party in this process instead of as services")
+    demo.add_argument("--dir", help="keep data and logs here (default: a temporary directory)")
+    demo.add_argument("--seed", type=int, default=7)
+
+    bench = add("bench", command_bench, "privacy and performance benchmarks: a markdown report with plots")
+    bench.add_argument("--out", default="bench-report", help="report directory (default %(default)s)")
+    bench.add_argument("--full", action="store_true", help="larger sweeps: 5 keyholders, more epochs, n = 7 (about 10 minutes)")
+    bench.add_argument("--seed", type=int, default=1)
+
+    identity = commands.add_parser("identity", help="participant identities").add_subparsers(dest="action", required=True)
+    create = with_json(add("create", command_identity_create, "create an Ed25519 participant identity file", identity))
+    create.add_argument("--out", required=True)
+    create.add_argument("--force", action="store_true", help="overwrite an existing file")
+    show = with_json(add("show", command_identity_show, "print an identity's public key", identity))
+    show.add_argument("file")
+
+    stag = commands.add_parser("stag", help="create and inspect stags").add_subparsers(dest="action", required=True)
+    create = with_aggregator(add("create", command_stag_create, "create a stag", stag))
+    create.add_argument("--kind", choices=["count", "capital"], required=True)
+    create.add_argument("--levels", type=int, required=True, help="L: totals 0..L-1 (the stag is full at L-1)")
+    create.add_argument("--title", default="")
+    create.add_argument("--epoch", default="10s", help="time between hunt checks (default %(default)s)")
+    create.add_argument("--deadline", help="close the stag after this long (e.g. 30m); default: never")
+    create.add_argument("--eligible", action="append", metavar="PUBLIC_KEY", help="restrict to these participant keys (hex)")
+    create.add_argument("--payload-file", help="opaque execution payload handed to the executor")
+    with_aggregator(add("list", command_stag_list, "list stags", stag))
+    status = with_aggregator(add("status", command_stag_status, "public status of a stag (never its progress)", stag))
+    status.add_argument("stag", help="stag id (hex)")
+    status.add_argument("--intendo", help="show where this intendo stands instead (awaiting, counted, executed, …)")
+
+    submit = with_aggregator(add("submit", command_submit, "encrypt, sign and submit an intendo"))
+    submit.add_argument("--identity", required=True, help="participant identity file")
+    submit.add_argument("--stag", required=True, help="stag id (hex)")
+    submit.add_argument("--others", type=int, help="count stag: I will if at least N others do")
+    submit.add_argument("--amount", type=int, help="capital stag: units I commit")
+    submit.add_argument("--total", type=int, help="capital stag: if the total reaches this")
+
+    withdraw = with_aggregator(add("withdraw", command_withdraw, "withdraw your intendo"))
+    withdraw.add_argument("--identity", required=True)
+    withdraw.add_argument("--stag", required=True)
+    withdraw.add_argument("--intendo", required=True, help="intendo id (hex) printed by submit")
+
+    watch = with_aggregator(add("watch", command_watch, "stream a stag's hunts, verifying each certificate"))
+    watch.add_argument("--stag", required=True)
+    watch.add_argument("--after", type=int, default=0, help="only hunts after this epoch")
+    watch.add_argument("--count", type=int, default=0, help="stop after this many hunts")
+    watch.add_argument("--timeout", type=float, help="stop after this many seconds")
+    watch.add_argument("--out-dir", help="save each hunt's certificate bundle here (for `stagpack verify`)")
+
+    verify = with_json(add("verify", command_verify, "verify a hunt certificate bundle independently"))
+    verify.add_argument("file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(options.handler(options))
+    except StagpackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

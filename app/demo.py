@@ -1,0 +1,319 @@
+"""`stagpack demo`: a committee, a count stag and a capital stag, hundreds of participants.
+
+Participants with heterogeneous thresholds arrive in waves and some withdraw, epoch after epoch.
+Each epoch prints only what an outside observer (or the operator) sees: pack sizes and "no hunt".
+When a hunt fires, the demo prints the qualifying subset and checks it against the exact
+plaintext solver, which the simulation keeps on the side (it knows every threshold; nobody in
+the system does). By default every party runs as its own process, talking gRPC on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from stagpack.encoding import StagKind, Threshold
+from stagpack.errors import StagpackError
+from stagpack.identity import SigningIdentity
+from stagpack.participant.sdk import PreparedIntendo
+from stagpack.solver import HeightOracle
+from stagpack.stag import StagSpec
+
+EPOCH_MILLIS = 6000
+WAIT_SECONDS = 600
+
+
+@dataclass
+class PublicView:
+    live: int
+    awaiting: int
+    withdrawn: int
+    height: int  # the stag's log height
+    epochs: list[tuple[int, str, int]]  # (epoch, result, log height it evaluated)
+    hunts: list[tuple[int, int, int, tuple[bytes, ...]]]  # (epoch, level, log height, member intendo ids)
+
+
+class Backend(Protocol):
+    committee_id: bytes
+
+    def create_stag(self, spec: StagSpec) -> bytes: ...
+    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold) -> PreparedIntendo: ...
+    def submit(self, prepared: PreparedIntendo) -> bytes: ...
+    def withdraw(self, identity: SigningIdentity, stag_id: bytes, intendo_id: bytes) -> int: ...
+    def view(self, stag_id: bytes) -> PublicView: ...
+    def counted_at(self, stag_id: bytes, intendo_id: bytes) -> int: ...
+    def close(self) -> None: ...
+
+
+class ServiceBackend:
+    """Separate processes: 5 keyholders and an aggregator, reached over gRPC."""
+
+    def __init__(self, directory: Path, keyholders: int, threshold: int) -> None:
+        from stagpack.app.console import progress_printer
+        from stagpack.app.launcher import LocalDeployment
+        from stagpack.participant.client import AggregatorClient
+
+        self.deployment = LocalDeployment.create(directory, keyholders, threshold, tick_millis=250)
+        print(f"starting {keyholders} keyholder processes and an aggregator process (logs in {directory})")
+        self.deployment.start(progress_printer(True))
+        assert self.deployment.aggregator is not None
+        print(f"aggregator at {self.deployment.aggregator.address}, keyholders at "
+              + ", ".join(service.address for service in self.deployment.keyholders))
+        self.client = AggregatorClient(self.deployment.aggregator.address)
+        self.committee_id = self.client.committee_id
+
+    def create_stag(self, spec: StagSpec) -> bytes:
+        return self.client.create_stag(spec)
+
+    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold) -> PreparedIntendo:
+        return self.client.prepare(spec, identity, threshold)
+
+    def submit(self, prepared: PreparedIntendo) -> bytes:
+        return self.client.submit(prepared)[0]
+
+    def withdraw(self, identity: SigningIdentity, stag_id: bytes, intendo_id: bytes) -> int:
+        return self.client.withdraw(identity, stag_id, intendo_id)
+
+    def counted_at(self, stag_id: bytes, intendo_id: bytes) -> int:
+        return int(self.client.intendo_status(stag_id, intendo_id).counted_at_height)
+
+    def view(self, stag_id: bytes) -> PublicView:
+        status = self.client.status(stag_id)
+        return PublicView(
+            status.live_intendos, status.awaiting_validation, status.withdrawn, int(status.log_height),
+            [(int(e.epoch), e.result, int(e.log_height)) for e in status.epochs],
+            [(int(h.epoch), int(h.level), int(h.log_height), tuple(bytes(m.intendo_id) for m in h.members)) for h in status.hunts],
+        )
+
+    def close(self) -> None:
+        self.client.close()
+        self.deployment.stop()
+
+
+class InProcessBackend:
+    """Every party in this process (same protocol code; records still cross byte boundaries)."""
+
+    def __init__(self, directory: Path, keyholders: int, threshold: int) -> None:
+        from stagpack.app.console import progress_printer
+        from stagpack.app.inprocess import InProcessDeployment
+
+        print(f"starting {keyholders} keyholders and an aggregator in this process")
+        self.deployment = InProcessDeployment.start(directory, keyholders, threshold, progress=progress_printer(True))
+        self.aggregator = self.deployment.aggregator
+        self.committee_id = self.aggregator.committee.committee_id
+        self._stop = threading.Event()
+        self._scheduler = threading.Thread(target=self._tick, daemon=True)
+        self._scheduler.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.25):
+            self.aggregator.tick()
+
+    def create_stag(self, spec: StagSpec) -> bytes:
+        return self.aggregator.create_stag(spec)
+
+    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold) -> PreparedIntendo:
+        from stagpack.participant.sdk import prepare_intendo
+
+        return prepare_intendo(self.deployment.context, self.deployment.context.joint_key, spec, identity, threshold)
+
+    def submit(self, prepared: PreparedIntendo) -> bytes:
+        return self.aggregator.submit(prepared.envelope, prepared.ciphertext).intendo_id
+
+    def withdraw(self, identity: SigningIdentity, stag_id: bytes, intendo_id: bytes) -> int:
+        from stagpack.participant.sdk import prepare_withdrawal
+
+        return self.aggregator.withdraw(prepare_withdrawal(identity, stag_id, intendo_id))
+
+    def counted_at(self, stag_id: bytes, intendo_id: bytes) -> int:
+        return self.aggregator.intendo(stag_id, intendo_id).counted_at
+
+    def view(self, stag_id: bytes) -> PublicView:
+        status = self.aggregator.status(stag_id)
+        return PublicView(
+            status.live_intendos, status.awaiting_validation, status.withdrawn, status.height,
+            [(e.epoch, e.result, e.height) for e in status.epochs],
+            [(h.outcome.epoch, h.outcome.level, h.outcome.height, h.outcome.member_ids) for h in status.hunts],
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._scheduler.join(timeout=120)
+
+
+@dataclass
+class Participant:
+    identity: SigningIdentity
+    threshold: Threshold
+    description: str
+    intendo_id: bytes = b""
+    state: str = "waiting"  # waiting, live, withdrawn, executed
+    counted_at: int = 0  # log height at which the committee's validation counted it
+    withdrawn_at: int = 0
+
+
+@dataclass
+class SimulatedStag:
+    name: str
+    spec: StagSpec
+    participants: list[Participant]
+    oracle: HeightOracle
+    stag_id: bytes = b""
+    hunts_seen: int = 0
+    epochs_seen: int = 0
+    mismatches: list[str] = field(default_factory=list)
+
+
+def _population(rng: random.Random, kind: StagKind, count: int, levels: int) -> list[tuple[Threshold, str]]:
+    people = []
+    for _ in range(count):
+        if kind is StagKind.COUNT:
+            roll = rng.random()  # eager joiners, a broad middle, and sceptics
+            others = rng.randint(2, 20) if roll < 0.3 else rng.randint(20, 90) if roll < 0.8 else rng.randint(90, levels - 2)
+            people.append((Threshold.count(others, levels=levels), f"if at least {others} others do"))
+        else:
+            amount = rng.randint(3, 25)
+            total = rng.randint(max(amount, 40), levels - 1) if rng.random() < 0.7 else rng.randint(amount, 400)
+            people.append((Threshold.capital(amount, total, levels=levels), f"{amount} if the total reaches {total}"))
+    return people
+
+
+def _wait_for_epoch(backend: Backend, stag: SimulatedStag) -> PublicView:
+    """Wait until every submission so far is validated and the pack as it stands has been
+    evaluated by an epoch (the demo paces itself on the aggregator's public status)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        view = backend.view(stag.stag_id)
+        evaluated = any(height == view.height and result in ("no-hunt", "hunt", "empty") for _, result, height in view.epochs)
+        if view.awaiting == 0 and evaluated:
+            return view
+        time.sleep(0.25)
+    raise TimeoutError(f"{stag.name}: the pack was not evaluated within {WAIT_SECONDS} s")
+
+
+def _learn_counted(backend: Backend, stag: SimulatedStag) -> None:
+    """Participants ask where their intendo stands (public: validity, never thresholds); the
+    oracle learns at which log heights intendos were counted and withdrawn."""
+    for participant in stag.participants:
+        if participant.intendo_id and not participant.counted_at and participant.state != "waiting":
+            participant.counted_at = backend.counted_at(stag.stag_id, participant.intendo_id)
+            if participant.counted_at:
+                stag.oracle.counted(participant.intendo_id, participant.counted_at)
+                if participant.withdrawn_at:
+                    stag.oracle.withdrawn(participant.intendo_id, participant.withdrawn_at)
+
+
+def _report_epochs(stag: SimulatedStag, view: PublicView, elapsed: float) -> None:
+    new = [epoch for epoch in view.epochs[stag.epochs_seen:] if epoch[1] != "committee-unavailable"]
+    stag.epochs_seen = len(view.epochs)
+    if not new:
+        return
+    quiet = [epoch for epoch, result, _ in new if result in ("no-hunt", "empty")]
+    if quiet:
+        span = f"{quiet[0]}" if len(quiet) == 1 else f"{quiet[0]}–{quiet[-1]}"
+        print(f"[{elapsed:6.1f} s] {stag.name:7} epoch {span:>7}: {view.live:3} live intendos, "
+              f"{view.withdrawn} withdrawn so far → no hunt")
+    for epoch, result, _ in new:
+        if result not in ("no-hunt", "empty", "hunt"):
+            print(f"[{elapsed:6.1f} s] {stag.name:7} epoch {epoch:>7}: {result}")
+
+
+def _report_new_hunts(stag: SimulatedStag, view: PublicView) -> None:
+    by_id = {participant.intendo_id: participant for participant in stag.participants if participant.intendo_id}
+    for epoch, level, height, members in view.hunts[stag.hunts_seen:]:
+        expected = stag.oracle.expected_hunt(height)
+        print(f"  >>> HUNT on the {stag.name} stag at epoch {epoch}: level {level}, {len(members)} members execute together")
+        for intendo_id in members[:5]:
+            print(f"        {intendo_id.hex()[:12]}  ({by_id[intendo_id].description})")
+        if len(members) > 5:
+            print(f"        … and {len(members) - 5} more")
+        if expected is None or expected.level != level or set(expected.members) != set(members):
+            message = (f"epoch {epoch}: FHE says level {level} with {len(members)} members; the plaintext solver says "
+                       f"{'no hunt' if expected is None else f'level {expected.level} with {len(expected.members)} members'}")
+            stag.mismatches.append(message)
+            print(f"      MISMATCH with the plaintext solver: {message}")
+        else:
+            print("      cross-check: the plaintext solver, which knows every threshold, finds exactly this subset ✓")
+            stag.oracle.execute(expected)
+        for intendo_id in members:
+            by_id[intendo_id].state = "executed"
+        stag.hunts_seen += 1
+
+
+def run_demo(options: argparse.Namespace) -> int:
+    rng = random.Random(options.seed)
+    started = time.monotonic()
+    scratch = None
+    if options.dir:
+        directory = Path(options.dir)
+    else:
+        scratch = tempfile.TemporaryDirectory(prefix="stagpack-demo-")
+        directory = Path(scratch.name)
+    backend: Backend = (InProcessBackend if options.in_process else ServiceBackend)(directory, options.keyholders, options.threshold)
+    try:
+        per_stag = max(options.participants // 2, 1)
+        stags = []
+        for name, kind, levels, title in (
+            ("count", StagKind.COUNT, 160, "Switch the town to the new co-op grid if enough households do"),
+            ("capital", StagKind.CAPITAL, 2000, "Fund the community solar roof (units of $100)"),
+        ):
+            spec = StagSpec.new(committee=backend.committee_id, kind=kind, levels=levels, title=title, epoch_millis=EPOCH_MILLIS)
+            population = [Participant(SigningIdentity(), threshold, description) for threshold, description in _population(rng, kind, per_stag, levels)]
+            stag = SimulatedStag(name, spec, population, HeightOracle(levels))
+            stag.stag_id = backend.create_stag(spec)
+            stags.append(stag)
+            print(f"created the {name} stag {stag.stag_id.hex()[:16]}…: {title!r}, {levels} levels, "
+                  f"a hunt check every {EPOCH_MILLIS / 1000:g} s")
+        waves = max(options.epochs, 1)
+        print(f"\n{per_stag * len(stags)} participants arrive over {waves} waves; each encrypts its own threshold locally.")
+        print("Each epoch shows what an outside observer (or the operator) sees:\n")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for wave in range(waves + 2):
+                arrivals = {}
+                for stag in stags:
+                    arriving = [p for p in stag.participants if p.state == "waiting"][: len(stag.participants) // waves + 1] if wave < waves else []
+                    prepared = list(pool.map(lambda p, stag=stag: backend.prepare(stag.spec, p.identity, p.threshold), arriving))
+                    for participant, intendo in zip(arriving, prepared):
+                        participant.intendo_id = backend.submit(intendo)
+                        participant.state = "live"
+                        stag.oracle.intendo(participant.intendo_id, participant.threshold.level, participant.threshold.weight)
+                    live = [p for p in stag.participants if p.state == "live"]
+                    leaving = rng.sample(live, k=min(len(live), rng.randint(0, 3))) if wave < waves else []
+                    for participant in leaving:
+                        try:
+                            participant.withdrawn_at = backend.withdraw(participant.identity, stag.stag_id, participant.intendo_id)
+                        except StagpackError:
+                            continue  # executed in the meantime: executed intendos cannot leave
+                        participant.state = "withdrawn"
+                        if participant.counted_at:
+                            stag.oracle.withdrawn(participant.intendo_id, participant.withdrawn_at)
+                    arrivals[stag.name] = (len(arriving), len(leaving))
+                if wave < waves:
+                    print(f"wave {wave + 1}: " + ", ".join(f"{arrivals[s.name][0]} intendos arrive at the {s.name} stag "
+                                                          f"({arrivals[s.name][1]} withdraw)" for s in stags))
+                for stag in stags:
+                    view = _wait_for_epoch(backend, stag)
+                    _learn_counted(backend, stag)
+                    _report_epochs(stag, view, time.monotonic() - started)
+                    _report_new_hunts(stag, view)
+        mismatches = [message for stag in stags for message in stag.mismatches]
+        print(f"\ndone in {time.monotonic() - started:.0f} s: "
+              + ", ".join(f"{stag.name} stag {stag.hunts_seen} hunt(s)" for stag in stags)
+              + ("; every hunt matched the plaintext solver" if not mismatches else f"; {len(mismatches)} MISMATCHES"))
+        for stag in stags:
+            pending = stag.oracle.expected_hunt(1 << 62)
+            if pending is not None:
+                mismatches.append(f"{stag.name}: the solver expects a hunt at level {pending.level} that never fired")
+                print(f"  {mismatches[-1]}")
+        return 0 if not mismatches else 1
+    finally:
+        backend.close()
+        if scratch is not None:
+            scratch.cleanup()

@@ -1,0 +1,96 @@
+"""A whole deployment in one process: n keyholders, the ceremony, the aggregator, the ledger.
+
+Every party keeps its own store in `directory` and every record crosses an encode/decode
+boundary between parties, so this runs exactly the protocol code the services run; only the
+transport differs. Used by tests and by `stagpack demo --in-process`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from stagpack.aggregator.core import Aggregator
+from stagpack.decrypt import DecryptingParty
+from stagpack.decrypt.computation import DecryptionObserver
+from stagpack.dkg import CommitteeBundle, run_ceremony
+from stagpack.edge.aggregator_store import SqliteAggregatorStore
+from stagpack.edge.keyholder_store import SqliteKeyholderStore
+from stagpack.edge.ledger import SqliteLedger
+from stagpack.fhe import FheContext, FheParameters
+from stagpack.identity import KeyholderIdentity, Sealer, SealingCost
+from stagpack.keyholder.local import LocalKeyholder
+from stagpack.keyholder.node import KeyholderNode, MaskSource, PartialSource
+from stagpack.log import LogEntry
+from stagpack.pack import PackLimits
+from stagpack.stag import now_millis
+
+
+class _AggregatorLog:
+    """The replicas' view of the aggregator's log (set once the aggregator exists)."""
+
+    def __init__(self) -> None:
+        self.aggregator: Aggregator | None = None
+
+    def read_log(self, stag_id: bytes, after_height: int, up_to_height: int) -> Iterable[tuple[LogEntry, bytes | None]]:
+        assert self.aggregator is not None
+        return list(self.aggregator.read_log(stag_id, after_height, up_to_height))
+
+
+@dataclass
+class InProcessDeployment:
+    context: FheContext
+    nodes: list[KeyholderNode]
+    keyholders: list[LocalKeyholder]
+    aggregator: Aggregator
+    ledger: SqliteLedger
+    bundle: CommitteeBundle
+
+    @classmethod
+    def start(
+        cls,
+        directory: str | Path,
+        parties: int,
+        threshold: int | None = None,
+        *,
+        parameters: FheParameters | None = None,
+        allow_insecure: bool = False,
+        limits: PackLimits | None = None,
+        clock: Callable[[], int] = now_millis,
+        progress: Callable[[str, int, int], None] | None = None,
+        recheck_unchanged: bool = True,
+        masks: Mapping[int, MaskSource] | None = None,
+        partials: Mapping[int, Callable[[DecryptingParty], PartialSource]] | None = None,
+        observer: DecryptionObserver | None = None,
+    ) -> InProcessDeployment:
+        """A deployment in `directory`. Unlike the service (which lets an epoch pass without a
+        session when nothing changed), it evaluates every epoch by default, so tests and the
+        privacy benchmark observe one outcome per epoch.
+
+        `masks` and `partials` replace the sources of the keyholders they name (by index): a
+        dishonest keyholder running the production code path. `observer` sees every vector
+        the aggregator fuses."""
+        directory = Path(directory)
+        context = FheContext(parameters, allow_insecure=allow_insecure)
+        log_view = _AggregatorLog()
+        nodes = []
+        for index in range(1, parties + 1):
+            identity = KeyholderIdentity(f"keyholder-{index}")
+            sealer = Sealer(f"passphrase-of-keyholder-{index}".encode(), SealingCost.interactive())
+            store = SqliteKeyholderStore(directory / f"keyholder-{index}.db")
+            nodes.append(
+                KeyholderNode(
+                    context, identity, store, sealer, log_view, limits=limits, clock=clock,
+                    masks=(masks or {}).get(index), partials=(partials or {}).get(index),
+                )
+            )
+        keyholders = [LocalKeyholder(node) for node in nodes]
+        bundle = run_ceremony(context, keyholders, threshold or parties, progress)
+        ledger = SqliteLedger(directory / "ledger.db")
+        aggregator = Aggregator(
+            context, bundle, SqliteAggregatorStore(directory / "aggregator.db"), keyholders, ledger, limits=limits,
+            clock=clock, recheck_unchanged=recheck_unchanged, observer=observer,
+        )
+        log_view.aggregator = aggregator
+        return cls(context, nodes, keyholders, aggregator, ledger, bundle)

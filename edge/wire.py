@@ -1,0 +1,164 @@
+"""Conversions between the public protobuf messages (stagpack.v1) and stagpack's records.
+
+Decoding from protobuf is where hostile field values are first met: every conversion checks
+types and ranges and raises `InvalidInput` with the field's name, before any record exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stagpack import codec
+from stagpack.dkg import CommitteeBundle
+from stagpack.committee import Transcript
+from stagpack.encoding import StagKind
+from stagpack.envelope import IntendoEnvelope, IntendoStatement, Withdrawal, WithdrawalStatement
+from stagpack.errors import InvalidInput, NotFound
+from stagpack.log import CertificateBundle, HuntCertificate
+from stagpack.stag import StagSpec
+from stagpack.v1 import aggregator_pb2, common_pb2
+
+MAX_INT = (1 << 62) - 1
+_KINDS = {
+    common_pb2.STAG_KIND_COUNT: StagKind.COUNT,
+    common_pb2.STAG_KIND_CAPITAL: StagKind.CAPITAL,
+}
+_KIND_VALUES = {kind: value for value, kind in _KINDS.items()}
+
+
+def _bounded(name: str, value: int, maximum: int = MAX_INT) -> int:
+    if not 0 <= value <= maximum:
+        raise InvalidInput(f"{name} is out of range: {value}")
+    return int(value)
+
+
+def _signed(name: str, value: int) -> int:
+    if not -MAX_INT <= value <= MAX_INT:
+        raise InvalidInput(f"{name} is out of range: {value}")
+    return int(value)
+
+
+def spec_to_proto(spec: StagSpec) -> common_pb2.StagSpec:
+    return common_pb2.StagSpec(
+        committee=spec.committee, kind=_KIND_VALUES[spec.kind], levels=spec.levels, title=spec.title,
+        eligibility=list(spec.eligibility), epoch_millis=spec.epoch_millis, opens_at_millis=spec.opens_at_millis,
+        deadline_millis=spec.deadline_millis, payload=spec.payload, nonce=spec.nonce,
+    )
+
+
+def spec_from_proto(message: common_pb2.StagSpec) -> StagSpec:
+    kind = _KINDS.get(message.kind)
+    if kind is None:
+        raise InvalidInput("spec.kind must be STAG_KIND_COUNT or STAG_KIND_CAPITAL")
+    return StagSpec(
+        committee=bytes(message.committee),
+        kind=kind,
+        levels=_bounded("spec.levels", message.levels, 1 << 20),
+        title=message.title,
+        eligibility=tuple(bytes(key) for key in message.eligibility),
+        epoch_millis=_bounded("spec.epoch_millis", message.epoch_millis),
+        opens_at_millis=_signed("spec.opens_at_millis", message.opens_at_millis),
+        deadline_millis=_signed("spec.deadline_millis", message.deadline_millis),
+        payload=bytes(message.payload),
+        nonce=bytes(message.nonce),
+    )
+
+
+def envelope_to_proto(envelope: IntendoEnvelope) -> common_pb2.IntendoEnvelope:
+    statement = envelope.statement
+    return common_pb2.IntendoEnvelope(
+        statement=common_pb2.IntendoStatement(
+            stag_id=statement.stag_id, participant=statement.participant, ciphertext_digest=statement.ciphertext_digest,
+            weight=statement.weight, nonce=statement.nonce, expires_at_millis=statement.expires_at_millis,
+        ),
+        signature=envelope.signature,
+    )
+
+
+def envelope_from_proto(message: common_pb2.IntendoEnvelope) -> IntendoEnvelope:
+    if not message.HasField("statement"):
+        raise InvalidInput("envelope.statement is missing")
+    statement = message.statement
+    return IntendoEnvelope(
+        IntendoStatement(
+            stag_id=bytes(statement.stag_id),
+            participant=bytes(statement.participant),
+            ciphertext_digest=bytes(statement.ciphertext_digest),
+            weight=_bounded("envelope.statement.weight", statement.weight, 1 << 31),
+            nonce=bytes(statement.nonce),
+            expires_at_millis=_signed("envelope.statement.expires_at_millis", statement.expires_at_millis),
+        ),
+        bytes(message.signature),
+    )
+
+
+def withdrawal_to_proto(withdrawal: Withdrawal) -> common_pb2.Withdrawal:
+    statement = withdrawal.statement
+    return common_pb2.Withdrawal(
+        statement=common_pb2.WithdrawalStatement(
+            stag_id=statement.stag_id, intendo_id=statement.intendo_id, participant=statement.participant,
+            nonce=statement.nonce, expires_at_millis=statement.expires_at_millis,
+        ),
+        signature=withdrawal.signature,
+    )
+
+
+def withdrawal_from_proto(message: common_pb2.Withdrawal) -> Withdrawal:
+    if not message.HasField("statement"):
+        raise InvalidInput("withdrawal.statement is missing")
+    statement = message.statement
+    return Withdrawal(
+        WithdrawalStatement(
+            stag_id=bytes(statement.stag_id),
+            intendo_id=bytes(statement.intendo_id),
+            participant=bytes(statement.participant),
+            nonce=bytes(statement.nonce),
+            expires_at_millis=_signed("withdrawal.statement.expires_at_millis", statement.expires_at_millis),
+        ),
+        bytes(message.signature),
+    )
+
+
+def hunt_to_proto(certificate: HuntCertificate, spec: StagSpec, transcript: Transcript) -> aggregator_pb2.Hunt:
+    outcome = certificate.outcome
+    return aggregator_pb2.Hunt(
+        stag_id=outcome.stag_id,
+        epoch=outcome.epoch,
+        level=outcome.level,
+        log_height=outcome.height,
+        members=[
+            aggregator_pb2.HuntMember(
+                intendo_id=member.intendo_id, participant=member.statement.participant, weight=member.statement.weight
+            )
+            for member in outcome.members
+        ],
+        certificate_bundle=codec.encode(CertificateBundle(certificate, spec, transcript)),
+    )
+
+
+# --- committee bundle files -------------------------------------------------------------------
+
+_BUNDLE_FILES = ("transcript.bin", "joint_public_key.bin", "relinearization_key.bin", "rotation_keys.bin")
+
+
+def save_bundle(bundle: CommitteeBundle, directory: str | Path) -> None:
+    """Write the ceremony's public outcome; the transcript goes last, marking it complete."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    contents = (bundle.transcript.to_bytes(), bundle.joint_public_key, bundle.relinearization_key, bundle.rotation_keys)
+    for name, data in reversed(list(zip(_BUNDLE_FILES, contents))):
+        temporary = directory / f".{name}.tmp"
+        temporary.write_bytes(data)
+        temporary.replace(directory / name)
+
+
+def bundle_exists(directory: str | Path) -> bool:
+    return all((Path(directory) / name).exists() for name in _BUNDLE_FILES)
+
+
+def load_bundle_files(directory: str | Path) -> CommitteeBundle:
+    directory = Path(directory)
+    if not bundle_exists(directory):
+        raise NotFound(f"no committee in {directory}: run `stagpack ceremony` first")
+    transcript, joint, relinearization, rotation = ((directory / name).read_bytes() for name in _BUNDLE_FILES)
+    return CommitteeBundle(Transcript.from_bytes(transcript), joint, relinearization, rotation)

@@ -1,0 +1,209 @@
+"""The keyholder's decryption policy (DESIGN.md §4): every rule a keyholder enforces, in order.
+
+A keyholder partially decrypts only a ciphertext that it recomputed itself from its own replica
+of the stag's signed log at the session's log position, with masks that every contributor
+committed to before any was revealed, in a step that the step graph (`stagpack.decrypt.steps`)
+allows after what the earlier steps revealed — and it reads what they revealed itself, from
+their signed partials. Each rule below raises `PolicyRefusal` (or `WrongPhase` when waiting
+will help) with its reason; `KeyholderNode` applies them in this order and logs every refusal.
+
+1. Opening a session
+   - a fired hunt is recorded in the log before anything else is served for its stag (hunts
+     are binding: no dry runs);
+   - the aggregator shows this keyholder the log head its replica holds (no equivocation);
+   - a hunt check only for an epoch of the stag, once due, after the last epoch checked, on a
+     pack with counted intendos; a validation session only for the next batch;
+   - a session that was already evaluated is not opened again at another height.
+2. Masks
+   - the commitments come from at least t distinct committee members, all for this session and
+     log position, with this keyholder's own among them;
+   - once fixed, the set of commitments may only shrink (a contributor that went away), and
+     only before anything was decrypted.
+3. What may be decrypted
+   - only sessions that can still be served: not superseded, not erased;
+   - the family of quorums is the prescribed one for the keyholders it names;
+   - the masks are the ones whose commitments this keyholder fixed, and its replica is at the
+     session's height;
+   - earlier steps' facts come only from their complete, verified partials;
+   - the step graph allows the step after those facts;
+   - the ciphertext the aggregator claims is exactly this keyholder's recomputation.
+4. One own partial per ciphertext, ever: every fresh partial is another flooding sample.
+5. A binding step (membership) is recorded durably before its partials leave.
+6. Certify only the outcome this keyholder fused itself.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from stagpack.decrypt.computation import SessionComputation, read_steps
+from stagpack.decrypt.quorum import Quorum, quorum_family
+from stagpack.decrypt.steps import SessionFacts, previous, require_step
+from stagpack.errors import InvalidInput, PolicyRefusal, UnverifiedEvidence, WrongPhase
+from stagpack.identity import verify_signature
+from stagpack.keyholder.store import SessionRecord
+from stagpack.committee import CommitteeInfo
+from stagpack.pack import PackState
+from stagpack.session import MASKS_PER_SESSION, SessionKind, SessionRef, SignedCommitment, SignedPartial, Step
+
+# -- 1. opening a session ---------------------------------------------------------------------
+
+
+def unrecorded_fired_hunts(records: Sequence[SessionRecord], last_recorded_epoch: int) -> list[int]:
+    """Epochs whose hunt this keyholder served membership for and the log does not record yet."""
+    return [
+        record.session.number
+        for record in records
+        if record.fired_level and record.session.kind is SessionKind.HUNT and record.session.number > last_recorded_epoch
+    ]
+
+
+def require_hunts_recorded(fired: Sequence[int], recorded: set[int]) -> None:
+    """A fired hunt must be in the log before the replica moves past its height (it is certified
+    at that height) and before anything else is served for the stag."""
+    for number in fired:
+        if number not in recorded:
+            raise WrongPhase(f"the hunt of epoch {number} fired and must be recorded in the log first")
+
+
+def require_head(state: PackState, session: SessionRef) -> None:
+    if state.head != session.head:
+        raise PolicyRefusal("the log head differs from this keyholder's replica (equivocating aggregator?)")
+
+
+def require_not_reevaluated(existing: SessionRecord | None, session: SessionRef) -> None:
+    """A session that served a step at one log position is never opened at another."""
+    if existing is not None and existing.session != session and existing.served:
+        raise PolicyRefusal(
+            f"{session.kind.value} {session.number} was already evaluated at height {existing.session.height}"
+        )
+
+
+def may_open(session: SessionRef, state: PackState, records: Sequence[SessionRecord], now_millis: int) -> None:
+    """Whether `session` may open on the replica `state` (synced to the session's height)."""
+    spec = state.require_spec()
+    require_hunts_recorded(unrecorded_fired_hunts(records, state.last_hunt_epoch), set())
+    if session.kind is SessionKind.HUNT:
+        if not spec.epoch_allowed(session.number):
+            raise PolicyRefusal(f"epoch {session.number} is not an epoch of this stag")
+        due = spec.epoch_due_at(session.number)
+        if now_millis < due:
+            raise PolicyRefusal(f"epoch {session.number} is not due until {due} (it is {now_millis})")
+        served = [record.session.number for record in records if record.session.kind is SessionKind.HUNT and record.served]
+        if served and session.number <= max(served):
+            raise PolicyRefusal(f"epoch {session.number} is not after the last checked epoch {max(served)}")
+        if state.counted == 0:
+            raise WrongPhase("the pack has no counted intendos")
+    else:
+        if session.number != state.validation_batches + 1:
+            raise PolicyRefusal(f"the next validation batch is {state.validation_batches + 1}, not {session.number}")
+        if not state.validation_batch():
+            raise WrongPhase("no intendos await validation")
+
+
+# -- 2. masks ---------------------------------------------------------------------------------
+
+
+def check_commitments(committee: CommitteeInfo, session: SessionRef, commitments: Sequence[SignedCommitment]) -> None:
+    """Signed by distinct committee members, for this very session and log position, at least t."""
+    seen = set()
+    for signed in commitments:
+        commitment = signed.commitment
+        if commitment.session != session:
+            raise PolicyRefusal(
+                "a mask commitment is for another session or log position (the aggregator may be "
+                "showing keyholders different logs)"
+            )
+        if commitment.keyholder in seen:
+            raise InvalidInput(f"two mask commitments from keyholder {commitment.keyholder}")
+        if len(commitment.masks) != MASKS_PER_SESSION or any(len(mask) != 32 for mask in commitment.masks):
+            raise InvalidInput("a mask commitment has the wrong shape")
+        verify_signature(committee.verify_key(commitment.keyholder), "mask-commitment", signed.message(), signed.signature)
+        seen.add(commitment.keyholder)
+    if len(seen) < committee.threshold:
+        raise PolicyRefusal(f"masks from {len(seen)} keyholders; at least t = {committee.threshold} must contribute")
+
+
+def require_own_commitment(record: SessionRecord, index: int, commitments: Sequence[SignedCommitment]) -> None:
+    mine = [signed for signed in commitments if signed.commitment.keyholder == index]
+    if mine != [record.commitment]:
+        raise PolicyRefusal("the commitments do not include this keyholder's own commitment")
+
+
+def may_fix_commitments(record: SessionRecord, ordered: tuple[SignedCommitment, ...]) -> None:
+    """The first reveal fixes the set of commitments. A contributor that went offline before
+    revealing may be dropped, but only before anything was decrypted; none may be added."""
+    if record.fixed_commitments and record.fixed_commitments != ordered:
+        shrinking = set(ordered) < set(record.fixed_commitments)
+        if not shrinking or record.served:
+            raise PolicyRefusal("a different set of mask commitments was already fixed for this session")
+
+
+# -- 3. what may be decrypted -----------------------------------------------------------------
+
+
+def require_servable(record: SessionRecord | None, session: SessionRef) -> SessionRecord:
+    """The stored record of a session that can still be served."""
+    if record is None:
+        raise WrongPhase("no such session was opened on this keyholder")
+    if record.session != session:
+        raise WrongPhase(
+            f"stale session: {session.kind.value} {session.number} was opened again at height "
+            f"{record.session.height}, and only that one may be served"
+        )
+    if record.erased:
+        raise PolicyRefusal("stale session: a later session has opened, and this one's masks were erased")
+    return record
+
+
+def require_prescribed_family(committee: CommitteeInfo, quorums: Sequence[tuple[int, ...]], index: int) -> tuple[Quorum, ...]:
+    """The family must be exactly the prescribed one for the keyholders it names, and name this
+    keyholder (the aggregator may not hand-pick quorums that nothing cross-checks)."""
+    members = {member for quorum in quorums for member in quorum}
+    family = quorum_family(committee.parties, committee.threshold, frozenset(members))
+    if tuple(quorum.members for quorum in family) != tuple(quorums):
+        raise PolicyRefusal(f"the quorums {tuple(quorums)} are not the prescribed family for keyholders {sorted(members)}")
+    if index not in members:
+        raise InvalidInput(f"keyholder {index} is not in any quorum of {tuple(quorums)}")
+    return family
+
+
+def require_fixed_masks(record: SessionRecord, ordered: tuple[SignedCommitment, ...]) -> None:
+    if not record.fixed_commitments or ordered != record.fixed_commitments:
+        raise PolicyRefusal("the masks are not the ones whose commitments this keyholder fixed")
+
+
+def require_replica_at(state: PackState, session: SessionRef) -> None:
+    if state.height != session.height:
+        raise PolicyRefusal(f"stale session: this keyholder's replica is at height {state.height}, not {session.height}")
+
+
+def derive_facts(
+    computation: SessionComputation, committee: CommitteeInfo, prior: Sequence[SignedPartial], step: Step
+) -> SessionFacts:
+    """What the steps before `step` revealed, read by this keyholder from their partials; then
+    the step graph's verdict on `step`. Evidence that does not verify is refused."""
+    before = previous(computation.session.kind, step)
+    try:
+        facts = computation.initial_facts() if before is None else read_steps(computation, committee, prior, before)
+    except UnverifiedEvidence as error:
+        raise PolicyRefusal(str(error)) from None
+    require_step(facts, step)
+    return facts
+
+
+def require_recomputed(claimed: Sequence[bytes], recomputed: Sequence[bytes]) -> None:
+    """Decrypt only this keyholder's own recomputation, byte for byte."""
+    if tuple(claimed) != tuple(recomputed):
+        raise PolicyRefusal("the ciphertext to decrypt differs from this keyholder's recomputation")
+
+
+# -- 6. certify -------------------------------------------------------------------------------
+
+
+def require_outcome(fused: bytes | None, claimed: bytes) -> None:
+    """Sign only an outcome this keyholder fused itself from the session's partials."""
+    if fused is None:
+        raise PolicyRefusal("the session revealed no hunt; there is nothing to certify")
+    if fused != claimed:
+        raise PolicyRefusal("the outcome differs from what this keyholder fused")

@@ -1,0 +1,669 @@
+"""The keyholder decryption policy (DESIGN.md §4) against a malicious aggregator.
+
+Every request here goes straight to a keyholder (through `LocalKeyholder`, so every record
+crosses its byte encoding), built by hand from `stagpack.session` records the way a dishonest
+operator could build them: valid session prefixes made with the real protocol pieces, then one
+thing wrong. Each must be refused with the right error, the refusal logged, and nothing released:
+no partials come back and the keyholder's session record shows no served step for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from stagpack import codec
+from stagpack.aggregator.committee import KeyholderUnreachable, LocalKeyholder
+from stagpack.decrypt import quorum_family
+from stagpack.encoding import StagKind
+from stagpack.errors import CommitteeUnavailable, InvalidInput, InvalidSignature, PolicyRefusal, StagpackError, WrongPhase
+from stagpack.decrypt.computation import SessionComputation, read_hunt_steps
+from stagpack.fhe import Ciphertext
+from stagpack.app.inprocess import InProcessDeployment
+from stagpack.keyholder.node import KeyholderNode
+from stagpack.log import HuntOutcome
+from stagpack.session import (
+    CertifyRequest,
+    DecryptRequest,
+    MaskCommitment,
+    MaskReveal,
+    RevealRequest,
+    SessionKind,
+    SessionRef,
+    SignedCommitment,
+    SignedPartial,
+    Step,
+)
+from stagpack.stag import ManualClock
+from support.protocol import DictSource, MirroredStag, replay_log, served_steps, start_deployment
+
+KEYHOLDER_LOG = "stagpack.keyholder"
+
+
+@pytest.fixture(scope="module")
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(scope="module")
+def deployment(scratch: Callable[[str], Path], clock: ManualClock) -> InProcessDeployment:
+    return start_deployment(scratch("policy"), 3, 2, clock)
+
+
+@pytest.fixture(scope="module")
+def quiet(deployment: InProcessDeployment, clock: ManualClock) -> MirroredStag:
+    """A validated pack that never fires (three intendos that each need ten others). Tests that
+    only need refusals share it, each in an epoch of its own (the clock only moves forward)."""
+    stag = MirroredStag.create(deployment, clock, StagKind.COUNT, 16, title="quiet")
+    for _ in range(3):
+        stag.submit_count(10)
+    stag.validate()
+    return stag
+
+
+@pytest.fixture(autouse=True)
+def keyholder_warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.WARNING, logger=KEYHOLDER_LOG)
+    return caplog
+
+
+class HandSession:
+    """One session driven by hand, as the aggregator (honest or not) would drive it."""
+
+    def __init__(
+        self,
+        deployment: InProcessDeployment,
+        stag: MirroredStag,
+        kind: SessionKind,
+        number: int,
+    ) -> None:
+        self.deployment = deployment
+        self.stag = stag
+        self.context = deployment.context
+        self.committee = deployment.aggregator.committee
+        replica = replay_log(deployment, stag.stag_id, stag.ciphertexts)  # the operator's own view
+        self.snapshot = replica.snapshot()
+        self.session = SessionRef(stag.stag_id, kind, number, self.snapshot.height, self.snapshot.head)
+        self.commitments: tuple[SignedCommitment, ...] = ()
+        self.reveals: tuple[MaskReveal, ...] = ()
+        self._computation: SessionComputation | None = None
+
+    @property
+    def keyholders(self) -> list[LocalKeyholder]:
+        return self.deployment.keyholders
+
+    @property
+    def everyone(self) -> tuple[int, ...]:
+        return tuple(keyholder.index for keyholder in self.keyholders)
+
+    def family(self, members: Sequence[int] | None = None) -> tuple[tuple[int, ...], ...]:
+        """The prescribed family of quorums when `members` (default everyone) take part."""
+        family = quorum_family(self.committee.parties, self.committee.threshold, frozenset(members or self.everyone))
+        return tuple(quorum.members for quorum in family)
+
+    def open(self) -> HandSession:
+        self.commitments = tuple(keyholder.open_session(self.session) for keyholder in self.keyholders)
+        return self
+
+    def reveal(self) -> HandSession:
+        request = RevealRequest(self.session, self.commitments)
+        self.reveals = tuple(keyholder.reveal(request) for keyholder in self.keyholders)
+        return self
+
+    def start(self) -> HandSession:
+        return self.open().reveal()
+
+    def computation(self) -> SessionComputation:
+        if self._computation is None:
+            self._computation = SessionComputation(
+                self.context, self.snapshot, DictSource(self.stag.ciphertexts), self.session, self.commitments, self.reveals
+            )
+        return self._computation
+
+    def request(
+        self,
+        step: Step,
+        claimed: Sequence[Ciphertext] | tuple[bytes, ...],
+        prior: tuple[SignedPartial, ...] = (),
+        *,
+        commitments: tuple[SignedCommitment, ...] | None = None,
+        reveals: tuple[MaskReveal, ...] | None = None,
+        quorums: tuple[tuple[int, ...], ...] | None = None,
+    ) -> DecryptRequest:
+        digests = tuple(
+            item if isinstance(item, bytes) else self.context.ciphertext_digest(item) for item in claimed  # type: ignore[arg-type]
+        )
+        return DecryptRequest(
+            self.session,
+            step,
+            self.family() if quorums is None else quorums,
+            self.commitments if commitments is None else commitments,
+            self.reveals if reveals is None else reveals,
+            prior,
+            digests,
+        )
+
+    def serve(
+        self,
+        step: Step,
+        ciphertexts: Sequence[Ciphertext],
+        prior: tuple[SignedPartial, ...] = (),
+        quorums: tuple[tuple[int, ...], ...] | None = None,
+    ) -> tuple[SignedPartial, ...]:
+        """An honest step: every keyholder of the family decrypts what it recomputes too."""
+        request = self.request(step, ciphertexts, prior, quorums=quorums)
+        members = {member for quorum in request.quorums for member in quorum}
+        return tuple(partial for keyholder in self.keyholders if keyholder.index in members for partial in keyholder.decrypt(request).partials)
+
+    def certify_request(self, partials: tuple[SignedPartial, ...], outcome: object) -> CertifyRequest:
+        return CertifyRequest(self.session, self.commitments, self.reveals, partials, codec.encode(outcome))
+
+    def served(self, node: KeyholderNode) -> list[Step]:
+        return [step for number, step in served_steps(node, self.stag.stag_id, self.session.kind) if number == self.session.number]
+
+
+def refused(
+    caplog: pytest.LogCaptureFixture,
+    call: Callable[[], object],
+    error: type[StagpackError],
+    match: str,
+) -> StagpackError:
+    """`call` must raise exactly `error` (matching `match`), and the keyholder must log it."""
+    caplog.clear()
+    with pytest.raises(StagpackError, match=match) as raised:
+        call()
+    assert type(raised.value) is error, f"{type(raised.value).__name__}: {raised.value}"
+    messages = [record.getMessage() for record in caplog.records if record.name == KEYHOLDER_LOG]
+    assert any("refused" in message for message in messages), messages
+    return raised.value
+
+
+def each_keyholder_refuses(
+    caplog: pytest.LogCaptureFixture,
+    hand: HandSession,
+    request: DecryptRequest,
+    error: type[StagpackError],
+    match: str,
+) -> None:
+    """Every keyholder refuses `request` and serves nothing for its step."""
+    for keyholder in hand.keyholders:
+        refused(caplog, lambda: keyholder.decrypt(request), error, match)
+        assert request.step not in hand.served(keyholder.node)
+
+
+def next_epoch(stag: MirroredStag) -> int:
+    stag.clock.advance(stag.spec.epoch_millis)
+    return stag.current_epoch()
+
+
+def flip_one_byte(data: bytes, position: int) -> bytes:
+    flipped = bytearray(data)
+    flipped[position] ^= 0x01
+    return bytes(flipped)
+
+
+# With all three of the 2-of-3 committee taking part, the family is (2,3), (1,3), (1,2): each
+# keyholder releases its own partial and one stand-in in each of its two quorums.
+FAMILY_PARTIALS = 3 + 3 * 2
+
+
+# -- only what the keyholder recomputed itself ------------------------------------------------
+
+
+CLAIMS = ["raw intendo", "forged digest", "one byte off", "pack sum", "unmasked distance", "raw mask"]
+
+
+@pytest.mark.parametrize("claim", CLAIMS)
+def test_only_the_recomputed_check_is_decrypted(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture, claim: str
+) -> None:
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    computation = hand.computation()
+    (check,) = computation.check()
+    context = deployment.context
+    if claim == "raw intendo":  # how an operator would read someone's threshold
+        intendo_id = next(iter(quiet.ciphertexts))
+        claimed: tuple[bytes, ...] = (hashlib.sha256(quiet.ciphertexts[intendo_id]).digest(),)
+    elif claim == "forged digest":
+        claimed = (os.urandom(32),)
+    elif claim == "one byte off":  # the correct canonical bytes with one byte flipped
+        correct = context.ciphertext_to_bytes(check)
+        claimed = (hashlib.sha256(flip_one_byte(correct, len(correct) // 2)).digest(),)
+    elif claim == "pack sum":  # c[l] itself
+        claimed = (context.ciphertext_digest(hand.snapshot.counted_sum),)  # type: ignore[arg-type]
+    elif claim == "unmasked distance":  # d = c - ramp without the masks
+        from stagpack.decrypt.circuit import fixed_point_distance
+
+        claimed = (context.ciphertext_digest(fixed_point_distance(context, hand.snapshot.counted_sum, quiet.levels)),)  # type: ignore[arg-type]
+    else:  # a mask on its own would let the operator unmask the check
+        claimed = (hashlib.sha256(hand.reveals[0].masks[0]).digest(),)
+    request = hand.request(Step.CHECK, claimed)
+    each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "differs from this keyholder's recomputation")
+    # the honest request is served (the refusals consumed nothing)
+    assert len(hand.serve(Step.CHECK, [check])) == FAMILY_PARTIALS
+
+
+def test_a_validation_batch_decrypts_only_its_own_check(
+    deployment: InProcessDeployment, clock: ManualClock, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    stag = MirroredStag.create(deployment, clock, StagKind.CAPITAL, 32)
+    stag.submit_capital(3, 20)
+    stag.submit_capital(4, 25)
+    hand = HandSession(deployment, stag, SessionKind.VALIDATION, 1).start()
+    computation = hand.computation()
+    raw = hashlib.sha256(next(iter(stag.ciphertexts.values()))).digest()
+    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.BATCH, (raw,)), PolicyRefusal, "recomputation")
+    batch = hand.serve(Step.BATCH, computation.batch())
+    # the batch is valid: a per-intendo check would reveal more than the policy allows
+    each = hand.request(Step.EACH, computation.each(), batch)
+    each_keyholder_refuses(keyholder_warnings, hand, each, PolicyRefusal, "already decided every intendo")
+    # a batch number out of sequence is refused at the door
+    later = SessionRef(stag.stag_id, SessionKind.VALIDATION, 2, hand.session.height, hand.session.head)
+    refused(keyholder_warnings, lambda: hand.keyholders[0].open_session(later), PolicyRefusal, "next validation batch is 1")
+
+
+# -- heights and epochs -----------------------------------------------------------------------
+
+
+def test_a_stale_evaluation_is_refused_after_the_replica_moved_on(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    epoch = next_epoch(quiet)
+    stale = HandSession(deployment, quiet, SessionKind.HUNT, epoch).start()
+    (check,) = stale.computation().check()
+    quiet.submit_count(11)  # the log grows ...
+    batch = replay_log(deployment, quiet.stag_id, quiet.ciphertexts).validation_batches + 1
+    moving = HandSession(deployment, quiet, SessionKind.VALIDATION, batch).open()  # ... and every replica follows it
+    assert moving.session.height == stale.session.height + 1
+    each_keyholder_refuses(keyholder_warnings, stale, stale.request(Step.CHECK, [check]), PolicyRefusal, "stale session")
+    # the epoch's check opened again at the new height replaces the old one on every keyholder
+    again = HandSession(deployment, quiet, SessionKind.HUNT, epoch).open()
+    assert again.session.height == moving.session.height
+    reopened = f"stale session: hunt {epoch} was opened again"
+    each_keyholder_refuses(keyholder_warnings, stale, stale.request(Step.CHECK, [check]), WrongPhase, reopened)
+    # nor can a session be opened at the old height any more
+    old = SessionRef(quiet.stag_id, SessionKind.HUNT, next_epoch(quiet), stale.session.height, stale.session.head)
+    for keyholder in stale.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.open_session(old), PolicyRefusal, "stale request")
+
+
+def test_a_session_the_log_left_behind_is_erased_but_still_binds_the_policy(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    epoch = next_epoch(quiet)
+    old = HandSession(deployment, quiet, SessionKind.HUNT, epoch).start()
+    (check,) = old.computation().check()
+    old.serve(Step.CHECK, [check])
+    for node in deployment.nodes:  # while the replica stands at its height, the session is whole
+        (record,) = [r for r in node._store.sessions(quiet.stag_id) if r.session == old.session]
+        assert record.masks and record.served[0].partials and not record.erased
+    quiet.submit_count(13)
+    batch = replay_log(deployment, quiet.stag_id, quiet.ciphertexts).validation_batches + 1
+    HandSession(deployment, quiet, SessionKind.VALIDATION, batch).open()  # every replica moves on
+    for node in deployment.nodes:
+        (record,) = [r for r in node._store.sessions(quiet.stag_id) if r.session == old.session]
+        assert record.erased and record.masks == ()
+        assert [step.step for step in record.served] == [Step.CHECK] and record.served[0].partials == ()
+    # nothing of it can be served again, not even the partials already released ...
+    request, reveal = old.request(Step.CHECK, [check]), RevealRequest(old.session, old.commitments)
+    for keyholder in old.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.decrypt(request), PolicyRefusal, "masks were erased")
+        refused(keyholder_warnings, lambda: keyholder.reveal(reveal), PolicyRefusal, "masks were erased")
+    # ... and what it served still binds: the epoch may not be checked again at the new height
+    again = HandSession(deployment, quiet, SessionKind.HUNT, epoch)
+    for keyholder in old.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.open_session(again.session), PolicyRefusal, "already evaluated at height")
+
+
+def test_an_earlier_epochs_hunt_is_erased_when_a_later_one_opens_at_the_same_height(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    earlier = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    (check,) = earlier.computation().check()
+    earlier.serve(Step.CHECK, [check])
+    later = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).open()  # nothing changed in the log
+    assert later.session.height == earlier.session.height
+    for node in deployment.nodes:
+        records = {record.session.number: record for record in node._store.sessions(quiet.stag_id)}
+        assert records[earlier.session.number].erased and records[earlier.session.number].masks == ()
+        assert not records[later.session.number].erased and records[later.session.number].masks
+    request = earlier.request(Step.CHECK, [check])
+    for keyholder in earlier.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.decrypt(request), PolicyRefusal, "masks were erased")
+    later.reveal()  # the later epoch's session goes on
+    (check,) = later.computation().check()
+    later.serve(Step.CHECK, [check])
+    assert all(later.served(node) == [Step.CHECK] for node in deployment.nodes)
+
+
+def test_one_hunt_check_per_epoch_and_only_once_due(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    next_epoch(quiet)  # skipped: nobody has checked it, so only the order of epochs refuses it below
+    epoch = next_epoch(quiet)
+    first = HandSession(deployment, quiet, SessionKind.HUNT, epoch).start()
+    (check,) = first.computation().check()
+    partials = first.serve(Step.CHECK, [check])
+    # asking again for the same step of the same session returns the very same partials
+    again = first.serve(Step.CHECK, [check])
+    assert {partial.data for partial in again} == {partial.data for partial in partials}
+    # reopening the same session gives the same commitments: no fresh masks for a second look
+    assert tuple(keyholder.open_session(first.session) for keyholder in first.keyholders) == first.commitments
+    # a second check of the same epoch at another height (after one more intendo) is refused
+    quiet.submit_count(12)
+    second = SessionRef(quiet.stag_id, SessionKind.HUNT, epoch, first.session.height + 1, replay_log(deployment, quiet.stag_id, quiet.ciphertexts).head)
+    for keyholder in first.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.open_session(second), PolicyRefusal, "already evaluated at height")
+    # an earlier epoch, now due, is not after the last checked one
+    earlier = replace(second, number=epoch - 1)
+    refused(keyholder_warnings, lambda: first.keyholders[0].open_session(earlier), PolicyRefusal, "not after the last checked epoch")
+    # an epoch that is not due yet, and epoch 0, are refused
+    early = replace(second, number=epoch + 1)
+    for keyholder in first.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.open_session(early), PolicyRefusal, "is not due until")
+    refused(keyholder_warnings, lambda: first.keyholders[0].open_session(replace(second, number=0)), PolicyRefusal, "not an epoch of this stag")
+    for node in deployment.nodes:
+        assert [number for number, _ in served_steps(node, quiet.stag_id, SessionKind.HUNT) if number > epoch] == []
+
+
+# -- families of quorums ----------------------------------------------------------------------
+
+
+def test_only_the_prescribed_family_of_quorums_is_served(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    """With all three keyholders named, only the family that leaves out each of them in turn is
+    served: a family that keeps one keyholder in every quorum (its shift would go unchecked), a
+    single quorum of all three (own partials only, nothing cross-checked), a t-quorum padded
+    with another, the right quorums in another order or repeated — all refused, logged, and
+    nothing released."""
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    (check,) = hand.computation().check()
+    assert hand.family() == ((2, 3), (1, 3), (1, 2))
+    for quorums in (
+        ((1, 2), (1, 3)),
+        ((1, 2, 3),),
+        ((1, 2), (1, 2, 3)),
+        ((1, 2), (1, 3), (2, 3)),
+        ((2, 3), (1, 3), (1, 2), (1, 2)),
+        ((2, 3), (1, 3)),
+    ):
+        request = hand.request(Step.CHECK, [check], quorums=quorums)
+        each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "not the prescribed family")
+    # quorums outside the committee, or that leave the asked keyholder out
+    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CHECK, [check], quorums=((1, 4),)), InvalidInput, "1..3")
+    first = hand.keyholders[0]
+    refused(keyholder_warnings, lambda: first.decrypt(hand.request(Step.CHECK, [check], quorums=((2, 3),))), InvalidInput, "not in any quorum")
+    with pytest.raises(StagpackError):
+        first.decrypt(hand.request(Step.CHECK, [check], quorums=()))
+    assert Step.CHECK not in hand.served(first.node)
+    # the prescribed family is served (the refusals consumed nothing)
+    assert len(hand.serve(Step.CHECK, [check])) == FAMILY_PARTIALS
+
+
+def test_one_own_partial_per_step_whatever_the_family(
+    deployment: InProcessDeployment, quiet: MirroredStag
+) -> None:
+    """Asked for one step with several prescribed families (all three live, then only two), a
+    keyholder releases its own partial once and reuses it, adding the stand-ins the new family
+    needs; asking again with a family already served returns exactly what it returned before."""
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    computation = hand.computation()
+    (check,) = computation.check()
+    first = hand.keyholders[0]
+    families = [hand.family(), hand.family((1, 2)), hand.family((1, 3))]
+    assert families[1:] == [((1, 2),), ((1, 3),)]
+    responses = [first.decrypt(hand.request(Step.CHECK, [check], quorums=family)).partials for family in families]
+    assert first.decrypt(hand.request(Step.CHECK, [check], quorums=families[0])).partials == responses[0]
+    for family, partials in zip(families, responses):
+        own = [partial for partial in partials if partial.statement.quorum == ()]
+        assert own == [partial for partial in responses[0] if partial.statement.quorum == ()] and len(own) == 1
+        stand_ins = sorted((partial.statement.quorum, partial.statement.on_behalf_of) for partial in partials if partial.statement.quorum)
+        assert stand_ins == sorted((quorum, absent) for quorum in family if 1 in quorum for absent in (1, 2, 3) if absent not in quorum)
+    record = first.node._store.load_session(hand.session.session_id)  # test-only look into the durable record
+    assert record is not None
+    assert [(served.step, served.quorums) for served in record.served] == [(Step.CHECK, family) for family in families]
+    released_own = {(partial.statement.item, partial.data) for served in record.served for partial in served.partials if partial.statement.quorum == ()}
+    assert len(released_own) == 1
+    assert record.own_partials(Step.CHECK) == tuple(partial for partial in responses[0] if partial.statement.quorum == ())
+    # The reused own partial fuses with the stand-ins made for the later family: keyholders 1
+    # and 2 alone reveal the same check facts as all three.
+    everyone = hand.serve(Step.CHECK, [check])
+    pair = hand.serve(Step.CHECK, [check], quorums=families[1])
+    full = read_hunt_steps(computation, hand.committee, everyone, Step.CHECK)
+    assert read_hunt_steps(computation, hand.committee, pair, Step.CHECK).candidates == full.candidates == ()
+
+
+# -- the order of steps -----------------------------------------------------------------------
+
+
+def test_confirm_needs_the_check_partials(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    confirm = hand.computation().confirm((5,))
+    request = hand.request(Step.CONFIRM, confirm, ())
+    each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "no partial decryptions of the check step")
+
+
+def test_nothing_is_confirmed_or_revealed_when_the_check_did_not_fire(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    computation = hand.computation()
+    check = hand.serve(Step.CHECK, computation.check())
+    for level in (5, 11):  # any level: a non-fixed point, and where the intendos' thresholds are
+        confirm = hand.request(Step.CONFIRM, computation.confirm((level,)), check)
+        each_keyholder_refuses(keyholder_warnings, hand, confirm, PolicyRefusal, "did not fire")
+        membership = hand.request(Step.MEMBERSHIP, computation.membership(level), check)
+        each_keyholder_refuses(keyholder_warnings, hand, membership, PolicyRefusal, "did not fire")
+    # nothing to certify either
+    for keyholder in hand.keyholders:
+        outcome = HuntOutcome(quiet.stag_id, hand.session.number, hand.session.height, hand.session.head, 11, 0, ())
+        refused(keyholder_warnings, lambda: keyholder.certify(hand.certify_request(check, outcome)), PolicyRefusal, "nothing to certify")
+    for node in deployment.nodes:
+        assert all(record.fired_level == 0 for record in node._store.sessions(quiet.stag_id))
+
+
+def zero_check_mask_at(level: int) -> Callable[[KeyholderNode], bytes]:
+    """KeyholderNode._fresh_mask whose first mask per session is zero at `level` (both rows)."""
+    original = KeyholderNode._fresh_mask
+    calls: dict[int, int] = {}
+
+    def fresh_mask(node: KeyholderNode) -> bytes:
+        number = calls.get(id(node), 0)
+        calls[id(node)] = number + 1
+        if number % 2:
+            return original(node)
+        context = node.context
+        values = np.frombuffer(os.urandom(4 * context.slot_count), dtype="<u4").astype(np.int64) % context.plaintext_modulus
+        values[level] = values[context.row_width + level] = 0
+        return context.ciphertext_to_bytes(context.encrypt(context.joint_key, values))
+
+    return fresh_mask
+
+
+def test_no_membership_after_a_candidate_failed_its_confirmation(
+    deployment: InProcessDeployment,
+    quiet: MirroredStag,
+    keyholder_warnings: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    false_level = 7  # not a fixed point of the quiet pack
+    monkeypatch.setattr(KeyholderNode, "_fresh_mask", zero_check_mask_at(false_level))
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    monkeypatch.undo()
+    computation = hand.computation()
+    check = hand.serve(Step.CHECK, computation.check())
+    confirm = hand.serve(Step.CONFIRM, computation.confirm((false_level,)), check)  # the check "fired"
+    membership = hand.request(Step.MEMBERSHIP, computation.membership(false_level), check + confirm)
+    each_keyholder_refuses(keyholder_warnings, hand, membership, PolicyRefusal, "no candidate level was confirmed")
+    for node in deployment.nodes:
+        assert all(record.fired_level == 0 for record in node._store.sessions(quiet.stag_id))
+
+
+@pytest.fixture
+def firing(deployment: InProcessDeployment, clock: ManualClock) -> MirroredStag:
+    """A validated pack with a fixed point at 3 (three who need two others; one who needs nine)."""
+    stag = MirroredStag.create(deployment, clock, StagKind.COUNT, 16, title="firing")
+    for _ in range(3):
+        stag.submit_count(2)
+    stag.submit_count(9)
+    stag.validate()
+    return stag
+
+
+def test_membership_only_at_the_confirmed_level_and_only_the_fused_outcome_is_signed(
+    deployment: InProcessDeployment, firing: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    hand = HandSession(deployment, firing, SessionKind.HUNT, next_epoch(firing)).start()
+    computation = hand.computation()
+    check = hand.serve(Step.CHECK, computation.check())
+    confirm = hand.serve(Step.CONFIRM, computation.confirm((3,)), check)
+    for level in (2, 10):  # below the fixed point, and at the fourth intendo's threshold
+        request = hand.request(Step.MEMBERSHIP, computation.membership(level), check + confirm)
+        each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "differs from this keyholder's recomputation")
+    membership = hand.serve(Step.MEMBERSHIP, computation.membership(3), check + confirm)
+    partials = check + confirm + membership
+    expected = firing.solver.hunt()
+    assert expected is not None and expected.level == 3
+    members = tuple(envelope for key, envelope in hand.snapshot.pending if key in expected.members)
+    honest = HuntOutcome(firing.stag_id, hand.session.number, hand.session.height, hand.session.head, 3, 0, members)
+    forged = replace(honest, members=members[:2], level=2)  # drop a member (and fake the level to match)
+    for keyholder in hand.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.certify(hand.certify_request(partials, forged)), PolicyRefusal, "differs from what this keyholder fused")
+        response = keyholder.certify(hand.certify_request(partials, honest))
+        assert response.keyholder == keyholder.index
+
+
+# -- masks and commitments --------------------------------------------------------------------
+
+
+def test_masks_must_match_their_commitments(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    (check,) = hand.computation().check()
+    context = deployment.context
+    own_mask = context.ciphertext_to_bytes(context.encrypt(context.joint_key, np.zeros(context.slot_count, dtype=np.int64)))
+    chosen = replace(hand.reveals[1], masks=(own_mask, hand.reveals[1].masks[1]))  # the operator's own "mask" (zero)
+    swapped = replace(hand.reveals[1], masks=hand.reveals[2].masks)  # another keyholder's masks
+    for reveals in ((hand.reveals[0], chosen, hand.reveals[2]), (hand.reveals[0], swapped, hand.reveals[2])):
+        request = hand.request(Step.CHECK, [check], reveals=reveals)
+        each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "do not match its commitment")
+
+
+def test_commitments_must_be_for_this_log_position_and_at_least_t(
+    deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    epoch = next_epoch(quiet)
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, epoch)
+    keyholders = hand.keyholders
+    # a session at the right height with another head: the operator shows another log
+    other_head = replace(hand.session, head=os.urandom(32))
+    for keyholder in keyholders:
+        refused(keyholder_warnings, lambda: keyholder.open_session(other_head), PolicyRefusal, "log head differs")
+    hand.open()
+    # keyholder 2 was shown another log (equivocation): its genuine signature, another head
+    deceived = MaskCommitment(other_head, 2, hand.commitments[1].commitment.masks)
+    signed = SignedCommitment(deceived, deployment.nodes[1].identity.sign("mask-commitment", codec.encode(deceived)))
+    mixed = (hand.commitments[0], signed, hand.commitments[2])
+    for keyholder in keyholders:
+        refused(keyholder_warnings, lambda: keyholder.reveal(RevealRequest(hand.session, mixed)), PolicyRefusal, "another session or log position")
+    # fewer than t contributors, and padding with a duplicate
+    alone = (hand.commitments[0],)
+    refused(keyholder_warnings, lambda: keyholders[0].reveal(RevealRequest(hand.session, alone)), PolicyRefusal, "at least t = 2")
+    doubled = (hand.commitments[0], hand.commitments[0])
+    refused(keyholder_warnings, lambda: keyholders[0].reveal(RevealRequest(hand.session, doubled)), InvalidInput, "two mask commitments")
+    # a commitment set without the keyholder's own
+    others = (hand.commitments[1], hand.commitments[2])
+    refused(keyholder_warnings, lambda: keyholders[0].reveal(RevealRequest(hand.session, others)), PolicyRefusal, "own commitment")
+    # a forged signature on a commitment
+    forged = (hand.commitments[0], replace(hand.commitments[1], signature=flip_one_byte(hand.commitments[1].signature, 0)), hand.commitments[2])
+    refused(keyholder_warnings, lambda: keyholders[0].reveal(RevealRequest(hand.session, forged)), InvalidSignature, "mask-commitment signature does not verify")
+    for node in deployment.nodes:  # nothing was fixed, so no mask was revealed
+        (record,) = [record for record in node._store.sessions(quiet.stag_id) if record.session.number == epoch]
+        assert record.fixed_commitments == () and record.served == ()
+    # once fixed, decrypting with any other commitment set is refused
+    hand.reveal()
+    (check,) = hand.computation().check()
+    request = hand.request(Step.CHECK, [check], commitments=hand.commitments[:2], reveals=hand.reveals[:2])
+    each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "not the ones whose commitments this keyholder fixed")
+
+
+# -- prior partials -----------------------------------------------------------------------------
+
+
+def test_prior_partials_must_be_genuine(
+    deployment: InProcessDeployment, firing: MirroredStag, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
+) -> None:
+    hand = HandSession(deployment, firing, SessionKind.HUNT, next_epoch(firing)).start()
+    computation = hand.computation()
+    check = hand.serve(Step.CHECK, computation.check())
+    confirm = computation.confirm((3,))
+    signature = replace(check[1], signature=flip_one_byte(check[1].signature, 5))
+    data = replace(check[1], data=flip_one_byte(check[1].data, len(check[1].data) - 9))
+    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, (check[0], signature) + check[2:]), InvalidSignature, "partial-decryption signature")
+    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, (check[0], data) + check[2:]), InvalidInput, "does not match its signed digest")
+    assert (check[0].statement.producer, check[0].statement.quorum) == (1, ())  # keyholder 1's own partial
+    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, check[1:]), InvalidInput, "incomplete")
+    # check partials of another session (the quiet stag's) cannot stand in for this one's
+    other = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    foreign = other.serve(Step.CHECK, other.computation().check())
+    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, foreign), PolicyRefusal, "another session")
+    # the genuine partials still work
+    assert len(hand.serve(Step.CONFIRM, confirm, check)) == FAMILY_PARTIALS
+
+
+# -- a fired hunt is binding --------------------------------------------------------------------
+
+
+def test_after_membership_nothing_opens_until_the_hunt_is_in_the_log(
+    deployment: InProcessDeployment,
+    firing: MirroredStag,
+    keyholder_warnings: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    aggregator = deployment.aggregator
+
+    def unreachable(request: CertifyRequest) -> None:
+        raise KeyholderUnreachable("certify lost in transit")
+
+    for keyholder in deployment.keyholders:  # the session stops right after membership
+        monkeypatch.setattr(keyholder, "certify", unreachable)
+    epoch = next_epoch(firing)
+    with pytest.raises(CommitteeUnavailable):
+        aggregator.run_due(firing.stag_id)
+    assert firing.epoch_results()[epoch] == "committee-unavailable"
+    for node in deployment.nodes:
+        assert Step.MEMBERSHIP in [step for number, step in served_steps(node, firing.stag_id) if number == epoch]
+    height = aggregator.status(firing.stag_id).height
+    head = replay_log(deployment, firing.stag_id, firing.ciphertexts).head
+    # the next epoch's check at the same height: refused
+    later = SessionRef(firing.stag_id, SessionKind.HUNT, next_epoch(firing), height, head)
+    for keyholder in deployment.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.open_session(later), WrongPhase, "must be recorded in the log first")
+    # a newcomer arrives; validating it (a session at a greater height) is refused too
+    newcomer = firing.submit_count(12)
+    batch = SessionRef(firing.stag_id, SessionKind.VALIDATION, 2, height + 1, replay_log(deployment, firing.stag_id, firing.ciphertexts).head)
+    for keyholder in deployment.keyholders:
+        refused(keyholder_warnings, lambda: keyholder.open_session(batch), WrongPhase, "must be recorded in the log first")
+    # the aggregator resumes: the hunt is certified and logged, and equals the solver's
+    monkeypatch.undo()
+    aggregator.run_due(firing.stag_id)
+    expected = firing.solver.hunt()
+    assert expected is not None and newcomer not in expected.members
+    (certificate,) = aggregator.hunts(firing.stag_id)
+    assert certificate.outcome.epoch == epoch and firing.epoch_results()[epoch] == "hunt"
+    firing.check_certificate(certificate, expected)
+    firing.solver.execute(expected)
+    # ... after which sessions open again: the newcomer is validated and the current epoch checked
+    firing.check_epoch()
+    assert aggregator.status(firing.stag_id).awaiting_validation == 0

@@ -1,0 +1,197 @@
+"""The committee as real services: separate keyholder and aggregator processes talking gRPC on
+loopback ports (issue: the committee as gRPC services).
+
+One 5-keyholder deployment (any 3 decrypt) serves the module; each test uses its own stags.
+Hunts are judged by the plaintext solver replayed to each hunt's log height.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from stagpack import codec
+from stagpack.encoding import StagKind, Threshold
+from stagpack.app.launcher import LocalDeployment, health_status
+from stagpack.log import CertificateBundle
+from stagpack.edge.wire import spec_from_proto
+
+from support.services import Services, random_count_thresholds, wait_for
+
+pytestmark = [pytest.mark.processes]
+
+
+@pytest.fixture(scope="module")
+def services(scratch: Callable[[str], Path]) -> Iterator[Services]:
+    deployment = LocalDeployment.create(scratch("services"), 5, 3, tick_millis=200)
+    deployment.start()
+    try:
+        yield Services(deployment)
+    finally:
+        deployment.stop()
+
+
+def test_ceremony_over_grpc_gives_every_keyholder_the_signed_committee(services: Services) -> None:
+    deployment = services.deployment
+    bundle = deployment.bundle
+    assert bundle is not None
+    bundle.transcript.verify()
+    body = bundle.transcript.body
+    assert (body.parties, body.threshold) == (5, 3)
+    from stagpack.edge.aggregator_service import RemoteKeyholder
+
+    for index, service in enumerate(deployment.keyholders, start=1):
+        info = RemoteKeyholder(service.address, index).info()
+        assert info.ready and bytes(info.committee_id) == bundle.committee_id and info.index == index
+        assert bytes(info.verify_key) == body.participants[index - 1].verify_key
+        assert health_status(service.address) == "SERVING"
+    assert health_status(services.address) == "SERVING"
+    # a client checks the joint key against every keyholder's signature before encrypting
+    context, joint = services.client.encryption_context()
+    assert joint.digest() == body.joint_public_key
+    assert services.client.committee_id == bundle.committee_id
+
+
+def test_a_hundred_intendos_from_several_processes_hunt_like_the_solver(services: Services, tmp_path: Path) -> None:
+    rng = random.Random(11)
+    stag = services.new_stag(levels=160, epoch_millis=1500)
+    thresholds = random_count_thresholds(rng, 110, 160, 3, 70)
+    workers, conditions = services.submit_from_processes(stag, thresholds, processes=4, directory=tmp_path)
+    acknowledged = services.collect(stag, workers)
+    assert len(acknowledged) == len(thresholds), "every participant process got its submissions acknowledged"
+    services.register(stag, acknowledged, conditions)
+    services.settle(stag)
+    wait_for(lambda: stag.check_new_hunts(services.client) or stag.hunts_checked, "a hunt equal to the solver's")
+    # a few more arrivals, withdrawals of counted intendos, another epoch: still the solver's hunts
+    for member in list(stag.members.values())[:3]:
+        if services.client.intendo_status(stag.stag_id, member.intendo_id).status == "counted":
+            services.withdraw(stag, member)
+    for threshold in random_count_thresholds(rng, 10, 160, 3, 40):
+        services.submit(stag, threshold)
+    services.settle(stag)
+    stag.check_new_hunts(services.client)
+    expected_final = stag.oracle.expected_hunt(int(services.client.status(stag.stag_id).log_height))
+    assert expected_final is None, "the solver expects a hunt that has not fired"
+
+    # the certificate verifies on its own, with the CLI too; a tampered one does not
+    status = services.client.status(stag.stag_id)
+    hunt = status.hunts[0]
+    bundle = codec.decode(CertificateBundle, hunt.certificate_bundle)
+    bundle.verify()
+    assert spec_from_proto(status.spec).stag_id == stag.stag_id
+    path = tmp_path / "hunt.certificate"
+    path.write_bytes(bytes(hunt.certificate_bundle))
+    verified = subprocess.run([sys.executable, "-m", "stagpack", "verify", str(path)], capture_output=True, text=True)
+    assert verified.returncode == 0 and "valid hunt certificate" in verified.stdout
+    tampered = bytearray(hunt.certificate_bundle)
+    tampered[-40] ^= 1  # inside the last keyholder signature
+    path.write_bytes(bytes(tampered))
+    rejected = subprocess.run([sys.executable, "-m", "stagpack", "verify", str(path)], capture_output=True, text=True)
+    assert rejected.returncode == 2 and "error:" in rejected.stderr
+
+
+def _read_lines(process: subprocess.Popen[str], into: list[str], first_ack: threading.Event) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        into.append(line)
+        if '"intendo_id"' in line and sum('"intendo_id"' in seen for seen in into) >= 5:
+            first_ack.set()
+    first_ack.set()
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_loses_no_acknowledged_intendo_and_hunts_stay_right(services: Services, tmp_path: Path) -> None:
+    rng = random.Random(23)
+    deployment = services.deployment
+    stag = services.new_stag(kind=StagKind.CAPITAL, levels=400, epoch_millis=1500)
+    thresholds = [Threshold.capital(rng.randint(2, 9), rng.randint(20, 300), levels=400) for _ in range(60)]
+
+    # 30 intendos, then 30 more while the aggregator is killed mid-stream
+    workers, conditions = services.submit_from_processes(stag, thresholds[:30], processes=2, directory=tmp_path)
+    services.register(stag, services.collect(stag, workers), conditions)
+    assert len(stag.members) == 30
+    workers, more_conditions = services.submit_from_processes(stag, thresholds[30:], processes=1, directory=tmp_path)
+    conditions.update(more_conditions)
+    lines: list[str] = []
+    some_acknowledged = threading.Event()
+    reader = threading.Thread(target=_read_lines, args=(workers[0], lines, some_acknowledged))
+    reader.start()
+    assert some_acknowledged.wait(300)
+    deployment.service("aggregator").kill()
+    workers[0].wait(120)
+    reader.join(60)
+    records = [json.loads(line) for line in lines]
+    acknowledged = [record for record in records if "intendo_id" in record]
+    assert 5 <= len(acknowledged) < 30 or len(acknowledged) == 30
+
+    deployment.restart("aggregator")
+    services.register(stag, acknowledged, conditions)
+    for member in stag.members.values():
+        assert services.exists(stag, member.intendo_id), "an acknowledged intendo was lost"
+    # a submission in flight when the aggregator died was either committed or not; the rest of
+    # that participant process's queue submits again
+    done = {str(record["seed"]) for record in acknowledged}
+    for record in records:
+        if "sending" in record and record["seed"] not in done:
+            in_flight = bytes.fromhex(str(record["sending"]))
+            if services.exists(stag, in_flight):
+                services.register(stag, [{"seed": record["seed"], "intendo_id": record["sending"], "height": 0}], conditions)
+                done.add(str(record["seed"]))
+    for seed, threshold in conditions.items():
+        if seed not in done and all(member.seed.hex() != seed for member in stag.members.values()):
+            services.submit(stag, threshold, bytes.fromhex(seed))
+
+    # kill -9 a keyholder mid-pack: the other four (t = 3) carry on; then it returns
+    deployment.service("keyholder-2").kill()
+    services.settle(stag)
+    stag.check_new_hunts(services.client)
+    deployment.restart("keyholder-2")
+    for threshold in [Threshold.capital(rng.randint(2, 9), rng.randint(20, 120), levels=400) for _ in range(8)]:
+        services.submit(stag, threshold)
+    # and the aggregator once more, between epochs
+    deployment.service("aggregator").kill()
+    deployment.restart("aggregator")
+    services.settle(stag)
+    stag.check_new_hunts(services.client)
+    assert stag.hunts_checked >= 1, "the pack was built to fire"
+    assert stag.oracle.expected_hunt(int(services.client.status(stag.stag_id).log_height)) is None
+    assert len(stag.members) == 68
+
+
+def test_watchers_receive_each_hunt_with_a_certificate_that_verifies(services: Services, tmp_path: Path) -> None:
+    stag = services.new_stag(levels=20, epoch_millis=1000)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "stagpack", "watch", "--aggregator", services.address, "--stag", stag.stag_id.hex(),
+         "--count", "1", "--json", "--timeout", "240", "--out-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    members = [services.submit(stag, Threshold.count(2, levels=20)) for _ in range(3)]
+    output, errors = watcher.communicate(timeout=300)
+    assert watcher.returncode == 0, errors
+    (line,) = [line for line in output.splitlines() if line.startswith("{")]
+    hunt = json.loads(line)
+    assert hunt["verified"] and hunt["level"] == 3
+    assert {member["intendo_id"] for member in hunt["members"]} == {member.intendo_id.hex() for member in members}
+    saved = tmp_path / f"hunt-{hunt['epoch']}.certificate"
+    codec.decode(CertificateBundle, saved.read_bytes()).verify()
+    # and the executor applied it once: the same members, in the ledger
+    stag.check_new_hunts(services.client)
+
+
+def test_sigterm_shuts_a_keyholder_down_gracefully(services: Services) -> None:
+    import signal
+
+    service = services.deployment.service("keyholder-5")
+    assert service.process is not None
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(60) == 0, "a clean exit on SIGTERM"
+    assert '"stopped"' in service.log_path.read_text() or "stopped" in service.log_path.read_text()
+    services.deployment.restart("keyholder-5")
+    assert health_status(service.address) == "SERVING", "keys reload from the sealed store on restart"

@@ -1,0 +1,66 @@
+"""Committees made by the real ceremony code, with every keyholder's key material at hand so
+that unit tests can decrypt directly (tests only: production code never holds them together)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from stagpack.decrypt import DecryptingParty, PartialShare, Quorum, quorum_family
+from stagpack.dkg import CommitteeBundle, DkgParty, LocalCeremonyPeer, run_ceremony
+from stagpack.fhe import Ciphertext, FheContext, PublicKey
+from stagpack.identity import KeyholderIdentity
+
+
+@dataclass
+class Committee:
+    """A committee created by the real ceremony code, with every party's key material at hand
+    so tests can decrypt directly (tests only: production code never holds them together)."""
+
+    context: FheContext
+    bundle: CommitteeBundle
+    parties: list[DecryptingParty]
+
+    @property
+    def joint_key(self) -> PublicKey:
+        return self.context.joint_key
+
+    @property
+    def threshold(self) -> int:
+        return self.bundle.transcript.body.threshold
+
+    def quorum(self, members: tuple[int, ...] | None = None) -> Quorum:
+        count = len(self.parties)
+        return Quorum(count, self.threshold, members or tuple(range(1, count + 1)))
+
+    def family(self, live: Sequence[int] | None = None) -> tuple[Quorum, ...]:
+        """The prescribed family of quorums when `live` (default: everyone) take part."""
+        count = len(self.parties)
+        return quorum_family(count, self.threshold, frozenset(live or range(1, count + 1)))
+
+    def partials(self, ciphertext: Ciphertext, quorums: Quorum | Sequence[Quorum] | None = None) -> list[PartialShare]:
+        """Every partial the quorum (or family of quorums) needs: each member's own partial
+        once, plus its stand-ins for each quorum it belongs to."""
+        family = [quorums or self.quorum()] if isinstance(quorums, Quorum) or quorums is None else list(quorums)
+        members = {member for quorum in family for member in quorum.members}
+        return [share for party in self.parties if party.index in members for share in party.partials(ciphertext, family)]
+
+
+@dataclass
+class KeyedCommittee(Committee):
+    """A committee that also keeps each keyholder's identity, so tests can sign (and forge)
+    keyholder certificates and open backup boxes (tests only)."""
+
+    identities: tuple[KeyholderIdentity, ...] = ()
+
+
+def make_committee(context: FheContext, parties: int, threshold: int, name: str = "test-keyholder") -> KeyedCommittee:
+    """A t-of-n committee from a real ceremony among in-process parties."""
+    identities = tuple(KeyholderIdentity(f"{name}-{index}") for index in range(1, parties + 1))
+    dkg_parties = [DkgParty(context, identity) for identity in identities]
+    bundle = run_ceremony(context, [LocalCeremonyPeer(party, identity.public) for party, identity in zip(dkg_parties, identities)], threshold)
+    decrypting = []
+    for index, party in enumerate(dkg_parties, start=1):
+        assert party.outcome is not None
+        decrypting.append(DecryptingParty(context, index, party.outcome.secret, party.outcome.backups, parties, threshold))
+    return KeyedCommittee(context, bundle, decrypting, identities)

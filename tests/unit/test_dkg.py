@@ -1,0 +1,523 @@
+"""Unit tests for the key-generation ceremony (stagpack.dkg): the real driver `run_ceremony`
+over in-process peers (`LocalCeremonyPeer(DkgParty(...))`, every record crossing a byte
+boundary), the keyholder state machine, plan validation, transcript verification and sealed
+backup boxes.
+
+Each ceremony gets its own FheContext (a context binds exactly one committee key). The oracle
+for "the keys work" is numpy: the joint key encrypts random vectors, and every quorum of the
+parties' outcomes (with stand-in partials for t < n) decrypts them, also after a product and
+rotations with the joint evaluation keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gc
+import hashlib
+import os
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from support.unit import decrypt
+from stagpack import codec
+from stagpack.decrypt import DecryptingParty, Quorum
+from stagpack.calls import Call, Request, Response
+from stagpack.dkg import CeremonyOutcome, CommitteeBundle, DkgParty, LocalCeremonyPeer, Phase, run_ceremony
+from stagpack.dkg.rounds import BACKUP, DELIVER_BACKUPS, PLAN
+from stagpack.committee import Transcript
+from stagpack.dkg.messages import (
+    Acknowledgement,
+    BackupBox,
+    BackupRequest,
+    BackupResponse,
+    CeremonyPlan,
+    ChainRequest,
+    CompleteRequest,
+    DeliverBackupsRequest,
+    FinalizeRequest,
+    RoundOneRequest,
+    RoundTwoRequest,
+    SelfTestRequest,
+    SignRequest,
+)
+from stagpack.committee import Participant, TranscriptSignature
+from stagpack.dkg.party import BackupHeader, self_test_quorums
+from stagpack.errors import IntegrityFailure, InvalidInput, InvalidSignature, WrongPhase
+from stagpack.fhe import FheContext, FheParameters
+from stagpack.identity import KeyholderIdentity
+from stagpack.committee import CommitteeInfo
+
+P = 65537
+
+
+# --- running ceremonies ----------------------------------------------------------------------
+
+
+class RecordingPeer(LocalCeremonyPeer):
+    """A local peer that lets the test see every backup box; in the 2-of-3 ceremony, before
+    delivering the real boxes to keyholder 1, it tries tampered deliveries and records how each
+    was answered."""
+
+    def __init__(self, party: DkgParty, ceremony: Ceremony, position: int) -> None:
+        super().__init__(party, ceremony.identities[position].public)
+        self._ceremony = ceremony
+        self._position = position
+        self.dkg_party = party
+
+    @property
+    def outcome(self) -> CeremonyOutcome | None:
+        return self.dkg_party.outcome
+
+    def call(self, call: Call[Request, Response], request: Request) -> Response:
+        if call is DELIVER_BACKUPS and self._position == 0 and (self._ceremony.parties, self._ceremony.threshold) == (3, 2):
+            assert isinstance(request, DeliverBackupsRequest)
+            self._ceremony.tampered = try_tampered_deliveries(self._ceremony, self.dkg_party, request)
+        response = super().call(call, request)
+        if call is BACKUP:
+            assert isinstance(response, BackupResponse)
+            self._ceremony.boxes.extend(response.boxes)
+        return response
+
+
+@dataclass
+class Ceremony:
+    parties: int
+    threshold: int
+    context: FheContext
+    identities: list
+    peers: list = field(default_factory=list)
+    boxes: list[BackupBox] = field(default_factory=list)
+    tampered: dict[str, str] = field(default_factory=dict)
+    bundle: CommitteeBundle | None = None
+
+    def decrypting_parties(self) -> list[DecryptingParty]:
+        parties = []
+        for index, peer in enumerate(self.peers, start=1):
+            assert peer.outcome is not None
+            parties.append(DecryptingParty(self.context, index, peer.outcome.secret, peer.outcome.backups, self.parties, self.threshold))
+        return parties
+
+
+@dataclass
+class _DecryptionView:
+    """The shape `_unit_support.decrypt` expects (like conftest's Committee)."""
+
+    context: FheContext
+    parties: list[DecryptingParty]
+    threshold: int
+
+    def quorum(self, members: tuple[int, ...] | None = None) -> Quorum:
+        count = len(self.parties)
+        return Quorum(count, self.threshold, members or tuple(range(1, count + 1)))
+
+    def partials(self, ciphertext, quorum):  # type: ignore[no-untyped-def]
+        return [share for party in self.parties if party.index in quorum.members for share in party.partials(ciphertext, [quorum])]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_ceremonies() -> Iterator[None]:
+    """The cached ceremonies hold every party's key material and recorded messages (gigabytes
+    with n = 7): let them go once this module is done, or the suite runs out of memory."""
+    yield
+    ceremony.cache_clear()
+    gc.collect()
+
+
+@functools.lru_cache(maxsize=None)
+def ceremony(parties: int, threshold: int) -> Ceremony:
+    """Run one real ceremony (cached: ceremonies cost seconds)."""
+    context = FheContext()
+    identities = [KeyholderIdentity(f"dkg-test-{parties}-{threshold}-{index}") for index in range(1, parties + 1)]
+    result = Ceremony(parties, threshold, context, identities)
+    result.peers = [RecordingPeer(DkgParty(context, identity), result, position) for position, identity in enumerate(identities)]
+    steps = []
+    result.bundle = run_ceremony(context, result.peers, threshold, lambda what, done, total: steps.append((done, total)))
+    assert [done for done, _ in steps] == list(range(1, len(steps) + 1))
+    assert steps[-1][0] == steps[-1][1]  # progress reaches 100%
+    return result
+
+
+SHAPES = [(1, 1), (2, 2), (3, 2), (3, 3), (5, 3), pytest.param(7, 4, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("parties, threshold", SHAPES)
+def test_ceremony_produces_a_verified_transcript(parties: int, threshold: int) -> None:
+    result = ceremony(parties, threshold)
+    bundle = result.bundle
+    assert bundle is not None
+    transcript = bundle.transcript
+    transcript.verify()
+    body = transcript.body
+    assert (body.parties, body.threshold) == (parties, threshold)
+    assert len(body.ceremony_id) == 16
+    assert FheParameters.from_bytes(body.parameters) == FheParameters()
+    assert [(p.index, p.name, p.verify_key, p.box_key) for p in body.participants] == [
+        (index, identity.name, identity.public.verify_key, identity.public.box_key)
+        for index, identity in enumerate(result.identities, start=1)
+    ]
+    assert len(body.chain) == parties
+    assert body.joint_public_key == hashlib.sha256(bundle.joint_public_key).digest() == body.chain[-1]
+    assert body.rotation_steps == result.context.rotation_steps
+    assert sorted(signature.index for signature in transcript.signatures) == list(range(1, parties + 1))
+    # The committee id is the body digest, stable across encodings and every party's copy.
+    assert bundle.committee_id == body.digest() == transcript.committee_id
+    assert Transcript.from_bytes(transcript.to_bytes()).committee_id == bundle.committee_id
+    assert CommitteeInfo.from_transcript(transcript).committee_id == bundle.committee_id
+    assert CommitteeInfo.from_transcript(transcript).verify_keys == tuple(i.public.verify_key for i in result.identities)
+    for peer in result.peers:
+        assert peer.outcome is not None
+        assert peer.outcome.transcript_bytes == transcript.to_bytes()
+        assert peer.outcome.joint_public_key == bundle.joint_public_key
+        assert peer.party.phase is Phase.COMPLETE
+        expected_backups = set(range(1, parties + 1)) - {peer.party.index} if threshold < parties else set()
+        assert set(peer.outcome.backups) == expected_backups
+
+
+@pytest.mark.parametrize("parties, threshold", SHAPES)
+def test_joint_key_encrypts_and_every_quorum_decrypts(parties: int, threshold: int) -> None:
+    result = ceremony(parties, threshold)
+    context = result.context
+    assert result.bundle is not None
+    joint = context.public_key_from_bytes(result.bundle.joint_public_key)
+    assert joint.key_tag == context.joint_key.key_tag
+    rng = np.random.default_rng(parties * 10 + threshold)
+    first = rng.integers(0, P, context.slot_count)
+    second = rng.integers(0, P, context.slot_count)
+    encrypted_first, encrypted_second = context.encrypt(joint, first), context.encrypt(joint, second)
+    view = _DecryptionView(context, result.decrypting_parties(), threshold)
+    width = context.row_width
+    evaluated = context.add(context.rotate(context.multiply(encrypted_first, encrypted_second), 1), context.rotate(encrypted_first, width))
+    product = first * second % P
+    expected = (np.concatenate([np.roll(product[:width], -1), np.roll(product[width:], -1)]) + np.concatenate([first[width:], first[:width]])) % P
+    quorums = [tuple(range(1, parties + 1))]
+    if threshold < parties:
+        quorums += list(combinations(range(1, parties + 1), threshold))
+    for members in quorums:
+        assert np.array_equal(decrypt(view, encrypted_first, members), first), members
+    assert np.array_equal(decrypt(view, evaluated, quorums[-1]), expected)
+    assert np.array_equal(decrypt(view, evaluated, quorums[0]), expected)
+
+
+def test_distinct_ceremonies_give_distinct_committees() -> None:
+    ids = {ceremony(*shape).bundle.committee_id for shape in ((1, 1), (2, 2), (3, 2), (3, 3))}  # type: ignore[union-attr]
+    assert len(ids) == 4
+
+
+def test_self_test_quorums_leave_out_every_keyholder() -> None:
+    assert self_test_quorums(3, 3) == ((1, 2, 3),)
+    for parties, threshold in ((3, 2), (5, 3), (7, 4), (4, 3)):
+        quorums = self_test_quorums(parties, threshold)
+        assert quorums[0] == tuple(range(1, parties + 1))
+        for absent in range(1, parties + 1):
+            assert any(absent not in quorum for quorum in quorums[1:])
+        for quorum in quorums[1:]:
+            Quorum(parties, threshold, quorum)
+
+
+def test_run_ceremony_refuses_bad_thresholds_and_lying_peers() -> None:
+    context = FheContext()
+    identities = [KeyholderIdentity(f"refuse-{index}") for index in range(4)]
+    peers = [LocalCeremonyPeer(DkgParty(context, identity), identity.public) for identity in identities]
+    for threshold in (2, 1, 0, 5):
+        with pytest.raises(InvalidInput):
+            run_ceremony(context, peers, threshold)
+    with pytest.raises(InvalidInput):
+        run_ceremony(context, [], 1)
+
+    class LyingPeer(LocalCeremonyPeer):
+        def call(self, call: Call[Request, Response], request: Request) -> Response:
+            response = super().call(call, request)
+            if call is PLAN:
+                assert isinstance(request, CeremonyPlan)
+                return call.check_response(Acknowledgement(request.ceremony_id, 9))
+            return response
+
+    identity = KeyholderIdentity("liar")
+    with pytest.raises(IntegrityFailure):
+        run_ceremony(context, [LyingPeer(DkgParty(context, identity), identity.public)], 1)
+
+
+# --- the keyholder state machine -------------------------------------------------------------
+
+
+def _plan(identities: list, threshold: int, **changes: object) -> CeremonyPlan:
+    plan = CeremonyPlan(
+        ceremony_id=os.urandom(16),
+        parameters=FheParameters().to_bytes(),
+        parties=len(identities),
+        threshold=threshold,
+        participants=tuple(
+            Participant(index, identity.name, identity.public.verify_key, identity.public.box_key)
+            for index, identity in enumerate(identities, start=1)
+        ),
+    )
+    return dataclasses.replace(plan, **changes)
+
+
+@pytest.fixture
+def fresh_party():  # type: ignore[no-untyped-def]
+    """A new keyholder (keyholder 1 of 3) on an unbound context, and the identities."""
+    identities = [KeyholderIdentity(f"state-{index}") for index in range(1, 4)]
+    return DkgParty(FheContext(), identities[0]), identities
+
+
+def _transcript_for(ceremony_id: bytes) -> Transcript:
+    body = ceremony(1, 1).bundle.transcript.body  # type: ignore[union-attr]
+    return Transcript(dataclasses.replace(body, ceremony_id=ceremony_id), ())
+
+
+def test_rounds_out_of_order_are_wrong_phase(fresh_party) -> None:  # type: ignore[no-untyped-def]
+    party, identities = fresh_party
+    plan = _plan(identities, 2)
+    cid = plan.ceremony_id
+    with pytest.raises(InvalidInput):  # no plan yet: every request is for an unknown ceremony
+        party.handle_chain(ChainRequest(cid, None))
+    party.handle_plan(plan)
+    assert party.phase is Phase.PLANNED
+    out_of_order = [
+        lambda: party.handle_round_one(RoundOneRequest(cid, (b"k",) * 3, None, None)),
+        lambda: party.handle_round_two(RoundTwoRequest(cid, (), ())),
+        lambda: party.handle_finalize(FinalizeRequest(cid, ())),
+        lambda: party.handle_backup(BackupRequest(cid)),
+        lambda: party.handle_deliver_backups(DeliverBackupsRequest(cid, ())),
+        lambda: party.handle_self_test(SelfTestRequest(cid, (), ())),
+        lambda: party.handle_sign(SignRequest(_transcript_for(cid).body, ())),
+        lambda: party.handle_complete(CompleteRequest(_transcript_for(cid), b"")),
+    ]
+    for call in out_of_order:
+        with pytest.raises(WrongPhase):
+            call()
+    assert party.phase is Phase.PLANNED
+    party.handle_chain(ChainRequest(cid, None))
+    assert party.phase is Phase.CHAINED
+    for call in out_of_order[1:]:
+        with pytest.raises(WrongPhase):
+            call()
+
+
+def test_requests_for_another_ceremony_are_invalid(fresh_party) -> None:  # type: ignore[no-untyped-def]
+    party, identities = fresh_party
+    plan = _plan(identities, 2)
+    party.handle_plan(plan)
+    other = os.urandom(16)
+    for call in (
+        lambda: party.handle_chain(ChainRequest(other, None)),
+        lambda: party.handle_round_one(RoundOneRequest(other, (), None, None)),
+        lambda: party.handle_backup(BackupRequest(other)),
+        lambda: party.handle_complete(CompleteRequest(_transcript_for(other), b"")),
+    ):
+        with pytest.raises(InvalidInput):
+            call()
+    assert party.phase is Phase.PLANNED
+
+
+def test_repeated_requests_are_answered_identically_and_different_ones_refused(fresh_party) -> None:  # type: ignore[no-untyped-def]
+    party, identities = fresh_party
+    plan = _plan(identities, 2)
+    first_ack = party.handle_plan(plan)
+    assert party.handle_plan(plan) == first_ack == Acknowledgement(plan.ceremony_id, 1)
+    assert party.handle_plan(codec.decode(CeremonyPlan, codec.encode(plan))) == first_ack
+    with pytest.raises(WrongPhase):
+        party.handle_plan(_plan(identities, 3))  # another ceremony while one is in progress
+    request = ChainRequest(plan.ceremony_id, None)
+    first = party.handle_chain(request)
+    again = party.handle_chain(ChainRequest(plan.ceremony_id, None))
+    assert again == first  # the same key, not a new one
+    assert party.phase is Phase.CHAINED
+    previous = ceremony(1, 1).bundle.joint_public_key  # type: ignore[union-attr]
+    with pytest.raises(WrongPhase):
+        party.handle_chain(ChainRequest(plan.ceremony_id, previous))
+
+
+def test_chain_roles_are_checked() -> None:
+    identities = [KeyholderIdentity(f"chain-{index}") for index in range(1, 4)]
+    second = DkgParty(FheContext(), identities[1])
+    plan = _plan(identities, 2)
+    assert second.handle_plan(plan).index == 2
+    with pytest.raises(InvalidInput):
+        second.handle_chain(ChainRequest(plan.ceremony_id, None))  # only keyholder 1 starts the chain
+    with pytest.raises(InvalidInput):
+        second.handle_chain(ChainRequest(plan.ceremony_id, b"\x00" * 10))  # not a public key
+    assert second.phase is Phase.PLANNED
+
+
+def _plan_variants(identities: list, stranger: KeyholderIdentity) -> dict[str, CeremonyPlan]:
+    good = _plan(identities, 2)
+    participants = good.participants
+    return {
+        "t <= n/2": _plan(identities, 1),
+        "t = 0": _plan(identities, 0),
+        "t > n": _plan(identities, 4),
+        "duplicate keyholder": dataclasses.replace(good, participants=(participants[0], participants[1], dataclasses.replace(participants[1], index=3))),
+        "not in plan": _plan([stranger, identities[1], identities[2]], 2),
+        "wrong box key": dataclasses.replace(good, participants=(dataclasses.replace(participants[0], box_key=stranger.public.box_key),) + participants[1:]),
+        "insecure parameters": dataclasses.replace(good, parameters=FheParameters.insecure_fixed_noise_for_benchmarks().to_bytes()),
+        "other depth": dataclasses.replace(good, parameters=FheParameters(multiplicative_depth=1).to_bytes()),
+        "garbage parameters": dataclasses.replace(good, parameters=b"{not json"),
+        "parties mismatch": dataclasses.replace(good, parties=4),
+        "indices not 1..n": dataclasses.replace(good, participants=tuple(dataclasses.replace(p, index=p.index + 1) for p in participants)),
+        "indices out of order": dataclasses.replace(good, participants=(participants[1], participants[0], participants[2])),
+        "short ceremony id": dataclasses.replace(good, ceremony_id=b"\x01" * 8),
+        "no parties": dataclasses.replace(good, parties=0, participants=()),
+    }
+
+
+@pytest.mark.parametrize("variant", list(_plan_variants([KeyholderIdentity(f"v{i}") for i in range(3)], KeyholderIdentity("s"))))
+def test_invalid_plans_are_refused_and_leave_the_party_new(fresh_party, variant: str) -> None:  # type: ignore[no-untyped-def]
+    party, identities = fresh_party
+    plan = _plan_variants(identities, KeyholderIdentity("stranger"))[variant]
+    with pytest.raises(InvalidInput):
+        party.handle_plan(plan)
+    assert party.phase is Phase.NEW
+    good = _plan(identities, 2)
+    assert party.handle_plan(good) == Acknowledgement(good.ceremony_id, 1)
+
+
+# --- transcripts -----------------------------------------------------------------------------
+
+
+def _tampered_transcripts(transcript: Transcript, identities: list) -> dict[str, Transcript]:
+    body, signatures = transcript.body, transcript.signatures
+    flipped = bytearray(signatures[1].signature)
+    flipped[10] ^= 0x01
+    return {
+        "signature bit flipped": Transcript(body, (signatures[0], TranscriptSignature(2, bytes(flipped)), *signatures[2:])),
+        "threshold changed": Transcript(dataclasses.replace(body, threshold=body.parties), signatures),
+        "joint key changed": Transcript(dataclasses.replace(body, joint_public_key=bytes(32)), signatures),
+        "chain changed": Transcript(dataclasses.replace(body, chain=body.chain[::-1]), signatures),
+        "parameters changed": Transcript(dataclasses.replace(body, parameters=FheParameters(max_fused_partials=31).to_bytes()), signatures),
+        "signature missing": Transcript(body, signatures[:-1]),
+        "signature duplicated": Transcript(body, (*signatures, signatures[0])),
+        "signatures swapped": Transcript(body, (TranscriptSignature(1, signatures[1].signature), TranscriptSignature(2, signatures[0].signature), *signatures[2:])),
+        "unknown signer": Transcript(body, (*signatures[:-1], TranscriptSignature(len(signatures) + 1, signatures[-1].signature))),
+        "wrong domain": Transcript(body, (*signatures[:-1], TranscriptSignature(len(signatures), identities[-1].sign("validation", body.digest())))),
+        "short signature": Transcript(body, (*signatures[:-1], TranscriptSignature(len(signatures), signatures[-1].signature[:63]))),
+        "participants renumbered": Transcript(
+            dataclasses.replace(body, participants=tuple(dataclasses.replace(p, index=p.index + 1) for p in body.participants)), signatures
+        ),
+    }
+
+
+TAMPER_CASES = [
+    "signature bit flipped",
+    "threshold changed",
+    "joint key changed",
+    "chain changed",
+    "parameters changed",
+    "signature missing",
+    "signature duplicated",
+    "signatures swapped",
+    "unknown signer",
+    "wrong domain",
+    "short signature",
+    "participants renumbered",
+]
+
+
+@pytest.mark.parametrize("case", TAMPER_CASES)
+def test_tampered_transcripts_do_not_verify(case: str) -> None:
+    result = ceremony(3, 2)
+    assert result.bundle is not None
+    tampered = _tampered_transcripts(result.bundle.transcript, result.identities)[case]
+    with pytest.raises(InvalidInput):
+        tampered.verify()
+    # ...also after a trip through bytes, and the tampered body names another committee.
+    with pytest.raises(InvalidInput):
+        Transcript.from_bytes(tampered.to_bytes()).verify()
+    if tampered.body != result.bundle.transcript.body:
+        assert tampered.committee_id != result.bundle.committee_id
+
+
+def test_tampered_signatures_are_invalid_signature_errors() -> None:
+    result = ceremony(3, 2)
+    assert result.bundle is not None
+    tampered = _tampered_transcripts(result.bundle.transcript, result.identities)
+    assert set(tampered) == set(TAMPER_CASES)
+    for case in ("signature bit flipped", "threshold changed", "signatures swapped", "wrong domain"):
+        with pytest.raises(InvalidSignature):
+            tampered[case].verify()
+
+
+def test_transcript_bytes_are_strict() -> None:
+    data = ceremony(2, 2).bundle.transcript.to_bytes()  # type: ignore[union-attr]
+    for bad in (data[:-1], data + b"\x00", b"", os.urandom(200)):
+        with pytest.raises(InvalidInput):
+            Transcript.from_bytes(bad)
+
+
+# --- backup boxes ----------------------------------------------------------------------------
+
+
+def try_tampered_deliveries(result: Ceremony, party: DkgParty, request: DeliverBackupsRequest) -> dict[str, str]:
+    """Called with keyholder 1's real delivery (boxes from 2 and 3) while every box is known:
+    try tampered deliveries first and record how each was answered."""
+    cid = request.ceremony_id
+    mine = sorted(request.boxes, key=lambda box: box.sender)
+    from_two, from_three = mine
+    to_others = [box for box in result.boxes if box.recipient != 1]
+    for_two_from_three = next(box for box in to_others if box.sender == 3 and box.recipient == 2)
+    flipped = bytearray(from_two.sealed)
+    flipped[40] ^= 0x80
+    sender = result.identities[1]  # keyholder 2, sealing forged payloads to keyholder 1
+    box_key_of_one = result.identities[0].public.box_key
+    share_bytes = result.context.backup_share_to_bytes(
+        result.context.share_secret_key(result.context.generate_key_share(None)[0], 3, 2, 2)[1]
+    )
+
+    def forged(header: BackupHeader, payload: bytes) -> BackupBox:
+        return BackupBox(2, 1, sender.box_to(box_key_of_one, codec.encode(header) + payload))
+
+    attempts = {
+        "one box missing": (from_two,),
+        "box duplicated": (from_two, from_three, from_two),
+        "box addressed to someone else": (from_two, for_two_from_three),
+        "box for someone else relabelled": (from_two, dataclasses.replace(for_two_from_three, recipient=1)),
+        "sealed bytes flipped": (BackupBox(2, 1, bytes(flipped)), from_three),
+        "senders swapped": (dataclasses.replace(from_two, sender=3), dataclasses.replace(from_three, sender=2)),
+        "header of another ceremony": (forged(BackupHeader(os.urandom(16), 2, 1), share_bytes), from_three),
+        "header for another recipient": (forged(BackupHeader(cid, 2, 3), share_bytes), from_three),
+        "header from another sender": (forged(BackupHeader(cid, 3, 1), share_bytes), from_three),
+        "garbage share": (forged(BackupHeader(cid, 2, 1), os.urandom(len(share_bytes))), from_three),
+        "truncated share": (forged(BackupHeader(cid, 2, 1), share_bytes[:-100]), from_three),
+    }
+    answers = {}
+    for name, boxes in attempts.items():
+        try:
+            party.handle_deliver_backups(DeliverBackupsRequest(cid, boxes))
+            answers[name] = "accepted"
+        except InvalidInput:
+            answers[name] = "InvalidInput"
+        except Exception as error:  # recorded for the assertion message
+            answers[name] = type(error).__name__
+    answers["phase afterwards"] = party.phase.name
+    return answers
+
+
+def test_tampered_backup_boxes_do_not_open_and_the_real_ones_still_do() -> None:
+    result = ceremony(3, 2)
+    answers = dict(result.tampered)
+    assert answers.pop("phase afterwards") == Phase.BACKED_UP.name
+    assert len(answers) == 11
+    assert answers == {name: "InvalidInput" for name in answers}
+    # The real boxes were then delivered and the ceremony completed (its self-test decrypted).
+    assert result.peers[0].party.phase is Phase.COMPLETE
+    assert len(result.boxes) == 3 * 2
+    assert {(box.sender, box.recipient) for box in result.boxes} == {(s, r) for s in (1, 2, 3) for r in (1, 2, 3) if s != r}
+
+
+def test_a_box_opens_only_for_its_recipient_from_its_sender() -> None:
+    result = ceremony(3, 2)
+    one, two, three = result.identities
+    box = next(box for box in result.boxes if (box.sender, box.recipient) == (2, 1))
+    assert one.open_box(two.public.box_key, box.sealed)  # the intended recipient can
+    with pytest.raises(InvalidInput):
+        three.open_box(two.public.box_key, box.sealed)
+    with pytest.raises(InvalidInput):
+        one.open_box(three.public.box_key, box.sealed)
+    with pytest.raises(InvalidInput):
+        one.open_box(two.public.box_key, box.sealed[:-1])

@@ -1,0 +1,344 @@
+"""Hostile bytes everywhere: every malformed input gets a clear error with the right gRPC status
+code, nothing crashes, and nothing is stored.
+
+The public API runs as a real gRPC server (the production servicer and request parsing) in front
+of an in-process committee. The fuzz tests use Hypothesis with a bounded budget in CI; set
+STAGPACK_FUZZ_EXAMPLES for a longer run (docs/threat-model.md records one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Iterator
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stagpack import codec
+from stagpack.edge.aggregator_service import AggregatorServicer
+from stagpack.committee import Transcript
+from stagpack.encoding import StagKind, Threshold
+from stagpack.envelope import IntendoEnvelope
+from stagpack.errors import InvalidInput
+from stagpack.fhe import FheContext
+from stagpack.edge.rpc import PUBLIC_MESSAGE_LIMIT, add_servicer, new_server
+from stagpack.identity import SigningIdentity
+from stagpack.app.inprocess import InProcessDeployment
+from stagpack.log import EntryKind, HuntCertificate, LogEntry, ValidationCertificate
+from stagpack.participant.client import AggregatorClient
+from stagpack.session import DecryptRequest, SessionRef
+from stagpack.stag import ManualClock, StagSpec
+from stagpack.v1 import aggregator_pb2, common_pb2
+from stagpack.edge.wire import envelope_to_proto, spec_to_proto
+
+FUZZ_EXAMPLES = int(os.environ.get("STAGPACK_FUZZ_EXAMPLES", "60"))
+ACCEPTABLE = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+fuzz_settings = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@dataclasses.dataclass
+class PublicApi:
+    deployment: InProcessDeployment
+    clock: ManualClock
+    stub: aggregator_pb2  # type: ignore[valid-type]
+    channel: grpc.Channel
+    client: AggregatorClient
+    spec: StagSpec
+    valid_ciphertext: bytes
+
+    def height(self) -> int:
+        return self.deployment.aggregator.status(self.spec.stag_id).height
+
+    def call(self, method: str, request: object) -> grpc.StatusCode:
+        try:
+            getattr(self.stub, method)(request, timeout=30)
+        except grpc.RpcError as error:
+            return error.code()  # type: ignore[attr-defined,no-any-return]
+        return grpc.StatusCode.OK
+
+    def envelope(self, ciphertext: bytes, **changes: object) -> IntendoEnvelope:
+        statement = IntendoEnvelope.sign(
+            SigningIdentity(), self.spec.stag_id, hashlib.sha256(ciphertext).digest(), 1, self.clock() + 600_000
+        )
+        if not changes:
+            return statement
+        new_statement = dataclasses.replace(statement.statement, **changes)
+        return IntendoEnvelope(new_statement, statement.signature)
+
+
+@pytest.fixture(scope="module")
+def api(scratch: Callable[[str], Path]) -> Iterator[PublicApi]:
+    clock = ManualClock()
+    deployment = InProcessDeployment.start(scratch("hostile"), 3, 2, clock=clock)
+    service = SimpleNamespace(aggregator=deployment.aggregator, stopping=threading.Event())
+    server, port = new_server("127.0.0.1:0", PUBLIC_MESSAGE_LIMIT)
+    add_servicer(server, AggregatorServicer(service), aggregator_pb2.DESCRIPTOR.services_by_name["Aggregator"])  # type: ignore[arg-type]
+    server.start()
+    address = f"127.0.0.1:{port}"
+    channel = grpc.insecure_channel(
+        address,
+        options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+    )
+    from stagpack.v1 import aggregator_pb2_grpc
+
+    client = AggregatorClient(address)
+    spec = StagSpec.new(committee=client.committee_id, kind=StagKind.COUNT, levels=30, epoch_millis=1000, opens_at_millis=clock())
+    client.create_stag(spec)
+    context, joint = client.encryption_context()
+    from stagpack.encoding import SlotLayout
+
+    layout = SlotLayout(context.slot_count, context.plaintext_modulus)
+    valid = context.ciphertext_to_bytes(context.encrypt(joint, layout.thermometer(Threshold(3, 1), 30)))
+    try:
+        yield PublicApi(deployment, clock, aggregator_pb2_grpc.AggregatorStub(channel), channel, client, spec, valid)
+    finally:
+        server.stop(0)
+
+
+def submit(api: PublicApi, envelope: IntendoEnvelope, ciphertext: bytes) -> tuple[grpc.StatusCode, str]:
+    request = aggregator_pb2.SubmitIntendoRequest(envelope=envelope_to_proto(envelope), ciphertext=ciphertext)
+    try:
+        api.stub.SubmitIntendo(request, timeout=30)
+    except grpc.RpcError as error:
+        return error.code(), error.details()  # type: ignore[attr-defined]
+    return grpc.StatusCode.OK, ""
+
+
+def other_key_ciphertext() -> bytes:
+    context = FheContext()
+    _, public = context.generate_key_share(None)
+    context.bind_joint_key(public)
+    return context.ciphertext_to_bytes(context.encrypt(public, np.zeros(context.slot_count, dtype=np.int64)))
+
+
+def test_hostile_submissions_get_clear_errors_and_store_nothing(api: PublicApi) -> None:
+    valid = api.valid_ciphertext
+    garbage = os.urandom(len(valid))
+    foreign = other_key_ciphertext()
+    cases = {
+        "truncated ciphertext": (valid[:-1], grpc.StatusCode.INVALID_ARGUMENT, "bytes"),
+        "padded ciphertext": (valid + b"\0", grpc.StatusCode.INVALID_ARGUMENT, "bytes"),
+        "garbage ciphertext of the right size": (garbage, grpc.StatusCode.INVALID_ARGUMENT, "header"),
+        "empty ciphertext": (b"", grpc.StatusCode.INVALID_ARGUMENT, "bytes"),
+        "a ciphertext under another key": (foreign, grpc.StatusCode.INVALID_ARGUMENT, "crypto context"),
+    }
+    height = api.height()
+    for name, (ciphertext, code, phrase) in cases.items():
+        status, details = submit(api, api.envelope(ciphertext), ciphertext)
+        assert (status, phrase in details) == (code, True), (name, status, details)
+    # envelopes that lie
+    envelope_cases = {
+        "a forged signature": (dataclasses.replace(api.envelope(valid), signature=bytes(64)), grpc.StatusCode.INVALID_ARGUMENT, "signature"),
+        "a digest of other bytes": (api.envelope(valid, ciphertext_digest=bytes(32)), grpc.StatusCode.INVALID_ARGUMENT, "signature"),
+        "another stag": (api.envelope(valid, stag_id=bytes(32)), grpc.StatusCode.NOT_FOUND, "no such stag"),
+        "an absurd weight": (api.envelope(valid, weight=1 << 40), grpc.StatusCode.INVALID_ARGUMENT, "weight"),
+        "a short nonce": (api.envelope(valid, nonce=b"x"), grpc.StatusCode.INVALID_ARGUMENT, "nonce"),
+        "an invalid participant key": (api.envelope(valid, participant=b"\x01" * 31), grpc.StatusCode.INVALID_ARGUMENT, "participant"),
+    }
+    for name, (envelope, code, phrase) in envelope_cases.items():
+        status, details = submit(api, envelope, valid)
+        assert status == code and phrase in details, (name, status, details)
+    expired = IntendoEnvelope.sign(SigningIdentity(), api.spec.stag_id, hashlib.sha256(valid).digest(), 1, api.clock() - 1)
+    assert submit(api, expired, valid) == (grpc.StatusCode.INVALID_ARGUMENT, "the envelope has expired")
+    unknown = IntendoEnvelope.sign(SigningIdentity(), bytes(32), hashlib.sha256(valid).digest(), 1, api.clock() + 1000)
+    assert submit(api, unknown, valid)[0] is grpc.StatusCode.NOT_FOUND
+    # a message far larger than any intendo is refused by the transport's deliberate limit
+    status, details = submit(api, api.envelope(valid), os.urandom(5 << 20))
+    assert status is grpc.StatusCode.RESOURCE_EXHAUSTED
+    # bytes that are not a request at all
+    raw = api.channel.unary_unary("/stagpack.v1.Aggregator/SubmitIntendo", request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as raised:
+        raw(b"\xff\xff\xff\xff", timeout=10)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "malformed request" in raised.value.details()  # type: ignore[attr-defined]
+    assert api.height() == height, "no hostile submission reached the log"
+    # and the honest one still goes through
+    assert submit(api, api.envelope(valid), valid)[0] is grpc.StatusCode.OK
+
+
+def test_absurd_stags_are_refused(api: PublicApi) -> None:
+    committee = api.client.committee_id
+    good = StagSpec.new(committee=committee, kind=StagKind.COUNT, levels=30, epoch_millis=1000)
+    cases = {
+        "zero levels": dataclasses.replace(good, levels=0),
+        "one level": dataclasses.replace(good, levels=1),
+        "more levels than slots in a row": dataclasses.replace(good, levels=8193),
+        "a billion levels": dataclasses.replace(good, levels=10**9),
+        "no epoch period": dataclasses.replace(good, epoch_millis=0),
+        "a payload of 100 KB": dataclasses.replace(good, payload=os.urandom(100_000)),
+        "a deadline before the opening": dataclasses.replace(good, deadline_millis=1),
+        "an eligible key that is not a key": dataclasses.replace(good, eligibility=(b"short",)),
+        "another committee": dataclasses.replace(good, committee=bytes(32)),
+        "a short nonce": dataclasses.replace(good, nonce=b"n"),
+    }
+    for name, spec in cases.items():
+        message = spec_to_proto(spec) if spec.levels < (1 << 32) else None
+        if message is None:
+            continue
+        status = api.call("CreateStag", aggregator_pb2.CreateStagRequest(spec=message))
+        assert status is grpc.StatusCode.INVALID_ARGUMENT, (name, status)
+    unspecified = spec_to_proto(good)
+    unspecified.kind = common_pb2.STAG_KIND_UNSPECIFIED
+    assert api.call("CreateStag", aggregator_pb2.CreateStagRequest(spec=unspecified)) is grpc.StatusCode.INVALID_ARGUMENT
+    assert api.call("CreateStag", aggregator_pb2.CreateStagRequest()) is grpc.StatusCode.INVALID_ARGUMENT
+    assert api.call("GetStagStatus", aggregator_pb2.GetStagStatusRequest(stag_id=b"nope")) is grpc.StatusCode.NOT_FOUND
+
+
+def test_the_sdk_refuses_impossible_conditions() -> None:
+    for make in (
+        lambda: Threshold.count(-1, levels=30),
+        lambda: Threshold.count(29, levels=30),  # needs 30 members; the stag is full at 29
+        lambda: Threshold.capital(0, 10, levels=30),
+        lambda: Threshold.capital(5, 30, levels=30),
+        lambda: Threshold.capital(-5, 10, levels=30),
+    ):
+        with pytest.raises(InvalidInput):
+            make()
+    with pytest.raises(TypeError):
+        Threshold.count(True, levels=30)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Threshold.count(2.5, levels=30)  # type: ignore[arg-type]
+
+
+def test_the_cli_reports_bad_input_clearly(api: PublicApi, tmp_path: Path) -> None:
+    identity = tmp_path / "me.key"
+    created = subprocess.run([sys.executable, "-m", "stagpack", "identity", "create", "--out", str(identity)], capture_output=True, text=True)
+    assert created.returncode == 0
+    address = api.client.address
+    for arguments, phrase in (
+        (["submit", "--identity", str(identity), "--stag", api.spec.stag_id.hex(), "--others", "-5"], "others"),
+        (["submit", "--identity", str(identity), "--stag", "zz", "--others", "1"], "hex"),
+        (["submit", "--identity", str(identity), "--stag", api.spec.stag_id.hex(), "--amount", "3", "--total", "9"], "counts members"),
+        (["stag", "status", "00" * 32], "no such stag"),
+    ):
+        result = subprocess.run([sys.executable, "-m", "stagpack", *arguments, "--aggregator", address], capture_output=True, text=True)
+        assert result.returncode == 2 and result.stderr.startswith("error:") and phrase in result.stderr, (arguments, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+# --- fuzzing ---------------------------------------------------------------------------------
+
+
+def mutations() -> st.SearchStrategy[tuple[str, int, int]]:
+    return st.tuples(st.sampled_from(["flip", "truncate", "insert", "splice"]), st.integers(0, 1 << 30), st.integers(0, 255))
+
+
+def mutate(data: bytes, mutation: tuple[str, int, int]) -> bytes:
+    kind, position, value = mutation
+    if not data:
+        return bytes([value])
+    index = position % len(data)
+    if kind == "flip":
+        return data[:index] + bytes([data[index] ^ (value or 1)]) + data[index + 1 :]
+    if kind == "truncate":
+        return data[:index]
+    if kind == "insert":
+        return data[:index] + bytes([value]) + data[index:]
+    return data[:index] + data[index:][::-1][:16] + data[index + 16 :]
+
+
+@fuzz_settings
+@given(st.binary(max_size=400), st.sampled_from([LogEntry, Transcript, HuntCertificate, ValidationCertificate, DecryptRequest, SessionRef, StagSpec, IntendoEnvelope]))
+def test_fuzz_record_decoders_on_random_bytes(data: bytes, record_type: type) -> None:
+    try:
+        record = codec.decode(record_type, data)
+    except InvalidInput:
+        return
+    assert codec.encode(record) == data
+
+
+@fuzz_settings
+@given(st.lists(mutations(), min_size=1, max_size=4))
+def test_fuzz_record_decoders_on_mutated_records(changes: list[tuple[str, int, int]]) -> None:
+    spec = StagSpec.new(committee=bytes(32), kind=StagKind.CAPITAL, levels=50, title="t", eligibility=(b"\x01" * 32,))
+    entry = LogEntry(spec.stag_id, 1, bytes(32), 5, EntryKind.GENESIS, codec.encode(spec))
+    data = codec.encode(entry)
+    for change in changes:
+        data = mutate(data, change)
+    try:
+        decoded = codec.decode(LogEntry, data)
+    except InvalidInput:
+        return
+    assert codec.encode(decoded) == data
+
+
+@fuzz_settings
+@given(st.lists(mutations(), min_size=1, max_size=3))
+def test_fuzz_ciphertext_parsing(api: PublicApi, changes: list[tuple[str, int, int]]) -> None:
+    context = api.deployment.context
+    data = api.valid_ciphertext
+    for change in changes:
+        data = mutate(data, change)
+    try:
+        parsed = context.ciphertext_from_bytes(data)
+    except InvalidInput:
+        return
+    assert context.ciphertext_to_bytes(parsed) == data  # anything accepted is a canonical ciphertext
+
+
+@fuzz_settings
+@given(
+    st.sampled_from(["valid", "random", "mutated"]),
+    st.lists(mutations(), max_size=3),
+    st.integers(0, 1 << 62),
+    st.binary(max_size=40),
+    st.integers(-(1 << 62), 1 << 62),
+)
+def test_fuzz_submit_servicer(api: PublicApi, which: str, changes: list, weight: int, junk: bytes, expiry: int) -> None:
+    ciphertext = api.valid_ciphertext if which != "random" else os.urandom(len(api.valid_ciphertext))
+    if which == "mutated":
+        for change in changes:
+            ciphertext = mutate(ciphertext, change)
+    envelope = api.envelope(ciphertext)
+    message = envelope_to_proto(envelope)
+    choice = weight % 5
+    if choice == 1:
+        message.statement.weight = weight
+    elif choice == 2:
+        message.statement.nonce = junk
+    elif choice == 3:
+        message.statement.expires_at_millis = expiry
+    elif choice == 4:
+        message.signature = junk
+    height = api.height()
+    try:
+        api.stub.SubmitIntendo(aggregator_pb2.SubmitIntendoRequest(envelope=message, ciphertext=ciphertext), timeout=30)
+    except grpc.RpcError as error:
+        assert error.code() in ACCEPTABLE, (error.code(), error.details())  # type: ignore[attr-defined]
+        assert api.height() == height, "a refused submission changed the log"
+        return
+    assert api.height() == height + 1
+
+
+@fuzz_settings
+@given(st.sampled_from([m.name for m in aggregator_pb2.DESCRIPTOR.services_by_name["Aggregator"].methods]), st.binary(max_size=300))
+def test_fuzz_every_public_method_with_raw_bytes(api: PublicApi, method: str, payload: bytes) -> None:
+    call = api.channel.unary_stream if method == "WatchHunts" else api.channel.unary_unary
+    stub = call(f"/stagpack.v1.Aggregator/{method}", request_serializer=None, response_deserializer=None)
+    height = api.height()
+    try:
+        response = stub(payload, timeout=3)
+        if method == "WatchHunts":
+            for _ in response:
+                break
+    except grpc.RpcError as error:
+        code = error.code()  # type: ignore[attr-defined]
+        assert code in ACCEPTABLE | {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE}, (method, code, error.details())  # type: ignore[attr-defined]
+        assert code is not grpc.StatusCode.UNAVAILABLE or method == "WatchHunts"
+    if method in ("SubmitIntendo", "WithdrawIntendo"):
+        assert api.height() == height

@@ -1,0 +1,562 @@
+"""Unit tests for stagpack.pack.PackState: the rules every replica applies to a stag's log.
+
+Logs are built by hand from real signed envelopes, real ciphertexts under the 2-of-3 session
+committee's key, and keyholder certificates signed with that committee's keyholder identities
+(or forged with fresh ones). The encrypted pack sum is checked by decrypting it against the
+numpy sum of the counted thermometers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import numpy as np
+import pytest
+
+from support.unit import decrypt
+from stagpack import codec
+from stagpack.decrypt.circuit import layout_of
+from stagpack.encoding import StagKind, Threshold
+from stagpack.envelope import IntendoEnvelope, Withdrawal
+from stagpack.errors import (
+    AlreadyExists,
+    IntegrityFailure,
+    InvalidInput,
+    InvalidSignature,
+    NotFound,
+    RateLimited,
+    WrongPhase,
+)
+from stagpack.identity import KeyholderIdentity, SigningIdentity
+from stagpack.log import (
+    GENESIS_PREVIOUS,
+    EntryKind,
+    HuntCertificate,
+    HuntOutcome,
+    LogEntry,
+    ValidationCertificate,
+    ValidationOutcome,
+)
+from stagpack.committee import CommitteeInfo, KeyholderSignature
+from stagpack.pack import IntendoStatus, PackLimits, PackState
+from stagpack.stag import StagSpec
+
+T0 = 1_700_000_000_000
+HOUR = 3_600_000
+
+
+class Ciphertexts(dict):  # type: ignore[type-arg]
+    """The CiphertextSource a replica reads intendo ciphertexts from."""
+
+    def ciphertext(self, intendo_id: bytes) -> bytes:
+        return self[intendo_id]  # type: ignore[no-any-return]
+
+
+class Log:
+    """One stag's log under construction, applied entry by entry to a PackState replica."""
+
+    def __init__(self, committee, *, kind: StagKind = StagKind.COUNT, levels: int = 20, eligibility=(), limits=None, deadline: int = 0) -> None:  # type: ignore[no-untyped-def]
+        self.committee = committee
+        self.context = committee.context
+        self.info = CommitteeInfo.from_transcript(committee.bundle.transcript)
+        self.spec = StagSpec.new(
+            committee=self.info.committee_id,
+            kind=kind,
+            levels=levels,
+            eligibility=tuple(eligibility),
+            epoch_millis=1000,
+            opens_at_millis=T0,
+            deadline_millis=deadline,
+        )
+        self.source = Ciphertexts()
+        self.state = PackState(self.context, self.info, self.spec.stag_id, limits or PackLimits())
+        self.now = T0
+        self.plain: dict[bytes, np.ndarray] = {}
+
+    @property
+    def stag_id(self) -> bytes:
+        return self.spec.stag_id
+
+    # -- entries --------------------------------------------------------------------------------
+
+    def entry(self, kind: EntryKind, body: object, **changes: object) -> LogEntry:
+        entry = LogEntry(self.stag_id, self.state.height + 1, self.state.head, self.now, kind, codec.encode(body))
+        return dataclasses.replace(entry, **changes)
+
+    def apply(self, kind: EntryKind, body: object, ciphertext: bytes | None = None, **changes: object) -> LogEntry:
+        entry = self.entry(kind, body, **changes)
+        self.state.apply(entry, ciphertext, self.source)
+        return entry
+
+    def genesis(self) -> Log:
+        self.apply(EntryKind.GENESIS, self.spec)
+        return self
+
+    # -- intendos -------------------------------------------------------------------------------
+
+    def encrypt(self, threshold: Threshold) -> bytes:
+        vector = layout_of(self.context).thermometer(threshold, self.spec.levels)
+        data = self.context.ciphertext_to_bytes(self.context.encrypt(self.context.joint_key, vector))
+        self.plain[hashlib.sha256(data).digest()] = vector
+        return data
+
+    def envelope(self, identity: SigningIdentity, ciphertext: bytes, weight: int = 1, *, stag_id: bytes | None = None, expires: int | None = None) -> IntendoEnvelope:
+        return IntendoEnvelope.sign(
+            identity, stag_id or self.stag_id, hashlib.sha256(ciphertext).digest(), weight, self.now + HOUR if expires is None else expires
+        )
+
+    def submit(self, identity: SigningIdentity, level: int = 1, weight: int = 1) -> IntendoEnvelope:
+        ciphertext = self.encrypt(Threshold(level, weight))
+        envelope = self.envelope(identity, ciphertext, weight)
+        self.submit_envelope(envelope, ciphertext)
+        return envelope
+
+    def submit_envelope(self, envelope: IntendoEnvelope, ciphertext: bytes) -> None:
+        self.source[envelope.intendo_id] = ciphertext
+        self.apply(EntryKind.SUBMISSION, envelope, ciphertext)
+
+    def withdraw(self, identity: SigningIdentity, intendo_id: bytes) -> Withdrawal:
+        withdrawal = Withdrawal.sign(identity, self.stag_id, intendo_id, self.now + HOUR)
+        self.apply(EntryKind.WITHDRAWAL, withdrawal)
+        return withdrawal
+
+    # -- certificates ---------------------------------------------------------------------------
+
+    def signatures(self, domain: str, message: bytes, signers=(1, 2)) -> tuple[KeyholderSignature, ...]:  # type: ignore[no-untyped-def]
+        return tuple(KeyholderSignature(index, self.committee.identities[index - 1].sign(domain, message)) for index in signers)
+
+    def validation(self, valid=(), invalid=(), *, batch: int | None = None, signers=(1, 2), **changes: object) -> ValidationCertificate:  # type: ignore[no-untyped-def]
+        outcome = ValidationOutcome(
+            self.stag_id, self.state.validation_batches + 1 if batch is None else batch, self.state.height, self.state.head, tuple(valid), tuple(invalid)
+        )
+        outcome = dataclasses.replace(outcome, **changes)
+        return ValidationCertificate(outcome, self.signatures("validation", outcome.digest(), signers))
+
+    def validate(self, valid=(), invalid=()) -> None:  # type: ignore[no-untyped-def]
+        self.apply(EntryKind.VALIDATION, self.validation(valid, invalid))
+
+    def hunt(self, members, level: int | None = None, *, epoch: int | None = None, signers=(1, 2), **changes: object) -> HuntCertificate:  # type: ignore[no-untyped-def]
+        executed = self.state.executed_level
+        level = executed + sum(member.statement.weight for member in members) if level is None else level
+        outcome = HuntOutcome(
+            self.stag_id, self.state.last_hunt_epoch + 1 if epoch is None else epoch, self.state.height, self.state.head, level, executed, tuple(members)
+        )
+        outcome = dataclasses.replace(outcome, **changes)
+        return HuntCertificate(outcome, self.signatures("hunt", outcome.digest(), signers))
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[int, bytes, int, dict[bytes, IntendoStatus], int]:
+        state = self.state
+        return state.height, state.head, state.reserved_weight, {k: r.status for k, r in state.intendos.items()}, state.counted
+
+    def expect_refused(self, error: type[Exception], kind: EntryKind, body: object, ciphertext: bytes | None = None, **changes: object) -> None:
+        """The entry is refused with `error` and the replica is unchanged."""
+        before = self.snapshot()
+        with pytest.raises(error):
+            self.apply(kind, body, ciphertext, **changes)
+        assert self.snapshot() == before
+
+    def counted_sum_matches(self) -> None:
+        """S decrypts to the sum of the counted thermometers, straight from the records."""
+        counted = [
+            self.plain[record.envelope.statement.ciphertext_digest]
+            for record in self.state.intendos.values()
+            if record.status in (IntendoStatus.COUNTED, IntendoStatus.EXECUTED)
+        ]
+        assert self.state.counted == len([r for r in self.state.intendos.values() if r.status is IntendoStatus.COUNTED]) + len(
+            [r for r in self.state.intendos.values() if r.status is IntendoStatus.EXECUTED]
+        )
+        if not counted:
+            assert self.state.counted_sum is None or not self.state.counted
+            return
+        assert self.state.counted_sum is not None
+        expected = np.sum(counted, axis=0) % self.context.plaintext_modulus
+        assert np.array_equal(decrypt(self.committee, self.state.counted_sum, (1, 3)), expected)
+
+
+@pytest.fixture
+def log(committee2of3) -> Log:  # type: ignore[no-untyped-def]
+    return Log(committee2of3).genesis()
+
+
+def people(count: int) -> list[SigningIdentity]:
+    return [SigningIdentity() for _ in range(count)]
+
+
+# --- genesis ---------------------------------------------------------------------------------
+
+
+def test_genesis_sets_the_spec(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    log = Log(committee2of3)
+    with pytest.raises(WrongPhase):
+        log.state.require_spec()
+    entry = log.apply(EntryKind.GENESIS, log.spec)
+    assert log.state.spec == log.spec
+    assert (log.state.height, log.state.head, log.state.last_accepted_at) == (1, entry.digest(), T0)
+    assert entry.previous == GENESIS_PREVIOUS
+
+
+def test_genesis_rules(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    log = Log(committee2of3)
+    other = dataclasses.replace(log.spec, nonce=os.urandom(16))
+    log.expect_refused(IntegrityFailure, EntryKind.GENESIS, other)  # does not hash to the stag id
+    for bad in (
+        dataclasses.replace(log.spec, committee=bytes(32)),
+        dataclasses.replace(log.spec, levels=1),
+        dataclasses.replace(log.spec, levels=log.context.row_width + 1),
+        dataclasses.replace(log.spec, epoch_millis=5),
+        dataclasses.replace(log.spec, eligibility=(b"\x01" * 32, b"\x00" * 32)),  # not sorted
+    ):
+        replica = PackState(log.context, log.info, bad.stag_id)
+        with pytest.raises(InvalidInput):
+            replica.apply(LogEntry(bad.stag_id, 1, GENESIS_PREVIOUS, T0, EntryKind.GENESIS, codec.encode(bad)), None, log.source)
+        assert replica.spec is None and replica.height == 0
+    log.expect_refused(IntegrityFailure, EntryKind.GENESIS, log.spec, height=2)
+    log.expect_refused(IntegrityFailure, EntryKind.GENESIS, log.spec, previous=b"\x01" * 32)
+    person = SigningIdentity()
+    ciphertext = log.encrypt(Threshold(1, 1))
+    log.expect_refused(WrongPhase, EntryKind.SUBMISSION, log.envelope(person, ciphertext), ciphertext)
+    log.genesis()
+    log.expect_refused(IntegrityFailure, EntryKind.GENESIS, log.spec)  # only the first entry
+
+
+def test_entries_for_another_stag_or_off_the_chain_are_integrity_failures(log: Log) -> None:
+    person = SigningIdentity()
+    ciphertext = log.encrypt(Threshold(2, 1))
+    envelope = log.envelope(person, ciphertext)
+    log.source[envelope.intendo_id] = ciphertext
+    log.expect_refused(IntegrityFailure, EntryKind.SUBMISSION, envelope, ciphertext, stag_id=bytes(32))
+    log.expect_refused(IntegrityFailure, EntryKind.SUBMISSION, envelope, ciphertext, previous=bytes(32))
+    log.expect_refused(IntegrityFailure, EntryKind.SUBMISSION, envelope, ciphertext, height=log.state.height)  # repeat
+    log.expect_refused(IntegrityFailure, EntryKind.SUBMISSION, envelope, ciphertext, height=log.state.height + 2)  # skip
+    log.expect_refused(IntegrityFailure, EntryKind.SUBMISSION, envelope, ciphertext, accepted_at_millis=log.now - 1)
+    log.expect_refused(IntegrityFailure, EntryKind.SUBMISSION, envelope, None)  # the ciphertext must travel with it
+    log.apply(EntryKind.SUBMISSION, envelope, ciphertext)  # the same timestamp is fine
+    log.now += 5
+    log.withdraw(person, envelope.intendo_id)
+    assert log.state.last_accepted_at == log.now
+
+
+def test_bodies_that_do_not_decode_are_invalid(log: Log) -> None:
+    person = SigningIdentity()
+    ciphertext = log.encrypt(Threshold(2, 1))
+    envelope = log.envelope(person, ciphertext)
+    before = log.snapshot()
+    for kind, body in (
+        (EntryKind.SUBMISSION, b"garbage"),
+        (EntryKind.SUBMISSION, codec.encode(Withdrawal.sign(person, log.stag_id, bytes(32), log.now))),
+        (EntryKind.WITHDRAWAL, codec.encode(envelope)),
+        (EntryKind.GENESIS, codec.encode(envelope)),
+        (EntryKind.VALIDATION, codec.encode(envelope)[:-1]),
+    ):
+        entry = LogEntry(log.stag_id, log.state.height + 1, log.state.head, log.now, kind, body)
+        with pytest.raises(InvalidInput):
+            log.state.apply(entry, ciphertext, log.source)
+    assert log.snapshot() == before
+
+
+# --- submissions -----------------------------------------------------------------------------
+
+
+def test_a_valid_submission_awaits_validation(log: Log) -> None:
+    person = SigningIdentity()
+    envelope = log.submit(person, level=3)
+    record = log.state.record(envelope.intendo_id)
+    assert record.status is IntendoStatus.AWAITING and record.height == log.state.height
+    assert log.state.live_by_participant[person.verify_key] == envelope.intendo_id
+    assert log.state.reserved_weight == 1
+    assert log.state.awaiting() == [envelope.intendo_id] and log.state.pending() == []
+    with pytest.raises(NotFound):
+        log.state.record(bytes(32))
+
+
+def test_submission_signatures_and_fields(log: Log) -> None:
+    person = SigningIdentity()
+    ciphertext = log.encrypt(Threshold(2, 1))
+    envelope = log.envelope(person, ciphertext)
+    log.source[envelope.intendo_id] = ciphertext
+    flipped = bytearray(envelope.signature)
+    flipped[0] ^= 1
+    log.expect_refused(InvalidSignature, EntryKind.SUBMISSION, dataclasses.replace(envelope, signature=bytes(flipped)), ciphertext)
+    altered = dataclasses.replace(envelope.statement, expires_at_millis=envelope.statement.expires_at_millis + 1)
+    log.expect_refused(InvalidSignature, EntryKind.SUBMISSION, dataclasses.replace(envelope, statement=altered), ciphertext)
+    impostor = dataclasses.replace(envelope.statement, participant=SigningIdentity().verify_key)
+    log.expect_refused(InvalidSignature, EntryKind.SUBMISSION, dataclasses.replace(envelope, statement=impostor), ciphertext)
+    short_nonce = dataclasses.replace(envelope.statement, nonce=b"\x00" * 4)
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, IntendoEnvelope(short_nonce, person.sign("intendo", codec.encode(short_nonce))), ciphertext)
+    other_stag = log.envelope(person, ciphertext, stag_id=hashlib.sha256(b"other stag").digest())
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, other_stag, ciphertext)
+    expired = log.envelope(person, ciphertext, expires=log.now - 1)
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, expired, ciphertext)
+    log.submit_envelope(log.envelope(person, ciphertext, expires=log.now), ciphertext)  # expiring now is still fine
+
+
+def test_eligibility(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, carol = people(3)
+    log = Log(committee2of3, eligibility=(bob.verify_key, alice.verify_key)).genesis()
+    ciphertext = log.encrypt(Threshold(2, 1))
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, log.envelope(carol, ciphertext), ciphertext)
+    log.submit(alice)
+    log.submit(bob)
+    assert len(log.state.awaiting()) == 2
+
+
+def test_replays_and_second_live_intendos_are_refused(log: Log) -> None:
+    alice, bob = people(2)
+    first = log.submit(alice, level=2)
+    ciphertext = log.source[first.intendo_id]
+    log.expect_refused(AlreadyExists, EntryKind.SUBMISSION, first, ciphertext)  # replayed envelope
+    second_ciphertext = log.encrypt(Threshold(3, 1))
+    second = log.envelope(alice, second_ciphertext)
+    log.source[second.intendo_id] = second_ciphertext
+    log.expect_refused(AlreadyExists, EntryKind.SUBMISSION, second, second_ciphertext)  # one live intendo per identity
+    same_nonce = dataclasses.replace(second.statement, nonce=first.statement.nonce)
+    log.expect_refused(AlreadyExists, EntryKind.SUBMISSION, IntendoEnvelope(same_nonce, alice.sign("intendo", codec.encode(same_nonce))), second_ciphertext)
+    log.submit(bob, level=2)
+    log.withdraw(alice, first.intendo_id)
+    log.expect_refused(AlreadyExists, EntryKind.SUBMISSION, first, ciphertext)  # still a replay after withdrawing
+    log.submit_envelope(second, second_ciphertext)  # a fresh envelope is welcome again
+    assert log.state.live_by_participant[alice.verify_key] == second.intendo_id
+
+
+def test_weights(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    count = Log(committee2of3, levels=10).genesis()
+    person = SigningIdentity()
+    ciphertext = count.encrypt(Threshold(2, 2))
+    for weight, error in ((2, InvalidInput), (0, InvalidInput), (-1, InvalidInput)):
+        count.expect_refused(error, EntryKind.SUBMISSION, count.envelope(person, ciphertext, weight), ciphertext)
+    capital = Log(committee2of3, kind=StagKind.CAPITAL, levels=10).genesis()
+    capital.expect_refused(InvalidInput, EntryKind.SUBMISSION, capital.envelope(person, ciphertext, 10), ciphertext)
+    capital.submit(person, level=9, weight=9)
+    assert capital.state.reserved_weight == 9
+
+
+def test_capacity_counts_awaiting_and_counted_weight(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    log = Log(committee2of3, levels=4).genesis()  # full at 3 members
+    members = people(4)
+    envelopes = [log.submit(person, level=1) for person in members[:2]]
+    log.validate(valid=[envelopes[0].intendo_id])  # one counted, one awaiting: both reserve
+    envelopes.append(log.submit(members[2], level=3))
+    assert log.state.reserved_weight == 3
+    ciphertext = log.encrypt(Threshold(1, 1))
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, log.envelope(members[3], ciphertext), ciphertext)
+    log.withdraw(members[1], envelopes[1].intendo_id)  # frees one unit
+    log.submit_envelope(log.envelope(members[3], ciphertext), ciphertext)
+    assert log.state.reserved_weight == 3
+
+    capital = Log(committee2of3, kind=StagKind.CAPITAL, levels=10).genesis()
+    a, b, c = people(3)
+    capital.submit(a, level=5, weight=5)
+    capital.submit(b, level=9, weight=4)
+    small = capital.encrypt(Threshold(9, 1))
+    capital.expect_refused(InvalidInput, EntryKind.SUBMISSION, capital.envelope(c, small, 1), small)
+
+
+def test_ciphertexts_must_match_the_envelope_and_the_committee_key(log: Log, committee3) -> None:  # type: ignore[no-untyped-def]
+    person = SigningIdentity()
+    ciphertext = log.encrypt(Threshold(2, 1))
+    other = log.encrypt(Threshold(3, 1))
+    envelope = log.envelope(person, ciphertext)
+    log.source[envelope.intendo_id] = ciphertext
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, envelope, other)  # digest mismatch
+    garbage = os.urandom(len(ciphertext))
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, log.envelope(person, garbage), garbage)
+    truncated = ciphertext[:-10]
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, log.envelope(person, truncated), truncated)
+    foreign_context = committee3.context
+    foreign = foreign_context.ciphertext_to_bytes(
+        foreign_context.encrypt(foreign_context.joint_key, layout_of(foreign_context).thermometer(Threshold(2, 1), 20))
+    )
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, log.envelope(person, foreign), foreign)  # another committee's key
+    assert log.state.check_submission(envelope, ciphertext, log.now) is not None
+
+
+def test_deadline(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    log = Log(committee2of3, deadline=T0 + 10_000).genesis()
+    person, late = people(2)
+    envelope = log.submit(person)
+    log.now = T0 + 10_000
+    ciphertext = log.encrypt(Threshold(1, 1))
+    log.expect_refused(WrongPhase, EntryKind.SUBMISSION, log.envelope(late, ciphertext), ciphertext)
+    log.expect_refused(WrongPhase, EntryKind.WITHDRAWAL, Withdrawal.sign(person, log.stag_id, envelope.intendo_id, log.now + HOUR))
+
+
+# --- withdrawals -----------------------------------------------------------------------------
+
+
+def test_withdrawal_rules(log: Log) -> None:
+    alice, mallory = people(2)
+    envelope = log.submit(alice, level=2)
+    intendo = envelope.intendo_id
+    by_mallory = Withdrawal.sign(mallory, log.stag_id, intendo, log.now + HOUR)
+    log.expect_refused(InvalidInput, EntryKind.WITHDRAWAL, by_mallory)  # only the signer
+    forged = dataclasses.replace(by_mallory, statement=dataclasses.replace(by_mallory.statement, participant=alice.verify_key))
+    log.expect_refused(InvalidSignature, EntryKind.WITHDRAWAL, forged)
+    log.expect_refused(NotFound, EntryKind.WITHDRAWAL, Withdrawal.sign(alice, log.stag_id, bytes(32), log.now + HOUR))
+    log.expect_refused(InvalidInput, EntryKind.WITHDRAWAL, Withdrawal.sign(alice, log.stag_id, intendo, log.now - 1))
+    log.expect_refused(InvalidInput, EntryKind.WITHDRAWAL, Withdrawal.sign(alice, bytes(32), intendo, log.now + HOUR))
+    withdrawal = log.withdraw(alice, intendo)
+    assert log.state.record(intendo).status is IntendoStatus.WITHDRAWN
+    assert log.state.reserved_weight == 0 and alice.verify_key not in log.state.live_by_participant
+    log.expect_refused(AlreadyExists, EntryKind.WITHDRAWAL, withdrawal)  # replay
+    log.expect_refused(WrongPhase, EntryKind.WITHDRAWAL, Withdrawal.sign(alice, log.stag_id, intendo, log.now + HOUR))  # already withdrawn
+
+
+def test_withdrawing_a_counted_intendo_subtracts_it_from_the_pack_sum(log: Log) -> None:
+    members = people(3)
+    envelopes = [log.submit(person, level=level) for person, level in zip(members, (1, 2, 5))]
+    log.validate(valid=[envelope.intendo_id for envelope in envelopes])
+    assert log.state.counted == 3
+    log.counted_sum_matches()
+    log.withdraw(members[1], envelopes[1].intendo_id)
+    assert log.state.counted == 2 and log.state.reserved_weight == 2
+    log.counted_sum_matches()
+    assert [key for key, _ in log.state.pending()] == [envelopes[0].intendo_id, envelopes[2].intendo_id]
+
+
+# --- validation certificates -----------------------------------------------------------------
+
+
+def test_validation_counts_valid_intendos_and_rejects_invalid_ones(log: Log) -> None:
+    members = people(5)
+    envelopes = [log.submit(person, level=level) for person, level in zip(members, (1, 2, 3, 7, 4))]
+    ids = [envelope.intendo_id for envelope in envelopes]
+    log.withdraw(members[4], ids[4])
+    log.validate(valid=[ids[0], ids[2], ids[4]], invalid=[ids[1], ids[3]])
+    statuses = [log.state.record(key).status for key in ids]
+    assert statuses == [IntendoStatus.COUNTED, IntendoStatus.REJECTED, IntendoStatus.COUNTED, IntendoStatus.REJECTED, IntendoStatus.WITHDRAWN]
+    assert log.state.rejections == {members[1].verify_key: 1, members[3].verify_key: 1}
+    assert log.state.reserved_weight == 2 and log.state.counted == 2 and log.state.validation_batches == 1
+    assert members[1].verify_key not in log.state.live_by_participant  # a rejected identity may resubmit
+    log.counted_sum_matches()
+    snapshot = log.state.snapshot()
+    assert [key for key, _ in snapshot.pending] == [ids[0], ids[2]] and snapshot.batch == ()
+
+
+def test_validation_certificates_need_t_valid_keyholder_signatures(log: Log) -> None:
+    person = SigningIdentity()
+    intendo = log.submit(person).intendo_id
+    stranger = KeyholderIdentity("not-in-the-committee")
+    good = log.validation(valid=[intendo])
+    digest = good.outcome.digest()
+    one = log.validation(valid=[intendo], signers=(3,))
+    log.expect_refused(InvalidSignature, EntryKind.VALIDATION, one)
+    forged = ValidationCertificate(good.outcome, (good.signatures[0], KeyholderSignature(2, stranger.sign("validation", digest))))
+    log.expect_refused(InvalidSignature, EntryKind.VALIDATION, forged)
+    all_forged = ValidationCertificate(good.outcome, tuple(KeyholderSignature(i, stranger.sign("validation", digest)) for i in (1, 2, 3)))
+    log.expect_refused(InvalidSignature, EntryKind.VALIDATION, all_forged)
+    twice = ValidationCertificate(good.outcome, (good.signatures[0], good.signatures[0]))
+    log.expect_refused(InvalidSignature, EntryKind.VALIDATION, twice)
+    unknown = ValidationCertificate(good.outcome, (*good.signatures, KeyholderSignature(4, good.signatures[0].signature)))
+    log.expect_refused(InvalidInput, EntryKind.VALIDATION, unknown)
+    wrong_domain = ValidationCertificate(good.outcome, log.signatures("hunt", digest))
+    log.expect_refused(InvalidSignature, EntryKind.VALIDATION, wrong_domain)
+    other_outcome = dataclasses.replace(good.outcome, valid=(), invalid=(intendo,))
+    log.expect_refused(InvalidSignature, EntryKind.VALIDATION, ValidationCertificate(other_outcome, good.signatures))
+    log.apply(EntryKind.VALIDATION, log.validation(valid=[intendo], signers=(1, 2, 3)))
+    assert log.state.record(intendo).status is IntendoStatus.COUNTED
+
+
+def test_validation_certificates_must_fit_the_log(log: Log) -> None:
+    alice, bob = people(2)
+    first = log.submit(alice).intendo_id
+    log.validate(valid=[first])
+    second = log.submit(bob).intendo_id
+    for certificate in (
+        log.validation(valid=[second], batch=1),  # batch numbers run in sequence
+        log.validation(valid=[second], batch=3),
+        log.validation(valid=[second, second]),
+        log.validation(valid=[second], invalid=[second]),
+        log.validation(),  # decides nothing
+        log.validation(valid=[bytes(32)]),  # unknown intendo
+        log.validation(valid=[second], height=log.state.height - 1),  # submitted after the batch
+        log.validation(valid=[first]),  # already decided
+        log.validation(valid=[second], stag_id=bytes(32)),
+    ):
+        log.expect_refused(IntegrityFailure, EntryKind.VALIDATION, certificate)
+    log.validate(invalid=[second])
+    assert log.state.validation_batches == 2
+
+
+def test_rejections_are_rate_limited(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    log = Log(committee2of3, limits=PackLimits(max_rejections=2)).genesis()
+    repeat_offender, bystander = people(2)
+    for _ in range(2):
+        envelope = log.submit(repeat_offender, level=2)
+        log.validate(invalid=[envelope.intendo_id])
+    assert log.state.rejections[repeat_offender.verify_key] == 2
+    ciphertext = log.encrypt(Threshold(2, 1))
+    log.expect_refused(RateLimited, EntryKind.SUBMISSION, log.envelope(repeat_offender, ciphertext), ciphertext)
+    log.submit(bystander, level=2)  # others are unaffected
+    counts = log.state.count_by_status()
+    assert counts[IntendoStatus.REJECTED.value] == 2 and counts[IntendoStatus.AWAITING.value] == 1
+
+
+def test_validation_batches_follow_log_order_and_the_limit(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    log = Log(committee2of3, limits=PackLimits(validation_batch=2)).genesis()
+    ids = [log.submit(person).intendo_id for person in people(3)]
+    assert log.state.validation_batch() == ids[:2]
+    assert log.state.snapshot().batch == ((ids[0], 1), (ids[1], 1))
+
+
+# --- hunt certificates -----------------------------------------------------------------------
+
+
+def _counted(log: Log, levels_and_weights) -> tuple[list[SigningIdentity], list[IntendoEnvelope]]:  # type: ignore[no-untyped-def]
+    identities = people(len(levels_and_weights))
+    envelopes = [log.submit(person, level, weight) for person, (level, weight) in zip(identities, levels_and_weights)]
+    log.validate(valid=[envelope.intendo_id for envelope in envelopes])
+    return identities, envelopes
+
+
+def test_a_hunt_executes_its_members(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    log = Log(committee2of3, kind=StagKind.CAPITAL, levels=20).genesis()
+    identities, envelopes = _counted(log, [(3, 1), (3, 2), (9, 4), (12, 5)])
+    log.apply(EntryKind.HUNT, log.hunt(envelopes[:2]))  # fixed point 3
+    assert log.state.executed_level == 3 and log.state.last_hunt_epoch == 1 and len(log.state.hunts) == 1
+    assert [log.state.record(e.intendo_id).status for e in envelopes] == [IntendoStatus.EXECUTED] * 2 + [IntendoStatus.COUNTED] * 2
+    log.counted_sum_matches()  # executed members stay counted
+    log.expect_refused(WrongPhase, EntryKind.WITHDRAWAL, Withdrawal.sign(identities[0], log.stag_id, envelopes[0].intendo_id, log.now + HOUR))
+    log.apply(EntryKind.HUNT, log.hunt(envelopes[2:], epoch=5))  # 3 + 4 + 5 = 12
+    assert log.state.executed_level == 12 and log.state.last_hunt_epoch == 5
+    assert log.state.pending() == []
+
+
+def test_hunt_certificates_need_t_valid_keyholder_signatures(log: Log) -> None:
+    _, envelopes = _counted(log, [(1, 1), (2, 1)])
+    good = log.hunt(envelopes)
+    digest = good.outcome.digest()
+    stranger = KeyholderIdentity("stranger")
+    for certificate in (
+        log.hunt(envelopes, signers=(2,)),
+        HuntCertificate(good.outcome, (good.signatures[0], KeyholderSignature(3, stranger.sign("hunt", digest)))),
+        HuntCertificate(good.outcome, (good.signatures[1], good.signatures[1])),
+        HuntCertificate(good.outcome, log.signatures("validation", digest)),
+        HuntCertificate(dataclasses.replace(good.outcome, epoch=2), good.signatures),
+    ):
+        log.expect_refused(InvalidSignature, EntryKind.HUNT, certificate)
+    log.apply(EntryKind.HUNT, good)
+    assert log.state.executed_level == 2
+
+
+def test_hunt_certificates_must_be_consistent_and_in_sequence(log: Log) -> None:
+    identities, envelopes = _counted(log, [(1, 1), (2, 1), (5, 1)])
+    awaiting = log.submit(SigningIdentity(), level=4)
+    other_stag = IntendoEnvelope.sign(identities[0], hashlib.sha256(b"another stag").digest(), bytes(32), 1, log.now + HOUR)
+    log.expect_refused(InvalidInput, EntryKind.HUNT, log.hunt(envelopes[:2], level=3))  # weights do not add up to m
+    log.expect_refused(InvalidInput, EntryKind.HUNT, log.hunt([], level=1))
+    log.expect_refused(InvalidInput, EntryKind.HUNT, log.hunt([envelopes[0], envelopes[0]], level=2))
+    log.expect_refused(InvalidInput, EntryKind.HUNT, log.hunt([envelopes[0], other_stag], level=2))
+    log.expect_refused(InvalidInput, EntryKind.HUNT, log.hunt(envelopes, level=20))  # outside the levels
+    log.expect_refused(IntegrityFailure, EntryKind.HUNT, log.hunt([envelopes[0], awaiting]))  # not pending
+    log.expect_refused(IntegrityFailure, EntryKind.HUNT, log.hunt(envelopes[:2], executed_weight=1, level=3))
+    log.apply(EntryKind.HUNT, log.hunt(envelopes[:2], epoch=3))
+    log.expect_refused(IntegrityFailure, EntryKind.HUNT, log.hunt(envelopes[2:], epoch=3))  # epoch must increase
+    log.expect_refused(IntegrityFailure, EntryKind.HUNT, log.hunt(envelopes[:1], epoch=4))  # already executed
+    log.expect_refused(IntegrityFailure, EntryKind.HUNT, log.hunt(envelopes[2:], epoch=4, level=2, executed_weight=1))
+    log.apply(EntryKind.HUNT, log.hunt(envelopes[2:], epoch=4))
+    assert log.state.executed_level == 3
+
