@@ -1,0 +1,121 @@
+"""Write tests/vectors/records.json: known-answer vectors for the canonical encoding of every
+record kind that is signed, hashed or stored.
+
+Run it only when a record gains a new wire version (its WIRE_NAME changes): the vectors pin the
+bytes, and tests/unit/test_vectors.py fails when an edit changes them by accident. Every value is
+fixed (Ed25519 signatures are deterministic, keys come from fixed seeds), so a run reproduces
+the file exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.vectors import to_json  # noqa: E402
+
+from stagpack import codec  # noqa: E402
+from stagpack.aggregator.sessions import SessionProgress  # noqa: E402
+from stagpack.committee import CommitteeInfo, KeyholderSignature, Participant, Transcript, TranscriptBody, TranscriptSignature  # noqa: E402
+from stagpack.dkg.party import BackupHeader  # noqa: E402
+from stagpack.encoding import StagKind  # noqa: E402
+from stagpack.envelope import IntendoEnvelope, IntendoStatement, Withdrawal, WithdrawalStatement  # noqa: E402
+from stagpack.identity import KeyholderIdentity, SigningIdentity  # noqa: E402
+from stagpack.keyholder.node import SealedBackup, SealedBackups  # noqa: E402
+from stagpack.keyholder.store import ServedStep, SessionRecord  # noqa: E402
+from stagpack.log import (  # noqa: E402
+    CertificateBundle,
+    EntryKind,
+    HuntCertificate,
+    HuntOutcome,
+    LogEntry,
+    ValidationCertificate,
+    ValidationOutcome,
+)
+from stagpack.session import MaskCommitment, MaskReveal, PartialStatement, SessionKind, SessionRef, SignedCommitment, SignedPartial, Step  # noqa: E402
+from stagpack.stag import StagSpec  # noqa: E402
+
+OUT = ROOT / "tests" / "vectors" / "records.json"
+
+
+def seeded(label: str) -> bytes:
+    return hashlib.sha256(b"stagpack-vectors/" + label.encode()).digest()
+
+
+def records() -> list[object]:
+    keyholders = [KeyholderIdentity(f"keyholder-{i}", seeded(f"sign-{i}"), seeded(f"box-{i}")) for i in (1, 2, 3)]
+    alice, bob = SigningIdentity(seeded("alice")), SigningIdentity(seeded("bob"))
+    participants = tuple(Participant(i, k.name, k.verify_key, k.public.box_key) for i, k in enumerate(keyholders, start=1))
+    body = TranscriptBody(
+        ceremony_id=seeded("ceremony")[:16], parameters=b'{"max_fused_partials":32}', parties=3, threshold=2,
+        participants=participants, chain=tuple(seeded(f"chain-{i}") for i in (1, 2, 3)), joint_public_key=seeded("chain-3"),
+        evaluation_keys=seeded("evaluation"), rotation_steps=(1, 16, 256, 4096, 8192), self_test=seeded("self-test"),
+    )
+    transcript = Transcript(body, tuple(TranscriptSignature(i, k.sign("transcript", body.digest())) for i, k in enumerate(keyholders, start=1)))
+    committee = CommitteeInfo.from_transcript(transcript)
+    spec = StagSpec(
+        committee=committee.committee_id, kind=StagKind.COUNT, levels=16, title="Strike if 9 of us do",
+        eligibility=tuple(sorted((alice.verify_key, bob.verify_key))), epoch_millis=10_000,
+        opens_at_millis=1_790_000_000_000, deadline_millis=1_790_086_400_000, payload=b"execute: strike", nonce=seeded("nonce")[:16],
+    )
+    statement = IntendoStatement(spec.stag_id, alice.verify_key, seeded("ciphertext"), 1, seeded("alice-nonce")[:16], 1_790_000_600_000)
+    envelope = IntendoEnvelope(statement, alice.sign("intendo", codec.encode(statement)))
+    withdrawal_statement = WithdrawalStatement(spec.stag_id, envelope.intendo_id, alice.verify_key, seeded("withdraw")[:16], 1_790_000_700_000)
+    withdrawal = Withdrawal(withdrawal_statement, alice.sign("withdrawal", codec.encode(withdrawal_statement)))
+    genesis = LogEntry(spec.stag_id, 1, bytes(32), 1_790_000_000_001, EntryKind.GENESIS, codec.encode(spec))
+    submission = LogEntry(spec.stag_id, 2, genesis.digest(), 1_790_000_000_002, EntryKind.SUBMISSION, codec.encode(envelope))
+    session = SessionRef(spec.stag_id, SessionKind.HUNT, 7, 5, seeded("head"))
+    commitment = MaskCommitment(session, 2, (seeded("mask-0"), seeded("mask-1")))
+    signed_commitment = SignedCommitment(commitment, keyholders[1].sign("mask-commitment", codec.encode(commitment)))
+    partial = PartialStatement(session, Step.CHECK, 0, (2, 3), 2, 1, seeded("check"), hashlib.sha256(b"partial").digest())
+    signed_partial = SignedPartial(partial, keyholders[1].sign("partial-decryption", codec.encode(partial)), b"partial")
+    validation = ValidationOutcome(spec.stag_id, 1, 3, seeded("head-3"), (envelope.intendo_id,), (seeded("malformed"),))
+    validation_certificate = ValidationCertificate(
+        validation, tuple(KeyholderSignature(i, keyholders[i - 1].sign("validation", validation.digest())) for i in (1, 3))
+    )
+    hunt = HuntOutcome(spec.stag_id, 7, 5, seeded("head"), 1, 0, (envelope,))
+    hunt_certificate = HuntCertificate(hunt, tuple(KeyholderSignature(i, keyholders[i - 1].sign("hunt", hunt.digest())) for i in (1, 2)))
+    record = SessionRecord(
+        session, (b"mask-0", b"mask-1"), signed_commitment, (signed_commitment,),
+        (ServedStep(Step.CHECK, ((1, 2), (2, 3), (1, 3)), (signed_partial,)),), 0, b"", erased=False,
+    )
+    progress = SessionProgress(session, (signed_commitment,), (MaskReveal(2, (b"mask-0", b"mask-1")),), (signed_partial,))
+    return [
+        spec, statement, envelope, withdrawal_statement, withdrawal, genesis, submission, session, commitment, signed_commitment,
+        partial, signed_partial, validation, validation_certificate, hunt, hunt_certificate, body, transcript,
+        CertificateBundle(hunt_certificate, spec, transcript), record, record.erase(), progress,
+        SealedBackups((SealedBackup(1, b"sealed share of keyholder 1"), SealedBackup(3, b"sealed share of keyholder 3"))),
+        BackupHeader(body.ceremony_id, 1, 2),
+    ]
+
+
+def vector(record: object) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "type": f"{type(record).__module__}.{type(record).__qualname__}",
+        "wire_name": codec.record_name(type(record)),
+        "fields": to_json(record),
+        "encoding": codec.encode(record).hex(),
+    }
+    for attribute in ("digest", "stag_id", "intendo_id", "committee_id", "session_id"):
+        value = getattr(record, attribute, None)
+        if callable(value):
+            value = value()
+        if isinstance(value, bytes):
+            entry[attribute] = value.hex()
+    return entry
+
+
+def main() -> int:
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps([vector(record) for record in records()], indent=1) + "\n")
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
