@@ -1,7 +1,14 @@
 """`stagpack`: run the services, the ceremony, the demo and the benchmarks; act as a participant.
 
 Every command prints human-readable output by default and one JSON document with --json.
-Errors print `error: <reason>` on stderr and exit with status 2 (1 for unexpected failures).
+
+Exit status: 0 on success. 2 when the request cannot be carried out as given: bad arguments
+(argparse), a file that cannot be read or written (OSError), or any `StagpackError` (bad input,
+an unknown stag, an unreachable aggregator, a certificate that does not verify, ...); these print
+`error: <reason>` on stderr. 1 for an unexpected exception, which is a bug in stagpack rather
+than the user's fault: it prints `error: internal error: <type>: <message>`, and the traceback
+too when STAGPACK_DEBUG=1. `health` also exits 1 when the service is not healthy, and `demo`
+when a hunt disagrees with the plaintext solver. 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,12 +20,17 @@ import os
 import re
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from stagpack.errors import InvalidInput, StagpackError
 
 DEFAULT_AGGREGATOR = "127.0.0.1:7100"
+EXIT_STATUS_HELP = """\
+exit status: 0 success; 2 bad arguments, unreadable files or a refused request (error: <reason>);
+1 an unexpected failure, i.e. a bug (error: internal error: <type>: <message>; set
+STAGPACK_DEBUG=1 to print the traceback); 130 interrupted."""
 
 
 def parse_duration_millis(text: str) -> int:
@@ -372,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stagpack",
         description="Threshold-FHE privacy service for coordination markets: encrypted conditional commitments "
         "that fire together, without anyone learning how close they are.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -473,21 +487,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def debugging() -> bool:
+    """STAGPACK_DEBUG=1: print the traceback of an internal error."""
+    return os.environ.get("STAGPACK_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def describe_os_error(error: OSError) -> str:
+    if error.strerror and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    return str(error) or type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    options = parser.parse_args(argv)
+    options = parser.parse_args(argv)  # bad arguments: argparse prints the usage and exits 2
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(options.handler(options))
+    except KeyboardInterrupt:
+        return 130
     except StagpackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (OSError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except OSError as error:
+        print(f"error: {describe_os_error(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except Exception as error:  # noqa: BLE001 - a bug: say so, never blame the input
+        if debugging():
+            traceback.print_exc()
+        print(f"error: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        if not debugging():
+            print("(a bug in stagpack; STAGPACK_DEBUG=1 prints the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
