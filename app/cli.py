@@ -236,13 +236,23 @@ def command_stag_create(options: argparse.Namespace) -> int:
     return 0
 
 
+def kind_name(value: int) -> str:
+    """A StagSummary's kind as the CLI shows it: the StagKind's name, or `unknown (N)` for a
+    value this version does not know (listed, not refused)."""
+    from stagpack.edge.wire import kind_from_proto
+
+    try:
+        return kind_from_proto(value).value
+    except InvalidInput:
+        return f"unknown ({value})"
+
+
 def command_stag_list(options: argparse.Namespace) -> int:
     client = _client(options)
-    stags = client.list_stags()
-    kinds = {1: "count", 2: "capital"}
+    stags = [(s, kind_name(s.kind)) for s in client.list_stags()]
     Output(options.json).emit(
-        {"stags": [{"stag_id": hexid(s.stag_id), "kind": kinds.get(s.kind, "?"), "levels": s.levels, "title": s.title} for s in stags]},
-        [f"{hexid(s.stag_id)}  {kinds.get(s.kind, '?'):8} L={s.levels:<6} {s.title}" for s in stags] or ["no stags"],
+        {"stags": [{"stag_id": hexid(s.stag_id), "kind": kind, "levels": s.levels, "title": s.title} for s, kind in stags]},
+        [f"{hexid(s.stag_id)}  {kind:8} L={s.levels:<6} {s.title}" for s, kind in stags] or ["no stags"],
     )
     return 0
 

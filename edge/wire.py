@@ -19,11 +19,14 @@ from stagpack.stag import StagSpec
 from stagpack.v1 import aggregator_pb2, common_pb2
 
 MAX_INT = (1 << 62) - 1
-_KINDS = {
+_KINDS: dict[int, StagKind] = {
     common_pb2.STAG_KIND_COUNT: StagKind.COUNT,
     common_pb2.STAG_KIND_CAPITAL: StagKind.CAPITAL,
 }
-_KIND_VALUES = {kind: value for value, kind in _KINDS.items()}
+_KIND_VALUES: dict[StagKind, common_pb2.StagKind] = {
+    StagKind.COUNT: common_pb2.STAG_KIND_COUNT,
+    StagKind.CAPITAL: common_pb2.STAG_KIND_CAPITAL,
+}
 
 
 def _bounded(name: str, value: int, maximum: int = MAX_INT) -> int:
@@ -38,18 +41,32 @@ def _signed(name: str, value: int) -> int:
     return int(value)
 
 
+def kind_to_proto(kind: StagKind) -> common_pb2.StagKind:
+    """The protobuf `StagKind` value of a stag kind."""
+    return _KIND_VALUES[kind]
+
+
+def kind_from_proto(value: int) -> StagKind:
+    """The stag kind a protobuf `StagKind` value names; InvalidInput for UNSPECIFIED or a value
+    this version does not know."""
+    kind = _KINDS.get(value)
+    if kind is None:
+        raise InvalidInput(f"unknown stag kind {value} (expected STAG_KIND_COUNT or STAG_KIND_CAPITAL)")
+    return kind
+
+
 def spec_to_proto(spec: StagSpec) -> common_pb2.StagSpec:
     return common_pb2.StagSpec(
-        committee=spec.committee, kind=_KIND_VALUES[spec.kind], levels=spec.levels, title=spec.title,
+        committee=spec.committee, kind=kind_to_proto(spec.kind), levels=spec.levels, title=spec.title,
         eligibility=list(spec.eligibility), epoch_millis=spec.epoch_millis, opens_at_millis=spec.opens_at_millis,
         deadline_millis=spec.deadline_millis, payload=spec.payload, nonce=spec.nonce,
     )
 
 
 def spec_from_proto(message: common_pb2.StagSpec) -> StagSpec:
-    kind = _KINDS.get(message.kind)
-    if kind is None:
+    if message.kind not in _KINDS:
         raise InvalidInput("spec.kind must be STAG_KIND_COUNT or STAG_KIND_CAPITAL")
+    kind = kind_from_proto(message.kind)
     return StagSpec(
         committee=bytes(message.committee),
         kind=kind,

@@ -86,3 +86,84 @@ def test_help_documents_exit_codes_and_debugging(capsys: pytest.CaptureFixture[s
     code, out, _ = run(["--help"], capsys)
     assert code == 0
     assert "STAGPACK_DEBUG" in out and "exit" in out
+
+
+# --- a stand-in aggregator client ------------------------------------------------------------
+
+
+class FakeClient:
+    """Answers like AggregatorClient, from canned protobuf messages; `create_stag` refuses a
+    spec as the wire conversion and the aggregator do (so a spec the CLI should have refused
+    shows up as the traceback or refusal the real round trip would give)."""
+
+    def __init__(self) -> None:
+        from stagpack.fhe import FheContext
+
+        self.context = FheContext()
+        self.committee_id = bytes(range(32))
+        self.created: list[Any] = []
+        self.stags: list[Any] = []
+        self.stag_status: Any = None
+        self.hunts: list[Any] = []
+
+    def encryption_context(self) -> tuple[Any, Any]:
+        return self.context, None
+
+    def create_stag(self, spec: Any) -> bytes:
+        from stagpack.edge.wire import spec_from_proto, spec_to_proto
+
+        received = spec_from_proto(spec_to_proto(spec))
+        received.validate(self.context.row_width, self.committee_id)
+        self.created.append(received)
+        return bytes(received.stag_id)
+
+    def list_stags(self) -> list[Any]:
+        return self.stags
+
+    def status(self, stag_id: bytes) -> Any:
+        return self.stag_status
+
+    def watch(self, stag_id: bytes, after_epoch: int = 0, timeout_seconds: float | None = None) -> Iterator[Any]:
+        yield from self.hunts
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
+    fake = FakeClient()
+    monkeypatch.setattr(cli, "_client", lambda options: fake)
+    return fake
+
+
+# --- stag list ---------------------------------------------------------------------------------
+
+
+def test_kind_from_proto_is_the_inverse_of_the_wire_encoding() -> None:
+    from stagpack.edge.wire import kind_from_proto, kind_to_proto
+    from stagpack.encoding import StagKind
+    from stagpack.errors import InvalidInput
+    from stagpack.v1 import common_pb2
+
+    for kind in StagKind:
+        assert kind_from_proto(kind_to_proto(kind)) is kind
+    assert {kind_to_proto(kind) for kind in StagKind} == set(common_pb2.StagKind.values()) - {common_pb2.STAG_KIND_UNSPECIFIED}
+    for value in (common_pb2.STAG_KIND_UNSPECIFIED, 99):
+        with pytest.raises(InvalidInput):
+            kind_from_proto(value)
+
+
+def test_stag_list_names_kinds_as_the_wire_does(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    from stagpack.edge.wire import kind_from_proto
+    from stagpack.v1 import aggregator_pb2, common_pb2
+
+    values = sorted(common_pb2.StagKind.values())
+    client.stags = [aggregator_pb2.StagSummary(stag_id=bytes([value]) * 32, kind=value, levels=10, title=f"t{value}") for value in values]
+    code, out, _ = run(["stag", "list", "--json"], capsys)
+    assert code == 0
+    listed = {stag["stag_id"]: stag["kind"] for stag in json.loads(out)["stags"]}
+    for value in values:
+        if value == common_pb2.STAG_KIND_UNSPECIFIED:
+            assert listed[(bytes([value]) * 32).hex()] == f"unknown ({value})"
+        else:
+            assert listed[(bytes([value]) * 32).hex()] == kind_from_proto(value).value
+    code, out, _ = run(["stag", "list"], capsys)
+    assert code == 0 and "capital" in out and "count" in out and "unknown (0)" in out
