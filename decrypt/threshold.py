@@ -5,8 +5,9 @@ shares it holds of the others'. It produces, for a ciphertext and a quorum, ever
 its own, and one stand-in for each offline keyholder. No secret key is ever reconstructed: a
 stand-in key is λ_j^S times one Shamir share, useless on its own.
 
-`fuse_*` functions (see `stagpack.decrypt.__init__`) combine a complete set of partials and read
-the result through `facts`, so callers never hold a raw plaintext vector.
+`fuse` combines a complete set of one quorum's partials; only the `reveal_*` functions of
+`stagpack.decrypt` call it, and they read the result through `facts`, so no caller outside the
+package holds a raw plaintext vector.
 """
 
 from __future__ import annotations
