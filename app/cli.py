@@ -271,26 +271,42 @@ def command_stag_status(options: argparse.Namespace) -> int:
         )
         return 0
     status = client.status(parse_hex(options.stag, "stag id"))
-    hunts = [{"epoch": h.epoch, "level": h.level, "members": len(h.members)} for h in status.hunts]
-    epochs = [{"epoch": e.epoch, "result": e.result} for e in status.epochs]
+    hunts = [{"epoch": h.epoch, "level": h.level, "log_height": h.log_height, "members": len(h.members),
+              "executed_weight": _executed_weight(h)} for h in status.hunts]
+    epochs = [{"epoch": e.epoch, "result": e.result, "log_height": e.log_height, "at_millis": e.at_millis} for e in status.epochs]
     document = {
-        "stag_id": options.stag, "title": status.spec.title, "levels": status.spec.levels,
+        "stag_id": options.stag, "title": status.spec.title, "levels": status.spec.levels, "log_height": status.log_height,
         "live_intendos": status.live_intendos, "awaiting_validation": status.awaiting_validation,
         "withdrawn": status.withdrawn, "rejected": status.rejected, "executed": status.executed,
         "remaining_capacity": status.remaining_capacity, "accepting": status.accepting, "hunts": hunts,
         "epochs": epochs, "next_epoch_at_millis": status.next_epoch_at_millis, "committee": status.committee,
     }
+    last = (f"; the last at epoch {epochs[-1]['epoch']} (log height {epochs[-1]['log_height']}): {epochs[-1]['result']}"
+            if epochs else "")
     lines = [
-        f"stag {options.stag} {status.spec.title!r}",
+        f"stag {options.stag} {status.spec.title!r} (log height {status.log_height})",
         f"  {status.live_intendos} live intendos ({status.awaiting_validation} awaiting validation), "
         f"{status.withdrawn} withdrawn, {status.rejected} rejected; capacity left {status.remaining_capacity}",
-        f"  {len(epochs)} epochs checked; {len(hunts)} hunts"
-        + "".join(f"\n    epoch {h['epoch']}: level {h['level']}, {h['members']} members executed" for h in hunts),
+        f"  {len(epochs)} epochs checked{last}; {len(hunts)} hunts"
+        + "".join(f"\n    epoch {h['epoch']} (log height {h['log_height']}): level {h['level']}, "
+                  f"{h['members']} members executed" for h in hunts),
         f"  committee: {status.committee}",
         "  (how close the pack is to firing is not known to anyone, the operator included)",
     ]
     Output(options.json).emit(document, lines)
     return 0
+
+
+def _executed_weight(hunt: Any) -> int | None:
+    """The weight executed before a status hunt, from its certificate bundle (None if the
+    bundle does not decode; `stagpack watch` and `verify` check certificates, status does not)."""
+    from stagpack import codec
+    from stagpack.log import CertificateBundle
+
+    try:
+        return int(codec.decode(CertificateBundle, bytes(hunt.certificate_bundle)).certificate.outcome.executed_weight)
+    except StagpackError:
+        return None
 
 
 def _identity(options: argparse.Namespace) -> Any:
@@ -332,6 +348,21 @@ def command_withdraw(options: argparse.Namespace) -> int:
     return 0
 
 
+def check_hunt_message(hunt: Any, stag_id: bytes) -> None:
+    """The hunt's bundle verifies, is for `stag_id`, and the message's own fields say what the
+    certificate says (what is printed is what the committee signed)."""
+    from stagpack.errors import IntegrityFailure
+
+    hunt.bundle.verify()
+    outcome = hunt.bundle.certificate.outcome
+    if outcome.stag_id != stag_id or hunt.stag_id != stag_id:
+        raise IntegrityFailure("the aggregator sent a hunt certificate for another stag")
+    members = tuple((m.intendo_id, m.statement.participant, m.statement.weight) for m in outcome.members)
+    stated = (hunt.epoch, hunt.level, hunt.log_height, tuple(hunt.members))
+    if stated != (outcome.epoch, outcome.level, outcome.height, members):
+        raise IntegrityFailure(f"the aggregator's hunt message (epoch {hunt.epoch}) disagrees with its certificate")
+
+
 def command_watch(options: argparse.Namespace) -> int:
     from stagpack import codec
 
@@ -341,19 +372,23 @@ def command_watch(options: argparse.Namespace) -> int:
     if not options.json:
         print(f"watching stag {options.stag} for hunts (Ctrl-C to stop)", flush=True)
     for hunt in client.watch(stag_id, options.after, options.timeout):
-        hunt.bundle.verify()
+        check_hunt_message(hunt, stag_id)
+        outcome = hunt.bundle.certificate.outcome
         if options.out_dir:
             Path(options.out_dir).mkdir(parents=True, exist_ok=True)
-            (Path(options.out_dir) / f"hunt-{hunt.epoch}.certificate").write_bytes(codec.encode(hunt.bundle))
+            (Path(options.out_dir) / f"hunt-{outcome.epoch}.certificate").write_bytes(codec.encode(hunt.bundle))
         document = {
-            "stag_id": hexid(hunt.stag_id), "epoch": hunt.epoch, "level": hunt.level,
+            "stag_id": hexid(outcome.stag_id), "epoch": outcome.epoch, "level": outcome.level, "log_height": outcome.height,
+            "executed_weight": outcome.executed_weight,
             "members": [{"intendo_id": hexid(i), "participant": hexid(p), "weight": w} for i, p, w in hunt.members],
             "verified": True,
         }
         if options.json:
             print(json.dumps(document, sort_keys=True), flush=True)
         else:
-            print(f"hunt at epoch {hunt.epoch}: level {hunt.level}, {len(hunt.members)} members (certificate verified)", flush=True)
+            print(f"hunt at epoch {outcome.epoch} (log height {outcome.height}): level {outcome.level} = "
+                  f"{outcome.executed_weight} executed before + {len(hunt.members)} members "
+                  f"(weight {outcome.level - outcome.executed_weight}); certificate verified", flush=True)
         seen += 1
         if options.count and seen >= options.count:
             break
@@ -371,13 +406,15 @@ def command_verify(options: argparse.Namespace) -> int:
     Output(options.json).emit(
         {
             "valid": True, "stag_id": hexid(outcome.stag_id), "epoch": outcome.epoch, "level": outcome.level,
+            "log_height": outcome.height, "executed_weight": outcome.executed_weight,
             "members": [hexid(member.intendo_id) for member in outcome.members],
             "signers": sorted(signature.index for signature in bundle.certificate.signatures),
             "committee_id": hexid(bundle.transcript.committee_id),
         },
         [
             f"valid hunt certificate for stag {hexid(outcome.stag_id)}",
-            f"  epoch {outcome.epoch}, level {outcome.level}, {len(outcome.members)} members (each intendo signature checked)",
+            f"  epoch {outcome.epoch} (log height {outcome.height}), level {outcome.level}, {len(outcome.members)} members "
+            "(each intendo signature checked)",
             f"  signed by keyholders {sorted(s.index for s in bundle.certificate.signatures)} of {body.parties} "
             f"(threshold {body.threshold}); committee {hexid(bundle.transcript.committee_id)[:16]}… transcript verified",
             f"  fixed point: executed {outcome.executed_weight} + members {outcome.level - outcome.executed_weight} = level {outcome.level}",

@@ -36,13 +36,14 @@ class HuntView:
     stag_id: bytes
     epoch: int
     level: int
+    log_height: int  # the log height the hunt's epoch evaluated
     members: tuple[tuple[bytes, bytes, int], ...]  # (intendo id, participant, weight)
     bundle: CertificateBundle
 
     @classmethod
     def from_proto(cls, message: aggregator_pb2.Hunt) -> HuntView:
         return cls(
-            bytes(message.stag_id), int(message.epoch), int(message.level),
+            bytes(message.stag_id), int(message.epoch), int(message.level), int(message.log_height),
             tuple((bytes(m.intendo_id), bytes(m.participant), int(m.weight)) for m in message.members),
             codec.decode(CertificateBundle, bytes(message.certificate_bundle)),
         )

@@ -167,3 +167,112 @@ def test_stag_list_names_kinds_as_the_wire_does(client: FakeClient, capsys: pyte
             assert listed[(bytes([value]) * 32).hex()] == kind_from_proto(value).value
     code, out, _ = run(["stag", "list"], capsys)
     assert code == 0 and "capital" in out and "count" in out and "unknown (0)" in out
+
+
+# --- hunts: watch, verify and status documents --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certified_hunt(committee2of3: Any) -> Any:
+    """A real hunt certificate bundle that verifies: level 3 at log height 7 in epoch 4, with
+    weight 2 executed by earlier hunts and one new member of weight 1, signed by 2 of 3."""
+    import os
+
+    from stagpack.committee import KeyholderSignature
+    from stagpack.encoding import StagKind
+    from stagpack.envelope import IntendoEnvelope
+    from stagpack.identity import SigningIdentity
+    from stagpack.log import CertificateBundle, HuntCertificate, HuntOutcome
+    from stagpack.stag import StagSpec
+
+    transcript = committee2of3.bundle.transcript
+    spec = StagSpec.new(committee=transcript.committee_id, kind=StagKind.COUNT, levels=10, title="t", epoch_millis=1000)
+    member = IntendoEnvelope.sign(SigningIdentity(), spec.stag_id, os.urandom(32), 1, 0)
+    outcome = HuntOutcome(spec.stag_id, 4, 7, os.urandom(32), 3, 2, (member,))
+    signatures = tuple(KeyholderSignature(index, identity.sign("hunt", outcome.digest()))
+                       for index, identity in enumerate(committee2of3.identities[:2], start=1))
+    bundle = CertificateBundle(HuntCertificate(outcome, signatures), spec, transcript)
+    bundle.verify()
+    return bundle
+
+
+def _hunt_view(bundle: Any, **changes: Any) -> Any:
+    from stagpack.participant.client import HuntView
+
+    outcome = bundle.certificate.outcome
+    fields = {
+        "stag_id": outcome.stag_id, "epoch": outcome.epoch, "level": outcome.level, "log_height": outcome.height,
+        "members": tuple((m.intendo_id, m.statement.participant, m.statement.weight) for m in outcome.members), "bundle": bundle,
+    }
+    return HuntView(**{**fields, **changes})
+
+
+def test_hunt_view_carries_the_log_height_from_the_proto(certified_hunt: Any) -> None:
+    from stagpack import codec
+    from stagpack.edge.wire import hunt_to_proto
+    from stagpack.participant.client import HuntView
+
+    message = hunt_to_proto(certified_hunt.certificate, certified_hunt.spec, certified_hunt.transcript)
+    view = HuntView.from_proto(message)
+    assert view.log_height == 7 and view.epoch == 4 and view.level == 3
+    assert codec.encode(view.bundle) == codec.encode(certified_hunt)
+
+
+def test_watch_json_reports_log_height_and_executed_weight(client: FakeClient, certified_hunt: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    client.hunts = [_hunt_view(certified_hunt)]
+    stag = certified_hunt.spec.stag_id.hex()
+    code, out, _ = run(["watch", "--stag", stag, "--json", "--count", "1"], capsys)
+    assert code == 0
+    (document,) = [json.loads(line) for line in out.splitlines()]
+    assert document["log_height"] == 7 and document["executed_weight"] == 2
+    assert document["level"] == 3 and document["epoch"] == 4 and document["verified"] is True
+    assert [member["weight"] for member in document["members"]] == [1]
+    code, out, _ = run(["watch", "--stag", stag, "--count", "1"], capsys)
+    assert code == 0 and "log height 7" in out and "2 executed before" in out
+
+
+def test_watch_refuses_a_hunt_message_that_disagrees_with_its_certificate(
+    client: FakeClient, certified_hunt: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stag = certified_hunt.spec.stag_id.hex()
+    for changes in ({"log_height": 8}, {"level": 9}, {"epoch": 5}, {"members": ()}):
+        client.hunts = [_hunt_view(certified_hunt, **changes)]
+        code, out, errors = run(["watch", "--stag", stag, "--json"], capsys)
+        assert code == 2 and "certificate" in errors and not out.strip(), changes
+    client.hunts = [_hunt_view(certified_hunt)]
+    code, _, errors = run(["watch", "--stag", "ab" * 32, "--json"], capsys)
+    assert code == 2 and "another stag" in errors
+
+
+def test_verify_json_reports_the_executed_weight(certified_hunt: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from stagpack import codec
+
+    path = tmp_path / "hunt-4.certificate"
+    path.write_bytes(codec.encode(certified_hunt))
+    code, out, _ = run(["verify", str(path), "--json"], capsys)
+    assert code == 0
+    document = json.loads(out)
+    assert document["valid"] is True and document["executed_weight"] == 2 and document["log_height"] == 7
+    assert document["level"] == 3 and document["signers"] == [1, 2]
+
+
+def test_stag_status_json_reports_log_heights(client: FakeClient, certified_hunt: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from stagpack.edge.wire import hunt_to_proto, spec_to_proto
+    from stagpack.v1 import aggregator_pb2
+
+    spec = certified_hunt.spec
+    client.stag_status = aggregator_pb2.StagStatus(
+        stag_id=spec.stag_id, spec=spec_to_proto(spec), log_height=9, live_intendos=3, executed=1, executed_level=3,
+        epochs=[aggregator_pb2.EpochResult(epoch=2, result="no-hunt", at_millis=1000, log_height=5),
+                aggregator_pb2.EpochResult(epoch=4, result="hunt", at_millis=2000, log_height=7)],
+        hunts=[hunt_to_proto(certified_hunt.certificate, spec, certified_hunt.transcript)],
+        accepting=True, committee="available",
+    )
+    code, out, _ = run(["stag", "status", spec.stag_id.hex(), "--json"], capsys)
+    assert code == 0
+    document = json.loads(out)
+    assert [(e["epoch"], e["result"], e["log_height"]) for e in document["epochs"]] == [(2, "no-hunt", 5), (4, "hunt", 7)]
+    assert document["log_height"] == 9
+    assert [(h["epoch"], h["log_height"], h["executed_weight"]) for h in document["hunts"]] == [(4, 7, 2)]
+    code, out, _ = run(["stag", "status", spec.stag_id.hex()], capsys)
+    assert code == 0 and "log height 7" in out
