@@ -33,14 +33,18 @@ exit status: 0 success; 2 bad arguments, unreadable files or a refused request (
 STAGPACK_DEBUG=1 to print the traceback); 130 interrupted."""
 
 
-def parse_duration_millis(text: str) -> int:
-    """'500ms', '10s', '2m', '1h' -> milliseconds."""
+MAX_DURATION_MILLIS = 100 * 365 * 24 * 3_600_000  # 100 years: anything longer is a typo
+
+
+def parse_duration_millis(text: str, what: str = "duration") -> int:
+    """'500ms', '10s', '2m', '1h' (a bare number is seconds) -> milliseconds, at most 100 years."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
     if not match:
-        raise InvalidInput(f"not a duration: {text!r} (use e.g. 500ms, 10s, 2m)")
-    value = float(match.group(1))
-    unit = match.group(2) or "s"
-    return int(value * {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}[unit])
+        raise InvalidInput(f"{what}: not a duration: {text!r} (use e.g. 500ms, 10s, 2m, 1h)")
+    value = float(match.group(1)) * {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}[match.group(2) or "s"]
+    if not value <= MAX_DURATION_MILLIS:  # also false for inf
+        raise InvalidInput(f"{what}: {text.strip()!r} is too long (at most 100 years)")
+    return int(value)
 
 
 def hexid(data: bytes) -> str:
@@ -215,23 +219,51 @@ def _client(options: argparse.Namespace) -> Any:
     return AggregatorClient(options.aggregator)
 
 
+def parse_eligible(text: str) -> bytes:
+    """An --eligible key: 32 bytes in hex that encode a valid Ed25519 public key."""
+    from stagpack.identity import check_verify_key
+
+    key = parse_hex(text, f"--eligible {text.strip()[:80]!r}")
+    return check_verify_key(key, f"--eligible {text.strip()}")
+
+
 def command_stag_create(options: argparse.Namespace) -> int:
-    from stagpack.encoding import StagKind
-    from stagpack.stag import StagSpec, now_millis
+    from stagpack.edge.wire import MAX_LEVELS
+    from stagpack.encoding import MIN_LEVELS, StagKind
+    from stagpack.stag import MIN_EPOCH_MILLIS, StagSpec, now_millis
+
+    # everything that can be checked without the aggregator is checked before contacting it
+    if not MIN_LEVELS <= options.levels <= MAX_LEVELS:
+        raise InvalidInput(f"--levels must be in {MIN_LEVELS}..{MAX_LEVELS} (a stag is full at levels-1; the committee's "
+                           f"parameters may allow fewer); got {options.levels}")
+    epoch_millis = parse_duration_millis(options.epoch, "--epoch")
+    if epoch_millis < MIN_EPOCH_MILLIS:
+        raise InvalidInput(f"--epoch must be at least {MIN_EPOCH_MILLIS} ms; got {options.epoch!r}")
+    deadline_after = parse_duration_millis(options.deadline, "--deadline") if options.deadline is not None else 0
+    if options.deadline is not None and deadline_after <= 0:
+        raise InvalidInput(f"--deadline must be a positive duration (e.g. 30m); got {options.deadline!r}")
+    eligibility = tuple(parse_eligible(key) for key in options.eligible or ())
+    payload = Path(options.payload_file).read_bytes() if options.payload_file else b""
 
     client = _client(options)
-    eligibility = tuple(parse_hex(key, "eligible key") for key in options.eligible or ())
-    deadline = now_millis() + parse_duration_millis(options.deadline) if options.deadline else 0
-    payload = Path(options.payload_file).read_bytes() if options.payload_file else b""
+    context, _ = client.encryption_context()
+    max_levels = int(context.row_width)  # the committee's parameters bound the levels
+    if options.levels > max_levels:
+        raise InvalidInput(f"--levels must be at most {max_levels} with this committee's parameters; got {options.levels}")
+    opens = now_millis()
     spec = StagSpec.new(
         committee=client.committee_id, kind=StagKind(options.kind), levels=options.levels, title=options.title,
-        eligibility=eligibility, epoch_millis=parse_duration_millis(options.epoch), deadline_millis=deadline, payload=payload,
+        eligibility=eligibility, epoch_millis=epoch_millis, opens_at_millis=opens,
+        deadline_millis=opens + deadline_after if deadline_after else 0, payload=payload,
     )
+    spec.validate(max_levels, client.committee_id)  # the aggregator's own check, before sending
     stag_id = client.create_stag(spec)
     Output(options.json).emit(
-        {"stag_id": hexid(stag_id), "kind": spec.kind.value, "levels": spec.levels, "epoch_millis": spec.epoch_millis},
+        {"stag_id": hexid(stag_id), "kind": spec.kind.value, "levels": spec.levels, "epoch_millis": spec.epoch_millis,
+         "deadline_millis": spec.deadline_millis},
         [f"created {spec.kind.value} stag {hexid(stag_id)}",
-         f"  {spec.levels} levels (full at {spec.levels - 1}), one hunt check every {spec.epoch_millis / 1000:g} s"],
+         f"  {spec.levels} levels (full at {spec.levels - 1}), one hunt check every {spec.epoch_millis / 1000:g} s"
+         + (f", closes in {deadline_after / 1000:g} s" if deadline_after else "")],
     )
     return 0
 
@@ -499,11 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
     stag = commands.add_parser("stag", help="create and inspect stags").add_subparsers(dest="action", required=True)
     create = with_aggregator(add("create", command_stag_create, "create a stag", stag))
     create.add_argument("--kind", choices=["count", "capital"], required=True)
-    create.add_argument("--levels", type=int, required=True, help="L: totals 0..L-1 (the stag is full at L-1)")
+    create.add_argument("--levels", type=int, required=True,
+                        help="L: totals 0..L-1 (the stag is full at L-1); 2 up to the committee's slot row width (8192)")
     create.add_argument("--title", default="")
-    create.add_argument("--epoch", default="10s", help="time between hunt checks (default %(default)s)")
-    create.add_argument("--deadline", help="close the stag after this long (e.g. 30m); default: never")
-    create.add_argument("--eligible", action="append", metavar="PUBLIC_KEY", help="restrict to these participant keys (hex)")
+    create.add_argument("--epoch", default="10s",
+                        help="time between hunt checks: 500ms, 10s, 2m, 1h (at least 100ms; default %(default)s)")
+    create.add_argument("--deadline", help="close the stag after this long (e.g. 30m, at most 100 years); default: never")
+    create.add_argument("--eligible", action="append", metavar="PUBLIC_KEY",
+                        help="restrict to this participant's Ed25519 public key (64 hex digits); repeat for each")
     create.add_argument("--payload-file", help="opaque execution payload handed to the executor")
     with_aggregator(add("list", command_stag_list, "list stags", stag))
     status = with_aggregator(add("status", command_stag_status, "public status of a stag (never its progress)", stag))

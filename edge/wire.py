@@ -19,6 +19,7 @@ from stagpack.stag import StagSpec
 from stagpack.v1 import aggregator_pb2, common_pb2
 
 MAX_INT = (1 << 62) - 1
+MAX_LEVELS = 1 << 20  # what a spec may carry on the wire; the committee's parameters allow fewer
 _KINDS: dict[int, StagKind] = {
     common_pb2.STAG_KIND_COUNT: StagKind.COUNT,
     common_pb2.STAG_KIND_CAPITAL: StagKind.CAPITAL,
@@ -70,7 +71,7 @@ def spec_from_proto(message: common_pb2.StagSpec) -> StagSpec:
     return StagSpec(
         committee=bytes(message.committee),
         kind=kind,
-        levels=_bounded("spec.levels", message.levels, 1 << 20),
+        levels=_bounded("spec.levels", message.levels, MAX_LEVELS),
         title=message.title,
         eligibility=tuple(bytes(key) for key in message.eligibility),
         epoch_millis=_bounded("spec.epoch_millis", message.epoch_millis),

@@ -17,6 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.public
 import nacl.pwhash
@@ -50,9 +51,12 @@ def check_verify_key(key: bytes, what: str = "public key") -> bytes:
     if len(key) != VERIFY_KEY_SIZE:
         raise InvalidInput(f"{what} must be {VERIFY_KEY_SIZE} bytes, got {len(key)}")
     try:
-        nacl.signing.VerifyKey(bytes(key))
+        nacl.signing.VerifyKey(bytes(key))  # checks the length only
+        valid = nacl.bindings.crypto_core_ed25519_is_valid_point(bytes(key))
     except (nacl.exceptions.CryptoError, ValueError):
-        raise InvalidInput(f"{what} is not a valid Ed25519 key") from None
+        valid = False
+    if not valid:  # off the curve, not canonically encoded, or of small order: no key signs for it
+        raise InvalidInput(f"{what} is not a valid Ed25519 key")
     return bytes(key)
 
 

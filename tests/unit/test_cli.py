@@ -276,3 +276,79 @@ def test_stag_status_json_reports_log_heights(client: FakeClient, certified_hunt
     assert [(h["epoch"], h["log_height"], h["executed_weight"]) for h in document["hunts"]] == [(4, 7, 2)]
     code, out, _ = run(["stag", "status", spec.stag_id.hex()], capsys)
     assert code == 0 and "log height 7" in out
+
+
+# --- stag create: ranges and keys ---------------------------------------------------------------
+
+
+def test_parse_duration_millis_accepts_sane_durations_and_refuses_absurd_ones() -> None:
+    from stagpack.errors import InvalidInput
+
+    assert [cli.parse_duration_millis(text) for text in ("500ms", "10s", "10", "1.5s", "2m", "1h", " 3 h ")] == [
+        500, 10_000, 10_000, 1500, 120_000, 3_600_000, 10_800_000]
+    for text in ("-5s", "", "s", "1e3s", "nan", "inf", "1d", "99999999999999999999h", "9999999999999999999ms", "1000000h"):
+        with pytest.raises(InvalidInput):
+            cli.parse_duration_millis(text)
+
+
+@pytest.mark.parametrize(
+    "arguments, complaint",
+    [
+        (["--levels", "-1"], "--levels"),
+        (["--levels", "0"], "--levels"),
+        (["--levels", "1"], "--levels"),
+        (["--levels", "8193"], "--levels"),
+        (["--levels", "99999999999"], "--levels"),
+        (["--levels", "99999999999999999999999"], "--levels"),
+        (["--epoch=-5s"], "--epoch"),
+        (["--epoch", "0"], "--epoch"),
+        (["--epoch", "50ms"], "--epoch"),
+        (["--epoch", "99999999999"], "--epoch"),
+        (["--epoch", "99999999999999999999h"], "--epoch"),
+        (["--deadline=-5s"], "--deadline"),
+        (["--deadline", "0"], "--deadline"),
+        (["--deadline", "99999999999"], "--deadline"),
+        (["--deadline", "99999999999999999999h"], "--deadline"),
+        (["--eligible", "zz"], "--eligible"),
+        (["--eligible", "ab" * 31], "--eligible"),
+        (["--eligible", "00" * 32], "--eligible"),  # a point of small order
+        (["--eligible", "ff" * 32], "--eligible"),  # not a canonical encoding
+        (["--eligible", "01" + "00" * 31], "--eligible"),  # the neutral element
+        (["--eligible", "02" + "00" * 31], "--eligible"),  # not on the curve
+        (["--title", "x" * 201], "title"),
+    ],
+)
+def test_stag_create_refuses_out_of_range_input_clearly(
+    arguments: list[str], complaint: str, client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["stag", "create", "--kind", "count", "--levels", "10"]
+    code, out, errors = run([*base, *arguments], capsys)
+    assert code == 2, errors
+    assert errors.startswith("error: ") and complaint in errors and "internal error" not in errors and "Traceback" not in errors
+    assert not client.created and not out
+
+
+def test_stag_create_accepts_the_edges_of_the_ranges(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    from stagpack.identity import SigningIdentity
+
+    key = SigningIdentity().verify_key.hex()
+    code, out, errors = run(["stag", "create", "--kind", "capital", "--levels", "8192", "--epoch", "100ms",
+                             "--deadline", "1h", "--eligible", key, "--eligible", key.upper(), "--json"], capsys)
+    assert code == 0, errors
+    (spec,) = client.created
+    assert spec.levels == 8192 and spec.epoch_millis == 100 and spec.eligibility == (bytes.fromhex(key),)
+    assert spec.deadline_millis - spec.opens_at_millis == pytest.approx(3_600_000, abs=5_000)
+    assert json.loads(out)["levels"] == 8192
+    code, _, errors = run(["stag", "create", "--kind", "count", "--levels", "2"], capsys)
+    assert code == 0, errors
+
+
+def test_check_verify_key_refuses_what_is_not_a_curve_point() -> None:
+    from stagpack.errors import InvalidInput
+    from stagpack.identity import SigningIdentity, check_verify_key
+
+    key = SigningIdentity().verify_key
+    assert check_verify_key(key) == key
+    for bad in (bytes(32), b"\xff" * 32, bytes([1]) + bytes(31), bytes([2]) + bytes(31), key[:31]):
+        with pytest.raises(InvalidInput):
+            check_verify_key(bad)
