@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from stagpack.aggregator.store import EpochOutcome
 from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import StagpackError
 from stagpack.identity import SigningIdentity
@@ -36,7 +37,7 @@ class PublicView:
     awaiting: int
     withdrawn: int
     height: int  # the stag's log height
-    epochs: list[tuple[int, str, int]]  # (epoch, result, log height it evaluated)
+    epochs: list[tuple[int, EpochOutcome, int]]  # (epoch, outcome, log height it evaluated)
     hunts: list[tuple[int, int, int, tuple[bytes, ...]]]  # (epoch, level, log height, member intendo ids)
 
 
@@ -85,10 +86,12 @@ class ServiceBackend:
         return int(self.client.intendo_status(stag_id, intendo_id).counted_at_height)
 
     def view(self, stag_id: bytes) -> PublicView:
+        from stagpack.edge.wire import epoch_outcome_from_proto
+
         status = self.client.status(stag_id)
         return PublicView(
             status.live_intendos, status.awaiting_validation, status.withdrawn, int(status.log_height),
-            [(int(e.epoch), e.result, int(e.log_height)) for e in status.epochs],
+            [(int(e.epoch), epoch_outcome_from_proto(e.result), int(e.log_height)) for e in status.epochs],
             [(int(h.epoch), int(h.level), int(h.log_height), tuple(bytes(m.intendo_id) for m in h.members)) for h in status.hunts],
         )
 
@@ -191,7 +194,7 @@ def _wait_for_epoch(backend: Backend, stag: SimulatedStag) -> PublicView:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         view = backend.view(stag.stag_id)
-        evaluated = any(height == view.height and result in ("no-hunt", "hunt", "empty") for _, result, height in view.epochs)
+        evaluated = any(height == view.height and result.checked for _, result, height in view.epochs)
         if view.awaiting == 0 and evaluated:
             return view
         time.sleep(0.25)
@@ -211,18 +214,18 @@ def _learn_counted(backend: Backend, stag: SimulatedStag) -> None:
 
 
 def _report_epochs(stag: SimulatedStag, view: PublicView, elapsed: float) -> None:
-    new = [epoch for epoch in view.epochs[stag.epochs_seen:] if epoch[1] != "committee-unavailable"]
+    new = [epoch for epoch in view.epochs[stag.epochs_seen:] if epoch[1] is not EpochOutcome.COMMITTEE_UNAVAILABLE]
     stag.epochs_seen = len(view.epochs)
     if not new:
         return
-    quiet = [epoch for epoch, result, _ in new if result in ("no-hunt", "empty")]
+    quiet = [epoch for epoch, result, _ in new if result in (EpochOutcome.NO_HUNT, EpochOutcome.EMPTY)]
     if quiet:
         span = f"{quiet[0]}" if len(quiet) == 1 else f"{quiet[0]}–{quiet[-1]}"
         print(f"[{elapsed:6.1f} s] {stag.name:7} epoch {span:>7}: {view.live:3} live intendos, "
               f"{view.withdrawn} withdrawn so far → no hunt")
     for epoch, result, _ in new:
-        if result not in ("no-hunt", "empty", "hunt"):
-            print(f"[{elapsed:6.1f} s] {stag.name:7} epoch {epoch:>7}: {result}")
+        if not result.checked:
+            print(f"[{elapsed:6.1f} s] {stag.name:7} epoch {epoch:>7}: {result.value}")
 
 
 def _report_new_hunts(stag: SimulatedStag, view: PublicView) -> None:

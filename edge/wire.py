@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from stagpack import codec
+from stagpack.aggregator.store import EpochOutcome
 from stagpack.dkg import CommitteeBundle
 from stagpack.committee import Transcript
 from stagpack.encoding import StagKind
 from stagpack.envelope import IntendoEnvelope, IntendoStatement, Withdrawal, WithdrawalStatement
-from stagpack.errors import InvalidInput, NotFound
+from stagpack.errors import IntegrityFailure, InvalidInput, NotFound
 from stagpack.log import CertificateBundle, HuntCertificate
 from stagpack.stag import StagSpec
 from stagpack.v1 import aggregator_pb2, common_pb2
@@ -135,6 +136,14 @@ def withdrawal_from_proto(message: common_pb2.Withdrawal) -> Withdrawal:
         ),
         bytes(message.signature),
     )
+
+
+def epoch_outcome_from_proto(result: str) -> EpochOutcome:
+    """An EpochResult's `result` (the EpochOutcome's value) as the EpochOutcome it names."""
+    try:
+        return EpochOutcome(result)
+    except ValueError:
+        raise IntegrityFailure(f"the aggregator reported an unknown epoch outcome {result[:40]!r}") from None
 
 
 def hunt_to_proto(certificate: HuntCertificate, spec: StagSpec, transcript: Transcript) -> aggregator_pb2.Hunt:

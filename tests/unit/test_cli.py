@@ -352,3 +352,40 @@ def test_check_verify_key_refuses_what_is_not_a_curve_point() -> None:
     for bad in (bytes(32), b"\xff" * 32, bytes([1]) + bytes(31), bytes([2]) + bytes(31), key[:31]):
         with pytest.raises(InvalidInput):
             check_verify_key(bad)
+
+
+# --- the demo reads epoch outcomes as EpochOutcome ---------------------------------------------
+
+
+def test_epoch_outcomes_cross_the_wire_as_their_value() -> None:
+    from stagpack.aggregator.store import EpochOutcome
+    from stagpack.edge.wire import epoch_outcome_from_proto
+    from stagpack.errors import IntegrityFailure
+
+    for outcome in EpochOutcome:
+        assert epoch_outcome_from_proto(outcome.value) is outcome
+    with pytest.raises(IntegrityFailure):
+        epoch_outcome_from_proto("maybe")
+
+
+def test_the_demo_service_backend_reads_epoch_outcomes(client: FakeClient) -> None:
+    from stagpack.aggregator.store import EpochOutcome
+    from stagpack.app.demo import ServiceBackend, _wait_for_epoch
+    from stagpack.v1 import aggregator_pb2
+
+    backend = ServiceBackend.__new__(ServiceBackend)  # no deployment: only its client is used
+    backend.client = client  # type: ignore[assignment]
+    client.stag_status = aggregator_pb2.StagStatus(
+        log_height=5, live_intendos=2,
+        epochs=[aggregator_pb2.EpochResult(epoch=1, result="committee-unavailable", log_height=5),
+                aggregator_pb2.EpochResult(epoch=2, result="no-hunt", log_height=5)],
+    )
+    view = backend.view(b"s" * 32)
+    assert [(epoch, result) for epoch, result, _ in view.epochs] == [(1, EpochOutcome.COMMITTEE_UNAVAILABLE), (2, EpochOutcome.NO_HUNT)]
+    assert all(type(result) is EpochOutcome for _, result, _ in view.epochs)
+
+    class Stag:
+        stag_id = b"s" * 32
+        name = "count"
+
+    assert _wait_for_epoch(backend, Stag()) == view  # type: ignore[arg-type]
