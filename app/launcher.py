@@ -5,20 +5,39 @@ its own data directory — started as `python -m stagpack … serve` child proce
 then runs the key ceremony as coordinator and hands the committee to the aggregator. Used by
 `stagpack local up`, by `make demo` and by the process-level tests (which kill -9 and restart
 individual services).
+
+Ports: free ones by default; with `base_port` the aggregator listens on base_port and keyholder
+i on base_port + i (`stagpack local up` defaults to 7100).
+
+`LocalSupervisor` is `stagpack local up`: it runs a deployment until SIGTERM or SIGINT, and
+serves control requests from other processes (`stagpack local restart`, `local status`) through
+files in the deployment directory:
+
+    local-up.lock    held (flock) by the running supervisor; it contains the supervisor's pid
+    local-up.json    the supervisor's state: phase, and each service's address, pid and log
+    addresses.json   {"aggregator": "127.0.0.1:7100", "keyholders": [...]}: where the CLI finds
+                     the aggregator by default
+    control/         <id>.request files, answered by <id>.response files; a request is followed
+                     by SIGUSR1 to the supervisor, which also looks every second
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from types import FrameType
+from typing import Any, Callable, TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -27,15 +46,62 @@ from stagpack.edge.remote import RemoteKeyholder
 from stagpack.dkg import CommitteeBundle, run_ceremony
 from stagpack.fhe import FheContext
 from stagpack.edge.wire import bundle_exists, load_bundle_files, save_bundle
+from stagpack.errors import InvalidInput, StagpackError
 
 Progress = Callable[[str, int, int], None]
 STARTUP_SECONDS = 120.0
+STOP_SECONDS = 30.0
+ADDRESSES_FILE = "addresses.json"
+STATE_FILE = "local-up.json"
+LOCK_FILE = "local-up.lock"
+CONTROL_DIRECTORY = "control"
+
+
+class LocalDeploymentError(StagpackError):
+    """A local deployment cannot do what was asked: a port is taken, no `local up` runs in the
+    directory, a restart failed or was not answered in time."""
+
+
+class ServiceFailed(LocalDeploymentError, RuntimeError):
+    """A service process exited while it was awaited, or the wait was abandoned."""
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def port_available(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:port now. SO_REUSEADDR as gRPC sets it, so a
+    port whose old connections linger in TIME_WAIT counts as available, one in use does not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def write_json_atomically(path: Path, document: object) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def read_addresses(directory: str | Path) -> dict[str, Any] | None:
+    """The addresses `stagpack local up` wrote in `directory` (None if there are none)."""
+    path = Path(directory) / ADDRESSES_FILE
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise InvalidInput(f"cannot read {path}: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("aggregator"), str):
+        raise InvalidInput(f"{path} does not name an aggregator address")
+    return document
 
 
 def health_status(address: str, timeout: float = 2.0) -> str | None:
@@ -63,6 +129,11 @@ class Service:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return self.process.pid if self.process is not None and self.process.poll() is None else None
+
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
             return
@@ -73,13 +144,17 @@ class Service:
         )
         log.close()
 
-    def wait_until(self, predicate: Callable[[str | None], bool], seconds: float = STARTUP_SECONDS) -> None:
+    def wait_until(
+        self, predicate: Callable[[str | None], bool], seconds: float = STARTUP_SECONDS, abort: threading.Event | None = None
+    ) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with code {self.process.returncode}; see {self.log_path}")
+                raise ServiceFailed(f"{self.name} exited with code {self.process.returncode}; see {self.log_path}")
             if predicate(health_status(self.address)):
                 return
+            if abort is not None and abort.is_set():
+                raise ServiceFailed(f"gave up waiting for {self.name}: shutting down")
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} did not become ready within {seconds:.0f} s; see {self.log_path}")
 
@@ -89,14 +164,24 @@ class Service:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def terminate(self) -> None:
+        """SIGTERM: the service stops accepting calls, finishes running ones and exits."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Wait for the process to exit until `deadline` (time.monotonic), then kill -9 it."""
+        if self.process is None:
+            return
+        try:
+            self.process.wait(max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        self.terminate()
+        self.wait_stopped(time.monotonic() + timeout)
 
 
 @dataclass
@@ -119,13 +204,30 @@ class LocalDeployment:
         tick_millis: int = 300,
         log_format: str = "json",
         extra_environment: dict[str, str] | None = None,
+        base_port: int | None = None,
     ) -> LocalDeployment:
+        """Write the services' configurations under `directory`. Ports are free ones unless
+        `base_port` is given (not 0): then the aggregator listens on base_port and keyholder i
+        on base_port + i, and every one of them must be available now."""
+        if base_port:
+            aggregator_port, ports = base_port, [base_port + index for index in range(1, keyholders + 1)]
+            if not 1 <= base_port <= 65535 - keyholders:
+                raise InvalidInput(f"the base port must be in 1..{65535 - keyholders} for {keyholders} keyholders; got {base_port}")
+            names = ["aggregator", *(f"keyholder-{index}" for index in range(1, keyholders + 1))]
+            taken = [f"{port} ({name})" for name, port in zip(names, [aggregator_port, *ports]) if not port_available(port)]
+            if taken:
+                raise LocalDeploymentError(
+                    f"port{'s' if len(taken) > 1 else ''} {', '.join(taken)} on 127.0.0.1 "
+                    f"{'are' if len(taken) > 1 else 'is'} in use (or not allowed); stop what holds "
+                    f"{'them' if len(taken) > 1 else 'it'} or choose another base port (0 picks free ports)"
+                )
+        else:
+            aggregator_port = free_port()
+            ports = [free_port() for _ in range(keyholders)]
         directory = Path(directory).resolve()
         directory.mkdir(parents=True, exist_ok=True)
         deployment = cls(directory, threshold=threshold or keyholders)
         environment = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(extra_environment or {})}
-        aggregator_port = free_port()
-        ports = [free_port() for _ in range(keyholders)]
         for index, port in enumerate(ports, start=1):
             name = f"keyholder-{index}"
             keyholder_config = {
@@ -187,16 +289,40 @@ class LocalDeployment:
                 return service
         raise KeyError(name)
 
-    def restart(self, name: str, *, ready: bool = True) -> None:
+    @property
+    def services(self) -> list[Service]:
+        """The aggregator first, then keyholders 1..n."""
+        return [service for service in [self.aggregator, *self.keyholders] if service is not None]
+
+    def addresses(self) -> dict[str, Any]:
+        assert self.aggregator is not None
+        return {"aggregator": self.aggregator.address, "keyholders": [service.address for service in self.keyholders]}
+
+    def write_addresses(self) -> Path:
+        """<directory>/addresses.json, where the CLI finds the aggregator by default."""
+        path = self.directory / ADDRESSES_FILE
+        write_json_atomically(path, self.addresses())
+        return path
+
+    def restart(self, name: str, *, ready: bool = True, abort: threading.Event | None = None) -> None:
+        """Stop the service gracefully if it runs, start it again and (with `ready`) wait until
+        it serves. A service that was killed just starts again."""
         service = self.service(name)
+        service.stop()
         service.start()
         if ready:
-            service.wait_until(lambda status: status == "SERVING")
+            service.wait_until(lambda status: status == "SERVING", abort=abort)
 
     def stop(self) -> None:
-        for service in [self.aggregator, *self.keyholders]:
-            if service is not None:
-                service.stop()
+        """SIGTERM to the aggregator first (no new sessions while keyholders go), then to every
+        keyholder at once; whatever has not exited within STOP_SECONDS is killed."""
+        if self.aggregator is not None:
+            self.aggregator.stop()
+        for service in self.keyholders:
+            service.terminate()
+        deadline = time.monotonic() + STOP_SECONDS
+        for service in self.keyholders:
+            service.wait_stopped(deadline)
 
     def __enter__(self) -> LocalDeployment:
         return self
@@ -204,3 +330,331 @@ class LocalDeployment:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
+
+# --- `stagpack local up`, and the commands that reach it -----------------------------------------
+
+
+def default_local_directory() -> Path:
+    """Where `stagpack local …` keeps a deployment: $STAGPACK_LOCAL_DIR, else var/local."""
+    return Path(os.environ.get("STAGPACK_LOCAL_DIR") or "var/local")
+
+
+@dataclass(frozen=True)
+class LocalControl:
+    """The files through which other processes find and ask a running `stagpack local up`."""
+
+    directory: Path
+
+    @property
+    def lock_path(self) -> Path:
+        return self.directory / LOCK_FILE
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    @property
+    def requests(self) -> Path:
+        return self.directory / CONTROL_DIRECTORY
+
+    def supervisor_pid(self, settle_seconds: float = 2.0) -> int | None:
+        """The pid of the `local up` that runs in the directory (it holds the lock), or None."""
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            try:
+                handle = open(self.lock_path, "rb")
+            except FileNotFoundError:
+                return None
+            with handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    text = handle.read().decode(errors="replace").strip()
+                    if text.isdigit() and int(text) > 0:
+                        return int(text)
+                else:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                    return None
+            if time.monotonic() >= deadline:  # locked, but the pid is not written yet
+                raise LocalDeploymentError(f"the `stagpack local up` in {self.directory} does not say its pid")
+            time.sleep(0.05)
+
+    def require_supervisor(self) -> int:
+        pid = self.supervisor_pid()
+        if pid is None:
+            raise LocalDeploymentError(f"no `stagpack local up` is running in {self.directory}")
+        return pid
+
+    def state(self) -> dict[str, Any]:
+        """The running supervisor's state file (what it runs, where, with which pids)."""
+        self.require_supervisor()
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError) as error:
+            raise LocalDeploymentError(f"cannot read {self.state_path}: {error}") from None
+        if not isinstance(state, dict):
+            raise LocalDeploymentError(f"{self.state_path} is not a state document")
+        return state
+
+    def request(self, document: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Hand `document` to the running supervisor and wait (at most `timeout` seconds) for
+        its answer."""
+        pid = self.require_supervisor()
+        self.requests.mkdir(parents=True, exist_ok=True)
+        identifier = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}"
+        request_path = self.requests / f"{identifier}.request"
+        response_path = self.requests / f"{identifier}.response"
+        write_json_atomically(request_path, document)
+        try:
+            os.kill(pid, signal.SIGUSR1)  # it also looks every second, should the signal be lost
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if response_path.exists():
+                try:
+                    response = json.loads(response_path.read_text())
+                finally:
+                    response_path.unlink(missing_ok=True)
+                if not isinstance(response, dict):
+                    raise LocalDeploymentError(f"the `local up` in {self.directory} answered nonsense")
+                return response
+            if self.supervisor_pid() is None:
+                request_path.unlink(missing_ok=True)
+                raise LocalDeploymentError(f"the `stagpack local up` in {self.directory} stopped before answering")
+            time.sleep(0.1)
+        picked_up = request_path.exists()
+        request_path.unlink(missing_ok=True)  # not to be carried out after we gave up
+        raise LocalDeploymentError(
+            f"the `stagpack local up` in {self.directory} (pid {pid}) did not answer within {timeout:g} s"
+            + ("" if picked_up else "; it may still be carrying the request out")
+        )
+
+
+class _Interrupted(BaseException):
+    """Raised by the SIGTERM/SIGINT handler to abandon a startup (as Ctrl-C would)."""
+
+
+class LocalSupervisor:
+    """`stagpack local up`: start a deployment under `directory`, run it until SIGTERM or SIGINT,
+    and carry out control requests (restart a service) meanwhile. Every service is stopped on
+    the way out, whether the startup finished or not."""
+
+    def __init__(
+        self, directory: str | Path, keyholders: int, threshold: int, *, base_port: int, out: TextIO | None = None,
+    ) -> None:
+        self.control = LocalControl(Path(directory).resolve())
+        self.keyholders = keyholders
+        self.threshold = threshold
+        self.base_port = base_port
+        self.deployment: LocalDeployment | None = None
+        self._out = out
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stop_signal: int | None = None
+        self._phase = "idle"  # starting, serving, stopping
+        self._lock: int | None = None
+        self._reported: set[int] = set()  # pids whose exit was reported
+
+    @property
+    def directory(self) -> Path:
+        return self.control.directory
+
+    def say(self, line: str) -> None:
+        try:
+            print(line, file=self._out or sys.stdout, flush=True)
+        except (OSError, ValueError):
+            pass  # nobody reads our output any more: carry on
+
+    # signals
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        first = self._stop_signal is None
+        if first:
+            self._stop_signal = signum
+        self._stopping.set()
+        self._wake.set()
+        if first and self._phase == "starting":
+            raise _Interrupted(signum)
+
+    def _on_wake_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._wake.set()
+
+    # the lock
+
+    def _acquire(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.control.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        for _ in range(10):  # another process may be probing the lock for a moment
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.05)
+        else:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+            os.close(descriptor)
+            raise LocalDeploymentError(
+                f"a `stagpack local up` (pid {holder or '?'}) is already running in {self.directory}; "
+                "stop it first or choose another --dir"
+            )
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        self._lock = descriptor
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.ftruncate(self._lock, 0)
+            os.close(self._lock)  # releases the lock
+            self._lock = None
+
+    # state
+
+    def _write_state(self) -> None:
+        deployment = self.deployment
+        services = [] if deployment is None else [
+            {"name": service.name, "kind": service.kind, "address": service.address, "pid": service.pid,
+             "log": str(service.log_path)}
+            for service in deployment.services
+        ]
+        write_json_atomically(self.control.state_path, {
+            "pid": os.getpid(), "phase": self._phase, "directory": str(self.directory),
+            "keyholders": self.keyholders, "threshold": self.threshold, "services": services,
+        })
+
+    # running
+
+    def run(self, progress: Progress | None = None) -> int:
+        handlers = {signal.SIGTERM: self._on_stop_signal, signal.SIGINT: self._on_stop_signal, signal.SIGUSR1: self._on_wake_signal}
+        previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
+        try:
+            self._acquire()
+            try:
+                self._check_committee()
+                return self._run(progress)
+            finally:
+                self._release()
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _check_committee(self) -> None:
+        """A directory that already holds a committee is reused only with the same shape."""
+        from stagpack.edge.wire import load_bundle_transcript
+
+        committee = self.directory / "aggregator" / "committee"
+        if bundle_exists(committee):
+            body = load_bundle_transcript(committee).body
+            if (body.parties, body.threshold) != (self.keyholders, self.threshold):
+                raise InvalidInput(
+                    f"{self.directory} holds a committee of {body.parties} keyholders with threshold {body.threshold}: "
+                    f"use --keyholders {body.parties} --threshold {body.threshold}, or another --dir"
+                )
+
+    def _run(self, progress: Progress | None) -> int:
+        deployment = LocalDeployment.create(self.directory, self.keyholders, self.threshold, log_format="text", base_port=self.base_port)
+        self.deployment = deployment
+        addresses = deployment.write_addresses()
+        try:
+            self._phase = "starting"
+            self._write_state()
+            self.say(f"starting {self.keyholders} keyholders (any {self.threshold} decrypt) and an aggregator under {self.directory}")
+            if self._stop_signal is None:
+                deployment.start(self._recording(progress))
+            self._phase = "serving"
+            self._write_state()
+            if self._stop_signal is None:
+                assert deployment.aggregator is not None
+                self.say(f"aggregator at {deployment.aggregator.address}; keyholders at "
+                         + ", ".join(service.address for service in deployment.keyholders))
+                self.say(f"addresses in {addresses}; logs in {self.directory}/*.log")
+                self.say("SIGTERM or Ctrl-C stops every service; `stagpack local restart NAME` restarts one")
+            while self._stop_signal is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                self._serve_requests()
+                self._report_exits()
+        except _Interrupted:
+            pass
+        finally:
+            self._phase = "stopping"
+            if self._stop_signal is not None:
+                self.say(f"received {signal.Signals(self._stop_signal).name}: stopping every service")
+            self._write_state()
+            deployment.stop()
+            self._refuse_requests("`local up` is stopping")
+            addresses.unlink(missing_ok=True)
+            self.control.state_path.unlink(missing_ok=True)
+            self.say("stopped")
+        return 0
+
+    def _recording(self, progress: Progress | None) -> Progress:
+        """`progress`, also recording the services' pids once the ceremony runs."""
+
+        def report(what: str, done: int, total: int) -> None:
+            if done == 1:
+                self._write_state()
+            if progress is not None:
+                progress(what, done, total)
+
+        return report
+
+    def _serve_requests(self) -> None:
+        if not self.control.requests.is_dir():
+            return
+        for path in sorted(self.control.requests.glob("*.request")):
+            if self._stop_signal is not None:
+                return
+            try:
+                request = json.loads(path.read_text())
+            except FileNotFoundError:
+                continue  # withdrawn by its sender
+            except (OSError, ValueError):
+                request = None
+            path.unlink(missing_ok=True)
+            response = self._carry_out(request)
+            write_json_atomically(path.with_suffix(".response"), response)
+            self._write_state()
+
+    def _refuse_requests(self, reason: str) -> None:
+        if self.control.requests.is_dir():
+            for path in self.control.requests.glob("*.request"):
+                path.unlink(missing_ok=True)
+                write_json_atomically(path.with_suffix(".response"), {"ok": False, "error": reason})
+
+    def _carry_out(self, request: object) -> dict[str, Any]:
+        deployment = self.deployment
+        assert deployment is not None
+        if not isinstance(request, dict) or request.get("action") != "restart" or not isinstance(request.get("service"), str):
+            return {"ok": False, "error": "not a request this `local up` understands"}
+        name = request["service"]
+        names = [service.name for service in deployment.services]
+        if name not in names:
+            return {"ok": False, "error": f"no service named {name!r} (there are {', '.join(names)})"}
+        service = deployment.service(name)
+        previous = service.pid
+        started = time.monotonic()
+        self.say(f"restarting {name} (asked by `stagpack local restart`)")
+        try:
+            deployment.restart(name, abort=self._stopping)
+        except (StagpackError, OSError) as error:
+            self.say(f"restarting {name} failed: {error}")
+            return {"ok": False, "service": name, "error": str(error)}
+        if service.pid is not None:
+            self._reported.discard(service.pid)
+        self.say(f"{name} restarted (pid {previous} -> {service.pid}) and serving at {service.address}")
+        return {"ok": True, "service": name, "address": service.address, "previous_pid": previous, "pid": service.pid,
+                "status": "SERVING", "seconds": round(time.monotonic() - started, 3)}
+
+    def _report_exits(self) -> None:
+        assert self.deployment is not None
+        changed = False
+        for service in self.deployment.services:
+            process = service.process
+            if process is not None and process.poll() is not None and process.pid not in self._reported:
+                self._reported.add(process.pid)
+                changed = True
+                self.say(f"{service.name} (pid {process.pid}) exited with code {process.returncode}; see {service.log_path}; "
+                         f"`stagpack local restart {service.name}` starts it again")
+        if changed:
+            self._write_state()

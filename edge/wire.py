@@ -183,6 +183,14 @@ def bundle_exists(directory: str | Path) -> bool:
     return all((Path(directory) / name).exists() for name in _BUNDLE_FILES)
 
 
+def load_bundle_transcript(directory: str | Path) -> Transcript:
+    """Only the ceremony transcript of a saved bundle (the keys are large)."""
+    directory = Path(directory)
+    if not bundle_exists(directory):
+        raise NotFound(f"no committee in {directory}: run `stagpack ceremony` first")
+    return Transcript.from_bytes((directory / _BUNDLE_FILES[0]).read_bytes())
+
+
 def load_bundle_files(directory: str | Path) -> CommitteeBundle:
     directory = Path(directory)
     if not bundle_exists(directory):
