@@ -7,8 +7,12 @@ Exit status: 0 on success. 2 when the request cannot be carried out as given: ba
 an unknown stag, an unreachable aggregator, a certificate that does not verify, ...); these print
 `error: <reason>` on stderr. 1 for an unexpected exception, which is a bug in stagpack rather
 than the user's fault: it prints `error: internal error: <type>: <message>`, and the traceback
-too when STAGPACK_DEBUG=1. `health` also exits 1 when the service is not healthy, and `demo`
-when a hunt disagrees with the plaintext solver. 130 after Ctrl-C.
+too when STAGPACK_DEBUG=1. `health` and `local status` also exit 1 when a service is not
+healthy, and `demo` when a hunt disagrees with the plaintext solver. 130 after Ctrl-C (`local up`
+stops every service on SIGTERM or Ctrl-C and exits 0).
+
+Without --aggregator, commands use $STAGPACK_AGGREGATOR, else the aggregator that `local up`
+wrote in addresses.json of $STAGPACK_LOCAL_DIR (or var/local), else 127.0.0.1:7100.
 """
 
 from __future__ import annotations
@@ -24,13 +28,19 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from stagpack.errors import InvalidInput, StagpackError
+from stagpack.errors import CommitteeUnavailable, InvalidInput, StagpackError
 
 DEFAULT_AGGREGATOR = "127.0.0.1:7100"
+DEFAULT_BASE_PORT = 7100  # `local up`: the aggregator on 7100, keyholder i on 7100 + i
 EXIT_STATUS_HELP = """\
 exit status: 0 success; 2 bad arguments, unreadable files or a refused request (error: <reason>);
 1 an unexpected failure, i.e. a bug (error: internal error: <type>: <message>; set
-STAGPACK_DEBUG=1 to print the traceback); 130 interrupted."""
+STAGPACK_DEBUG=1 to print the traceback), or, for `health` and `local status`, a service that is
+not healthy; 130 interrupted.
+
+aggregator address: --aggregator, else $STAGPACK_AGGREGATOR, else the aggregator in
+addresses.json that `stagpack local up` writes in $STAGPACK_LOCAL_DIR (default var/local), if
+there is one, else 127.0.0.1:7100."""
 
 
 MAX_DURATION_MILLIS = 100 * 365 * 24 * 3_600_000  # 100 years: anything longer is a typo
@@ -158,25 +168,60 @@ def command_health(options: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def _local_directory(options: argparse.Namespace) -> Path:
+    from stagpack.app.launcher import default_local_directory
+
+    return Path(options.dir) if options.dir else default_local_directory()
+
+
 def command_local_up(options: argparse.Namespace) -> int:
     from stagpack.app.console import progress_printer
-    from stagpack.app.launcher import LocalDeployment
+    from stagpack.app.launcher import LocalSupervisor
 
-    deployment = LocalDeployment.create(options.dir, options.keyholders, options.threshold, log_format="text")
-    print(f"starting {options.keyholders} keyholders and an aggregator under {deployment.directory}")
-    try:
-        deployment.start(progress_printer(True))
-        assert deployment.aggregator is not None
-        print(f"aggregator at {deployment.aggregator.address}; keyholders at "
-              f"{', '.join(service.address for service in deployment.keyholders)}")
-        print("logs: " + str(deployment.directory / "*.log") + "; press Ctrl-C to stop")
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping")
-    finally:
-        deployment.stop()
+    parties, threshold = options.keyholders, options.threshold
+    if not 1 <= parties <= 64:
+        raise InvalidInput(f"--keyholders must be in 1..64; got {parties}")
+    if not 1 <= threshold <= parties or (threshold < parties and 2 * threshold <= parties):
+        raise InvalidInput(f"--threshold must be more than half of --keyholders and at most all of them; got {threshold} of {parties}")
+    if options.base_port and not 1024 <= options.base_port <= 65535 - parties:
+        raise InvalidInput(f"--base-port must be 0 (free ports) or in 1024..{65535 - parties}; got {options.base_port}")
+    supervisor = LocalSupervisor(_local_directory(options), parties, threshold, base_port=options.base_port)
+    return supervisor.run(progress_printer(True))
+
+
+def command_local_restart(options: argparse.Namespace) -> int:
+    from stagpack.app.launcher import LocalControl, LocalDeploymentError
+
+    control = LocalControl(_local_directory(options).resolve())
+    if not options.json:
+        print(f"asking the `local up` in {control.directory} to restart {options.service}", flush=True)
+    answer = control.request({"action": "restart", "service": options.service}, options.timeout)
+    if not answer.get("ok"):
+        raise LocalDeploymentError(f"restarting {options.service} failed: {answer.get('error', 'no reason given')}")
+    Output(options.json).emit(
+        answer,
+        [f"{options.service} restarted (pid {answer.get('previous_pid')} -> {answer.get('pid')}); "
+         f"SERVING at {answer.get('address')} after {answer.get('seconds', 0):.1f} s"],
+    )
     return 0
+
+
+def command_local_status(options: argparse.Namespace) -> int:
+    from stagpack.app.launcher import LocalControl, health_status
+
+    control = LocalControl(_local_directory(options).resolve())
+    state = control.state()
+    services = [{**service, "health": health_status(str(service["address"]), timeout=options.timeout)}
+                for service in state.get("services", [])]
+    healthy = state.get("phase") == "serving" and all(service["health"] == "SERVING" for service in services)
+    Output(options.json).emit(
+        {"directory": str(control.directory), "pid": state.get("pid"), "phase": state.get("phase"), "healthy": healthy,
+         "services": services},
+        [f"local up (pid {state.get('pid')}) {state.get('phase')} in {control.directory}",
+         *[f"  {service['name']:13} {service['address']:21} pid {str(service['pid'] or '-'):>7}  "
+           f"{service['health'] or 'not answering'}" for service in services]],
+    )
+    return 0 if healthy else 1
 
 
 def command_demo(options: argparse.Namespace) -> int:
@@ -213,10 +258,29 @@ def command_identity_show(options: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_aggregator(explicit: str | None) -> tuple[str, str]:
+    """(address, where it came from): --aggregator, else $STAGPACK_AGGREGATOR, else the
+    aggregator in addresses.json of the local deployment directory ($STAGPACK_LOCAL_DIR, else
+    var/local) if `stagpack local up` wrote one there, else 127.0.0.1:7100."""
+    from stagpack.app.launcher import ADDRESSES_FILE, default_local_directory, read_addresses
+
+    if explicit:
+        return explicit, "--aggregator"
+    if os.environ.get("STAGPACK_AGGREGATOR"):
+        return os.environ["STAGPACK_AGGREGATOR"], "$STAGPACK_AGGREGATOR"
+    directory = default_local_directory()
+    addresses = read_addresses(directory)
+    if addresses is not None:
+        return str(addresses["aggregator"]), str(directory / ADDRESSES_FILE)
+    return DEFAULT_AGGREGATOR, "the default"
+
+
 def _client(options: argparse.Namespace) -> Any:
     from stagpack.participant.client import AggregatorClient
 
-    return AggregatorClient(options.aggregator)
+    address, source = resolve_aggregator(options.aggregator)
+    options.aggregator_source = f"aggregator {address} from {source}"
+    return AggregatorClient(address)
 
 
 def parse_eligible(text: str) -> bytes:
@@ -478,9 +542,15 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def with_aggregator(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--aggregator", default=os.environ.get("STAGPACK_AGGREGATOR", DEFAULT_AGGREGATOR),
-                         help="aggregator address (default $STAGPACK_AGGREGATOR or %(default)s)")
+        sub.add_argument("--aggregator", metavar="ADDRESS",
+                         help="aggregator address (default: $STAGPACK_AGGREGATOR, else the aggregator in "
+                         "addresses.json that `stagpack local up` writes in $STAGPACK_LOCAL_DIR or var/local, "
+                         f"if there is one, else {DEFAULT_AGGREGATOR})")
         return with_json(sub)
+
+    def with_local_directory(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--dir", help="the deployment's data and log directory (default: $STAGPACK_LOCAL_DIR, else var/local)")
+        return sub
 
     keyholder = commands.add_parser("keyholder", help="run a keyholder service").add_subparsers(dest="action", required=True)
     serve = add("serve", command_keyholder_serve, "serve a keyholder over gRPC (config file and STAGPACK_KEYHOLDER_* variables)", keyholder)
@@ -502,10 +572,25 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=3.0)
 
     local = commands.add_parser("local", help="run the whole topology as local processes").add_subparsers(dest="action", required=True)
-    up = add("up", command_local_up, "start n keyholders and an aggregator on loopback ports, run the ceremony, serve until Ctrl-C", local)
-    up.add_argument("--dir", default="var/local", help="data and log directory (default %(default)s)")
-    up.add_argument("--keyholders", type=int, default=5)
-    up.add_argument("--threshold", type=int, default=3)
+    up = with_local_directory(add(
+        "up", command_local_up,
+        "start n keyholders and an aggregator on loopback ports, run the key ceremony (once per directory), and serve "
+        "until SIGTERM or Ctrl-C, which stop every service. Writes <dir>/addresses.json, where the other commands "
+        "find the aggregator by default", local))
+    up.add_argument("--keyholders", type=int, default=5, help="n (default %(default)s)")
+    up.add_argument("--threshold", type=int, default=3, help="t: any t keyholders decrypt; t > n/2 (default %(default)s)")
+    up.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT, metavar="PORT",
+                    help="the aggregator listens on PORT and keyholder i on PORT+i, all on 127.0.0.1; 0 picks free ports "
+                    "(default %(default)s)")
+    restart = with_json(with_local_directory(add(
+        "restart", command_local_restart,
+        "restart one service of a running `local up` (stopped gracefully, started again, awaited until it serves)", local)))
+    restart.add_argument("service", metavar="NAME", help="aggregator or keyholder-N")
+    restart.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the restart (default %(default)s)")
+    status = with_json(with_local_directory(add(
+        "status", command_local_status,
+        "each service of a running `local up`: address, pid and health (exit 1 unless all serve)", local)))
+    status.add_argument("--timeout", type=float, default=2.0, help="seconds per health check (default %(default)s)")
 
     demo = add("demo", command_demo, "a committee, a count stag and a capital stag, hundreds of simulated participants")
     demo.add_argument("--participants", type=int, default=240, help="simulated participants across both stags (default %(default)s)")
@@ -590,7 +675,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except StagpackError as error:
-        print(f"error: {error}", file=sys.stderr)
+        where = getattr(options, "aggregator_source", None)
+        print(f"error: {error}" + (f" ({where})" if where and isinstance(error, CommitteeUnavailable) else ""), file=sys.stderr)
         return 2
     except OSError as error:
         print(f"error: {describe_os_error(error)}", file=sys.stderr)

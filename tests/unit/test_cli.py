@@ -389,3 +389,88 @@ def test_the_demo_service_backend_reads_epoch_outcomes(client: FakeClient) -> No
         name = "count"
 
     assert _wait_for_epoch(backend, Stag()) == view  # type: ignore[arg-type]
+
+
+# --- where the CLI finds the aggregator; `local` commands without a `local up` -----------------
+
+
+def _addresses(directory: Path, aggregator: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "addresses.json").write_text(json.dumps({"aggregator": aggregator, "keyholders": []}))
+
+
+def test_the_default_aggregator_comes_from_the_environment_then_local_up_then_7100(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert cli.resolve_aggregator(None) == ("127.0.0.1:7100", "the default")
+    _addresses(tmp_path / "var" / "local", "127.0.0.1:7300")  # the cwd is tmp_path
+    assert cli.resolve_aggregator(None) == ("127.0.0.1:7300", str(Path("var/local/addresses.json")))
+    _addresses(tmp_path / "elsewhere", "127.0.0.1:7400")
+    monkeypatch.setenv("STAGPACK_LOCAL_DIR", str(tmp_path / "elsewhere"))
+    assert cli.resolve_aggregator(None) == ("127.0.0.1:7400", str(tmp_path / "elsewhere" / "addresses.json"))
+    monkeypatch.setenv("STAGPACK_LOCAL_DIR", str(tmp_path / "empty"))
+    assert cli.resolve_aggregator(None) == ("127.0.0.1:7100", "the default")
+    monkeypatch.setenv("STAGPACK_AGGREGATOR", "10.0.0.1:7100")
+    assert cli.resolve_aggregator(None) == ("10.0.0.1:7100", "$STAGPACK_AGGREGATOR")
+    assert cli.resolve_aggregator("127.0.0.1:9") == ("127.0.0.1:9", "--aggregator")
+
+
+def test_a_broken_addresses_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "var" / "local").mkdir(parents=True)
+    (tmp_path / "var" / "local" / "addresses.json").write_text("{not json")
+    code, _, errors = run(["stag", "list"], capsys)
+    assert code == 2 and "addresses.json" in errors and "internal error" not in errors
+
+
+def test_an_unreachable_aggregator_says_where_its_address_came_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stagpack.app.launcher import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    _addresses(tmp_path / "var" / "local", address)
+    code, _, errors = run(["stag", "list"], capsys)
+    assert code == 2 and f"(aggregator {address} from var/local/addresses.json)" in errors
+
+
+def test_help_says_where_the_default_aggregator_comes_from(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["stag", "list", "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and "$STAGPACK_AGGREGATOR" in text and "addresses.json" in text and "$STAGPACK_LOCAL_DIR" in text
+
+
+@pytest.mark.parametrize("command", [["local", "restart", "keyholder-1"], ["local", "status"]])
+def test_local_commands_say_when_no_local_up_runs(command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, errors = run([*command, "--dir", str(tmp_path / "nothing")], capsys)
+    assert code == 2 and "no `stagpack local up` is running" in errors
+
+
+@pytest.mark.parametrize(
+    "arguments, complaint",
+    [(["--keyholders", "0"], "--keyholders must be"), (["--keyholders", "4", "--threshold", "2"], "--threshold must be"),
+     (["--keyholders", "3", "--threshold", "4"], "--threshold must be"), (["--base-port", "80"], "--base-port must be"),
+     (["--base-port", "65534"], "--base-port must be")],
+)
+def test_local_up_refuses_impossible_shapes_before_starting_anything(
+    arguments: list[str], complaint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, errors = run(["local", "up", "--dir", str(tmp_path / "local"), *arguments], capsys)
+    assert code == 2 and complaint in errors
+    assert not (tmp_path / "local").exists()
+
+
+def test_local_deployment_takes_fixed_ports_only_when_asked(tmp_path: Path) -> None:
+    from stagpack.app.launcher import LocalDeployment, LocalDeploymentError, free_port, port_available
+
+    free = LocalDeployment.create(tmp_path / "free", 2, 2)
+    assert len({service.port for service in free.services}) == 3
+    base = next(port for port in (free_port() for _ in range(100)) if all(port_available(p) for p in range(port, port + 3)))
+    fixed = LocalDeployment.create(tmp_path / "fixed", 2, 2, base_port=base)
+    assert [service.port for service in fixed.services] == [base, base + 1, base + 2]
+    assert json.loads(fixed.write_addresses().read_text()) == {
+        "aggregator": f"127.0.0.1:{base}", "keyholders": [f"127.0.0.1:{base + 1}", f"127.0.0.1:{base + 2}"]}
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", base + 1))
+        squatter.listen()
+        with pytest.raises(LocalDeploymentError, match=f"port {base + 1} \\(keyholder-1\\)"):
+            LocalDeployment.create(tmp_path / "taken", 2, 2, base_port=base)
