@@ -4,10 +4,11 @@ in-process transport's interceptors. Nothing here reaches into private state."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -48,6 +49,16 @@ class PartialSources:
 
         return {index: make(index) for index in range(1, parties + 1)}
 
+    @contextlib.contextmanager
+    def faulty(self, index: int, fault: ShareFault) -> Iterator[None]:
+        """Keyholder `index` applies `fault` to every partial it makes inside the `with` block."""
+        source = self.sources[index]
+        source.fault = fault
+        try:
+            yield
+        finally:
+            source.fault = None
+
 
 def garbling(context: FheContext) -> ShareFault:
     """Every share replaced by structurally valid garbage (a faulty machine)."""
@@ -71,27 +82,65 @@ def shifting_own(context: FheContext, shift: SlotVector) -> ShareFault:
 class ScriptedMasks:
     """A mask source that is random until a test arms it; armed, the first mask of every
     session it opens (the check's) is zero at `level` in both rows — what a keyholder that wants
-    a chance zero at a non-fixed point would commit to."""
+    a chance zero at a non-fixed point would commit to.
 
-    def __init__(self, context: FheContext) -> None:
-        self._context = context
-        self._random = RandomMasks(context)
+    `InProcessDeployment.start` makes the deployment's context itself, so the source learns it
+    afterwards (`context`); masks are only drawn once the ceremony is over."""
+
+    def __init__(self, context: FheContext | None = None) -> None:
+        self.context = context
         self.zero_level: int | None = None
 
     def mask(self, session: SessionRef, which: int) -> bytes:
+        context = self.context
+        assert context is not None, "give the mask source the deployment's context first"
         if self.zero_level is None or which != 0:
-            return self._random.mask(session, which)
-        context = self._context
+            return RandomMasks(context).mask(session, which)
         values = np.random.default_rng().integers(1, context.plaintext_modulus, context.slot_count, dtype=np.int64)
         values[self.zero_level] = 0
         values[context.row_width + self.zero_level] = 0
         return context.ciphertext_to_bytes(context.encrypt(context.joint_key, values))
 
 
-def scripted_masks(context: FheContext, parties: int) -> tuple[dict[int, ScriptedMasks], dict[int, MaskSource]]:
-    """One `ScriptedMasks` per keyholder, and the `masks` argument of `InProcessDeployment.start`."""
-    sources = {index: ScriptedMasks(context) for index in range(1, parties + 1)}
-    return sources, dict(sources)
+@dataclass
+class MaskScript:
+    """Every keyholder's `ScriptedMasks`, armed together: a session opened inside `zero_at` has
+    a summed check mask that is zero at `level` in both rows (a chance zero, forced)."""
+
+    sources: dict[int, ScriptedMasks]
+
+    def masks(self) -> dict[int, MaskSource]:
+        """The `masks` argument of `InProcessDeployment.start`."""
+        return dict(self.sources)
+
+    def bind(self, context: FheContext) -> None:
+        for source in self.sources.values():
+            source.context = context
+
+    @contextlib.contextmanager
+    def zero_at(self, level: int) -> Iterator[None]:
+        for source in self.sources.values():
+            source.zero_level = level
+        try:
+            yield
+        finally:
+            for source in self.sources.values():
+                source.zero_level = None
+
+
+def scripted_masks(parties: int, context: FheContext | None = None) -> MaskScript:
+    """One `ScriptedMasks` per keyholder (bind the deployment's context once it exists)."""
+    return MaskScript({index: ScriptedMasks(context) for index in range(1, parties + 1)})
+
+
+@dataclass(frozen=True)
+class Fused:
+    """One slot vector the aggregator fused: for which session, step and quorum."""
+
+    session: SessionRef
+    step: Step
+    quorum: Quorum
+    vector: SlotVector
 
 
 class VectorRecorder:
@@ -101,12 +150,33 @@ class VectorRecorder:
     def __init__(self) -> None:
         self.recording = False
         self.vectors: dict[Step, list[SlotVector]] = {}
+        self.fused: list[Fused] = []
         self._lock = threading.Lock()
 
     def __call__(self, session: SessionRef, step: Step, quorum: Quorum, vector: SlotVector) -> None:
         if self.recording:
             with self._lock:
                 self.vectors.setdefault(step, []).append(vector.copy())
+                self.fused.append(Fused(session, step, quorum, vector.copy()))
+
+    def take(self, step: Step) -> list[Fused]:
+        """What was fused for `step` since the last `take` of it (in the order fused)."""
+        with self._lock:
+            taken = [fused for fused in self.fused if fused.step is step]
+            self.fused = [fused for fused in self.fused if fused.step is not step]
+            self.vectors.pop(step, None)
+        return taken
+
+    @contextlib.contextmanager
+    def recorded(self) -> Iterator[VectorRecorder]:
+        """Record inside the `with` block only (and start from nothing)."""
+        with self._lock:
+            self.vectors, self.fused = {}, []
+        self.recording = True
+        try:
+            yield self
+        finally:
+            self.recording = False
 
 
 class DropOn:
@@ -145,4 +215,12 @@ class StepTracker:
     def __call__(self, keyholder: LocalKeyholder, call: Call[Any, Any], request: Any, forward: Callable[[Any], Any]) -> Any:
         if call is DECRYPT and isinstance(request, DecryptRequest):
             self.current[keyholder.index] = request.step
+            try:
+                return forward(request)
+            finally:
+                del self.current[keyholder.index]
         return forward(request)
+
+    def only_in(self, index: int, step: Step, fault: ShareFault) -> ShareFault:
+        """`fault` while keyholder `index` decrypts `step`; honest shares in every other step."""
+        return lambda ciphertext, shares: fault(ciphertext, shares) if self.current.get(index) is step else shares

@@ -9,19 +9,16 @@ own, and the ledger must have applied the hunt exactly once.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
-import numpy as np
-
-from stagpack.decrypt import PartialShare
+from stagpack.decrypt import DecryptingParty
+from stagpack.decrypt.computation import DecryptionObserver
 from stagpack.encoding import StagKind, Threshold
-from stagpack.fhe import FheContext
 from stagpack.identity import SigningIdentity
 from stagpack.app.inprocess import InProcessDeployment
-from stagpack.keyholder.node import KeyholderNode
+from stagpack.keyholder.node import KeyholderNode, MaskSource, PartialSource
 from stagpack.log import CertificateBundle, EntryKind, HuntCertificate, LogEntry, decode_body
 from stagpack.pack import PackState
 from stagpack.participant.sdk import capital_threshold, count_threshold, prepare_intendo, prepare_withdrawal
@@ -33,9 +30,21 @@ from stagpack.stag import ManualClock, StagSpec
 EPOCH_MILLIS = 1_000
 
 
-def start_deployment(directory: Path, parties: int, threshold: int, clock: ManualClock) -> InProcessDeployment:
-    """A whole deployment (real ceremony) whose parties all read the test's clock."""
-    return InProcessDeployment.start(directory, parties, threshold, clock=clock)
+def start_deployment(
+    directory: Path,
+    parties: int,
+    threshold: int,
+    clock: ManualClock,
+    *,
+    masks: Mapping[int, MaskSource] | None = None,
+    partials: Mapping[int, Callable[[DecryptingParty], PartialSource]] | None = None,
+    observer: DecryptionObserver | None = None,
+) -> InProcessDeployment:
+    """A whole deployment (real ceremony) whose parties all read the test's clock; `masks`,
+    `partials` and `observer` are the deployment's injection hooks (see `support.faults`)."""
+    return InProcessDeployment.start(
+        directory, parties, threshold, clock=clock, masks=masks, partials=partials, observer=observer
+    )
 
 
 @dataclass
@@ -99,7 +108,7 @@ class MirroredStag:
         return int(self.spec.current_epoch(self.clock()))
 
     def epoch_results(self) -> dict[int, str]:
-        return {result.epoch: result.result for result in self.aggregator.status(self.stag_id).epochs}
+        return {result.epoch: result.result.value for result in self.aggregator.status(self.stag_id).epochs}
 
     # -- writes, mirrored in the solver ---------------------------------------------------------
 
@@ -179,7 +188,7 @@ class MirroredStag:
         assert ledger.execute(self.spec, certificate) is False  # applied exactly once
         # the certificate in the log is the one the aggregator reports
         logged = [
-            decode_body(entry)
+            decode_body(entry, HuntCertificate)
             for entry, _ in self.aggregator.read_log(self.stag_id, 0, self.aggregator.status(self.stag_id).height)
             if entry.kind is EntryKind.HUNT
         ]
@@ -207,7 +216,7 @@ def run_epochs(stags: Sequence[MirroredStag]) -> list[EpochReport]:
 
 def served_steps(node: KeyholderNode, stag_id: bytes, kind: SessionKind | None = None) -> list[tuple[int, Step]]:
     """(session number, step) of every step this keyholder released partials for."""
-    records = node._store.sessions(stag_id)  # test-only look into the keyholder's durable record
+    records = node.session_records(stag_id)
     return [
         (record.session.number, served.step)
         for record in records
@@ -234,38 +243,3 @@ class DictSource:
 
     def ciphertext(self, intendo_id: bytes) -> bytes:
         return self.ciphertexts[intendo_id]
-
-
-# -- fault injection ------------------------------------------------------------------------------
-
-
-def corrupt_partial_bytes(context: FheContext, data: bytes) -> bytes:
-    """Replace one tower's coefficients of a serialized partial decryption with random values
-    below that tower's modulus: the bytes stay structurally valid (same header, key tag, sizes,
-    reduced coefficients), so only fusion can tell that they are wrong."""
-    for template in context._partial_templates:  # test-only: the wire layout the context checks
-        try:
-            template.check(data)
-        except Exception:  # noqa: BLE001 - try the next noise-scale degree
-            continue
-        region = next(region for region in template._regions if region.tower >= 0)
-        modulus = template._moduli[region.tower]
-        count = region.length // 8
-        random_words = np.frombuffer(os.urandom(8 * count), dtype="<u8") % np.uint64(modulus)
-        corrupted = bytearray(data)
-        corrupted[region.start : region.start + region.length] = random_words.astype("<u8").tobytes()
-        template.check(bytes(corrupted))
-        return bytes(corrupted)
-    raise AssertionError("not a partial decryption of this context")
-
-
-def corrupting(context: FheContext, partials: Callable[..., list[PartialShare]]) -> Callable[..., list[PartialShare]]:
-    """Wrap DecryptingParty.partials so every share it returns is corrupted before it is signed."""
-
-    def corrupted(ciphertext, family, *, own=True):  # type: ignore[no-untyped-def]
-        return [
-            PartialShare(share.producer, share.on_behalf_of, share.quorum, corrupt_partial_bytes(context, share.data))
-            for share in partials(ciphertext, family, own=own)
-        ]
-
-    return corrupted

@@ -12,7 +12,7 @@ import numpy as np
 
 from stagpack.decrypt import PartialShare, Quorum
 from stagpack.decrypt.threshold import fuse
-from stagpack.fhe import Ciphertext, FheContext, PartialDecryption, SlotVector
+from stagpack.fhe import Ciphertext, FheContext, SlotVector
 
 COEFFICIENT_BYTES = 8
 
@@ -39,13 +39,9 @@ def family_shares_for(committee, ciphertext: Ciphertext, live: Sequence[int] | N
 
 def crafted_partial(context: FheContext, share: PartialShare, ciphertext: Ciphertext, shift: SlotVector) -> PartialShare:
     """`share` plus Δ·shift: what a dishonest keyholder sends to shift the fused plaintext by
-    `shift`. It needs no secret: the public lead partial of the ciphertext (Δ·shift, 0) is added
-    to its honest partial (test-only use of OpenFHE objects)."""
-    difference = context.subtract(context.add_plain(ciphertext, shift), ciphertext)
-    native = context._context.EvalAdd(  # noqa: SLF001
-        context.partial_from_bytes(share.data)._native, context.public_lead_partial(difference)._native  # noqa: SLF001
-    )
-    return PartialShare(share.producer, share.on_behalf_of, share.quorum, context.partial_to_bytes(PartialDecryption(native)))
+    `shift`. It needs no secret: the public lead partial of (Δ·shift, 0) is added to its honest
+    partial (`FheContext.shifted_partial`)."""
+    return PartialShare(share.producer, share.on_behalf_of, share.quorum, context.shifted_partial(share.data, ciphertext, shift))
 
 
 def random_slots(context: FheContext, rng: np.random.Generator, low: int = 0) -> SlotVector:
