@@ -23,16 +23,19 @@ import pytest
 
 import numpy as np
 
-from support.unit import crafted_partial
 from stagpack.decrypt import circuit
-from stagpack.aggregator.committee import KeyholderUnreachable, LocalKeyholder
 from stagpack.decrypt import quorum_family
 from stagpack.encoding import StagKind
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure
 from stagpack.app.inprocess import InProcessDeployment
-from stagpack.session import DecryptRequest, SessionKind, Step
+from stagpack.keyholder.local import intercepting
+from stagpack.session import DECRYPT, REVEAL_MASKS, SessionKind, Step
 from stagpack.stag import ManualClock
-from support.protocol import MirroredStag, corrupting, served_steps, start_deployment
+from support.faults import DropOn, PartialSources, StepTracker, garbling, shifting_own, unreachable_for
+from support.protocol import MirroredStag, served_steps, start_deployment
+
+# Every keyholder's partial source is switchable: honest until a test makes one faulty.
+SOURCES: dict[int, PartialSources] = {}
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +43,27 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+def start_switchable(directory: Path, parties: int, threshold: int, clock: Callable[[], int]) -> InProcessDeployment:
+    sources = PartialSources()
+    deployment = start_deployment(directory, parties, threshold, clock, partials=sources.factories(parties))  # type: ignore[arg-type]
+    SOURCES[id(deployment)] = sources
+    return deployment
+
+
 @pytest.fixture(scope="module")
-def three(scratch: Callable[[str], Path], clock: ManualClock) -> InProcessDeployment:
+def three(scratch: Callable[[str], Path], clock: ManualClock) -> Iterator[InProcessDeployment]:
     """n=3, t=2."""
-    return start_deployment(scratch("three"), 3, 2, clock)
+    deployment = start_switchable(scratch("three"), 3, 2, clock)
+    yield deployment
+    SOURCES.pop(id(deployment))
 
 
 @pytest.fixture(scope="module")
-def five(scratch: Callable[[str], Path], clock: ManualClock) -> InProcessDeployment:
+def five(scratch: Callable[[str], Path], clock: ManualClock) -> Iterator[InProcessDeployment]:
     """n=5, t=3."""
-    return start_deployment(scratch("five"), 5, 3, clock)
+    deployment = start_switchable(scratch("five"), 5, 3, clock)
+    yield deployment
+    SOURCES.pop(id(deployment))
 
 
 @contextmanager
@@ -64,39 +78,20 @@ def offline(deployment: InProcessDeployment, indices: Sequence[int]) -> Iterator
 
 
 @contextmanager
-def corrupt(deployment: InProcessDeployment, index: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Keyholder `index` perturbs every partial decryption before it signs it."""
-    party = deployment.nodes[index - 1]._party  # test-only: the node's DecryptingParty
-    assert party is not None
-    with monkeypatch.context() as patch:
-        patch.setattr(party, "partials", corrupting(deployment.context, party.partials))
+def corrupt(deployment: InProcessDeployment, index: int) -> Iterator[None]:
+    """Keyholder `index` replaces every partial decryption (own and stand-in) by structurally
+    valid garbage before it signs it."""
+    with SOURCES[id(deployment)].faulty(index, garbling(deployment.context)):
         yield
 
 
 @contextmanager
-def crafted_membership(deployment: InProcessDeployment, index: int, shift: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def crafted_membership(deployment: InProcessDeployment, index: int, shift: np.ndarray) -> Iterator[None]:
     """Keyholder `index` adds Δ·shift to its own membership partial before it signs it (every
     other step, and its stand-ins, stay honest): a shift aimed at a plausible wrong membership."""
-    node = deployment.nodes[index - 1]
-    party = node._party  # test-only: the node's DecryptingParty
-    assert party is not None
-    context = deployment.context
-    honest_decrypt, honest_partials = node.decrypt, party.partials
-    current: dict[str, Step] = {}
-
-    def decrypt(request: DecryptRequest):  # type: ignore[no-untyped-def]
-        current["step"] = request.step
-        return honest_decrypt(request)
-
-    def partials(ciphertext, family, *, own=True):  # type: ignore[no-untyped-def]
-        shares = honest_partials(ciphertext, family, own=own)
-        if current.get("step") is not Step.MEMBERSHIP:
-            return shares
-        return [crafted_partial(context, share, ciphertext, shift) if share.quorum == () else share for share in shares]
-
-    with monkeypatch.context() as patch:
-        patch.setattr(node, "decrypt", decrypt)
-        patch.setattr(party, "partials", partials)
+    tracker = StepTracker()
+    fault = tracker.only_in(index, Step.MEMBERSHIP, shifting_own(deployment.context, shift))
+    with intercepting(deployment.keyholders, tracker), SOURCES[id(deployment)].faulty(index, fault):
         yield
 
 
@@ -163,7 +158,7 @@ def run_patterns(deployment: InProcessDeployment, stag: MirroredStag, patterns: 
         for node in deployment.nodes:
             expected = [Step.CHECK, Step.CONFIRM, Step.MEMBERSHIP] if node.index in live else []
             assert served[node.index] == expected, (pattern, node.index)
-            for record in node._store.sessions(stag.stag_id):
+            for record in node.session_records(stag.stag_id):
                 if record.session.kind is SessionKind.HUNT and record.session.number == report.epoch:
                     for step in record.served:
                         assert step.quorums == family, (pattern, node.index)
@@ -177,53 +172,37 @@ def test_every_offline_pattern_of_three_resolves_like_the_solver(three: InProces
     run_patterns(three, stag, [(), (1,), (2,), (3,)])
 
 
-def test_keyholders_dropping_out_mid_session(three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyholders_dropping_out_mid_session(three: InProcessDeployment, clock: ManualClock) -> None:
     """One drops right after committing (before revealing its masks), keyholder 1 drops in the
     middle of a hunt (after the check, before membership): the session continues without them
     (the membership step is asked again of the two left, who reuse their own partials)."""
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
-
-    def drop_on(keyholder: LocalKeyholder, method: str, when: Step | None) -> None:
-        original = getattr(keyholder, method)
-
-        def dropping(request):  # type: ignore[no-untyped-def]
-            if when is None or (isinstance(request, DecryptRequest) and request.step is when):
-                keyholder.online = False
-                raise KeyholderUnreachable(f"keyholder {keyholder.index} dropped")
-            return original(request)
-
-        monkeypatch.setattr(keyholder, method, dropping)
-
     submit_a_firing_round(stag, extra=12)
-    drop_on(three.keyholders[1], "reveal", None)
     try:
-        assert stag.run_epoch().expected is not None
+        with intercepting(three.keyholders[1:2], DropOn(REVEAL_MASKS)):
+            assert stag.run_epoch().expected is not None
     finally:
-        monkeypatch.undo()
         three.keyholders[1].online = True
     submit_a_firing_round(stag, extra=13)
     stag.validate()
-    drop_on(three.keyholders[0], "decrypt", Step.MEMBERSHIP)
     try:
-        report = stag.run_epoch()
+        with intercepting(three.keyholders[0:1], DropOn(DECRYPT, Step.MEMBERSHIP)):
+            report = stag.run_epoch()
     finally:
-        monkeypatch.undo()
         three.keyholders[0].online = True
     assert report.expected is not None
     served = steps_served_in(three, stag, report.epoch)
     assert served[1] == [Step.CHECK, Step.CONFIRM]  # keyholder 1 left before membership
     assert served[2][-1] is Step.MEMBERSHIP and served[3][-1] is Step.MEMBERSHIP
     for node in three.nodes[1:]:
-        (record,) = [r for r in node._store.sessions(stag.stag_id) if r.session.kind is SessionKind.HUNT and r.session.number == report.epoch]
+        (record,) = [r for r in node.session_records(stag.stag_id) if r.session.kind is SessionKind.HUNT and r.session.number == report.epoch]
         memberships = [served for served in record.served if served.step is Step.MEMBERSHIP]
         assert [served.quorums for served in memberships][-1] == ((2, 3),)
         own = {partial.data for served in memberships for partial in served.partials if partial.statement.quorum == ()}
         assert len(own) == 1  # one own membership partial, whatever the family
 
 
-def test_a_resumed_session_leaves_out_a_keyholder_that_missed_its_opening(
-    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_resumed_session_leaves_out_a_keyholder_that_missed_its_opening(three: InProcessDeployment, clock: ManualClock) -> None:
     """A validation session opens while keyholder 3 is offline, and the aggregator stops before
     decrypting anything. Keyholder 3 is back when the session resumes, but it holds no record of
     the session and none of its masks are in it: the session finishes with the two whose masks
@@ -231,15 +210,11 @@ def test_a_resumed_session_leaves_out_a_keyholder_that_missed_its_opening(
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
     submit_a_firing_round(stag)
 
-    def stopped(request: DecryptRequest) -> None:
-        raise KeyholderUnreachable("the aggregator stopped before decrypting")
-
-    with offline(three, (3,)), monkeypatch.context() as patch:
-        for keyholder in three.keyholders[:2]:
-            patch.setattr(keyholder, "decrypt", stopped)
+    # the aggregator stops before decrypting: no decryption request reaches keyholder 1 or 2
+    with offline(three, (3,)), intercepting(three.keyholders[:2], unreachable_for(DECRYPT)):
         with pytest.raises(CommitteeUnavailable):
             three.aggregator.run_due(stag.stag_id)
-    opened = {node.index: [record.session.kind for record in node._store.sessions(stag.stag_id)] for node in three.nodes}
+    opened = {node.index: [record.session.kind for record in node.session_records(stag.stag_id)] for node in three.nodes}
     assert opened == {1: [SessionKind.VALIDATION], 2: [SessionKind.VALIDATION], 3: []}
     stag.validate()  # resumes the saved session with keyholders 1 and 2 only
     assert served_steps(three.nodes[2], stag.stag_id) == []
@@ -290,7 +265,7 @@ def assert_nothing_revealed(deployment: InProcessDeployment, stag: MirroredStag,
 
 
 def test_a_corrupt_keyholder_among_three_ends_the_epoch_with_nothing_revealed(
-    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    three: InProcessDeployment, clock: ManualClock
 ) -> None:
     """n=3, t=2 with all live: the family's quorums disagree, and leaving one keyholder out
     would leave a single quorum that nothing cross-checks, so the faulty keyholder is not
@@ -300,7 +275,7 @@ def test_a_corrupt_keyholder_among_three_ends_the_epoch_with_nothing_revealed(
     # keyholder 2 corrupts its hunt partials (validation happened honestly)
     submit_a_firing_round(stag, extra=12)
     stag.validate()
-    with corrupt(three, 2, monkeypatch):
+    with corrupt(three, 2):
         stag.clock.advance(stag.spec.epoch_millis)
         with pytest.raises(IntegrityFailure, match="too few to find the faulty one"):
             aggregator.run_due(stag.stag_id)
@@ -312,23 +287,23 @@ def test_a_corrupt_keyholder_among_three_ends_the_epoch_with_nothing_revealed(
     assert stag.run_epoch().expected is not None
 
 
-def corrupt_validation_among_three(three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> MirroredStag:
+def corrupt_validation_among_three(three: InProcessDeployment, clock: ManualClock) -> MirroredStag:
     """A stag whose second validation batch keyholder 1 corrupted (2-of-3, all live)."""
     aggregator = three.aggregator
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
     submit_a_firing_round(stag, extra=12)
     stag.validate()
     submit_a_firing_round(stag, extra=13)
-    with corrupt(three, 1, monkeypatch):
+    with corrupt(three, 1):
         with pytest.raises(IntegrityFailure, match="too few to find the faulty one"):
             aggregator.run_due(stag.stag_id)
     return stag
 
 
 def test_a_corrupt_validation_partial_among_three_validates_nothing(
-    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    three: InProcessDeployment, clock: ManualClock
 ) -> None:
-    stag = corrupt_validation_among_three(three, clock, monkeypatch)
+    stag = corrupt_validation_among_three(three, clock)
     aggregator = three.aggregator
     status = aggregator.status(stag.stag_id)
     assert status.awaiting_validation == 3 and status.rejected == 0 and status.counted == 3
@@ -336,7 +311,7 @@ def test_a_corrupt_validation_partial_among_three_validates_nothing(
 
 
 def test_after_a_corrupt_validation_partial_among_three_stopping_the_faulty_keyholder_unblocks_the_stag(
-    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    three: InProcessDeployment, clock: ManualClock
 ) -> None:
     """A keyholder releases one own partial per step, ever, so even once keyholder 1 is honest
     again its corrupt validation partial is served on every retry of the batch, and with 2-of-3
@@ -345,7 +320,7 @@ def test_after_a_corrupt_validation_partial_among_three_stopping_the_faulty_keyh
     exactly t and form the one quorum; they serve the batch again (their own partials as
     released, stand-ins for the new quorum), it validates, and the stag fires as the solver
     says."""
-    stag = corrupt_validation_among_three(three, clock, monkeypatch)
+    stag = corrupt_validation_among_three(three, clock)
     for _ in range(2):
         with pytest.raises(IntegrityFailure, match="too few to find the faulty one"):
             three.aggregator.run_due(stag.stag_id)
@@ -358,7 +333,7 @@ def test_after_a_corrupt_validation_partial_among_three_stopping_the_faulty_keyh
     assert stag.run_epoch().expected is None  # keyholder 1 back: nothing new, nothing fires
 
 def test_a_corrupt_keyholder_is_found_and_left_out_when_more_than_t_remain(
-    five: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    five: InProcessDeployment, clock: ManualClock
 ) -> None:
     """n=5, t=3 with all live: the family fails, the runner leaves out one keyholder at a time
     (four remain, still cross-checked) and keeps the first family that agrees."""
@@ -367,24 +342,24 @@ def test_a_corrupt_keyholder_is_found_and_left_out_when_more_than_t_remain(
     try:
         submit_a_firing_round(stag, extra=20)
         stag.validate()
-        with corrupt(five, 2, monkeypatch):
+        with corrupt(five, 2):
             report = stag.run_epoch()
         assert report.expected is not None
         assert aggregator.suspect_keyholders == {2}
         assert 2 not in {signature.index for signature in report.certificate.signatures}  # type: ignore[union-attr]
-        aggregator._runner.suspects.clear()  # test-only: forgive it, so the next case starts whole
+        aggregator.readmit_keyholders()  # forgive it, so the next case starts whole
         # keyholder 1 corrupts everything, validation included
         submit_a_firing_round(stag, extra=21)
-        with corrupt(five, 1, monkeypatch):
+        with corrupt(five, 1):
             report = stag.run_epoch()
         assert report.expected is not None
         assert aggregator.suspect_keyholders == {1}
     finally:
-        aggregator._runner.suspects.clear()
+        aggregator.readmit_keyholders()
 
 
 def test_a_crafted_membership_partial_is_found_when_more_than_t_remain(
-    five: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    five: InProcessDeployment, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The attack families exist for: keyholder 3 shifts only its own membership partial, to
     swap a member for a non-member (plausible: every zero slot stays zero and the weights still
@@ -396,7 +371,7 @@ def test_a_crafted_membership_partial_is_found_when_more_than_t_remain(
         submit_a_firing_round(stag, extra=20)
         stag.validate()
         caplog.clear()
-        with crafted_membership(five, 3, member_swap(stag), monkeypatch):
+        with crafted_membership(five, 3, member_swap(stag)):
             report = stag.run_epoch()  # checked against the solver: the true members
         assert report.expected is not None
         # the families with keyholder 3 disagreed (all five, then without 1, without 2); the
@@ -405,11 +380,11 @@ def test_a_crafted_membership_partial_is_found_when_more_than_t_remain(
         assert aggregator.suspect_keyholders == {3}
         assert 3 not in {signature.index for signature in report.certificate.signatures}  # type: ignore[union-attr]
     finally:
-        aggregator._runner.suspects.clear()
+        aggregator.readmit_keyholders()
 
 
 def crafted_membership_among_three(
-    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    three: InProcessDeployment, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> MirroredStag:
     """n=3, t=2 with all live: keyholder 2 crafts its own membership partial to swap members.
     The family's cross-check catches the shift (before families it went through unseen), but
@@ -420,7 +395,7 @@ def crafted_membership_among_three(
     submit_a_firing_round(stag, extra=12)
     stag.validate()
     caplog.clear()
-    with crafted_membership(three, 2, member_swap(stag), monkeypatch):
+    with crafted_membership(three, 2, member_swap(stag)):
         stag.clock.advance(stag.spec.epoch_millis)
         with pytest.raises(IntegrityFailure, match="too few to find the faulty one"):
             aggregator.run_due(stag.stag_id)
@@ -435,13 +410,13 @@ def crafted_membership_among_three(
 
 
 def test_a_crafted_membership_partial_among_three_reveals_nothing(
-    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    three: InProcessDeployment, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    crafted_membership_among_three(three, clock, monkeypatch, caplog)
+    crafted_membership_among_three(three, clock, caplog)
 
 
 def test_after_a_crafted_membership_partial_among_three_stopping_the_faulty_keyholder_certifies_the_hunt(
-    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    three: InProcessDeployment, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Membership was released, so every keyholder holds the hunt as binding and serves nothing
     else for the stag until it is certified; the aggregator keeps the session and retries it on
@@ -449,7 +424,7 @@ def test_after_a_crafted_membership_partial_among_three_stopping_the_faulty_keyh
     epochs do not run). The operator's remedy is to stop it: the binding session resumes with
     the other two as the one quorum, and the certified hunt is the solver's (the true members,
     not the swapped ones)."""
-    stag = crafted_membership_among_three(three, clock, monkeypatch, caplog)
+    stag = crafted_membership_among_three(three, clock, caplog)
     epoch = stag.current_epoch()
     clock.advance(stag.spec.epoch_millis)
     with pytest.raises(IntegrityFailure, match="too few to find the faulty one"):
@@ -471,14 +446,14 @@ def test_after_a_crafted_membership_partial_among_three_stopping_the_faulty_keyh
     assert stag.run_epoch().expected is None  # keyholder 2 back: the stag runs on
 
 def test_a_corrupt_keyholder_without_a_spare_ends_the_epoch_with_nothing_revealed(
-    three: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    three: InProcessDeployment, clock: ManualClock
 ) -> None:
     """n=3, t=2 with one keyholder offline: the two left are exactly t, no spare."""
     aggregator = three.aggregator
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
     submit_a_firing_round(stag)
     stag.validate()
-    with offline(three, (3,)), corrupt(three, 2, monkeypatch):
+    with offline(three, (3,)), corrupt(three, 2):
         stag.clock.advance(stag.spec.epoch_millis)
         with pytest.raises(IntegrityFailure, match="too few to find the faulty one"):
             aggregator.run_due(stag.stag_id)
@@ -491,15 +466,16 @@ def test_a_corrupt_keyholder_without_a_spare_ends_the_epoch_with_nothing_reveale
 
 
 def test_a_corrupt_keyholder_in_an_n_of_n_committee_ends_the_epoch_with_nothing_revealed(
-    deployment_factory, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    deployment_factory  # type: ignore[no-untyped-def]
 ) -> None:
     clock = ManualClock()
-    deployment = deployment_factory(2, 2, clock=clock)
+    sources = PartialSources()
+    deployment = deployment_factory(2, 2, clock=clock, partials=sources.factories(2))
     stag = MirroredStag.create(deployment, clock, StagKind.CAPITAL, 16)
     stag.submit_capital(3, 5)
     stag.submit_capital(2, 5)
     stag.validate()
-    with corrupt(deployment, 2, monkeypatch):
+    with sources.faulty(2, garbling(deployment.context)):
         clock.advance(stag.spec.epoch_millis)
         with pytest.raises(IntegrityFailure):
             deployment.aggregator.run_due(stag.stag_id)
@@ -513,7 +489,7 @@ def test_a_corrupt_keyholder_in_an_n_of_n_committee_ends_the_epoch_with_nothing_
 
 @pytest.mark.slow
 def test_every_offline_pattern_of_five_resolves_like_the_solver(
-    five: InProcessDeployment, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    five: InProcessDeployment, clock: ManualClock
 ) -> None:
     """All 16 patterns of at most two of five keyholders offline on one stag sequence; then
     three offline (below quorum) and back; then a corrupt keyholder beside an offline one: four
@@ -535,7 +511,7 @@ def test_every_offline_pattern_of_five_resolves_like_the_solver(
     assert stag.run_epoch(advance=False).expected is not None
     submit_a_firing_round(stag)
     stag.validate()
-    with offline(five, (5,)), corrupt(five, 2, monkeypatch):
+    with offline(five, (5,)), corrupt(five, 2):
         stag.clock.advance(stag.spec.epoch_millis)
         with pytest.raises(IntegrityFailure, match="too few to find the faulty one"):
             aggregator.run_due(stag.stag_id)
