@@ -36,7 +36,7 @@ def test_unchanged_packs_are_evaluated_once_and_changes_are_evaluated_again(tmp_
 
     def served_checks() -> int:
         return sum(
-            1 for record in system.nodes[0]._store.sessions(spec.stag_id) for step in record.served if step.step.value == "check"
+            1 for record in system.nodes[0].session_records(spec.stag_id) for step in record.served if step.step.value == "check"
         )
 
     for level in (3, 5, 9):
@@ -44,7 +44,7 @@ def test_unchanged_packs_are_evaluated_once_and_changes_are_evaluated_again(tmp_
     clock.advance(1000)
     aggregator.run_due(spec.stag_id)
     first = aggregator.status(spec.stag_id)
-    assert [result.result for result in first.epochs] == ["no-hunt"] and solver.hunt() is None
+    assert [result.result.value for result in first.epochs] == ["no-hunt"] and solver.hunt() is None
     assert first.epochs[0].height == first.height and served_checks() == 1
 
     for _ in range(3):  # nothing changes: no session, no new result
@@ -58,13 +58,13 @@ def test_unchanged_packs_are_evaluated_once_and_changes_are_evaluated_again(tmp_
     aggregator.run_due(spec.stag_id)
     status = aggregator.status(spec.stag_id)
     expected = solver.hunt()
-    assert expected is not None and [result.result for result in status.epochs] == ["no-hunt", "hunt"]
+    assert expected is not None and [result.result.value for result in status.epochs] == ["no-hunt", "hunt"]
     assert status.hunts[0].outcome.level == expected.level and set(status.hunts[0].outcome.member_ids) == set(expected.members)
     solver.execute(expected)
     clock.advance(1000)
     aggregator.run_due(spec.stag_id)  # the hunt entry changed the log: the pack is evaluated once more
     after = aggregator.status(spec.stag_id)
-    assert [result.result for result in after.epochs] == ["no-hunt", "hunt", "no-hunt"] and solver.hunt() is None
+    assert [result.result.value for result in after.epochs] == ["no-hunt", "hunt", "no-hunt"] and solver.hunt() is None
     assert after.epochs[-1].height == after.height
 
 

@@ -120,7 +120,7 @@ def test_an_identity_that_keeps_submitting_malformed_intendos_is_rate_limited(
     aggregator.create_stag(spec)
     layout = SlotLayout(system.context.slot_count, P)
     mallory = SigningIdentity()
-    limit = aggregator._limits.max_rejections
+    limit = aggregator.limits.max_rejections
     for attempt in range(limit):
         vector = layout.thermometer(Threshold(2, 1), levels)
         vector[[5, layout.row_width + 5]] = 2  # a 2 where only 0 or 1 belong

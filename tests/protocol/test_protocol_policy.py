@@ -14,22 +14,28 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pytest
 
 from stagpack import codec
-from stagpack.aggregator.committee import KeyholderUnreachable, LocalKeyholder
 from stagpack.decrypt import quorum_family
+from stagpack.decrypt.computation import SessionComputation, read_steps
+from stagpack.decrypt.steps import previous
 from stagpack.encoding import StagKind
 from stagpack.errors import CommitteeUnavailable, InvalidInput, InvalidSignature, PolicyRefusal, StagpackError, WrongPhase
-from stagpack.decrypt.computation import SessionComputation, read_hunt_steps
 from stagpack.fhe import Ciphertext
 from stagpack.app.inprocess import InProcessDeployment
+from stagpack.keyholder.local import LocalKeyholder, intercepting
 from stagpack.keyholder.node import KeyholderNode
+from stagpack.keyholder.store import SessionRecord
 from stagpack.log import HuntOutcome
 from stagpack.session import (
+    CERTIFY,
+    DECRYPT,
+    OPEN_SESSION,
+    REVEAL_MASKS,
     CertifyRequest,
     DecryptRequest,
     MaskCommitment,
@@ -42,6 +48,7 @@ from stagpack.session import (
     Step,
 )
 from stagpack.stag import ManualClock
+from support.faults import MaskScript, scripted_masks, unreachable_for
 from support.protocol import DictSource, MirroredStag, replay_log, served_steps, start_deployment
 
 KEYHOLDER_LOG = "stagpack.keyholder"
@@ -53,8 +60,16 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture(scope="module")
-def deployment(scratch: Callable[[str], Path], clock: ManualClock) -> InProcessDeployment:
-    return start_deployment(scratch("policy"), 3, 2, clock)
+def masks() -> MaskScript:
+    """Every keyholder's mask source: random, unless a test forces a chance zero."""
+    return scripted_masks(3)
+
+
+@pytest.fixture(scope="module")
+def deployment(scratch: Callable[[str], Path], clock: ManualClock, masks: MaskScript) -> Iterator[InProcessDeployment]:
+    deployment = start_deployment(scratch("policy"), 3, 2, clock, masks=masks.masks())
+    masks.bind(deployment.context)
+    yield deployment
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +124,12 @@ class HandSession:
         return tuple(quorum.members for quorum in family)
 
     def open(self) -> HandSession:
-        self.commitments = tuple(keyholder.open_session(self.session) for keyholder in self.keyholders)
+        self.commitments = tuple(keyholder.call(OPEN_SESSION, self.session) for keyholder in self.keyholders)
         return self
 
     def reveal(self) -> HandSession:
         request = RevealRequest(self.session, self.commitments)
-        self.reveals = tuple(keyholder.reveal(request) for keyholder in self.keyholders)
+        self.reveals = tuple(keyholder.call(REVEAL_MASKS, request) for keyholder in self.keyholders)
         return self
 
     def start(self) -> HandSession:
@@ -126,6 +141,13 @@ class HandSession:
                 self.context, self.snapshot, DictSource(self.stag.ciphertexts), self.session, self.commitments, self.reveals
             )
         return self._computation
+
+    def ciphertexts(self, step: Step, **revealed: object) -> list[Ciphertext]:
+        """What `step` decrypts if the steps before it revealed `revealed` (candidates, level,
+        batch_valid), whether they did or not: the operator can compute anything."""
+        computation = self.computation()
+        facts = replace(computation.initial_facts(), through=previous(self.session.kind, step), **revealed)  # type: ignore[arg-type]
+        return computation.ciphertexts(step, facts)
 
     def request(
         self,
@@ -160,13 +182,19 @@ class HandSession:
         """An honest step: every keyholder of the family decrypts what it recomputes too."""
         request = self.request(step, ciphertexts, prior, quorums=quorums)
         members = {member for quorum in request.quorums for member in quorum}
-        return tuple(partial for keyholder in self.keyholders if keyholder.index in members for partial in keyholder.decrypt(request).partials)
+        return tuple(partial for keyholder in self.keyholders if keyholder.index in members for partial in keyholder.call(DECRYPT, request).partials)
 
     def certify_request(self, partials: tuple[SignedPartial, ...], outcome: object) -> CertifyRequest:
         return CertifyRequest(self.session, self.commitments, self.reveals, partials, codec.encode(outcome))
 
     def served(self, node: KeyholderNode) -> list[Step]:
         return [step for number, step in served_steps(node, self.stag.stag_id, self.session.kind) if number == self.session.number]
+
+
+def session_record(node: KeyholderNode, session: SessionRef) -> SessionRecord:
+    """The keyholder's durable record of `session` (opened at whatever height)."""
+    (record,) = [record for record in node.session_records(session.stag_id) if record.session.session_id == session.session_id]
+    return record
 
 
 def refused(
@@ -194,7 +222,7 @@ def each_keyholder_refuses(
 ) -> None:
     """Every keyholder refuses `request` and serves nothing for its step."""
     for keyholder in hand.keyholders:
-        refused(caplog, lambda: keyholder.decrypt(request), error, match)
+        refused(caplog, lambda: keyholder.call(DECRYPT, request), error, match)
         assert request.step not in hand.served(keyholder.node)
 
 
@@ -225,8 +253,7 @@ def test_only_the_recomputed_check_is_decrypted(
     deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture, claim: str
 ) -> None:
     hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    computation = hand.computation()
-    (check,) = computation.check()
+    (check,) = hand.ciphertexts(Step.CHECK)
     context = deployment.context
     if claim == "raw intendo":  # how an operator would read someone's threshold
         intendo_id = next(iter(quiet.ciphertexts))
@@ -257,16 +284,15 @@ def test_a_validation_batch_decrypts_only_its_own_check(
     stag.submit_capital(3, 20)
     stag.submit_capital(4, 25)
     hand = HandSession(deployment, stag, SessionKind.VALIDATION, 1).start()
-    computation = hand.computation()
     raw = hashlib.sha256(next(iter(stag.ciphertexts.values()))).digest()
     each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.BATCH, (raw,)), PolicyRefusal, "recomputation")
-    batch = hand.serve(Step.BATCH, computation.batch())
+    batch = hand.serve(Step.BATCH, hand.ciphertexts(Step.BATCH))
     # the batch is valid: a per-intendo check would reveal more than the policy allows
-    each = hand.request(Step.EACH, computation.each(), batch)
+    each = hand.request(Step.EACH, hand.ciphertexts(Step.EACH, batch_valid=False), batch)
     each_keyholder_refuses(keyholder_warnings, hand, each, PolicyRefusal, "already decided every intendo")
     # a batch number out of sequence is refused at the door
     later = SessionRef(stag.stag_id, SessionKind.VALIDATION, 2, hand.session.height, hand.session.head)
-    refused(keyholder_warnings, lambda: hand.keyholders[0].open_session(later), PolicyRefusal, "next validation batch is 1")
+    refused(keyholder_warnings, lambda: hand.keyholders[0].call(OPEN_SESSION, later), PolicyRefusal, "next validation batch is 1")
 
 
 # -- heights and epochs -----------------------------------------------------------------------
@@ -277,7 +303,7 @@ def test_a_stale_evaluation_is_refused_after_the_replica_moved_on(
 ) -> None:
     epoch = next_epoch(quiet)
     stale = HandSession(deployment, quiet, SessionKind.HUNT, epoch).start()
-    (check,) = stale.computation().check()
+    (check,) = stale.ciphertexts(Step.CHECK)
     quiet.submit_count(11)  # the log grows ...
     batch = replay_log(deployment, quiet.stag_id, quiet.ciphertexts).validation_batches + 1
     moving = HandSession(deployment, quiet, SessionKind.VALIDATION, batch).open()  # ... and every replica follows it
@@ -291,7 +317,7 @@ def test_a_stale_evaluation_is_refused_after_the_replica_moved_on(
     # nor can a session be opened at the old height any more
     old = SessionRef(quiet.stag_id, SessionKind.HUNT, next_epoch(quiet), stale.session.height, stale.session.head)
     for keyholder in stale.keyholders:
-        refused(keyholder_warnings, lambda: keyholder.open_session(old), PolicyRefusal, "stale request")
+        refused(keyholder_warnings, lambda: keyholder.call(OPEN_SESSION, old), PolicyRefusal, "stale request")
 
 
 def test_a_session_the_log_left_behind_is_erased_but_still_binds_the_policy(
@@ -299,46 +325,46 @@ def test_a_session_the_log_left_behind_is_erased_but_still_binds_the_policy(
 ) -> None:
     epoch = next_epoch(quiet)
     old = HandSession(deployment, quiet, SessionKind.HUNT, epoch).start()
-    (check,) = old.computation().check()
+    (check,) = old.ciphertexts(Step.CHECK)
     old.serve(Step.CHECK, [check])
     for node in deployment.nodes:  # while the replica stands at its height, the session is whole
-        (record,) = [r for r in node._store.sessions(quiet.stag_id) if r.session == old.session]
+        (record,) = [r for r in node.session_records(quiet.stag_id) if r.session == old.session]
         assert record.masks and record.served[0].partials and not record.erased
     quiet.submit_count(13)
     batch = replay_log(deployment, quiet.stag_id, quiet.ciphertexts).validation_batches + 1
     HandSession(deployment, quiet, SessionKind.VALIDATION, batch).open()  # every replica moves on
     for node in deployment.nodes:
-        (record,) = [r for r in node._store.sessions(quiet.stag_id) if r.session == old.session]
+        (record,) = [r for r in node.session_records(quiet.stag_id) if r.session == old.session]
         assert record.erased and record.masks == ()
         assert [step.step for step in record.served] == [Step.CHECK] and record.served[0].partials == ()
     # nothing of it can be served again, not even the partials already released ...
     request, reveal = old.request(Step.CHECK, [check]), RevealRequest(old.session, old.commitments)
     for keyholder in old.keyholders:
-        refused(keyholder_warnings, lambda: keyholder.decrypt(request), PolicyRefusal, "masks were erased")
-        refused(keyholder_warnings, lambda: keyholder.reveal(reveal), PolicyRefusal, "masks were erased")
+        refused(keyholder_warnings, lambda: keyholder.call(DECRYPT, request), PolicyRefusal, "masks were erased")
+        refused(keyholder_warnings, lambda: keyholder.call(REVEAL_MASKS, reveal), PolicyRefusal, "masks were erased")
     # ... and what it served still binds: the epoch may not be checked again at the new height
     again = HandSession(deployment, quiet, SessionKind.HUNT, epoch)
     for keyholder in old.keyholders:
-        refused(keyholder_warnings, lambda: keyholder.open_session(again.session), PolicyRefusal, "already evaluated at height")
+        refused(keyholder_warnings, lambda: keyholder.call(OPEN_SESSION, again.session), PolicyRefusal, "already evaluated at height")
 
 
 def test_an_earlier_epochs_hunt_is_erased_when_a_later_one_opens_at_the_same_height(
     deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
     earlier = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    (check,) = earlier.computation().check()
+    (check,) = earlier.ciphertexts(Step.CHECK)
     earlier.serve(Step.CHECK, [check])
     later = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).open()  # nothing changed in the log
     assert later.session.height == earlier.session.height
     for node in deployment.nodes:
-        records = {record.session.number: record for record in node._store.sessions(quiet.stag_id)}
+        records = {record.session.number: record for record in node.session_records(quiet.stag_id)}
         assert records[earlier.session.number].erased and records[earlier.session.number].masks == ()
         assert not records[later.session.number].erased and records[later.session.number].masks
     request = earlier.request(Step.CHECK, [check])
     for keyholder in earlier.keyholders:
-        refused(keyholder_warnings, lambda: keyholder.decrypt(request), PolicyRefusal, "masks were erased")
+        refused(keyholder_warnings, lambda: keyholder.call(DECRYPT, request), PolicyRefusal, "masks were erased")
     later.reveal()  # the later epoch's session goes on
-    (check,) = later.computation().check()
+    (check,) = later.ciphertexts(Step.CHECK)
     later.serve(Step.CHECK, [check])
     assert all(later.served(node) == [Step.CHECK] for node in deployment.nodes)
 
@@ -349,26 +375,26 @@ def test_one_hunt_check_per_epoch_and_only_once_due(
     next_epoch(quiet)  # skipped: nobody has checked it, so only the order of epochs refuses it below
     epoch = next_epoch(quiet)
     first = HandSession(deployment, quiet, SessionKind.HUNT, epoch).start()
-    (check,) = first.computation().check()
+    (check,) = first.ciphertexts(Step.CHECK)
     partials = first.serve(Step.CHECK, [check])
     # asking again for the same step of the same session returns the very same partials
     again = first.serve(Step.CHECK, [check])
     assert {partial.data for partial in again} == {partial.data for partial in partials}
     # reopening the same session gives the same commitments: no fresh masks for a second look
-    assert tuple(keyholder.open_session(first.session) for keyholder in first.keyholders) == first.commitments
+    assert tuple(keyholder.call(OPEN_SESSION, first.session) for keyholder in first.keyholders) == first.commitments
     # a second check of the same epoch at another height (after one more intendo) is refused
     quiet.submit_count(12)
     second = SessionRef(quiet.stag_id, SessionKind.HUNT, epoch, first.session.height + 1, replay_log(deployment, quiet.stag_id, quiet.ciphertexts).head)
     for keyholder in first.keyholders:
-        refused(keyholder_warnings, lambda: keyholder.open_session(second), PolicyRefusal, "already evaluated at height")
+        refused(keyholder_warnings, lambda: keyholder.call(OPEN_SESSION, second), PolicyRefusal, "already evaluated at height")
     # an earlier epoch, now due, is not after the last checked one
     earlier = replace(second, number=epoch - 1)
-    refused(keyholder_warnings, lambda: first.keyholders[0].open_session(earlier), PolicyRefusal, "not after the last checked epoch")
+    refused(keyholder_warnings, lambda: first.keyholders[0].call(OPEN_SESSION, earlier), PolicyRefusal, "not after the last checked epoch")
     # an epoch that is not due yet, and epoch 0, are refused
     early = replace(second, number=epoch + 1)
     for keyholder in first.keyholders:
-        refused(keyholder_warnings, lambda: keyholder.open_session(early), PolicyRefusal, "is not due until")
-    refused(keyholder_warnings, lambda: first.keyholders[0].open_session(replace(second, number=0)), PolicyRefusal, "not an epoch of this stag")
+        refused(keyholder_warnings, lambda: keyholder.call(OPEN_SESSION, early), PolicyRefusal, "is not due until")
+    refused(keyholder_warnings, lambda: first.keyholders[0].call(OPEN_SESSION, replace(second, number=0)), PolicyRefusal, "not an epoch of this stag")
     for node in deployment.nodes:
         assert [number for number, _ in served_steps(node, quiet.stag_id, SessionKind.HUNT) if number > epoch] == []
 
@@ -385,7 +411,7 @@ def test_only_the_prescribed_family_of_quorums_is_served(
     with another, the right quorums in another order or repeated — all refused, logged, and
     nothing released."""
     hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    (check,) = hand.computation().check()
+    (check,) = hand.ciphertexts(Step.CHECK)
     assert hand.family() == ((2, 3), (1, 3), (1, 2))
     for quorums in (
         ((1, 2), (1, 3)),
@@ -400,9 +426,9 @@ def test_only_the_prescribed_family_of_quorums_is_served(
     # quorums outside the committee, or that leave the asked keyholder out
     each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CHECK, [check], quorums=((1, 4),)), InvalidInput, "1..3")
     first = hand.keyholders[0]
-    refused(keyholder_warnings, lambda: first.decrypt(hand.request(Step.CHECK, [check], quorums=((2, 3),))), InvalidInput, "not in any quorum")
+    refused(keyholder_warnings, lambda: first.call(DECRYPT, hand.request(Step.CHECK, [check], quorums=((2, 3),))), InvalidInput, "not in any quorum")
     with pytest.raises(StagpackError):
-        first.decrypt(hand.request(Step.CHECK, [check], quorums=()))
+        first.call(DECRYPT, hand.request(Step.CHECK, [check], quorums=()))
     assert Step.CHECK not in hand.served(first.node)
     # the prescribed family is served (the refusals consumed nothing)
     assert len(hand.serve(Step.CHECK, [check])) == FAMILY_PARTIALS
@@ -416,19 +442,18 @@ def test_one_own_partial_per_step_whatever_the_family(
     needs; asking again with a family already served returns exactly what it returned before."""
     hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
     computation = hand.computation()
-    (check,) = computation.check()
+    (check,) = hand.ciphertexts(Step.CHECK)
     first = hand.keyholders[0]
     families = [hand.family(), hand.family((1, 2)), hand.family((1, 3))]
     assert families[1:] == [((1, 2),), ((1, 3),)]
-    responses = [first.decrypt(hand.request(Step.CHECK, [check], quorums=family)).partials for family in families]
-    assert first.decrypt(hand.request(Step.CHECK, [check], quorums=families[0])).partials == responses[0]
+    responses = [first.call(DECRYPT, hand.request(Step.CHECK, [check], quorums=family)).partials for family in families]
+    assert first.call(DECRYPT, hand.request(Step.CHECK, [check], quorums=families[0])).partials == responses[0]
     for family, partials in zip(families, responses):
         own = [partial for partial in partials if partial.statement.quorum == ()]
         assert own == [partial for partial in responses[0] if partial.statement.quorum == ()] and len(own) == 1
         stand_ins = sorted((partial.statement.quorum, partial.statement.on_behalf_of) for partial in partials if partial.statement.quorum)
         assert stand_ins == sorted((quorum, absent) for quorum in family if 1 in quorum for absent in (1, 2, 3) if absent not in quorum)
-    record = first.node._store.load_session(hand.session.session_id)  # test-only look into the durable record
-    assert record is not None
+    record = session_record(first.node, hand.session)
     assert [(served.step, served.quorums) for served in record.served] == [(Step.CHECK, family) for family in families]
     released_own = {(partial.statement.item, partial.data) for served in record.served for partial in served.partials if partial.statement.quorum == ()}
     assert len(released_own) == 1
@@ -437,8 +462,8 @@ def test_one_own_partial_per_step_whatever_the_family(
     # and 2 alone reveal the same check facts as all three.
     everyone = hand.serve(Step.CHECK, [check])
     pair = hand.serve(Step.CHECK, [check], quorums=families[1])
-    full = read_hunt_steps(computation, hand.committee, everyone, Step.CHECK)
-    assert read_hunt_steps(computation, hand.committee, pair, Step.CHECK).candidates == full.candidates == ()
+    full = read_steps(computation, hand.committee, everyone, Step.CHECK)
+    assert read_steps(computation, hand.committee, pair, Step.CHECK).candidates == full.candidates == ()
 
 
 # -- the order of steps -----------------------------------------------------------------------
@@ -448,7 +473,7 @@ def test_confirm_needs_the_check_partials(
     deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
     hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    confirm = hand.computation().confirm((5,))
+    confirm = hand.ciphertexts(Step.CONFIRM, candidates=(5,))
     request = hand.request(Step.CONFIRM, confirm, ())
     each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "no partial decryptions of the check step")
 
@@ -457,56 +482,35 @@ def test_nothing_is_confirmed_or_revealed_when_the_check_did_not_fire(
     deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
     hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    computation = hand.computation()
-    check = hand.serve(Step.CHECK, computation.check())
+    check = hand.serve(Step.CHECK, hand.ciphertexts(Step.CHECK))
     for level in (5, 11):  # any level: a non-fixed point, and where the intendos' thresholds are
-        confirm = hand.request(Step.CONFIRM, computation.confirm((level,)), check)
+        confirm = hand.request(Step.CONFIRM, hand.ciphertexts(Step.CONFIRM, candidates=(level,)), check)
         each_keyholder_refuses(keyholder_warnings, hand, confirm, PolicyRefusal, "did not fire")
-        membership = hand.request(Step.MEMBERSHIP, computation.membership(level), check)
+        membership = hand.request(Step.MEMBERSHIP, hand.ciphertexts(Step.MEMBERSHIP, level=level), check)
         each_keyholder_refuses(keyholder_warnings, hand, membership, PolicyRefusal, "did not fire")
     # nothing to certify either
     for keyholder in hand.keyholders:
         outcome = HuntOutcome(quiet.stag_id, hand.session.number, hand.session.height, hand.session.head, 11, 0, ())
-        refused(keyholder_warnings, lambda: keyholder.certify(hand.certify_request(check, outcome)), PolicyRefusal, "nothing to certify")
+        refused(keyholder_warnings, lambda: keyholder.call(CERTIFY, hand.certify_request(check, outcome)), PolicyRefusal, "nothing to certify")
     for node in deployment.nodes:
-        assert all(record.fired_level == 0 for record in node._store.sessions(quiet.stag_id))
-
-
-def zero_check_mask_at(level: int) -> Callable[[KeyholderNode], bytes]:
-    """KeyholderNode._fresh_mask whose first mask per session is zero at `level` (both rows)."""
-    original = KeyholderNode._fresh_mask
-    calls: dict[int, int] = {}
-
-    def fresh_mask(node: KeyholderNode) -> bytes:
-        number = calls.get(id(node), 0)
-        calls[id(node)] = number + 1
-        if number % 2:
-            return original(node)
-        context = node.context
-        values = np.frombuffer(os.urandom(4 * context.slot_count), dtype="<u4").astype(np.int64) % context.plaintext_modulus
-        values[level] = values[context.row_width + level] = 0
-        return context.ciphertext_to_bytes(context.encrypt(context.joint_key, values))
-
-    return fresh_mask
+        assert all(record.fired_level == 0 for record in node.session_records(quiet.stag_id))
 
 
 def test_no_membership_after_a_candidate_failed_its_confirmation(
     deployment: InProcessDeployment,
     quiet: MirroredStag,
+    masks: MaskScript,
     keyholder_warnings: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     false_level = 7  # not a fixed point of the quiet pack
-    monkeypatch.setattr(KeyholderNode, "_fresh_mask", zero_check_mask_at(false_level))
-    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    monkeypatch.undo()
-    computation = hand.computation()
-    check = hand.serve(Step.CHECK, computation.check())
-    confirm = hand.serve(Step.CONFIRM, computation.confirm((false_level,)), check)  # the check "fired"
-    membership = hand.request(Step.MEMBERSHIP, computation.membership(false_level), check + confirm)
+    with masks.zero_at(false_level):  # every keyholder's check mask is zero there
+        hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
+    check = hand.serve(Step.CHECK, hand.ciphertexts(Step.CHECK))
+    confirm = hand.serve(Step.CONFIRM, hand.ciphertexts(Step.CONFIRM, candidates=(false_level,)), check)  # the check "fired"
+    membership = hand.request(Step.MEMBERSHIP, hand.ciphertexts(Step.MEMBERSHIP, level=false_level), check + confirm)
     each_keyholder_refuses(keyholder_warnings, hand, membership, PolicyRefusal, "no candidate level was confirmed")
     for node in deployment.nodes:
-        assert all(record.fired_level == 0 for record in node._store.sessions(quiet.stag_id))
+        assert all(record.fired_level == 0 for record in node.session_records(quiet.stag_id))
 
 
 @pytest.fixture
@@ -524,13 +528,12 @@ def test_membership_only_at_the_confirmed_level_and_only_the_fused_outcome_is_si
     deployment: InProcessDeployment, firing: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
     hand = HandSession(deployment, firing, SessionKind.HUNT, next_epoch(firing)).start()
-    computation = hand.computation()
-    check = hand.serve(Step.CHECK, computation.check())
-    confirm = hand.serve(Step.CONFIRM, computation.confirm((3,)), check)
+    check = hand.serve(Step.CHECK, hand.ciphertexts(Step.CHECK))
+    confirm = hand.serve(Step.CONFIRM, hand.ciphertexts(Step.CONFIRM, candidates=(3,)), check)
     for level in (2, 10):  # below the fixed point, and at the fourth intendo's threshold
-        request = hand.request(Step.MEMBERSHIP, computation.membership(level), check + confirm)
+        request = hand.request(Step.MEMBERSHIP, hand.ciphertexts(Step.MEMBERSHIP, level=level), check + confirm)
         each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "differs from this keyholder's recomputation")
-    membership = hand.serve(Step.MEMBERSHIP, computation.membership(3), check + confirm)
+    membership = hand.serve(Step.MEMBERSHIP, hand.ciphertexts(Step.MEMBERSHIP, level=3), check + confirm)
     partials = check + confirm + membership
     expected = firing.solver.hunt()
     assert expected is not None and expected.level == 3
@@ -538,8 +541,8 @@ def test_membership_only_at_the_confirmed_level_and_only_the_fused_outcome_is_si
     honest = HuntOutcome(firing.stag_id, hand.session.number, hand.session.height, hand.session.head, 3, 0, members)
     forged = replace(honest, members=members[:2], level=2)  # drop a member (and fake the level to match)
     for keyholder in hand.keyholders:
-        refused(keyholder_warnings, lambda: keyholder.certify(hand.certify_request(partials, forged)), PolicyRefusal, "differs from what this keyholder fused")
-        response = keyholder.certify(hand.certify_request(partials, honest))
+        refused(keyholder_warnings, lambda: keyholder.call(CERTIFY, hand.certify_request(partials, forged)), PolicyRefusal, "differs from what this keyholder fused")
+        response = keyholder.call(CERTIFY, hand.certify_request(partials, honest))
         assert response.keyholder == keyholder.index
 
 
@@ -550,7 +553,7 @@ def test_masks_must_match_their_commitments(
     deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
     hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    (check,) = hand.computation().check()
+    (check,) = hand.ciphertexts(Step.CHECK)
     context = deployment.context
     own_mask = context.ciphertext_to_bytes(context.encrypt(context.joint_key, np.zeros(context.slot_count, dtype=np.int64)))
     chosen = replace(hand.reveals[1], masks=(own_mask, hand.reveals[1].masks[1]))  # the operator's own "mask" (zero)
@@ -569,31 +572,31 @@ def test_commitments_must_be_for_this_log_position_and_at_least_t(
     # a session at the right height with another head: the operator shows another log
     other_head = replace(hand.session, head=os.urandom(32))
     for keyholder in keyholders:
-        refused(keyholder_warnings, lambda: keyholder.open_session(other_head), PolicyRefusal, "log head differs")
+        refused(keyholder_warnings, lambda: keyholder.call(OPEN_SESSION, other_head), PolicyRefusal, "log head differs")
     hand.open()
     # keyholder 2 was shown another log (equivocation): its genuine signature, another head
     deceived = MaskCommitment(other_head, 2, hand.commitments[1].commitment.masks)
     signed = SignedCommitment(deceived, deployment.nodes[1].identity.sign("mask-commitment", codec.encode(deceived)))
     mixed = (hand.commitments[0], signed, hand.commitments[2])
     for keyholder in keyholders:
-        refused(keyholder_warnings, lambda: keyholder.reveal(RevealRequest(hand.session, mixed)), PolicyRefusal, "another session or log position")
+        refused(keyholder_warnings, lambda: keyholder.call(REVEAL_MASKS, RevealRequest(hand.session, mixed)), PolicyRefusal, "another session or log position")
     # fewer than t contributors, and padding with a duplicate
     alone = (hand.commitments[0],)
-    refused(keyholder_warnings, lambda: keyholders[0].reveal(RevealRequest(hand.session, alone)), PolicyRefusal, "at least t = 2")
+    refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, alone)), PolicyRefusal, "at least t = 2")
     doubled = (hand.commitments[0], hand.commitments[0])
-    refused(keyholder_warnings, lambda: keyholders[0].reveal(RevealRequest(hand.session, doubled)), InvalidInput, "two mask commitments")
+    refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, doubled)), InvalidInput, "two mask commitments")
     # a commitment set without the keyholder's own
     others = (hand.commitments[1], hand.commitments[2])
-    refused(keyholder_warnings, lambda: keyholders[0].reveal(RevealRequest(hand.session, others)), PolicyRefusal, "own commitment")
+    refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, others)), PolicyRefusal, "own commitment")
     # a forged signature on a commitment
     forged = (hand.commitments[0], replace(hand.commitments[1], signature=flip_one_byte(hand.commitments[1].signature, 0)), hand.commitments[2])
-    refused(keyholder_warnings, lambda: keyholders[0].reveal(RevealRequest(hand.session, forged)), InvalidSignature, "mask-commitment signature does not verify")
+    refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, forged)), InvalidSignature, "mask-commitment signature does not verify")
     for node in deployment.nodes:  # nothing was fixed, so no mask was revealed
-        (record,) = [record for record in node._store.sessions(quiet.stag_id) if record.session.number == epoch]
+        (record,) = [record for record in node.session_records(quiet.stag_id) if record.session.number == epoch]
         assert record.fixed_commitments == () and record.served == ()
     # once fixed, decrypting with any other commitment set is refused
     hand.reveal()
-    (check,) = hand.computation().check()
+    (check,) = hand.ciphertexts(Step.CHECK)
     request = hand.request(Step.CHECK, [check], commitments=hand.commitments[:2], reveals=hand.reveals[:2])
     each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "not the ones whose commitments this keyholder fixed")
 
@@ -605,9 +608,8 @@ def test_prior_partials_must_be_genuine(
     deployment: InProcessDeployment, firing: MirroredStag, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
     hand = HandSession(deployment, firing, SessionKind.HUNT, next_epoch(firing)).start()
-    computation = hand.computation()
-    check = hand.serve(Step.CHECK, computation.check())
-    confirm = computation.confirm((3,))
+    check = hand.serve(Step.CHECK, hand.ciphertexts(Step.CHECK))
+    confirm = hand.ciphertexts(Step.CONFIRM, candidates=(3,))
     signature = replace(check[1], signature=flip_one_byte(check[1].signature, 5))
     data = replace(check[1], data=flip_one_byte(check[1].data, len(check[1].data) - 9))
     each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, (check[0], signature) + check[2:]), InvalidSignature, "partial-decryption signature")
@@ -616,7 +618,7 @@ def test_prior_partials_must_be_genuine(
     each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, check[1:]), InvalidInput, "incomplete")
     # check partials of another session (the quiet stag's) cannot stand in for this one's
     other = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    foreign = other.serve(Step.CHECK, other.computation().check())
+    foreign = other.serve(Step.CHECK, other.ciphertexts(Step.CHECK))
     each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CONFIRM, confirm, foreign), PolicyRefusal, "another session")
     # the genuine partials still work
     assert len(hand.serve(Step.CONFIRM, confirm, check)) == FAMILY_PARTIALS
@@ -629,17 +631,11 @@ def test_after_membership_nothing_opens_until_the_hunt_is_in_the_log(
     deployment: InProcessDeployment,
     firing: MirroredStag,
     keyholder_warnings: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     aggregator = deployment.aggregator
-
-    def unreachable(request: CertifyRequest) -> None:
-        raise KeyholderUnreachable("certify lost in transit")
-
-    for keyholder in deployment.keyholders:  # the session stops right after membership
-        monkeypatch.setattr(keyholder, "certify", unreachable)
+    lost = unreachable_for(CERTIFY)  # every certify request is lost in transit: the session stops right after membership
     epoch = next_epoch(firing)
-    with pytest.raises(CommitteeUnavailable):
+    with intercepting(deployment.keyholders, lost), pytest.raises(CommitteeUnavailable):
         aggregator.run_due(firing.stag_id)
     assert firing.epoch_results()[epoch] == "committee-unavailable"
     for node in deployment.nodes:
@@ -649,14 +645,13 @@ def test_after_membership_nothing_opens_until_the_hunt_is_in_the_log(
     # the next epoch's check at the same height: refused
     later = SessionRef(firing.stag_id, SessionKind.HUNT, next_epoch(firing), height, head)
     for keyholder in deployment.keyholders:
-        refused(keyholder_warnings, lambda: keyholder.open_session(later), WrongPhase, "must be recorded in the log first")
+        refused(keyholder_warnings, lambda: keyholder.call(OPEN_SESSION, later), WrongPhase, "must be recorded in the log first")
     # a newcomer arrives; validating it (a session at a greater height) is refused too
     newcomer = firing.submit_count(12)
     batch = SessionRef(firing.stag_id, SessionKind.VALIDATION, 2, height + 1, replay_log(deployment, firing.stag_id, firing.ciphertexts).head)
     for keyholder in deployment.keyholders:
-        refused(keyholder_warnings, lambda: keyholder.open_session(batch), WrongPhase, "must be recorded in the log first")
+        refused(keyholder_warnings, lambda: keyholder.call(OPEN_SESSION, batch), WrongPhase, "must be recorded in the log first")
     # the aggregator resumes: the hunt is certified and logged, and equals the solver's
-    monkeypatch.undo()
     aggregator.run_due(firing.stag_id)
     expected = firing.solver.hunt()
     assert expected is not None and newcomer not in expected.members

@@ -3,8 +3,8 @@
 (a) For packs that do not fire, every used slot of the fused check vector must be uniform on
     Z_p* (apart from chance zeros at rate ≈ 1/p, §3 step 5), every slot outside the window zero,
     and packs 1 and 30 intendos away from firing must give distributions no test tells apart.
-    The raw vectors are captured test-only by wrapping `stagpack.decrypt.read_hunt_check`, which
-    receives each fused vector before it is reduced to candidate levels.
+    The raw vectors are captured test-only by a decryption observer given to the deployment, which
+    sees each vector the aggregator fuses before it is reduced to candidate levels.
 (b) A chance zero forced at a non-fixed point (every keyholder's check mask zero there, in both
     rows) makes the check show a false candidate; the confirmation with fresh masks must reject it
     before anything about members is revealed.
@@ -12,18 +12,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import pytest
 
-import stagpack.decrypt
+from stagpack.app.inprocess import InProcessDeployment
 from stagpack.encoding import StagKind
-from stagpack.keyholder.node import KeyholderNode
 from stagpack.session import SessionKind, Step
 from stagpack.stag import ManualClock
+from support.faults import MaskScript, VectorRecorder, scripted_masks
 from support.protocol import MirroredStag, served_steps, start_deployment
 
 PLAINTEXT_MODULUS = 65537
@@ -40,39 +39,48 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture(scope="module")
-def deployment(scratch: Callable[[str], Path], clock: ManualClock):  # type: ignore[no-untyped-def]
-    return start_deployment(scratch("privacy"), 3, 2, clock)
+def masks() -> MaskScript:
+    """Every keyholder's mask source: random, unless a test forces a chance zero."""
+    return scripted_masks(3)
+
+
+@pytest.fixture(scope="module")
+def fused() -> VectorRecorder:
+    """Sees every vector the aggregator fuses (recording only while a test asks)."""
+    return VectorRecorder()
+
+
+@pytest.fixture(scope="module")
+def deployment(scratch: Callable[[str], Path], clock: ManualClock, masks: MaskScript, fused: VectorRecorder) -> InProcessDeployment:
+    deployment = start_deployment(scratch("privacy"), 3, 2, clock, masks=masks.masks(), observer=fused)
+    masks.bind(deployment.context)
+    return deployment
 
 
 class CheckVectors:
-    """Fused hunt-check vectors, each recorded once however many parties fuse it."""
+    """Fused hunt-check vectors, each recorded once however many quorums fuse it."""
 
-    def __init__(self) -> None:
-        self.vectors: list[tuple[int, int, np.ndarray]] = []  # (levels, executed level, slots)
-        self._seen: set[bytes] = set()
+    def __init__(self, fused: VectorRecorder) -> None:
+        self._fused = fused
 
-    def record(self, slots: np.ndarray, levels: int, executed_level: int) -> None:
-        key = slots.tobytes()
-        if key not in self._seen:
-            self._seen.add(key)
-            self.vectors.append((levels, executed_level, slots.copy()))
-
-    def take(self) -> list[tuple[int, int, np.ndarray]]:
-        taken, self.vectors = self.vectors, []
-        return taken
+    def take(self, stag: MirroredStag) -> list[np.ndarray]:
+        """The distinct check vectors fused since the last call, every one of them for `stag`'s
+        hunt sessions."""
+        vectors: list[np.ndarray] = []
+        seen: set[bytes] = set()
+        for fused in self._fused.take(Step.CHECK):
+            assert fused.session.stag_id == stag.stag_id and fused.session.kind is SessionKind.HUNT
+            key = fused.vector.tobytes()
+            if key not in seen:
+                seen.add(key)
+                vectors.append(fused.vector)
+        return vectors
 
 
 @pytest.fixture
-def check_vectors(monkeypatch: pytest.MonkeyPatch) -> Iterator[CheckVectors]:
-    recorder = CheckVectors()
-    original = stagpack.decrypt.read_hunt_check
-
-    def recording(layout, slots, levels, executed_level):  # type: ignore[no-untyped-def]
-        recorder.record(slots, levels, executed_level)
-        return original(layout, slots, levels, executed_level)
-
-    monkeypatch.setattr(stagpack.decrypt, "read_hunt_check", recording)
-    yield recorder
+def check_vectors(fused: VectorRecorder) -> Iterator[CheckVectors]:
+    with fused.recorded():
+        yield CheckVectors(fused)
 
 
 def split(vector: np.ndarray, levels: int, executed_level: int, row_width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,10 +109,10 @@ def chi_square_two_samples(first: np.ndarray, second: np.ndarray) -> float:
     return float(((table - expected) ** 2 / expected).sum())
 
 
-def used_values(stag: MirroredStag, vectors: list[tuple[int, int, np.ndarray]], row_width: int) -> np.ndarray:
+def used_values(stag: MirroredStag, vectors: list[np.ndarray], row_width: int) -> np.ndarray:
     used = []
-    for levels, executed_level, vector in vectors:
-        assert levels == stag.levels and executed_level == stag.solver.executed_level
+    levels, executed_level = stag.levels, stag.solver.executed_level  # the window the solver knows
+    for vector in vectors:
         inside, outside = split(vector, levels, executed_level, row_width)
         assert not outside.any(), "a slot outside the window (slot 0, executed levels, unused slots) decrypted non-zero"
         used.append(inside)
@@ -123,7 +131,7 @@ def test_non_firing_checks_are_uniform_and_independent_of_the_distance_to_firing
     near.submit_count(1)
     near.submit_count(1)
     assert near.run_epoch().expected is not None
-    check_vectors.take()
+    check_vectors.take(near)
     for _ in range(10):
         near.submit_count(12)
     near.validate()
@@ -137,10 +145,11 @@ def test_non_firing_checks_are_uniform_and_independent_of_the_distance_to_firing
     for stag in (near, far):
         for _ in range(epochs):
             assert stag.run_epoch().result == "no-hunt"
-        vectors = check_vectors.take()
+        vectors = check_vectors.take(stag)
         assert len(vectors) == epochs
         samples[stag.stag_id] = used_values(stag, vectors, row_width)
-        for _, executed_level, vector in vectors:
+        executed_level = stag.solver.executed_level
+        for vector in vectors:
             for row in (0, 1):
                 around.append(vector[row * row_width + executed_level + 1 : row * row_width + 64])
     near_values, far_values = samples[near.stag_id], samples[far.stag_id]
@@ -156,28 +165,8 @@ def test_non_firing_checks_are_uniform_and_independent_of_the_distance_to_firing
     assert statistic < CHI_SQUARE_CRITICAL_15, statistic
 
 
-def zero_check_mask_at(level: int) -> Callable[[KeyholderNode], bytes]:
-    """A replacement for KeyholderNode._fresh_mask: the first mask of every session (the check
-    mask of a hunt) is uniform except zero at `level` in both rows; the second is untouched."""
-    original = KeyholderNode._fresh_mask
-    calls: dict[int, int] = {}
-
-    def fresh_mask(node: KeyholderNode) -> bytes:
-        number = calls.get(id(node), 0)
-        calls[id(node)] = number + 1
-        if number % 2:
-            return original(node)
-        context = node.context
-        values = np.frombuffer(os.urandom(4 * context.slot_count), dtype="<u4").astype(np.int64) % context.plaintext_modulus
-        values[level] = 0
-        values[context.row_width + level] = 0
-        return context.ciphertext_to_bytes(context.encrypt(context.joint_key, values))
-
-    return fresh_mask
-
-
 def test_a_chance_zero_at_a_non_fixed_point_is_rejected_by_the_confirmation(
-    deployment, clock, monkeypatch: pytest.MonkeyPatch, check_vectors: CheckVectors  # type: ignore[no-untyped-def]
+    deployment: InProcessDeployment, clock: ManualClock, masks: MaskScript, check_vectors: CheckVectors
 ) -> None:
     stag = MirroredStag.create(deployment, clock, StagKind.COUNT, 32)
     for _ in range(5):
@@ -185,9 +174,9 @@ def test_a_chance_zero_at_a_non_fixed_point_is_rejected_by_the_confirmation(
     stag.validate()
     false_level = 7
     assert stag.solver.counts()[false_level] != false_level
-    monkeypatch.setattr(KeyholderNode, "_fresh_mask", zero_check_mask_at(false_level))
-    assert stag.run_epoch().result == "no-hunt"
-    (vector,) = [vector for _, _, vector in check_vectors.take()]
+    with masks.zero_at(false_level):  # every keyholder's check mask is zero there, in both rows
+        assert stag.run_epoch().result == "no-hunt"
+    (vector,) = check_vectors.take(stag)
     row_width = deployment.context.row_width
     assert vector[false_level] == 0 and vector[row_width + false_level] == 0  # the false candidate
     epoch = stag.current_epoch()
@@ -195,13 +184,13 @@ def test_a_chance_zero_at_a_non_fixed_point_is_rejected_by_the_confirmation(
         steps = [step for number, step in served_steps(node, stag.stag_id, SessionKind.HUNT) if number == epoch]
         assert Step.CHECK in steps and Step.CONFIRM in steps  # the candidate was confirmed, and failed
         assert Step.MEMBERSHIP not in steps
-        assert all(record.fired_level == 0 for record in node._store.sessions(stag.stag_id))
+        assert all(record.fired_level == 0 for record in node.session_records(stag.stag_id))
     assert deployment.aggregator.hunts(stag.stag_id) == []
     assert deployment.ledger.executions(stag.stag_id) == []
 
 
 def test_a_chance_zero_above_a_real_fixed_point_does_not_change_the_hunt(
-    deployment, clock, monkeypatch: pytest.MonkeyPatch, check_vectors: CheckVectors  # type: ignore[no-untyped-def]
+    deployment: InProcessDeployment, clock: ManualClock, masks: MaskScript, check_vectors: CheckVectors
 ) -> None:
     stag = MirroredStag.create(deployment, clock, StagKind.COUNT, 32)
     for _ in range(3):
@@ -209,8 +198,8 @@ def test_a_chance_zero_above_a_real_fixed_point_does_not_change_the_hunt(
     stag.submit_count(20)
     stag.validate()
     false_level = 12  # above the real one: the greatest candidate of the check
-    monkeypatch.setattr(KeyholderNode, "_fresh_mask", zero_check_mask_at(false_level))
-    report = stag.run_epoch()  # compared with the solver: level 3, the three members
+    with masks.zero_at(false_level):
+        report = stag.run_epoch()  # compared with the solver: level 3, the three members
     assert report.expected is not None and report.expected.level == 3
-    (vector,) = [vector for _, _, vector in check_vectors.take()]
+    (vector,) = check_vectors.take(stag)
     assert vector[false_level] == 0 and vector[deployment.context.row_width + false_level] == 0
