@@ -4,44 +4,50 @@
   (no sleeping);
 - `BenchStag`: one stag of an in-process deployment, mirrored in the plaintext `PackSolver`;
 - `TrafficRecorder`: what the aggregator sends to and receives from each keyholder (bytes,
-  latency), by wrapping the `LocalKeyholder` transports' methods for the duration of a `with`;
-- `CheckCapture`: the fused hunt-check vectors, by wrapping `read_hunt_check` for the duration
-  of a `with` (benchmark-only instrumentation: production code paths are unchanged);
+  latency), an interceptor on the `LocalKeyholder` transports for the duration of a `with`;
+- `CheckCapture`: the fused hunt-check vectors, a decryption observer given to the deployment
+  when it starts (`start_deployment`), recording for the duration of a `with`;
 - `Progress`: the progress display on stderr.
 
-All instrumentation is installed on objects or module attributes and removed on exit; nothing
-here changes what the deployment computes.
+Both instruments use the hooks the code offers (`stagpack.keyholder.local.intercepting`, the
+deployment's `observer`); nothing here changes what the deployment computes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
-import stagpack.decrypt
 from stagpack import codec
-from stagpack.keyholder.local import LocalKeyholder
-from stagpack.decrypt import CheckFacts
-from stagpack.encoding import SlotLayout, StagKind
+from stagpack.calls import Call
+from stagpack.decrypt import Quorum
+from stagpack.decrypt.computation import DecryptionObserver
+from stagpack.keyholder.local import LocalKeyholder, intercepting
+from stagpack.encoding import StagKind
 from stagpack.errors import StagpackError
 from stagpack.fhe import SlotVector
 from stagpack.identity import SigningIdentity
 from stagpack.app.inprocess import InProcessDeployment
 from stagpack.participant.sdk import PreparedIntendo, count_threshold, prepare_intendo
+from stagpack.session import SESSION_CALLS, SessionRef, Step
 from stagpack.solver import PackSolver
 from stagpack.stag import ManualClock, StagSpec
 
 EPOCH_MILLIS = 1_000
 
 
-def start_deployment(directory: str, parties: int, threshold: int, clock: ManualClock) -> InProcessDeployment:
-    """A whole deployment (real ceremony, own SQLite stores) whose parties read `clock`."""
-    return InProcessDeployment.start(directory, parties, threshold, clock=clock)
+def start_deployment(
+    directory: str, parties: int, threshold: int, clock: ManualClock, observer: DecryptionObserver | None = None
+) -> InProcessDeployment:
+    """A whole deployment (real ceremony, own SQLite stores) whose parties read `clock`;
+    `observer` sees every vector the aggregator fuses (a `CheckCapture`)."""
+    return InProcessDeployment.start(directory, parties, threshold, clock=clock, observer=observer)
 
 
 # -- stags ------------------------------------------------------------------------------------
@@ -103,7 +109,7 @@ class BenchStag:
 
     def last_result(self) -> str:
         epochs = self.deployment.aggregator.status(self.stag_id).epochs
-        return epochs[-1].result if epochs else "none"
+        return epochs[-1].result.value if epochs else "none"
 
     def counts(self) -> SlotVector:
         """c[0..L-1]: what decrypting the pack sum directly would show."""
@@ -149,51 +155,49 @@ def payload_mean_byte(response: object) -> float:
 
 
 class TrafficRecorder:
-    """Records every call the aggregator makes to in-process keyholders: encoded request and
-    response sizes (what would cross the network) and latency. Installed as instance attributes
-    over the `LocalKeyholder` methods while the `with` block runs."""
-
-    CALLS = ("open_session", "reveal", "decrypt", "certify")
+    """Records every session call the aggregator makes to in-process keyholders: encoded request
+    and response sizes (what would cross the network) and latency (the call's delivery through
+    the transport: the byte encoding both ways and the keyholder's work). An interceptor on the
+    `LocalKeyholder` transports while the `with` block runs."""
 
     def __init__(self, keyholders: list[LocalKeyholder]) -> None:
         self._keyholders = keyholders
         self._lock = threading.Lock()
         self._exchanges: list[Exchange] = []
+        self._installed: contextlib.ExitStack | None = None
 
-    def _wrap(self, keyholder: LocalKeyholder, name: str, method: Callable[[object], object]) -> Callable[[object], object]:
-        call = name.replace("_session", "")
-
-        def recorded(request: object) -> object:
-            step = getattr(getattr(request, "step", None), "value", "")
-            request_bytes = len(codec.encode(request))
-            started = time.perf_counter()
-            try:
-                response = method(request)
-            except StagpackError:
-                seconds = time.perf_counter() - started
-                self._add(Exchange(call, step, keyholder.index, request_bytes, 0, seconds, True, float("nan")))
-                raise
+    def __call__(self, keyholder: LocalKeyholder, call: Call[Any, Any], request: Any, forward: Callable[[Any], Any]) -> Any:
+        if call not in SESSION_CALLS:
+            return forward(request)
+        name = call.handler.replace("_session", "")  # open, reveal, decrypt, certify
+        step = getattr(getattr(request, "step", None), "value", "")
+        request_bytes = len(codec.encode(request))
+        started = time.perf_counter()
+        try:
+            response = forward(request)
+        except StagpackError:
             seconds = time.perf_counter() - started
-            size = len(codec.encode(response))
-            self._add(Exchange(call, step, keyholder.index, request_bytes, size, seconds, False, payload_mean_byte(response)))
-            return response
-
-        return recorded
+            self._add(Exchange(name, step, keyholder.index, request_bytes, 0, seconds, True, float("nan")))
+            raise
+        seconds = time.perf_counter() - started
+        size = len(codec.encode(response))
+        self._add(Exchange(name, step, keyholder.index, request_bytes, size, seconds, False, payload_mean_byte(response)))
+        return response
 
     def _add(self, exchange: Exchange) -> None:
         with self._lock:
             self._exchanges.append(exchange)
 
     def __enter__(self) -> TrafficRecorder:
-        for keyholder in self._keyholders:
-            for name in self.CALLS:
-                setattr(keyholder, name, self._wrap(keyholder, name, getattr(keyholder, name)))
+        stack = contextlib.ExitStack()
+        stack.enter_context(intercepting(self._keyholders, self))
+        self._installed = stack
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for keyholder in self._keyholders:
-            for name in self.CALLS:
-                keyholder.__dict__.pop(name, None)
+        if self._installed is not None:
+            self._installed.close()
+            self._installed = None
 
     def take(self) -> list[Exchange]:
         with self._lock:
@@ -201,36 +205,34 @@ class TrafficRecorder:
         return taken
 
 
-_READER = "read_hunt_check"  # the name `reveal_hunt_check` looks up in `stagpack.decrypt`
-
-
 class CheckCapture:
-    """Records each fused hunt-check vector once, however many quorums and parties fuse it.
+    """Records each fused hunt-check vector once, however many quorums fuse it.
 
-    `stagpack.decrypt.reveal_hunt_check` reads every fused vector through the module attribute
-    `stagpack.decrypt.read_hunt_check` (imported there from `stagpack.decrypt.facts`), so the
-    wrapper is installed on that attribute while the `with` block runs."""
+    A decryption observer: give it to the deployment when it starts (`start_deployment`); it
+    sees every vector the aggregator fuses and keeps the check vectors while a `with` block
+    runs (outside one it records nothing)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._recording = False
         self._vectors: list[SlotVector] = []
         self._seen: set[bytes] = set()
-        self._original: Callable[[SlotLayout, SlotVector, int, int], CheckFacts] = getattr(stagpack.decrypt, _READER)
 
-    def _record(self, layout: SlotLayout, slots: SlotVector, levels: int, executed_level: int) -> CheckFacts:
-        key = slots.tobytes()
+    def __call__(self, session: SessionRef, step: Step, quorum: Quorum, vector: SlotVector) -> None:
+        if not self._recording or step is not Step.CHECK:
+            return
+        key = vector.tobytes()
         with self._lock:
             if key not in self._seen:
                 self._seen.add(key)
-                self._vectors.append(slots.copy())
-        return self._original(layout, slots, levels, executed_level)
+                self._vectors.append(vector.copy())
 
     def __enter__(self) -> CheckCapture:
-        setattr(stagpack.decrypt, _READER, self._record)
+        self._recording = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        setattr(stagpack.decrypt, _READER, self._original)
+        self._recording = False
 
     def take(self) -> list[SlotVector]:
         with self._lock:

@@ -218,9 +218,16 @@ def distinguish(
 
 
 def run_privacy(
-    deployment: InProcessDeployment, clock: ManualClock, size: BenchSize, rng: np.random.Generator, progress: Progress
+    deployment: InProcessDeployment,
+    capture: CheckCapture,
+    clock: ManualClock,
+    size: BenchSize,
+    rng: np.random.Generator,
+    progress: Progress,
 ) -> PrivacyResults:
-    """Set up every pack, run `size.epochs` epochs of each, and evaluate every distinguisher."""
+    """Set up every pack, run `size.epochs` epochs of each, and evaluate every distinguisher.
+    `capture` is the deployment's decryption observer (`harness.start_deployment`): it sees the
+    check vectors the aggregator fuses."""
     context = deployment.context
     modulus = context.plaintext_modulus
     designs: dict[str, PackDesign] = {}
@@ -245,7 +252,7 @@ def run_privacy(
         runs[design.name] = run
     progress.stage(f"privacy: {size.epochs} epochs of {len(runs)} packs")
     row_width = context.row_width
-    with TrafficRecorder(deployment.keyholders) as recorder, CheckCapture() as capture:
+    with TrafficRecorder(deployment.keyholders) as recorder, capture:
         for epoch in range(size.epochs):
             clock.advance(EPOCH_MILLIS)
             for position in rng.permutation(len(runs)):

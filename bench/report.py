@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 
 from stagpack.bench import plots
-from stagpack.bench.harness import BenchStag, Progress, start_deployment
+from stagpack.bench.harness import BenchStag, CheckCapture, Progress, start_deployment
 from stagpack.bench.markdown import Measurements, render_report, summarize
 from stagpack.bench.performance import (
     measure_ceremonies,
@@ -85,10 +85,11 @@ def _measure(measured: Measurements, rng: np.random.Generator, progress: Progres
     with tempfile.TemporaryDirectory(prefix="stagpack-bench-") as scratch:
         clock = ManualClock()
         progress.stage(f"deployment: {size.parties} in-process keyholders (t = {size.threshold}), key ceremony")
+        capture = CheckCapture()  # the privacy game's view of the check vectors the aggregator fuses
         started = time.perf_counter()
-        deployment = start_deployment(scratch, size.parties, size.threshold, clock)
+        deployment = start_deployment(scratch, size.parties, size.threshold, clock, observer=capture)
         measured.deployment_seconds = time.perf_counter() - started
-        measured.privacy = run_privacy(deployment, clock, size, rng, progress)
+        measured.privacy = run_privacy(deployment, capture, clock, size, rng, progress)
         progress.stage("policy: forbidden decryption requests, sent to every keyholder")
         near = measured.privacy.scenarios[0].first.stag  # after the game: the pack one intendo away from firing
         measured.policy = run_policy_checks(deployment, clock, near)
