@@ -3,12 +3,12 @@ that unit tests can decrypt directly (tests only: production code never holds th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from stagpack.decrypt import DecryptingParty, PartialShare, Quorum, quorum_family
 from stagpack.dkg import CommitteeBundle, DkgParty, LocalCeremonyPeer, run_ceremony
-from stagpack.fhe import Ciphertext, FheContext, PublicKey
+from stagpack.fhe import Ciphertext, FheContext, PublicKey, SecretKeyShare
 from stagpack.identity import KeyholderIdentity
 
 
@@ -20,6 +20,7 @@ class Committee:
     context: FheContext
     bundle: CommitteeBundle
     parties: list[DecryptingParty]
+    secrets: list[SecretKeyShare] = field(default_factory=list)  # each party's key share, in order
 
     @property
     def joint_key(self) -> PublicKey:
@@ -59,8 +60,9 @@ def make_committee(context: FheContext, parties: int, threshold: int, name: str 
     identities = tuple(KeyholderIdentity(f"{name}-{index}") for index in range(1, parties + 1))
     dkg_parties = [DkgParty(context, identity) for identity in identities]
     bundle = run_ceremony(context, [LocalCeremonyPeer(party, identity.public) for party, identity in zip(dkg_parties, identities)], threshold)
-    decrypting = []
+    decrypting, secrets = [], []
     for index, party in enumerate(dkg_parties, start=1):
         assert party.outcome is not None
         decrypting.append(DecryptingParty(context, index, party.outcome.secret, party.outcome.backups, parties, threshold))
-    return KeyedCommittee(context, bundle, decrypting, identities)
+        secrets.append(party.outcome.secret)
+    return KeyedCommittee(context, bundle, decrypting, secrets, identities)

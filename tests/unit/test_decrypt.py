@@ -266,7 +266,7 @@ def test_decrypting_party_refuses_foreign_quorums(committee2of3, context) -> Non
         party.partials(ciphertext, [Quorum(3, 2, (2, 3))])  # not a member
     with pytest.raises(InvalidInput):
         party.partials(ciphertext, [])  # no quorum at all
-    without_backups = DecryptingParty(committee_context, 1, party._secret, {}, 3, 2)  # noqa: SLF001
+    without_backups = DecryptingParty(committee_context, 1, committee2of3.secrets[0], {}, 3, 2)
     with pytest.raises(WrongPhase):
         without_backups.partials(ciphertext, [Quorum(3, 2, (1, 2))])
     # Own partial only, when the keyholder's quorum has no absent keyholder (none needs a backup).

@@ -645,14 +645,14 @@ def test_public_lead_partial_completes_the_keyholders_main_partials(context, com
     plain, (ca, cb, _) = vectors
     shift = random_slots(context, rng)
     for ciphertext, expected in ((ca, plain[0]), (context.multiply(ca, cb), plain[0] * plain[1] % P)):
-        mains = [context.partial_decrypt(ciphertext, party._secret, lead=False) for party in committee3.parties]  # noqa: SLF001
+        mains = [context.partial_decrypt(ciphertext, secret, lead=False) for secret in committee3.secrets]
         lead = context.public_lead_partial(ciphertext)
         assert np.array_equal(context.fuse([lead, *mains]), expected)
         assert np.array_equal(context.fuse([*reversed(mains), lead]), expected)
         # The main partials alone do not decrypt, and a key share's lead partial on top of the
         # public one counts c0 twice: the lead term comes from the public partial only.
         assert not np.array_equal(context.fuse(mains), expected)
-        doubled = [lead, context.partial_decrypt(ciphertext, committee3.parties[0]._secret, lead=True), *mains[1:]]  # noqa: SLF001
+        doubled = [lead, context.partial_decrypt(ciphertext, committee3.secrets[0], lead=True), *mains[1:]]
         assert not np.array_equal(context.fuse(doubled), expected)
         # The main partials do not depend on c0: adding a plaintext to the ciphertext moves only
         # the lead term, so the same main partials fuse with the new lead to the new plaintext.
@@ -665,7 +665,7 @@ def test_public_lead_partial_completes_the_keyholders_main_partials(context, com
     outsider = FheContext()
     outsider.bind_joint_key(outsider.public_key_from_bytes(committee3.bundle.joint_public_key))
     foreign = outsider.public_lead_partial(outsider.ciphertext_from_bytes(context.ciphertext_to_bytes(ca)))
-    mains = [context.partial_decrypt(ca, party._secret, lead=False) for party in committee3.parties]  # noqa: SLF001
+    mains = [context.partial_decrypt(ca, secret, lead=False) for secret in committee3.secrets]
     assert np.array_equal(context.fuse([context.partial_from_bytes(outsider.partial_to_bytes(foreign)), *mains]), plain[0])
 
 
