@@ -339,6 +339,28 @@ def default_local_directory() -> Path:
     return Path(os.environ.get("STAGPACK_LOCAL_DIR") or "var/local")
 
 
+def _is_local_up(pid: int) -> bool:
+    """Whether `pid` runs `stagpack local up` (where /proc tells; elsewhere any live pid does):
+    a pid left by a supervisor that was killed may since belong to another process."""
+    if pid <= 0:
+        return False
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return False  # no such process
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    except OSError:
+        return False
+    return any(argument.endswith(b"stagpack") for argument in arguments) and b"local" in arguments and b"up" in arguments
+
+
 @dataclass(frozen=True)
 class LocalControl:
     """The files through which other processes find and ask a running `stagpack local up`."""
@@ -370,13 +392,13 @@ class LocalControl:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     text = handle.read().decode(errors="replace").strip()
-                    if text.isdigit() and int(text) > 0:
+                    if text.isdigit() and _is_local_up(int(text)):
                         return int(text)
                 else:
                     fcntl.flock(handle, fcntl.LOCK_UN)
                     return None
-            if time.monotonic() >= deadline:  # locked, but the pid is not written yet
-                raise LocalDeploymentError(f"the `stagpack local up` in {self.directory} does not say its pid")
+            if time.monotonic() >= deadline:  # locked, but no (live) pid written: not a supervisor's lock
+                raise LocalDeploymentError(f"the lock {self.lock_path} is held, but not by a running `stagpack local up`")
             time.sleep(0.05)
 
     def require_supervisor(self) -> int:
@@ -640,8 +662,6 @@ class LocalSupervisor:
         except (StagpackError, OSError) as error:
             self.say(f"restarting {name} failed: {error}")
             return {"ok": False, "service": name, "error": str(error)}
-        if service.pid is not None:
-            self._reported.discard(service.pid)
         self.say(f"{name} restarted (pid {previous} -> {service.pid}) and serving at {service.address}")
         return {"ok": True, "service": name, "address": service.address, "previous_pid": previous, "pid": service.pid,
                 "status": "SERVING", "seconds": round(time.monotonic() - started, 3)}

@@ -474,3 +474,20 @@ def test_local_deployment_takes_fixed_ports_only_when_asked(tmp_path: Path) -> N
         squatter.listen()
         with pytest.raises(LocalDeploymentError, match=f"port {base + 1} \\(keyholder-1\\)"):
             LocalDeployment.create(tmp_path / "taken", 2, 2, base_port=base)
+
+
+def test_a_lock_held_by_another_process_is_not_taken_for_a_local_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A pid left in the lock by a supervisor that was killed may belong to anything by now:
+    `local restart` must not signal it."""
+    import fcntl
+    import os
+
+    directory = tmp_path / "local"
+    directory.mkdir()
+    with open(directory / "local-up.lock", "w") as lock:
+        lock.write(f"{os.getpid()}\n")  # this test process: not a `stagpack local up`
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, _, errors = run(["local", "restart", "keyholder-1", "--dir", str(directory)], capsys)
+    assert code == 2 and "not by a running `stagpack local up`" in errors
+    assert not (directory / "control").exists(), "no request was left behind"
