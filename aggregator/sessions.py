@@ -22,8 +22,8 @@ from stagpack.aggregator.committee import KeyholderClient
 from stagpack.aggregator.store import AggregatorStore
 from stagpack.calls import Call, Request, Response
 from stagpack.decrypt import Quorum, family_members, quorum_family
-from stagpack.decrypt.computation import DecryptionObserver, SessionComputation, read_step, read_steps
-from stagpack.decrypt.steps import SessionFacts, next_step, steps
+from stagpack.decrypt.computation import DecryptionObserver, SessionComputation, facts_so_far, read_step
+from stagpack.decrypt.steps import SessionFacts, next_step
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, KeyholderUnreachable, StagpackError
 from stagpack.fhe import Ciphertext, FheContext
 from stagpack.identity import verify_signature
@@ -138,7 +138,9 @@ class SessionRunner:
         # when it opened, even if they are back now (they hold no record of it).
         live &= {signed.commitment.keyholder for signed in progress.commitments}
         self._require_quorum(live, [])
-        computation = SessionComputation(self._context, snapshot, source, session, progress.commitments, progress.reveals)
+        computation = SessionComputation(
+            self._context, snapshot, source, session, progress.commitments, progress.reveals, self._committee
+        )
         facts = self._facts(computation, progress.partials)
         while (step := next_step(facts)) is not None:
             partials, facts = self._decrypt_step(computation, progress, step, facts, live)
@@ -153,11 +155,7 @@ class SessionRunner:
 
     def _facts(self, computation: SessionComputation, partials: tuple[SignedPartial, ...]) -> SessionFacts:
         """The facts of the steps a resumed session already decrypted."""
-        decrypted = {partial.statement.step for partial in partials}
-        done = [step for step in steps(computation.session.kind) if step in decrypted]
-        if not done:
-            return computation.initial_facts()
-        return read_steps(computation, self._committee, partials, done[-1], self._observer)
+        return facts_so_far(computation, self._committee, partials, self._observer)
 
     def _open_and_reveal(self, session: SessionRef, live: set[int]) -> SessionProgress:
         commitments: dict[int, SignedCommitment] = {}
@@ -195,11 +193,11 @@ class SessionRunner:
                 return SessionProgress(session, ordered, tuple(reveals), ())
 
     def _require_quorum(self, live: set[int], refusals: list[str]) -> None:
-        if len(live) < self._committee.threshold:
+        committee = self._committee
+        if len(live) < committee.decrypting:
             detail = f"; refusals: {'; '.join(refusals)}" if refusals else ""
-            raise CommitteeUnavailable(
-                f"{len(live)} of {self._committee.parties} keyholders took part, {self._committee.threshold} are needed{detail}"
-            )
+            needed = f"{committee.threshold}" if committee.fault_bound == 0 else f"t + f = {committee.decrypting}"
+            raise CommitteeUnavailable(f"{len(live)} of {committee.parties} keyholders took part, {needed} are needed{detail}")
 
     def _gather(
         self,
@@ -241,7 +239,8 @@ class SessionRunner:
         excluded: set[int] = set()
         suspects_to_try: list[int] | None = None
         while True:
-            family = quorum_family(self._committee.parties, self._committee.threshold, frozenset(live - excluded))
+            committee = self._committee
+            family = quorum_family(committee.parties, committee.threshold, frozenset(live - excluded), committee.fault_bound)
             partials = self._gather(progress, step, family, claimed, live)
             if partials is None:
                 continue  # someone dropped out: choose again among the live
@@ -251,7 +250,7 @@ class SessionRunner:
                 log.error("step %s with keyholders %s did not fuse consistently: %s", step.value, family_members(family), error)
                 if suspects_to_try is None:
                     suspects_to_try = list(family_members(family))
-                if not suspects_to_try or len(live) - 1 <= self._committee.threshold:
+                if not suspects_to_try or len(live) - 1 < max(self._committee.decrypting, self._committee.threshold + 1):
                     raise IntegrityFailure(
                         "partial decryptions do not fuse consistently and the remaining keyholders are too few to "
                         "find the faulty one by cross-checking; nothing was revealed"

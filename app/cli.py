@@ -114,13 +114,25 @@ def command_aggregator_serve(options: argparse.Namespace) -> int:
     return 0
 
 
-def command_ceremony(options: argparse.Namespace) -> int:
-    from stagpack.edge.remote import RemoteKeyholder
-    from stagpack.dkg import run_ceremony
-    from stagpack.fhe import FheContext
-    from stagpack.edge.wire import bundle_exists, load_bundle_files, save_bundle
+def command_aggregator_key(options: argparse.Namespace) -> int:
+    from stagpack.edge.config import AggregatorConfig, load
+    from stagpack.participant.identity_file import AGGREGATOR, load_or_create_identity_file
 
+    config = load(AggregatorConfig, options.config, "STAGPACK_AGGREGATOR")
+    identity = load_or_create_identity_file(config.identity_path(), AGGREGATOR)
+    Output(options.json).emit(
+        {"public_key": hexid(identity.verify_key), "file": str(config.identity_path())}, [hexid(identity.verify_key)]
+    )
+    return 0
+
+
+def command_ceremony(options: argparse.Namespace) -> int:
     from stagpack.app.console import progress_printer
+    from stagpack.dkg import run_ceremony
+    from stagpack.edge.remote import RemoteKeyholder
+    from stagpack.edge.wire import bundle_exists, load_bundle_files, save_bundle
+    from stagpack.fhe import FheContext
+    from stagpack.participant.identity_file import COORDINATOR, load_or_create_identity_file, read_public_key
 
     output = Output(options.json)
     addresses = options.keyholder
@@ -132,10 +144,20 @@ def command_ceremony(options: argparse.Namespace) -> int:
             [f"committee {hexid(existing.committee_id)} already exists in {options.out}; nothing to do"],
         )
         return 0
+    if options.aggregator_key_file:
+        aggregator_key = read_public_key(Path(options.aggregator_key_file).read_text(), "--aggregator-key-file")
+    elif options.aggregator_key:
+        aggregator_key = read_public_key(options.aggregator_key, "--aggregator-key")
+    else:
+        raise InvalidInput("name the aggregator the committee will serve: --aggregator-key (see `stagpack aggregator key`)")
+    coordinator = load_or_create_identity_file(Path(options.identity), COORDINATOR)
     if not output.as_json:
-        print(f"key ceremony among {len(addresses)} keyholders (threshold {threshold})")
-    peers = [RemoteKeyholder(address, 0, timeout_seconds=900) for address in addresses]
-    bundle = run_ceremony(FheContext(), peers, threshold, progress_printer(not output.as_json))
+        print(f"key ceremony among {len(addresses)} keyholders (threshold {threshold}), coordinator {hexid(coordinator.verify_key)[:16]}…")
+    peers = [RemoteKeyholder(address, coordinator, 0, timeout_seconds=900) for address in addresses]
+    bundle = run_ceremony(
+        FheContext(), peers, threshold, progress_printer(not output.as_json), aggregator_key=aggregator_key,
+        coordinator_key=coordinator.verify_key, fault_bound=options.fault_bound,
+    )
     save_bundle(bundle, options.out)
     body = bundle.transcript.body
     output.emit(
@@ -143,13 +165,17 @@ def command_ceremony(options: argparse.Namespace) -> int:
             "committee_id": hexid(bundle.committee_id),
             "parties": body.parties,
             "threshold": body.threshold,
+            "fault_bound": body.fault_bound,
+            "aggregator_key": hexid(body.aggregator_key),
             "keyholders": [{"index": p.index, "name": p.name, "verify_key": hexid(p.verify_key)} for p in body.participants],
             "joint_public_key_sha256": hexid(body.joint_public_key),
             "out": str(options.out),
         },
         [
             f"committee {hexid(bundle.committee_id)}",
-            f"  {body.parties} keyholders, any {body.threshold} can decrypt; transcript signed by all",
+            f"  {body.parties} keyholders, any {body.threshold} can decrypt, up to {body.fault_bound} may misbehave "
+            f"(steps need {body.threshold + body.fault_bound}); transcript signed by all",
+            f"  serves the aggregator {hexid(body.aggregator_key)[:16]}…",
             *[f"  {p.index}. {p.name} {hexid(p.verify_key)[:16]}…" for p in body.participants],
             f"written to {options.out}",
         ],
@@ -557,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="JSON configuration file")
     aggregator = commands.add_parser("aggregator", help="run the aggregator service").add_subparsers(dest="action", required=True)
     serve = add("serve", command_aggregator_serve, "serve the aggregator over gRPC (config file and STAGPACK_AGGREGATOR_* variables)", aggregator)
+    key = with_json(add("key", command_aggregator_key, "print the aggregator's public key (creating its identity if missing): "
+                        "the ceremony names it", aggregator))
+    key.add_argument("--config", help="JSON configuration file")
     serve.add_argument("--config", help="JSON configuration file")
 
     ceremony = with_json(add("ceremony", command_ceremony, "run the distributed key generation among keyholders"))
@@ -565,6 +594,13 @@ def build_parser() -> argparse.ArgumentParser:
     ceremony.add_argument("--threshold", type=int, help="keyholders needed to decrypt (default: all; t-of-n needs t > n/2)")
     ceremony.add_argument("--out", required=True, help="directory for the committee bundle (transcript and joint keys)")
     ceremony.add_argument("--skip-if-exists", action="store_true", help="do nothing if --out already holds a committee")
+    ceremony.add_argument("--fault-bound", type=int, help="f: keyholders that may be malicious; every step then needs t + f "
+                          "keyholders (default 1 where n > t, else 0)")
+    ceremony.add_argument("--identity", default="coordinator.key",
+                          help="the coordinator's identity file, created if missing (default %(default)s); every keyholder "
+                          "must be configured with its public key (coordinator_key)")
+    ceremony.add_argument("--aggregator-key", help="public key (hex) of the aggregator the committee serves (`stagpack aggregator key`)")
+    ceremony.add_argument("--aggregator-key-file", help="a file holding that key")
 
     health = with_json(add("health", command_health, "check a service's gRPC health (for container health checks)"))
     health.add_argument("address")

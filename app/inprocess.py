@@ -19,7 +19,7 @@ from stagpack.edge.aggregator_store import SqliteAggregatorStore
 from stagpack.edge.keyholder_store import SqliteKeyholderStore
 from stagpack.edge.ledger import SqliteLedger
 from stagpack.fhe import FheContext, FheParameters
-from stagpack.identity import KeyholderIdentity, Sealer, SealingCost
+from stagpack.identity import KeyholderIdentity, Sealer, SealingCost, SigningIdentity
 from stagpack.keyholder.local import LocalKeyholder
 from stagpack.keyholder.node import KeyholderNode, MaskSource, PartialSource
 from stagpack.log import LogEntry
@@ -46,6 +46,8 @@ class InProcessDeployment:
     aggregator: Aggregator
     ledger: SqliteLedger
     bundle: CommitteeBundle
+    aggregator_identity: SigningIdentity  # signs the aggregator's calls (the transcript names its key)
+    coordinator: SigningIdentity  # ran the ceremony
 
     @classmethod
     def start(
@@ -63,6 +65,8 @@ class InProcessDeployment:
         masks: Mapping[int, MaskSource] | None = None,
         partials: Mapping[int, Callable[[DecryptingParty], PartialSource]] | None = None,
         observer: DecryptionObserver | None = None,
+        fault_bound: int | None = None,
+        noise_test: bool = True,
     ) -> InProcessDeployment:
         """A deployment in `directory`. Unlike the service (which lets an epoch pass without a
         session when nothing changed), it evaluates every epoch by default, so tests and the
@@ -70,9 +74,12 @@ class InProcessDeployment:
 
         `masks` and `partials` replace the sources of the keyholders they name (by index): a
         dishonest keyholder running the production code path. `observer` sees every vector
-        the aggregator fuses."""
+        the aggregator fuses. `fault_bound` is the committee's f (default 1 where n > t);
+        `noise_test=False` (with `allow_insecure`) is for benchmarks that measure what the
+        noise test stops."""
         directory = Path(directory)
         context = FheContext(parameters, allow_insecure=allow_insecure)
+        coordinator, aggregator_identity = SigningIdentity(), SigningIdentity()
         log_view = _AggregatorLog()
         nodes = []
         for index in range(1, parties + 1):
@@ -83,14 +90,19 @@ class InProcessDeployment:
                 KeyholderNode(
                     context, identity, store, sealer, log_view, limits=limits, clock=clock,
                     masks=(masks or {}).get(index), partials=(partials or {}).get(index),
+                    coordinator_key=coordinator.verify_key, allow_insecure=allow_insecure,
                 )
             )
-        keyholders = [LocalKeyholder(node) for node in nodes]
-        bundle = run_ceremony(context, keyholders, threshold or parties, progress)
+        ceremony = [LocalKeyholder(node, coordinator, clock) for node in nodes]
+        bundle = run_ceremony(
+            context, ceremony, threshold or parties, progress, aggregator_key=aggregator_identity.verify_key,
+            coordinator_key=coordinator.verify_key, fault_bound=fault_bound, noise_test=noise_test,
+        )
+        keyholders = [LocalKeyholder(node, aggregator_identity, clock) for node in nodes]
         ledger = SqliteLedger(directory / "ledger.db")
         aggregator = Aggregator(
             context, bundle, SqliteAggregatorStore(directory / "aggregator.db"), keyholders, ledger, limits=limits,
             clock=clock, recheck_unchanged=recheck_unchanged, observer=observer,
         )
         log_view.aggregator = aggregator
-        return cls(context, nodes, keyholders, aggregator, ledger, bundle)
+        return cls(context, nodes, keyholders, aggregator, ledger, bundle, aggregator_identity, coordinator)

@@ -46,6 +46,7 @@ from stagpack.edge.remote import RemoteKeyholder
 from stagpack.dkg import CommitteeBundle, run_ceremony
 from stagpack.fhe import FheContext
 from stagpack.edge.wire import bundle_exists, load_bundle_files, save_bundle
+from stagpack.participant.identity_file import AGGREGATOR, COORDINATOR, load_or_create_identity_file, read_identity_file
 from stagpack.errors import InvalidInput, StagpackError
 
 Progress = Callable[[str, int, int], None]
@@ -193,6 +194,7 @@ class LocalDeployment:
     aggregator: Service | None = None
     threshold: int = 0
     bundle: CommitteeBundle | None = None
+    fault_bound: int | None = None  # the committee's f (default 1 where n > t)
 
     @classmethod
     def create(
@@ -205,16 +207,22 @@ class LocalDeployment:
         log_format: str = "json",
         extra_environment: dict[str, str] | None = None,
         base_port: int | None = None,
+        fault_bound: int | None = None,
     ) -> LocalDeployment:
-        """Write the services' configurations under `directory`. Ports are free ones unless
-        `base_port` is given (not 0): then the aggregator listens on base_port and keyholder i
-        on base_port + i, and every one of them must be available now."""
+        """Write the services' configurations under `directory`, with the coordinator's and the
+        aggregator's identities (the keyholders serve those two keys only). Ports are free ones
+        unless `base_port` is given (not 0): then the aggregator listens on base_port, keyholder
+        i on base_port + i and the aggregator's internal replication port on base_port + n + 1,
+        and every one of them must be available now."""
         if base_port:
             aggregator_port, ports = base_port, [base_port + index for index in range(1, keyholders + 1)]
-            if not 1 <= base_port <= 65535 - keyholders:
-                raise InvalidInput(f"the base port must be in 1..{65535 - keyholders} for {keyholders} keyholders; got {base_port}")
-            names = ["aggregator", *(f"keyholder-{index}" for index in range(1, keyholders + 1))]
-            taken = [f"{port} ({name})" for name, port in zip(names, [aggregator_port, *ports]) if not port_available(port)]
+            replication_port = base_port + keyholders + 1
+            if not 1 <= base_port <= 65535 - keyholders - 1:
+                raise InvalidInput(f"the base port must be in 1..{65534 - keyholders} for {keyholders} keyholders; got {base_port}")
+            names = ["aggregator", *(f"keyholder-{index}" for index in range(1, keyholders + 1)), "replication"]
+            taken = [
+                f"{port} ({name})" for name, port in zip(names, [aggregator_port, *ports, replication_port]) if not port_available(port)
+            ]
             if taken:
                 raise LocalDeploymentError(
                     f"port{'s' if len(taken) > 1 else ''} {', '.join(taken)} on 127.0.0.1 "
@@ -224,9 +232,12 @@ class LocalDeployment:
         else:
             aggregator_port = free_port()
             ports = [free_port() for _ in range(keyholders)]
+            replication_port = free_port()
         directory = Path(directory).resolve()
         directory.mkdir(parents=True, exist_ok=True)
-        deployment = cls(directory, threshold=threshold or keyholders)
+        deployment = cls(directory, threshold=threshold or keyholders, fault_bound=fault_bound)
+        coordinator = load_or_create_identity_file(deployment.coordinator_path, COORDINATOR)
+        aggregator_identity = load_or_create_identity_file(deployment.aggregator_identity_path, AGGREGATOR)
         environment = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(extra_environment or {})}
         for index, port in enumerate(ports, start=1):
             name = f"keyholder-{index}"
@@ -234,7 +245,8 @@ class LocalDeployment:
                 "name": name,
                 "listen": f"127.0.0.1:{port}",
                 "data_dir": str(directory / name),
-                "aggregator": f"127.0.0.1:{aggregator_port}",
+                "aggregator": f"127.0.0.1:{replication_port}",
+                "coordinator_key": coordinator.verify_key.hex(),
                 "sealing": "interactive",
                 "logging": {"format": log_format},
             }
@@ -244,8 +256,10 @@ class LocalDeployment:
                 Service(name, "keyholder", port, path, directory / f"{name}.log",
                         {**environment, "STAGPACK_PASSPHRASE": f"local passphrase of {name}"})
             )
+        del aggregator_identity  # the aggregator loads it itself from its data directory
         config: dict[str, object] = {
             "listen": f"127.0.0.1:{aggregator_port}",
+            "replication_listen": f"127.0.0.1:{replication_port}",
             "data_dir": str(directory / "aggregator"),
             "keyholders": [service.address for service in deployment.keyholders],
             "tick_millis": tick_millis,
@@ -260,6 +274,16 @@ class LocalDeployment:
     def committee_directory(self) -> Path:
         return self.directory / "aggregator" / "committee"
 
+    @property
+    def coordinator_path(self) -> Path:
+        """The ceremony coordinator's identity (the keyholders' configurations name its key)."""
+        return self.directory / "coordinator.key"
+
+    @property
+    def aggregator_identity_path(self) -> Path:
+        """The aggregator's identity, in its data directory (the transcript names its key)."""
+        return self.directory / "aggregator" / "identity.json"
+
     def start(self, progress: Progress | None = None, *, aggregator: bool = True) -> CommitteeBundle:
         """Start every process, run the ceremony if there is no committee yet, wait until the
         aggregator serves. With `aggregator=False` only the keyholders run (a test then plays
@@ -273,8 +297,13 @@ class LocalDeployment:
             if bundle_exists(self.committee_directory):
                 self.bundle = load_bundle_files(self.committee_directory)
             else:
-                peers = [RemoteKeyholder(service.address, 0, timeout_seconds=600) for service in self.keyholders]
-                self.bundle = run_ceremony(FheContext(), peers, self.threshold, progress)
+                coordinator = read_identity_file(self.coordinator_path, COORDINATOR)
+                aggregator_key = read_identity_file(self.aggregator_identity_path, AGGREGATOR).verify_key
+                peers = [RemoteKeyholder(service.address, coordinator, 0, timeout_seconds=600) for service in self.keyholders]
+                self.bundle = run_ceremony(
+                    FheContext(), peers, self.threshold, progress, aggregator_key=aggregator_key,
+                    coordinator_key=coordinator.verify_key, fault_bound=self.fault_bound,
+                )
                 save_bundle(self.bundle, self.committee_directory)
             if aggregator:
                 self.aggregator.wait_until(lambda status: status == "SERVING")

@@ -26,7 +26,7 @@ from stagpack.decrypt.facts import (
     read_validity,
 )
 from stagpack.decrypt.quorum import Quorum, family_members, quorum_family
-from stagpack.decrypt.threshold import DecryptingParty, PartialShare, fuse
+from stagpack.decrypt.threshold import DecryptingParty, PartialShare, fuse, quorum_partials
 from stagpack.errors import IntegrityFailure, InvalidInput
 from stagpack.fhe import Ciphertext, FheContext, SlotVector
 
@@ -42,6 +42,7 @@ __all__ = [
     "reveal_confirmation",
     "reveal_hunt_check",
     "reveal_membership",
+    "reveal_noise",
     "reveal_validity",
 ]
 
@@ -107,3 +108,27 @@ def reveal_validity(
     """Validity bit of each group in a validity check."""
     layout = layout_of(context)
     return _agreed(context, ciphertext, family, shares, lambda vector: read_validity(layout, vector, groups), observe)
+
+
+def reveal_noise(
+    context: FheContext, ciphertext: Ciphertext, family: Sequence[Quorum], shares: Sequence[PartialShare],
+    observe: Observe | None = None,
+) -> bool:
+    """Whether a noise test's noise stayed below the reading threshold in every quorum's fusion
+    (DESIGN.md §3a): the quorums must agree, because a keyholder that crafted the noise of its
+    own mask can shift its own partial of the test to hide it, and only a quorum without it
+    shows the truth. Reveals nothing else (the plaintext is padded)."""
+    if not family:
+        raise InvalidInput("no quorum to decrypt with")
+    bits = context.noise_reading_bits
+    verdicts = []
+    for quorum in family:
+        partials = quorum_partials(context, ciphertext, quorum, shares)
+        if observe is not None:
+            observe(quorum, context.fuse(partials))
+        verdicts.append(context.noise_reading(partials, bits) == 0)
+    if any(verdict != verdicts[0] for verdict in verdicts[1:]):
+        raise IntegrityFailure(
+            "quorums disagree on a noise test: a keyholder's partial decryption is dishonest; nothing is revealed"
+        )
+    return verdicts[0]

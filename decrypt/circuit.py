@@ -5,6 +5,16 @@ relinearized products are), so the aggregator and every keyholder compute byte-i
 ciphertexts from the same log and the same committed masks. That is what lets a keyholder
 refuse anything it did not recompute itself (§4).
 
+Levels: every ciphertext a party supplies (intendo, mask, pad) is at the input level (all
+towers). The hunt path runs at the evaluation level, on compressed copies; the validity circuit
+and the noise test run at the input level, where the flooding is 2^60 larger (docs/parameters.md).
+
+Noise test of inputs X_1..X_k (masks and pads of a contributor, or a batch of intendos), with a
+pad T nobody but its contributors knows and public random integers ρ ≈ 2^123 fixed after every
+input was committed:
+    Y       = Σ_i ρ_i·X_i + ρ_T·T                   plaintext padded; noise ρ·e shows above
+                                                    the flooding once some |e| ≥ 2^64
+
 Hunt, per epoch, with pack sum S = Σ w_i over counted intendos and joint masks R, R':
     d       = S − ramp                              zero exactly at fixed points c[ℓ] = ℓ
     check   = (d ⊙ window) ⊗ R                      reveals F = {ℓ : both copies zero}
@@ -14,9 +24,10 @@ Hunt, per epoch, with pack sum S = Σ w_i over counted intendos and joint masks 
 
 Well-formedness of a batch of new intendos, with public coefficients ρ drawn after submission:
     s_i     = rot(w_i, 1) − w_i                     step differences within each row
-    E_i     = ρq ⊙ s_i ⊙ (s_i − a_i) + ρl ⊙ w_i − c_i
-    total   = Σ_slots Σ_i E_i   (twice, with independent ρ)  zero iff valid, w.h.p.
-    check   = (total¹ in row 0, total² in row 1, at slot g of group g) ⊗ R
+    E_i     = ρq ⊙ s_i ⊙ (s_i − a_i) + ρl ⊙ w_i − c_i   (two independent combinations)
+    total_g = Σ_slots Σ_(i in g) E_i                combination k's in every slot of row k
+    check   = Σ_g total_g ⊗ (R ⊙ 1_g)               zero in both rows of slot g iff group g is
+                                                    valid, w.h.p.; every other slot zero
 """
 
 from __future__ import annotations
@@ -187,9 +198,10 @@ class ValidityCoefficients:
         return cls(quadratic % modulus, linear % modulus, constant)
 
 
-def validity_seed(session: bytes, commitments: Sequence[bytes]) -> bytes:
-    """The coefficient seed for a validation session: fixed by the keyholders' fresh mask
-    commitments, which no submitter could know when it submitted."""
+def session_seed(session: bytes, commitments: Sequence[bytes]) -> bytes:
+    """The seed of a session's public random coefficients (validity combinations, noise-test
+    scalars): fixed by the keyholders' mask commitments, so no submitter could know it when it
+    submitted and no contributor when it committed."""
     digest = hashlib.sha256(b"stagpack/validity-seed/v1\x00" + session)
     for commitment in commitments:
         digest.update(commitment)
@@ -203,21 +215,42 @@ def validity_terms(
     levels: int,
     seed: bytes,
     label: bytes,
-) -> list[Ciphertext]:
-    """E_i for each of the VALIDITY_COMBINATIONS random combinations (summed over slots later)."""
+) -> ValidityTerms:
+    """One intendo's residuals E = ρq ⊙ s ⊙ (s − a) + ρl ⊙ w − c, with the two random
+    combinations interleaved across the rows (`ValidityTerms`)."""
     layout = layout_of(context)
+    width = layout.row_width
     steps = context.subtract(context.rotate(ciphertext, 1), ciphertext)
     shifted = context.subtract_plain(steps, np.full(layout.slot_count, weight, dtype=np.int64))
     quadratic = context.multiply(steps, shifted)
-    terms = []
-    for combination in range(VALIDITY_COMBINATIONS):
-        coefficients = ValidityCoefficients.derive(layout, seed, label + b"/%d" % combination, weight, levels)
+    first, second = (
+        ValidityCoefficients.derive(layout, seed, label + b"/%d" % combination, weight, levels)
+        for combination in range(VALIDITY_COMBINATIONS)
+    )
+
+    def mixed(row0: ValidityCoefficients, row1: ValidityCoefficients) -> Ciphertext:
+        quadratic_coefficients = np.concatenate([row0.quadratic[:width], row1.quadratic[width:]])
+        linear_coefficients = np.concatenate([row0.linear[:width], row1.linear[width:]])
+        constant = np.concatenate([row0.constant[:width], row1.constant[width:]])
         term = context.add(
-            context.multiply_plain(quadratic, coefficients.quadratic),
-            context.multiply_plain(ciphertext, coefficients.linear),
+            context.multiply_plain(quadratic, quadratic_coefficients),
+            context.multiply_plain(ciphertext, linear_coefficients),
         )
-        terms.append(context.subtract_plain(term, coefficients.constant))
-    return terms
+        return context.subtract_plain(term, constant)
+
+    return ValidityTerms(mixed(first, second), mixed(second, first))
+
+
+@dataclass(frozen=True)
+class ValidityTerms:
+    """An intendo's residuals with the combinations interleaved: `straight` holds combination 0
+    on row 0 and combination 1 on row 1, `crossed` the other way round. straight +
+    rowswap(crossed) then holds all of combination 0's terms in row 0 and all of combination
+    1's in row 1, with no plaintext product to select rows (each such product multiplies the
+    noise by about 2^15, measured in docs/parameters.md)."""
+
+    straight: Ciphertext
+    crossed: Ciphertext
 
 
 def sum_rows(context: FheContext, ciphertext: Ciphertext) -> Ciphertext:
@@ -236,36 +269,63 @@ def sum_rows(context: FheContext, ciphertext: Ciphertext) -> Ciphertext:
     return total
 
 
-def fold_rows(context: FheContext, ciphertext: Ciphertext) -> Ciphertext:
-    """x + rowswap(x): each row then holds both rows' terms, so a row sum is a sum of all slots."""
-    return context.add(ciphertext, context.rotate(ciphertext, context.row_width))
+def validity_totals(context: FheContext, group: Sequence[ValidityTerms]) -> Ciphertext:
+    """Combination 0's total over every slot of every intendo of the group in every slot of
+    row 0, combination 1's in every slot of row 1."""
+    if not group:
+        raise InvalidInput("a validity group holds at least one intendo")
+    straight = context.add_many(terms.straight for terms in group)
+    crossed = context.add_many(terms.crossed for terms in group)
+    return sum_rows(context, context.add(straight, context.rotate(crossed, context.row_width)))
 
 
-def validity_check(
-    context: FheContext, groups: Sequence[Sequence[list[Ciphertext]]], mask: Ciphertext
-) -> Ciphertext:
-    """For each group g of intendos (a list of their validity terms), put combination k's total
-    over all slots in slot g of row k, then mask: zero in both rows iff every intendo of the
-    group is valid (up to probability ≈ p^-2). Slots beyond the groups stay zero.
-
-    Combination 0 is folded into row 0 and combination 1 into row 1 before one row sum, which
-    halves the rotations of summing each combination over all slots separately."""
+def validity_check(context: FheContext, groups: Sequence[Sequence[ValidityTerms]], mask: Ciphertext) -> Ciphertext:
+    """Σ_g totals_g ⊗ (R ⊙ 1_g): slot g of each row holds group g's total (of combination 0 in
+    row 0, 1 in row 1) times the mask there; every other slot is zero. Zero in both rows iff
+    every intendo of the group is valid, up to probability ≈ p^-2. The one-hot selector falls on
+    the mask, a fresh encryption, rather than on the noisy totals (measured: 38 bits less noise
+    than selecting the totals)."""
     layout = layout_of(context)
     if not groups or len(groups) > layout.row_width:
         raise InvalidInput(f"a validity check covers 1..{layout.row_width} groups")
-    width = layout.row_width
-    row_selector = [layout.zeros(), layout.zeros()]
-    row_selector[0][:width] = 1
-    row_selector[1][width:] = 1
-    placed: list[Ciphertext] = []
+    placed = []
     for index, group in enumerate(groups):
-        rows = []
-        for combination in range(VALIDITY_COMBINATIONS):
-            folded = fold_rows(context, context.add_many(terms[combination] for terms in group))
-            rows.append(context.multiply_plain(folded, row_selector[combination]))
-        totals = sum_rows(context, context.add_many(rows))
         selector = layout.zeros()
         selector[index] = 1
-        selector[width + index] = 1
-        placed.append(context.multiply_plain(totals, selector))
-    return context.multiply(context.add_many(placed), mask)
+        selector[layout.row_width + index] = 1
+        placed.append(context.multiply(validity_totals(context, group), context.multiply_plain(mask, selector)))
+    return context.add_many(placed)
+
+
+# --- noise test (DESIGN.md §3a) --------------------------------------------------------------
+
+NOISE_SCALE_FACTORS = 8  # each tested input is scaled by a product of 8 random integers in [2^15, 2^16)
+
+
+def noise_scalars(seed: bytes, label: bytes, count: int) -> tuple[tuple[int, ...], ...]:
+    """`count` public random scalars, each the product of NOISE_SCALE_FACTORS integers in
+    [2^15, 2^16) (so about 2^123.5, with 120 bits of entropy, and never a multiple of p), derived
+    from a seed that is fixed only once every tested ciphertext is committed (nobody can aim a
+    crafted noise at them)."""
+    scalars = []
+    for index in range(count):
+        stream = hashlib.shake_256(b"stagpack/noise-scalars/v1\x00" + seed + b"\x00" + label + b"/%d" % index)
+        words = np.frombuffer(stream.digest(2 * NOISE_SCALE_FACTORS), dtype=">u2")
+        scalars.append(tuple(int(word) | 0x8000 for word in words))
+    return tuple(scalars)
+
+
+def noise_test(context: FheContext, tested: Sequence[Ciphertext], pad: Ciphertext, scalars: Sequence[Sequence[int]]) -> Ciphertext:
+    """Y = Σ_i ρ_i·X_i + ρ_pad·T (integer scalars ρ, each given as its factors: ρ_1..ρ_k, ρ_pad).
+
+    The plaintext Σ ρ_i x_i + ρ_pad t (mod p) is one-time padded by T's, uniform and known to no
+    one but its contributor, so decrypting Y says nothing about the tested plaintexts. The noise
+    is Σ ρ_i e_i + ρ_pad e_T: about 2^123 times each input's noise. Honest inputs (fresh
+    encryptions, |e| < 2^13) give at most 2^139, 40 bits under one partial's flooding at the input
+    level; an input with a noise coefficient of 2^64 or more shows above the flooding, whatever
+    the sign or size (a wrapped one is uniform modulo Q), with the 2^-52 exception docs/protocol.md
+    §3a derives. So every keyholder that fuses Y reads whether the inputs' noise is bounded."""
+    if len(scalars) != len(tested) + 1:
+        raise InvalidInput("a noise test takes one scalar per tested ciphertext and one for the pad")
+    terms = [context.scale(ciphertext, scalar) for ciphertext, scalar in zip(tested, scalars)]
+    return context.add_many([*terms, context.scale(pad, scalars[-1])])

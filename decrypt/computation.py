@@ -27,17 +27,19 @@ from stagpack.decrypt import (
     reveal_confirmation,
     reveal_hunt_check,
     reveal_membership,
+    reveal_noise,
     reveal_validity,
 )
 from stagpack.decrypt import circuit
-from stagpack.decrypt.steps import SessionFacts, next_step, require_step, steps
-from stagpack.errors import IntegrityFailure, InvalidInput, UnverifiedEvidence
+from stagpack.decrypt.steps import SessionFacts, next_step, require_step
+from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, UnverifiedEvidence
 from stagpack.fhe import Ciphertext, FheContext, SlotVector
 from stagpack.identity import verify_signature
 from stagpack.log import HuntOutcome, ValidationOutcome
 from stagpack.committee import CommitteeInfo
 from stagpack.pack import CiphertextSource, PackSnapshot
 from stagpack.session import (
+    Committed,
     MaskReveal,
     PartialStatement,
     SessionKind,
@@ -64,6 +66,7 @@ class SessionComputation:
         session: SessionRef,
         commitments: Sequence[SignedCommitment],
         reveals: Sequence[MaskReveal],
+        committee: CommitteeInfo,
     ) -> None:
         if state.height != session.height or state.head != session.head:
             raise InvalidInput(f"the pack is at height {state.height}, not at the session's height {session.height}")
@@ -71,6 +74,7 @@ class SessionComputation:
         self.state = state
         self.source = source
         self.session = session
+        self.committee = committee
         self.spec = state.spec
         committed = {signed.commitment.keyholder: signed.commitment for signed in commitments}
         by_keyholder = {}
@@ -84,63 +88,92 @@ class SessionComputation:
             by_keyholder[reveal.keyholder] = reveal
         if set(by_keyholder) != set(committed):
             raise InvalidInput("every committed keyholder must reveal its masks")
-        self._reveals = [by_keyholder[index] for index in sorted(by_keyholder)]
-        self._commitment_digests = [codec.encode(committed[index]) for index in sorted(committed)]
-        self._masks: dict[int, Ciphertext] = {}
-        self._cache: dict[tuple[Step, tuple[int, ...]], list[Ciphertext]] = {}
-        self._validity_terms: list[list[Ciphertext]] | None = None
+        self.contributors = tuple(sorted(by_keyholder))
+        self._reveals = by_keyholder
+        self.seed = circuit.session_seed(session.session_id, [codec.encode(committed[index]) for index in self.contributors])
+        self._parsed: dict[tuple[int, Committed], Ciphertext] = {}
+        self._cache: dict[tuple[object, ...], list[Ciphertext]] = {}
+        self._validity_terms: list[circuit.ValidityTerms] | None = None
+        self.read_cache: dict[tuple[object, ...], SessionFacts] = {}  # see read_step
 
     def initial_facts(self) -> SessionFacts:
-        """The facts before any step: only what the log makes public."""
-        return SessionFacts(self.session.kind, batch_size=len(self.state.batch))
+        """The facts before any step: only what the log and the commitments make public."""
+        return SessionFacts(
+            self.session.kind, self.contributors, self.committee.noise_test, batch_size=len(self.state.batch)
+        )
 
-    def mask(self, which: int) -> Ciphertext:
-        if which not in self._masks:
-            masks = [self.context.ciphertext_from_bytes(reveal.masks[which]) for reveal in self._reveals]
-            self._masks[which] = circuit.sum_masks(self.context, masks)
-        return self._masks[which]
+    def committed(self, keyholder: int, which: Committed) -> Ciphertext:
+        """One ciphertext a contributor committed to (input level)."""
+        key = (keyholder, which)
+        if key not in self._parsed:
+            self._parsed[key] = self.context.ciphertext_from_bytes(self._reveals[keyholder].masks[which])
+        return self._parsed[key]
+
+    def _mask(self, which: Committed, facts: SessionFacts) -> Ciphertext:
+        """R = Σ of the clean contributors' masks: uniform if one of them is honest."""
+        return circuit.sum_masks(self.context, [self.committed(keyholder, which) for keyholder in facts.mask_contributors])
 
     def ciphertexts(self, step: Step, facts: SessionFacts) -> list[Ciphertext]:
         """What `step` decrypts, given the facts of the steps before it."""
-        key = (step, facts.candidates if step is Step.CONFIRM else (facts.level or 0,) if step is Step.MEMBERSHIP else ())
+        key: tuple[object, ...] = (step, facts.mask_contributors, facts.candidates, facts.level)
         if key not in self._cache:
-            self._cache[key] = [self._build(step, facts)]
+            self._cache[key] = self._build(step, facts)
         return self._cache[key]
 
-    def _build(self, step: Step, facts: SessionFacts) -> Ciphertext:
-        levels = self.spec.levels
+    def _build(self, step: Step, facts: SessionFacts) -> list[Ciphertext]:
+        context, levels = self.context, self.spec.levels
+        if step is Step.NOISE:
+            return [self._contributor_noise_test(keyholder) for keyholder in self.contributors]
+        if step is Step.INPUT_NOISE:
+            intendos = [context.ciphertext_from_bytes(self.source.ciphertext(intendo_id)) for intendo_id, _ in self._batch()]
+            pad = circuit.sum_masks(context, [self.committed(keyholder, Committed.INPUT_PAD) for keyholder in facts.mask_contributors])
+            scalars = circuit.noise_scalars(self.seed, b"input-noise", len(intendos) + 1)
+            return [circuit.noise_test(context, intendos, pad, scalars)]
         if step is Step.CHECK:
-            return circuit.hunt_check(self.context, self._pack_sum(), self.mask(0), levels, self.state.executed_level)
+            mask = context.compress(self._mask(Committed.FIRST_MASK, facts))
+            return [circuit.hunt_check(context, self._pack_sum(), mask, levels, self.state.executed_level)]
         if step is Step.CONFIRM:
-            return circuit.hunt_confirmation(self.context, self._pack_sum(), self.mask(1), levels, facts.candidates)
+            mask = context.compress(self._mask(Committed.SECOND_MASK, facts))
+            return [circuit.hunt_confirmation(context, self._pack_sum(), mask, levels, facts.candidates)]
         if step is Step.MEMBERSHIP:
             assert facts.level is not None
-            pending = self.state.pending_ciphertexts(self.context, self.source)
-            return circuit.membership_ciphertext(self.context, pending, facts.level, levels)
+            pending = self.state.pending_ciphertexts(context, self.source)
+            return [circuit.membership_ciphertext(context, pending, facts.level, levels)]
         if step is Step.BATCH:
-            if not self.state.batch:
-                raise InvalidInput("no intendos await validation")
-            return circuit.validity_check(self.context, [self._terms()], self.mask(0))
-        return circuit.validity_check(self.context, [[terms] for terms in self._terms()], self.mask(1))
+            return [circuit.validity_check(context, [self._terms()], self._mask(Committed.FIRST_MASK, facts))]
+        return [circuit.validity_check(context, [[terms] for terms in self._terms()], self._mask(Committed.SECOND_MASK, facts))]
+
+    def _contributor_noise_test(self, keyholder: int) -> Ciphertext:
+        """Y_j = Σ ρ·(keyholder j's masks) + ρ_pad·(its pad): every ciphertext j committed to."""
+        tested = [self.committed(keyholder, Committed.FIRST_MASK), self.committed(keyholder, Committed.SECOND_MASK)]
+        if self.session.kind is SessionKind.VALIDATION:
+            tested.append(self.committed(keyholder, Committed.INPUT_PAD))
+        label = b"noise/%d" % keyholder
+        scalars = circuit.noise_scalars(self.seed, label, len(tested) + 1)
+        return circuit.noise_test(self.context, tested, self.committed(keyholder, Committed.PAD), scalars)
 
     def _pack_sum(self) -> Ciphertext:
         if self.state.counted_sum is None or self.state.counted == 0:
             raise InvalidInput("the pack has no counted intendos to evaluate")
         return self.state.counted_sum
 
+    def _batch(self) -> tuple[tuple[bytes, int], ...]:
+        if not self.state.batch:
+            raise InvalidInput("no intendos await validation")
+        return self.state.batch
+
     def batch_ids(self) -> list[bytes]:
         return [intendo_id for intendo_id, _ in self.state.batch]
 
-    def _terms(self) -> list[list[Ciphertext]]:
-        """Each batch intendo's validity terms (one per random combination)."""
+    def _terms(self) -> list[circuit.ValidityTerms]:
+        """Each batch intendo's validity terms (input level)."""
         if self._validity_terms is None:
-            seed = circuit.validity_seed(self.session.session_id, self._commitment_digests)
             self._validity_terms = [
                 circuit.validity_terms(
                     self.context, self.context.ciphertext_from_bytes(self.source.ciphertext(intendo_id)), weight,
-                    self.spec.levels, seed, intendo_id,
+                    self.spec.levels, self.seed, intendo_id,
                 )
-                for intendo_id, weight in self.state.batch
+                for intendo_id, weight in self._batch()
             ]
         return self._validity_terms
 
@@ -149,7 +182,9 @@ class SessionComputation:
 
     def outcome(self, facts: SessionFacts) -> Outcome | None:
         """The outcome of a session whose steps are all read: a hunt (None when it did not fire)
-        or a validation verdict."""
+        or a validation verdict. A batch whose noise test failed is decided without a validity
+        check: one intendo alone is rejected (recorded against its signer); a larger batch is
+        deferred, so that each of its intendos is tested alone and only the noisy one is blamed."""
         session, state = self.session, self.state
         if session.kind is SessionKind.HUNT:
             if facts.members is None or facts.level is None:
@@ -158,11 +193,15 @@ class SessionComputation:
             return HuntOutcome(
                 session.stag_id, session.number, session.height, session.head, facts.level, state.executed_level, members
             )
-        batch = self.batch_ids()
+        batch = tuple(self.batch_ids())
+        if facts.inputs_clean is False:
+            if len(batch) == 1:
+                return ValidationOutcome(session.stag_id, session.number, session.height, session.head, (), batch, ())
+            return ValidationOutcome(session.stag_id, session.number, session.height, session.head, (), (), batch)
         verdicts = facts.verdicts if facts.verdicts is not None else (bool(facts.batch_valid),) * len(batch)
         valid = tuple(intendo for intendo, ok in zip(batch, verdicts) if ok)
         invalid = tuple(intendo for intendo, ok in zip(batch, verdicts) if not ok)
-        return ValidationOutcome(session.stag_id, session.number, session.height, session.head, valid, invalid)
+        return ValidationOutcome(session.stag_id, session.number, session.height, session.head, valid, invalid, ())
 
 
 # --- reading steps ---------------------------------------------------------------------------
@@ -177,10 +216,11 @@ class StepPartials:
 
 
 def prescribed_family(committee: CommitteeInfo, members: set[int]) -> tuple[Quorum, ...]:
-    """The family of quorums a step must be decrypted by when `members` take part: when more
-    than t do, one quorum without each of them, so that their facts can be checked against
-    each other (see `stagpack.decrypt.quorum`)."""
-    return quorum_family(committee.parties, committee.threshold, frozenset(members))
+    """The family of quorums a step must be decrypted by when `members` take part: for every
+    set of up to f of them a quorum without them, so that up to f dishonest keyholders cannot
+    shift what is revealed unseen (`stagpack.decrypt.quorum`). Fewer than t + f members raise
+    CommitteeUnavailable."""
+    return quorum_family(committee.parties, committee.threshold, frozenset(members), committee.fault_bound)
 
 
 def collect_step(
@@ -195,7 +235,14 @@ def collect_step(
     mine = [partial for partial in partials if partial.statement.step is step]
     if not mine:
         raise UnverifiedEvidence(f"no partial decryptions of the {step.value} step were presented")
-    family = prescribed_family(committee, {partial.statement.producer for partial in mine})
+    producers = {partial.statement.producer for partial in mine}
+    try:
+        family = prescribed_family(committee, producers)
+    except CommitteeUnavailable:
+        raise UnverifiedEvidence(
+            f"{step.value} partials from {len(producers)} keyholders: with fault bound f = {committee.fault_bound} a step "
+            f"is decrypted by t + f = {committee.decrypting}, so that a quorum without any f of them checks the rest"
+        ) from None
     quorums = {quorum.members for quorum in family}
     if any(partial.statement.quorum and partial.statement.quorum not in quorums for partial in mine):
         raise UnverifiedEvidence(f"{step.value} partials were made for quorums other than the prescribed family")
@@ -256,45 +303,102 @@ def read_step(
     against the recomputed ciphertexts, fuse every quorum of the family and read what it
     revealed (the quorums must agree)."""
     require_step(facts, step)
+    # A keyholder re-reads earlier steps at every later step (and at certify): the same partials
+    # always give the same facts, so they are fused once.
+    fingerprint = hashlib.sha256()
+    for statement, signature, data in sorted(
+        (codec.encode(partial.statement), partial.signature, partial.data) for partial in partials if partial.statement.step is step
+    ):
+        for part in (statement, signature, hashlib.sha256(data).digest()):
+            fingerprint.update(len(part).to_bytes(4, "big") + part)
+    memo = (step, facts, fingerprint.digest())
+    if observer is None and memo in computation.read_cache:
+        return computation.read_cache[memo]
+    revealed = _read_step(computation, committee, step, facts, partials, observer)
+    computation.read_cache[memo] = revealed
+    return revealed
+
+
+def _read_step(
+    computation: SessionComputation,
+    committee: CommitteeInfo,
+    step: Step,
+    facts: SessionFacts,
+    partials: Sequence[SignedPartial],
+    observer: DecryptionObserver | None,
+) -> SessionFacts:
     context, state, session = computation.context, computation.state, computation.session
     ciphertexts = computation.ciphertexts(step, facts)
+    outsiders = {partial.statement.producer for partial in partials if partial.statement.step is step} - set(computation.contributors)
+    if outsiders:
+        raise UnverifiedEvidence(f"{step.value} partials from keyholders {sorted(outsiders)}, whose masks are not in the session")
     collected = collect_step(committee, session, step, computation.digests(ciphertexts), partials)
-    (ciphertext,), (shares,) = ciphertexts, collected.items
     observe = None if observer is None else (lambda quorum, vector: observer(session, step, quorum, vector))
+    family = collected.family
+    if step is Step.NOISE:
+        clean = tuple(
+            keyholder
+            for keyholder, ciphertext, shares in zip(computation.contributors, ciphertexts, collected.items)
+            if reveal_noise(context, ciphertext, family, shares, observe)
+        )
+        if len(clean) <= committee.fault_bound:
+            raise IntegrityFailure(
+                f"the masks of only {len(clean)} contributors passed the noise test: more keyholders misbehave than "
+                f"the committee's fault bound f = {committee.fault_bound} allows; nothing is revealed"
+            )
+        return replace(facts, through=step, clean=clean)
+    (ciphertext,), (shares,) = ciphertexts, collected.items
     levels = computation.spec.levels
+    if step is Step.INPUT_NOISE:
+        return replace(facts, through=step, inputs_clean=reveal_noise(context, ciphertext, family, shares, observe))
     if step is Step.CHECK:
-        check = reveal_hunt_check(context, ciphertext, collected.family, shares, levels, state.executed_level, observe)
+        check = reveal_hunt_check(context, ciphertext, family, shares, levels, state.executed_level, observe)
         return replace(facts, through=step, candidates=check.candidates)
     if step is Step.CONFIRM:
-        confirmation = reveal_confirmation(context, ciphertext, collected.family, shares, levels, facts.candidates, observe)
+        confirmation = reveal_confirmation(context, ciphertext, family, shares, levels, facts.candidates, observe)
         return replace(facts, through=step, level=confirmation.level)
     if step is Step.MEMBERSHIP:
         assert facts.level is not None
-        members = reveal_membership(context, ciphertext, collected.family, shares, facts.level, len(state.pending), observe)
+        members = reveal_membership(context, ciphertext, family, shares, facts.level, len(state.pending), observe)
         check_membership_total(computation, facts.level, members)
         return replace(facts, through=step, members=members)
     if step is Step.BATCH:
-        (batch_valid,) = reveal_validity(context, ciphertext, collected.family, shares, 1, observe)
+        (batch_valid,) = reveal_validity(context, ciphertext, family, shares, 1, observe)
         return replace(facts, through=step, batch_valid=batch_valid)
-    verdicts = reveal_validity(context, ciphertext, collected.family, shares, facts.batch_size, observe)
+    verdicts = reveal_validity(context, ciphertext, family, shares, facts.batch_size, observe)
     return replace(facts, through=step, verdicts=verdicts)
 
 
-def read_steps(
+def facts_before(
     computation: SessionComputation,
     committee: CommitteeInfo,
     partials: Sequence[SignedPartial],
-    through: Step,
+    step: Step,
     observer: DecryptionObserver | None = None,
 ) -> SessionFacts:
-    """Re-derive the facts of a session's steps, in the graph's order, up to and including
-    `through`."""
+    """What the steps before `step` revealed, read in the graph's order from their partials,
+    and the graph's verdict that `step` runs next (raises when it may not)."""
     facts = computation.initial_facts()
-    for step in steps(computation.session.kind):
-        facts = read_step(computation, committee, step, facts, partials, observer)
-        if step is through:
-            return facts
-    raise InvalidInput(f"step {through.value} does not belong to a {computation.session.kind.value} session")
+    while (upcoming := next_step(facts)) is not None and upcoming is not step:
+        if not any(partial.statement.step is upcoming for partial in partials):
+            raise UnverifiedEvidence(f"no partial decryptions of the {upcoming.value} step were presented")
+        facts = read_step(computation, committee, upcoming, facts, partials, observer)
+    require_step(facts, step)
+    return facts
+
+
+def facts_so_far(
+    computation: SessionComputation,
+    committee: CommitteeInfo,
+    partials: Sequence[SignedPartial],
+    observer: DecryptionObserver | None = None,
+) -> SessionFacts:
+    """What the steps with partials among `partials` revealed, in the graph's order (the facts
+    a resumed session continues from)."""
+    facts = computation.initial_facts()
+    while (upcoming := next_step(facts)) is not None and any(partial.statement.step is upcoming for partial in partials):
+        facts = read_step(computation, committee, upcoming, facts, partials, observer)
+    return facts
 
 
 def check_membership_total(computation: SessionComputation, level: int, members: tuple[bool, ...]) -> None:
@@ -318,12 +422,7 @@ def session_outcome(
     """The outcome of a session from the complete partial sets of its steps (see
     `SessionComputation.outcome`). Aggregator and keyholders both call this; a keyholder signs
     only the outcome it derived itself."""
-    decrypted = {partial.statement.step for partial in partials}
-    order = steps(computation.session.kind)
-    through = [step for step in order if step in decrypted]
-    if not through:
-        raise UnverifiedEvidence(f"no partial decryptions of the {order[0].value} step were presented")
-    facts = read_steps(computation, committee, partials, through[-1], observer)
+    facts = facts_so_far(computation, committee, partials, observer)
     remaining = next_step(facts)
     if remaining is not None:
         raise UnverifiedEvidence(f"the {remaining.value} step must run before the session has an outcome")

@@ -1,14 +1,20 @@
-"""The session step graph: which step may follow which — the one definition (DESIGN.md §3, §7).
+"""The session step graph: which step may follow which — the one definition (DESIGN.md §3, §3a, §7).
 
 A session decrypts a sequence of steps. What a step decrypts may depend on what earlier steps
 revealed (their *facts*), and whether it may run at all is a condition on those facts:
 
-    hunt        CHECK ──(some level is a candidate)──▶ CONFIRM ──(a level was confirmed)──▶ MEMBERSHIP
-    validation  BATCH ──(the batch is invalid and holds more than one intendo)──▶ EACH
+    hunt        NOISE ──▶ CHECK ──(some level is a candidate)──▶ CONFIRM ──(a level was confirmed)──▶ MEMBERSHIP
+    validation  NOISE ──▶ INPUT_NOISE ──(the intendos' noise is bounded)──▶ BATCH
+                      ──(the batch is invalid and holds more than one intendo)──▶ EACH
+
+NOISE tests every contributor's masks and pads, INPUT_NOISE the batch's intendos (DESIGN.md
+§3a): nothing whose noise a single party chose enters a product or is decrypted before its
+noise is shown to be bounded. A committee created without the noise test (benchmarks only)
+skips both.
 
 Three parties read this table and nothing else for the order of steps:
 - a keyholder refuses a step whose condition does not hold (`stagpack.keyholder.policy`);
-- the aggregator runs the next step while its condition holds (`stagpack.aggregator.sessions`);
+- the aggregator runs the next step while there is one (`stagpack.aggregator.sessions`);
 - readers re-derive the facts step by step and know when a session has an outcome
   (`stagpack.decrypt.computation`).
 
@@ -27,34 +33,51 @@ from stagpack.session import SessionKind, Step
 
 @dataclass(frozen=True)
 class SessionFacts:
-    """What a session's steps have revealed so far (`through`: the last step read)."""
+    """What a session's steps have revealed so far (`through`: the last step read), with the
+    public facts they depend on."""
 
     kind: SessionKind
+    contributors: tuple[int, ...]  # the keyholders whose masks the session fixed
+    noise_test: bool = True  # the committee tests noise (False only in benchmarks)
     batch_size: int = 0  # validation: how many intendos the batch holds (public, from the log)
     through: Step | None = None
+    clean: tuple[int, ...] = ()  # NOISE: contributors whose masks and pads have bounded noise
+    inputs_clean: bool | None = None  # INPUT_NOISE: the batch's intendos have bounded noise
     candidates: tuple[int, ...] = ()  # CHECK: levels zero in both masked copies
     level: int | None = None  # CONFIRM: the greatest candidate confirmed with fresh masks
     members: tuple[bool, ...] | None = None  # MEMBERSHIP: one bit per pending intendo
     batch_valid: bool | None = None  # BATCH: every intendo of the batch is well-formed
     verdicts: tuple[bool, ...] | None = None  # EACH: one verdict per intendo of the batch
 
-
-@dataclass(frozen=True)
-class Edge:
-    """One step and the condition on earlier facts under which it may run."""
-
-    step: Step
-    condition: Callable[[SessionFacts], bool]
-    refusal: str  # why it may not run when the condition fails
-    binds: bool = False
+    @property
+    def mask_contributors(self) -> tuple[int, ...]:
+        """Whose masks the later steps use: the contributors that passed the noise test."""
+        return self.clean if self.noise_test else self.contributors
 
 
 def _always(_: SessionFacts) -> bool:
     return True
 
 
+def _tests_noise(facts: SessionFacts) -> bool:
+    return facts.noise_test
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One step, when it applies at all (otherwise the session goes on to the next step), and
+    the condition on earlier facts under which it may run (otherwise the session has ended)."""
+
+    step: Step
+    condition: Callable[[SessionFacts], bool]
+    refusal: str  # why it may not run when the condition fails
+    applies: Callable[[SessionFacts], bool] = _always
+    binds: bool = False
+
+
 GRAPH: dict[SessionKind, tuple[Edge, ...]] = {
     SessionKind.HUNT: (
+        Edge(Step.NOISE, _always, "", applies=_tests_noise),
         Edge(Step.CHECK, _always, ""),
         Edge(
             Step.CONFIRM,
@@ -69,7 +92,13 @@ GRAPH: dict[SessionKind, tuple[Edge, ...]] = {
         ),
     ),
     SessionKind.VALIDATION: (
-        Edge(Step.BATCH, _always, ""),
+        Edge(Step.NOISE, _always, "", applies=_tests_noise),
+        Edge(Step.INPUT_NOISE, _always, "", applies=_tests_noise),
+        Edge(
+            Step.BATCH,
+            lambda facts: facts.inputs_clean is not False,
+            "the batch's noise test failed: no validity check may run on its intendos",
+        ),
         Edge(
             Step.EACH,
             lambda facts: facts.batch_valid is False and facts.batch_size > 1,
@@ -91,30 +120,29 @@ def _edge(kind: SessionKind, step: Step) -> tuple[int, Edge]:
     raise InvalidInput(f"step {step.value} does not belong to a {kind.value} session")
 
 
-def previous(kind: SessionKind, step: Step) -> Step | None:
-    """The step whose facts `step` needs (None for the first)."""
-    position, _ = _edge(kind, step)
-    return GRAPH[kind][position - 1].step if position else None
-
-
-def require_step(facts: SessionFacts, step: Step) -> None:
-    """Raise unless `step` may run now: it comes right after what `facts` were read through, and
-    its condition on them holds (PolicyRefusal with the graph's reason)."""
-    position, edge = _edge(facts.kind, step)
-    expected = GRAPH[facts.kind][position - 1].step if position else None
-    if facts.through is not expected:
-        raise InvalidInput(f"the {step.value} step needs the facts of the step before it")
-    if not edge.condition(facts):
-        raise PolicyRefusal(edge.refusal)
-
-
 def next_step(facts: SessionFacts) -> Step | None:
     """The step that runs next, or None when the session has its outcome."""
     edges = GRAPH[facts.kind]
     position = 0 if facts.through is None else _edge(facts.kind, facts.through)[0] + 1
-    if position < len(edges) and edges[position].condition(facts):
-        return edges[position].step
+    while position < len(edges):
+        edge = edges[position]
+        if not edge.applies(facts):
+            position += 1
+            continue
+        return edge.step if edge.condition(facts) else None
     return None
+
+
+def require_step(facts: SessionFacts, step: Step) -> None:
+    """Raise unless `step` is the one that runs next after `facts`: PolicyRefusal with the
+    graph's reason when its condition fails, InvalidInput when it is out of order."""
+    if next_step(facts) is step:
+        return
+    _, edge = _edge(facts.kind, step)
+    if edge.applies(facts) and not edge.condition(facts):
+        raise PolicyRefusal(edge.refusal)
+    after = facts.through.value if facts.through is not None else "the start of the session"
+    raise InvalidInput(f"the {step.value} step does not come after {after}")
 
 
 def binds(kind: SessionKind, step: Step) -> bool:

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 from stagpack.decrypt.quorum import Quorum
 from stagpack.errors import InvalidInput, WrongPhase
-from stagpack.fhe import Ciphertext, FheContext, KeyBackupShare, SecretKeyShare, SlotVector
+from stagpack.fhe import Ciphertext, FheContext, KeyBackupShare, PartialDecryption, SecretKeyShare, SlotVector
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,11 @@ class DecryptingParty:
         return shares
 
 
-def fuse(context: FheContext, ciphertext: Ciphertext, quorum: Quorum, shares: Sequence[PartialShare]) -> SlotVector:
-    """Fuse the partials of one quorum (own partials of its members, its stand-ins, and the
-    public lead term) into the plaintext slot vector. `shares` may hold other quorums' too."""
+def quorum_partials(
+    context: FheContext, ciphertext: Ciphertext, quorum: Quorum, shares: Sequence[PartialShare]
+) -> list[PartialDecryption]:
+    """Every partial one quorum's fusion needs, in order: the public lead term, the members' own
+    partials and their stand-ins. `shares` may hold other quorums' too."""
     expected = quorum.expected_partials()
     by_role: dict[tuple[int, int], PartialShare] = {}
     for share in shares:
@@ -104,4 +106,12 @@ def fuse(context: FheContext, ciphertext: Ciphertext, quorum: Quorum, shares: Se
     if missing:
         raise InvalidInput(f"partial decryptions for quorum {quorum.members} are incomplete: missing {missing}")
     partials = [context.partial_from_bytes(by_role[role].data) for role in expected]
-    return context.fuse([context.public_lead_partial(ciphertext), *partials])
+    if any(partial.towers != ciphertext.towers for partial in partials):
+        raise InvalidInput("a partial decryption is not at the level of the ciphertext it claims to decrypt")
+    return [context.public_lead_partial(ciphertext), *partials]
+
+
+def fuse(context: FheContext, ciphertext: Ciphertext, quorum: Quorum, shares: Sequence[PartialShare]) -> SlotVector:
+    """Fuse the partials of one quorum (own partials of its members, its stand-ins, and the
+    public lead term) into the plaintext slot vector."""
+    return context.fuse(quorum_partials(context, ciphertext, quorum, shares))

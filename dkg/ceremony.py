@@ -24,7 +24,9 @@ from stagpack.dkg.messages import (
     QuorumPartials,
     RoundOneRequest,
     RoundTwoRequest,
+    SelfTestCommitRequest,
     SelfTestRequest,
+    SelfTestRevealRequest,
     SignRequest,
 )
 from stagpack.committee import Participant, Transcript
@@ -38,9 +40,12 @@ from stagpack.dkg.rounds import (
     ROUND_ONE,
     ROUND_TWO,
     SELF_TEST,
+    SELF_TEST_COMMIT,
+    SELF_TEST_REVEAL,
     SIGN,
 )
-from stagpack.dkg.party import expected_transcript_body, self_test_quorums, self_test_vectors
+from stagpack.dkg.party import expected_transcript_body, self_test_digest, self_test_quorums
+from stagpack.committee import check_committee_shape, default_fault_bound
 from stagpack.errors import IntegrityFailure, InvalidInput
 from stagpack.fhe import FheContext, KeyMaterial
 from stagpack.identity import PublicIdentity
@@ -80,12 +85,23 @@ def run_ceremony(
     peers: Sequence[CeremonyPeer],
     threshold: int,
     progress: Progress | None = None,
+    *,
+    aggregator_key: bytes,
+    coordinator_key: bytes,
+    fault_bound: int | None = None,
+    noise_test: bool = True,
 ) -> CommitteeBundle:
-    """Run the whole ceremony among `peers` (in chain order) and return the committee bundle."""
+    """Run the whole ceremony among `peers` (in chain order) and return the committee bundle.
+
+    `aggregator_key` is the Ed25519 key of the one aggregator the committee will serve,
+    `coordinator_key` the key this coordinator signs its requests with (the peers' transport
+    signs); `fault_bound` defaults to 1 where n > t (DESIGN.md §4)."""
     parties = len(peers)
     if parties < 1:
         raise InvalidInput("a ceremony needs at least one keyholder")
-    steps = 8 + (2 if threshold < parties else 0)
+    fault_bound = default_fault_bound(parties, threshold) if fault_bound is None else fault_bound
+    check_committee_shape(parties, threshold, fault_bound, context.parameters.max_fused_partials)
+    steps = 10 + (2 if threshold < parties else 0)
     done = 0
 
     def advance(what: str) -> None:
@@ -100,10 +116,14 @@ def run_ceremony(
         parameters=context.parameters.to_bytes(),
         parties=parties,
         threshold=threshold,
+        fault_bound=fault_bound,
+        noise_test=noise_test,
         participants=tuple(
             Participant(index, identity.name, identity.verify_key, identity.box_key)
             for index, identity in enumerate(identities, start=1)
         ),
+        coordinator_key=coordinator_key,
+        aggregator_key=aggregator_key,
     )
     ceremony = plan.ceremony_id
     for index, peer in enumerate(peers, start=1):
@@ -168,18 +188,28 @@ def run_ceremony(
             _check_index(peer.call(DELIVER_BACKUPS, DeliverBackupsRequest(ceremony, addressed)).index, index, "backup delivery")
         advance("backup shares delivered")
 
-    test_ciphertexts = tuple(
-        context.ciphertext_to_bytes(context.encrypt(joint, vector)) for vector in self_test_vectors(context, ceremony)
-    )
-    quorums = self_test_quorums(parties, threshold)
+    tests = []
+    for index, peer in enumerate(peers, start=1):
+        encrypted = peer.call(SELF_TEST, SelfTestRequest(ceremony))
+        _check_index(encrypted.index, index, "self-test encryption")
+        tests.append(encrypted)
+    advance("self-test encrypted by every keyholder")
+    commitments = []
+    for index, peer in enumerate(peers, start=1):
+        commitment = peer.call(SELF_TEST_COMMIT, SelfTestCommitRequest(ceremony, tuple(tests)))
+        _check_index(commitment.index, index, "self-test commitment")
+        commitments.append(commitment)
+    advance("self-test partials committed")
     partials: list[QuorumPartials] = []
     for index, peer in enumerate(peers, start=1):
-        tested = peer.call(SELF_TEST, SelfTestRequest(ceremony, test_ciphertexts, quorums))
-        _check_index(tested.index, index, "self-test")
-        partials.extend(tested.partials)
+        revealed = peer.call(SELF_TEST_REVEAL, SelfTestRevealRequest(ceremony, tuple(commitments)))
+        _check_index(revealed.index, index, "self-test reveal")
+        partials.extend(revealed.partials)
     advance("self-test decrypted")
 
-    body = expected_transcript_body(context, plan, tuple(chain), evaluation_digest)
+    body = expected_transcript_body(
+        context, plan, tuple(chain), evaluation_digest, self_test_digest(tests, self_test_quorums(parties, threshold))
+    )
     signatures = []
     for index, peer in enumerate(peers, start=1):
         signature = peer.call(SIGN, SignRequest(body, tuple(partials)))

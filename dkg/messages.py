@@ -15,13 +15,17 @@ from stagpack.committee import Participant, Transcript, TranscriptBody, Transcri
 class CeremonyPlan:
     """Round 0: who takes part, in which order, with which parameters."""
 
-    WIRE_NAME = "CeremonyPlan"
+    WIRE_NAME = "stagpack.CeremonyPlan.v2"
 
     ceremony_id: bytes
     parameters: bytes  # FheParameters.to_bytes()
     parties: int
     threshold: int
+    fault_bound: int
+    noise_test: bool
     participants: tuple[Participant, ...]
+    coordinator_key: bytes
+    aggregator_key: bytes
 
 
 @dataclass(frozen=True)
@@ -154,15 +158,50 @@ class Acknowledgement:
 
 @dataclass(frozen=True)
 class SelfTestRequest:
-    """Round 7: evaluate the self-test circuit on vectors derived from the ceremony id and
-    partially decrypt it for each listed quorum (the full committee, and for t < n one quorum
-    without each party)."""
+    """Round 7: encrypt two secret test vectors on your region under the final joint key."""
 
-    WIRE_NAME = "SelfTestRequest"
+    WIRE_NAME = "stagpack.SelfTestRequest.v2"
 
     ceremony_id: bytes
-    test_ciphertexts: tuple[bytes, ...]
-    quorums: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class SelfTestCiphertexts:
+    WIRE_NAME = "stagpack.SelfTestCiphertexts.v1"
+
+    ceremony_id: bytes
+    index: int
+    ciphertexts: tuple[bytes, ...]  # two input-level ciphertexts under the joint key
+
+
+@dataclass(frozen=True)
+class SelfTestCommitRequest:
+    """Round 8: every keyholder's test ciphertexts; evaluate, partially decrypt for every
+    self-test quorum, and commit to the partials."""
+
+    WIRE_NAME = "stagpack.SelfTestCommitRequest.v1"
+
+    ceremony_id: bytes
+    ciphertexts: tuple[SelfTestCiphertexts, ...]
+
+
+@dataclass(frozen=True)
+class SelfTestCommitment:
+    WIRE_NAME = "stagpack.SelfTestCommitment.v1"
+
+    ceremony_id: bytes
+    index: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class SelfTestRevealRequest:
+    """Round 9: every keyholder's commitment; reveal the partials committed to."""
+
+    WIRE_NAME = "stagpack.SelfTestRevealRequest.v1"
+
+    ceremony_id: bytes
+    commitments: tuple[SelfTestCommitment, ...]
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,26 @@ request against its own state; a repeated identical request gets the same respon
 are safe), anything else out of order raises `WrongPhase` or `InvalidInput`. No I/O: the
 keyholder service persists the `CeremonyOutcome` and a transport carries the records.
 
-Rounds (DESIGN.md §5, §6; OpenFHE's chained multiparty key generation):
+Rounds (DESIGN.md §4, §5, §6; OpenFHE's chained multiparty key generation):
     plan → chain (sequential) → round one → round two → finalize
-         → [backup → deliver backups]  (t < n) → self-test → sign → complete
+         → [backup → deliver backups]  (t < n)
+         → self-test: encrypt → commit → reveal → sign → complete
+
+The self-test is what relates the last link of the key chain to the rest: each keyholder
+encrypts secret vectors of its own under the final joint key, every keyholder commits to its
+partial decryptions for a family of quorums before any is revealed, and each checks that its
+own vectors come back. A keyholder that published a substituted last link (a key it alone can
+decrypt) cannot shape its partials to the others' without seeing them first.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import os
 import typing
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -42,14 +50,18 @@ from stagpack.dkg.messages import (
     RoundOneResponse,
     RoundTwoRequest,
     RoundTwoResponse,
+    SelfTestCiphertexts,
+    SelfTestCommitment,
+    SelfTestCommitRequest,
     SelfTestRequest,
     SelfTestResponse,
+    SelfTestRevealRequest,
     SignRequest,
 )
-from stagpack.committee import TranscriptBody, TranscriptSignature
-from stagpack.errors import IntegrityFailure, InvalidInput, WrongPhase
+from stagpack.committee import TranscriptBody, TranscriptSignature, check_committee_shape
+from stagpack.errors import IntegrityFailure, InvalidInput, PolicyRefusal, WrongPhase
 from stagpack.fhe import Ciphertext, FheContext, FheParameters, KeyBackupShare, KeyMaterial, PublicKey, SecretKeyShare, SlotVector
-from stagpack.identity import KeyholderIdentity, digest
+from stagpack.identity import KeyholderIdentity, check_verify_key, digest
 
 
 
@@ -62,9 +74,11 @@ class Phase(enum.IntEnum):
     FINALIZED = 5
     BACKED_UP = 6
     BACKUPS_RECEIVED = 7
-    SELF_TESTED = 8
-    SIGNED = 9
-    COMPLETE = 10
+    SELF_TEST_ENCRYPTED = 8
+    SELF_TEST_COMMITTED = 9
+    SELF_TEST_REVEALED = 10
+    SIGNED = 11
+    COMPLETE = 12
 
 
 @dataclass(frozen=True)
@@ -90,52 +104,101 @@ class CeremonyOutcome:
     rotation: bytes
 
 
-def self_test_vectors(context: FheContext, ceremony_id: bytes) -> tuple[SlotVector, SlotVector]:
-    """Two public vectors every party derives from the ceremony id."""
+# --- the self-test (every keyholder encrypts its own test under the final joint key) ----------
+
+
+def self_test_region(context: FheContext, parties: int, index: int) -> slice:
+    """Keyholder `index`'s slots in each row: the committee splits a row into n regions."""
+    width = context.row_width // parties
+    return slice((index - 1) * width, index * width)
+
+
+def self_test_vectors(context: FheContext, parties: int, index: int) -> tuple[SlotVector, SlotVector]:
+    """Two fresh secret vectors, uniform in Z_p on this keyholder's region of both rows and zero
+    elsewhere. Nobody else learns them before the keyholder checks its region."""
+    region = self_test_region(context, parties, index)
     vectors = []
-    for label in (b"first", b"second"):
-        stream = hashlib.shake_256(b"stagpack/self-test/v1\x00" + ceremony_id + label).digest(4 * context.slot_count)
-        vectors.append((np.frombuffer(stream, dtype="<u4").astype(np.int64) % context.plaintext_modulus).astype(np.int64))
+    for _ in range(2):
+        values = np.frombuffer(os.urandom(8 * context.slot_count), dtype="<u8") % np.uint64(context.plaintext_modulus)
+        vector = np.zeros(context.slot_count, dtype=np.int64)
+        vector[region] = values[region].astype(np.int64)
+        shifted = slice(context.row_width + region.start, context.row_width + region.stop)
+        vector[shifted] = values[shifted].astype(np.int64)
+        vectors.append(vector)
     return vectors[0], vectors[1]
 
 
-def expected_self_test(context: FheContext, first: SlotVector, second: SlotVector) -> SlotVector:
-    """Plaintext of rotate(first ⊗ second, 1) + rotate(first, row swap): exercises encryption,
-    relinearization, a rotation key and the row swap."""
+def evaluate_self_test(context: FheContext, ciphertexts: Sequence[SelfTestCiphertexts]) -> Ciphertext:
+    """rotate(A ⊗ B, 1) + rowswap(A) with A, B the sums of every keyholder's two test
+    ciphertexts: exercises the joint key, relinearization, a rotation key and the row swap."""
+    first = context.add_many(context.ciphertext_from_bytes(test.ciphertexts[0]) for test in ciphertexts)
+    second = context.add_many(context.ciphertext_from_bytes(test.ciphertexts[1]) for test in ciphertexts)
+    return context.add(context.rotate(context.multiply(first, second), 1), context.rotate(first, context.row_width))
+
+
+def expected_in_region(context: FheContext, first: SlotVector, second: SlotVector, region: slice) -> tuple[SlotVector, SlotVector]:
+    """The slots of the self-test output that depend on this keyholder's vectors alone (its
+    region of both rows but the region's last slot, where the rotation brings a neighbour's),
+    and their expected plaintext."""
     width = context.row_width
     product = (first * second) % context.plaintext_modulus
     rotated = np.concatenate([np.roll(product[:width], -1), np.roll(product[width:], -1)])
     swapped = np.concatenate([first[width:], first[:width]])
-    return np.asarray((rotated + swapped) % context.plaintext_modulus, dtype=np.int64)
-
-
-def evaluate_self_test(context: FheContext, test_ciphertexts: tuple[bytes, ...]) -> Ciphertext:
-    if len(test_ciphertexts) != 2:
-        raise InvalidInput("the self-test takes exactly two ciphertexts")
-    first, second = (context.ciphertext_from_bytes(data) for data in test_ciphertexts)
-    product = context.rotate(context.multiply(first, second), 1)
-    return context.add(product, context.rotate(first, context.row_width))
+    expected = (rotated + swapped) % context.plaintext_modulus
+    slots = np.concatenate([np.arange(region.start, region.stop - 1), width + np.arange(region.start, region.stop - 1)])
+    return slots, expected[slots]
 
 
 def self_test_quorums(parties: int, threshold: int) -> tuple[tuple[int, ...], ...]:
-    """The full committee and, for t < n, quorums that leave out each party in turn."""
+    """The quorums the self-test decrypts with, enough that every quorum of t the committee
+    could ever use decrypts correctly:
+
+    - all n keyholders (own partials only);
+    - for each keyholder k, with B_k the first t − 1 others, the quorums B_k ∪ {j} for every j
+      outside B_k ∪ {k}. A quorum without k decrypts correctly iff the Shamir shares of k's key
+      its members hold interpolate to k's key at 0. These quorums check that every share of k
+      lies on the polynomial through k's key and B_k's shares; all shares then lie on it, and any
+      t of them interpolate to k's key. So every t-subset works, though only these are tried."""
     everyone = tuple(range(1, parties + 1))
-    if threshold == parties:
-        return (everyone,)
     quorums = [everyone]
-    for absent in everyone:
-        members = tuple(party for party in everyone if party != absent)[:threshold]
-        if members not in quorums:
-            quorums.append(members)
+    if threshold < parties:
+        for absent in everyone:
+            others = [party for party in everyone if party != absent]
+            base = others[: threshold - 1]
+            for extra in others[threshold - 1 :]:
+                members = tuple(sorted((*base, extra)))
+                if members not in quorums:
+                    quorums.append(members)
     return tuple(quorums)
+
+
+def self_test_digest(ciphertexts: Sequence[SelfTestCiphertexts], quorums: Sequence[tuple[int, ...]]) -> bytes:
+    """What the transcript records of the self-test: every keyholder's test ciphertexts and the
+    quorums that decrypted them."""
+    parts = [hashlib.sha256(data).digest() for test in ciphertexts for data in test.ciphertexts]
+    return digest("self-test", *parts, codec.encode(tuple(quorums)))
+
+
+def partials_digest(partials: Sequence[QuorumPartials]) -> bytes:
+    """A keyholder's commitment to its self-test partials (all of them, in order)."""
+    return digest("self-test-partials", codec.encode(tuple(partials)))
 
 
 class DkgParty:
     """A keyholder in one key-generation ceremony."""
 
-    def __init__(self, context: FheContext, identity: KeyholderIdentity) -> None:
+    def __init__(
+        self,
+        context: FheContext,
+        identity: KeyholderIdentity,
+        *,
+        coordinator_key: bytes | None = None,
+        allow_insecure: bool = False,
+    ) -> None:
         self._context = context
         self._identity = identity
+        self._coordinator_key = coordinator_key  # the only coordinator whose plan is accepted, if set
+        self._allow_insecure = allow_insecure
         self.phase = Phase.NEW
         self._responses: dict[str, tuple[bytes, object]] = {}
         self.plan: CeremonyPlan | None = None
@@ -153,7 +216,10 @@ class DkgParty:
         self._rotation: KeyMaterial | None = None
         self._backups: dict[int, KeyBackupShare] = {}
         self._signed_body: TranscriptBody | None = None
-        self._self_test_ciphertexts: tuple[bytes, ...] = ()
+        self._self_test_vectors: tuple[SlotVector, SlotVector] | None = None
+        self._self_test_ciphertexts: tuple[SelfTestCiphertexts, ...] = ()
+        self._self_test_partials: tuple[QuorumPartials, ...] = ()
+        self._self_test_commitments: tuple[SelfTestCommitment, ...] = ()
         self.outcome: CeremonyOutcome | None = None  # set once the ceremony completes
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -192,12 +258,18 @@ class DkgParty:
             parameters = FheParameters.from_bytes(plan.parameters)
             if parameters != self._context.parameters:
                 raise InvalidInput("the ceremony's FHE parameters differ from this keyholder's configuration")
-            if not 1 <= plan.parties <= 64 or len(plan.participants) != plan.parties:
+            check_committee_shape(plan.parties, plan.threshold, plan.fault_bound, parameters.max_fused_partials)
+            if len(plan.participants) != plan.parties:
                 raise InvalidInput("participants do not match the number of parties")
-            if not 1 <= plan.threshold <= plan.parties:
-                raise InvalidInput(f"threshold must be in 1..{plan.parties}")
-            if plan.threshold < plan.parties and 2 * plan.threshold <= plan.parties:
-                raise InvalidInput("t-of-n needs t > n/2 (OpenFHE's Shamir recovery enforces a majority)")
+            if not plan.noise_test and not self._allow_insecure:
+                raise InvalidInput(
+                    "refusing a committee without the noise test: one crafted mask would expose every pack "
+                    "(DESIGN.md §3a); only benchmarks may opt out"
+                )
+            check_verify_key(plan.coordinator_key, "coordinator key")
+            check_verify_key(plan.aggregator_key, "aggregator key")
+            if self._coordinator_key is not None and plan.coordinator_key != self._coordinator_key:
+                raise PolicyRefusal("the ceremony is not run by the coordinator this keyholder is configured to serve")
             if [participant.index for participant in plan.participants] != list(range(1, plan.parties + 1)):
                 raise InvalidInput("participants must be listed as keyholders 1..n in order")
             if len({participant.verify_key for participant in plan.participants}) != plan.parties:
@@ -342,31 +414,76 @@ class DkgParty:
 
         return self._step("deliver-backups", request, Phase.BACKED_UP, run)
 
-    def handle_self_test(self, request: SelfTestRequest) -> SelfTestResponse:
+    def handle_self_test(self, request: SelfTestRequest) -> SelfTestCiphertexts:
+        """Self-test, round one: encrypt two secret vectors on this keyholder's region under the
+        final joint key. The coordinator never chooses what is tested."""
         plan = self._require_ceremony(request.ceremony_id)
 
-        def run() -> SelfTestResponse:
-            if set(request.quorums) - set(self_test_quorums(plan.parties, plan.threshold)):
-                raise InvalidInput("self-test quorums are not the ones the ceremony prescribes")
-            output = evaluate_self_test(self._context, request.test_ciphertexts)
+        def run() -> SelfTestCiphertexts:
+            self._self_test_vectors = self_test_vectors(self._context, plan.parties, self.index)
+            ciphertexts = tuple(
+                self._context.ciphertext_to_bytes(self._context.encrypt(self._context.joint_key, vector))
+                for vector in self._self_test_vectors
+            )
+            self.phase = Phase.SELF_TEST_ENCRYPTED
+            return SelfTestCiphertexts(plan.ceremony_id, self.index, ciphertexts)
+
+        return self._step("self-test", request, Phase.BACKUPS_RECEIVED, run)
+
+    def handle_self_test_commit(self, request: SelfTestCommitRequest) -> SelfTestCommitment:
+        """Self-test, round two: evaluate the test circuit over every keyholder's ciphertexts,
+        partially decrypt it for every self-test quorum this keyholder belongs to, and commit to
+        those partials before seeing anyone else's (so a keyholder that substituted the last
+        link of the key chain cannot shape its partials after the others')."""
+        plan = self._require_ceremony(request.ceremony_id)
+
+        def run() -> SelfTestCommitment:
+            tests = request.ciphertexts
+            if [test.index for test in tests] != list(range(1, plan.parties + 1)) or any(
+                test.ceremony_id != plan.ceremony_id or len(test.ciphertexts) != 2 for test in tests
+            ):
+                raise InvalidInput("the self-test needs two ciphertexts from every keyholder, in order")
+            assert self._self_test_vectors is not None
+            mine = tuple(
+                self._context.ciphertext_to_bytes(self._context.ciphertext_from_bytes(data)) for data in tests[self.index - 1].ciphertexts
+            )
+            if mine != tests[self.index - 1].ciphertexts:
+                raise InvalidInput("the self-test ciphertexts are not in canonical form")
+            output = evaluate_self_test(self._context, tests)
             assert self._secret is not None
             party = DecryptingParty(self._context, self.index, self._secret, self._backups, plan.parties, plan.threshold)
             results = []
-            for members in request.quorums:
+            for members in self_test_quorums(plan.parties, plan.threshold):
                 if self.index not in members:
                     continue
-                quorum = Quorum(plan.parties, plan.threshold, members)
-                shares = party.partials(output, [quorum])
+                shares = party.partials(output, [Quorum(plan.parties, plan.threshold, members)])
                 results.append(
                     QuorumPartials(
                         members, self.index, tuple(share.on_behalf_of for share in shares), tuple(share.data for share in shares)
                     )
                 )
-            self._self_test_ciphertexts = request.test_ciphertexts
-            self.phase = Phase.SELF_TESTED
-            return SelfTestResponse(plan.ceremony_id, self.index, tuple(results))
+            self._self_test_ciphertexts = tests
+            self._self_test_partials = tuple(results)
+            self.phase = Phase.SELF_TEST_COMMITTED
+            return SelfTestCommitment(plan.ceremony_id, self.index, partials_digest(self._self_test_partials))
 
-        return self._step("self-test", request, Phase.BACKUPS_RECEIVED, run)
+        return self._step("self-test-commit", request, Phase.SELF_TEST_ENCRYPTED, run)
+
+    def handle_self_test_reveal(self, request: SelfTestRevealRequest) -> SelfTestResponse:
+        """Self-test, round three: once every keyholder's commitment is fixed, reveal the partials."""
+        plan = self._require_ceremony(request.ceremony_id)
+
+        def run() -> SelfTestResponse:
+            commitments = request.commitments
+            if [commitment.index for commitment in commitments] != list(range(1, plan.parties + 1)):
+                raise InvalidInput("the self-test needs one commitment from every keyholder, in order")
+            if commitments[self.index - 1] != SelfTestCommitment(plan.ceremony_id, self.index, partials_digest(self._self_test_partials)):
+                raise InvalidInput("the commitments do not carry this keyholder's own")
+            self._self_test_commitments = commitments
+            self.phase = Phase.SELF_TEST_REVEALED
+            return SelfTestResponse(plan.ceremony_id, self.index, self._self_test_partials)
+
+        return self._step("self-test-reveal", request, Phase.SELF_TEST_COMMITTED, run)
 
     def handle_sign(self, request: SignRequest) -> TranscriptSignature:
         plan = self._require_ceremony(request.body.ceremony_id)
@@ -374,16 +491,21 @@ class DkgParty:
         def run() -> TranscriptSignature:
             body = request.body
             expected = expected_transcript_body(
-                self._context, plan, self._chain, self._evaluation_digest or b""
+                self._context, plan, self._chain, self._evaluation_digest or b"",
+                self_test_digest(self._self_test_ciphertexts, self_test_quorums(plan.parties, plan.threshold)),
             )
             if body != expected:
                 raise InvalidInput("the transcript does not match what this keyholder took part in")
-            verify_self_test(self._context, plan, request.self_test, evaluate_self_test(self._context, self._self_test_ciphertexts))
+            assert self._self_test_vectors is not None
+            verify_self_test(
+                self._context, plan, self.index, self._self_test_vectors, self._self_test_commitments, request.self_test,
+                evaluate_self_test(self._context, self._self_test_ciphertexts),
+            )
             self._signed_body = body
             self.phase = Phase.SIGNED
             return TranscriptSignature(self.index, self._identity.sign("transcript", body.digest()))
 
-        return self._step("sign", request, Phase.SELF_TESTED, run)
+        return self._step("sign", request, Phase.SELF_TEST_REVEALED, run)
 
     def handle_complete(self, request: CompleteRequest) -> Acknowledgement:
         """The signed transcript: the ceremony is over; `outcome` holds what to keep."""
@@ -420,26 +542,45 @@ def evaluation_keys_digest(round_one: tuple[bytes, ...], round_two: tuple[bytes,
     return digest("evaluation-keys", *parts)
 
 
-def expected_transcript_body(context: FheContext, plan: CeremonyPlan, chain: tuple[bytes, ...], evaluation: bytes) -> TranscriptBody:
-    first, second = self_test_vectors(context, plan.ceremony_id)
+def expected_transcript_body(
+    context: FheContext, plan: CeremonyPlan, chain: tuple[bytes, ...], evaluation: bytes, self_test: bytes
+) -> TranscriptBody:
     return TranscriptBody(
         ceremony_id=plan.ceremony_id,
         parameters=plan.parameters,
         parties=plan.parties,
         threshold=plan.threshold,
+        fault_bound=plan.fault_bound,
+        noise_test=plan.noise_test,
         participants=plan.participants,
+        coordinator_key=plan.coordinator_key,
+        aggregator_key=plan.aggregator_key,
         chain=tuple(hashlib.sha256(key).digest() for key in chain),
         joint_public_key=hashlib.sha256(chain[-1]).digest(),
         evaluation_keys=evaluation,
         rotation_steps=context.rotation_steps,
-        self_test=digest("self-test", first.tobytes(), second.tobytes()),
+        self_test=self_test,
     )
 
 
-def verify_self_test(context: FheContext, plan: CeremonyPlan, results: tuple[QuorumPartials, ...], output: Ciphertext) -> None:
-    """Fuse the self-test partials for every prescribed quorum and compare with the plaintext."""
-    first, second = self_test_vectors(context, plan.ceremony_id)
-    expected = expected_self_test(context, first, second)
+def verify_self_test(
+    context: FheContext,
+    plan: CeremonyPlan,
+    index: int,
+    vectors: tuple[SlotVector, SlotVector],
+    commitments: Sequence[SelfTestCommitment],
+    results: Sequence[QuorumPartials],
+    output: Ciphertext,
+) -> None:
+    """Every keyholder's partials match its commitment, and every self-test quorum decrypts this
+    keyholder's region to what only it knows should be there."""
+    by_producer: dict[int, list[QuorumPartials]] = {}
+    for result in results:
+        by_producer.setdefault(result.producer, []).append(result)
+    for commitment in commitments:
+        if partials_digest(by_producer.get(commitment.index, [])) != commitment.digest:
+            raise IntegrityFailure(f"keyholder {commitment.index}'s self-test partials are not the ones it committed to")
+    slots, expected = expected_in_region(context, *vectors, self_test_region(context, plan.parties, index))
     for members in self_test_quorums(plan.parties, plan.threshold):
         quorum = Quorum(plan.parties, plan.threshold, members)
         shares = [
@@ -448,5 +589,5 @@ def verify_self_test(context: FheContext, plan: CeremonyPlan, results: tuple[Quo
             if result.members == members
             for on_behalf_of, data in zip(result.on_behalf_of, result.partials)
         ]
-        if not np.array_equal(fuse(context, output, quorum, shares), expected):
+        if not np.array_equal(fuse(context, output, quorum, shares)[slots], expected):
             raise IntegrityFailure(f"the self-test does not decrypt correctly with keyholders {members}")

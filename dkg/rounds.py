@@ -25,8 +25,12 @@ from stagpack.dkg.messages import (
     RoundOneResponse,
     RoundTwoRequest,
     RoundTwoResponse,
+    SelfTestCiphertexts,
+    SelfTestCommitment,
+    SelfTestCommitRequest,
     SelfTestRequest,
     SelfTestResponse,
+    SelfTestRevealRequest,
     SignRequest,
 )
 from stagpack.committee import TranscriptSignature
@@ -38,10 +42,13 @@ ROUND_TWO = Call("handle_round_two", "CeremonyRoundTwo", RoundTwoRequest, RoundT
 FINALIZE = Call("handle_finalize", "CeremonyFinalize", FinalizeRequest, FinalizeResponse)
 BACKUP = Call("handle_backup", "CeremonyBackup", BackupRequest, BackupResponse)
 DELIVER_BACKUPS = Call("handle_deliver_backups", "CeremonyDeliverBackups", DeliverBackupsRequest, Acknowledgement)
-SELF_TEST = Call("handle_self_test", "CeremonySelfTest", SelfTestRequest, SelfTestResponse)
+SELF_TEST = Call("handle_self_test", "CeremonySelfTest", SelfTestRequest, SelfTestCiphertexts)
+SELF_TEST_COMMIT = Call("handle_self_test_commit", "CeremonySelfTestCommit", SelfTestCommitRequest, SelfTestCommitment)
+SELF_TEST_REVEAL = Call("handle_self_test_reveal", "CeremonySelfTestReveal", SelfTestRevealRequest, SelfTestResponse)
 SIGN = Call("handle_sign", "CeremonySign", SignRequest, TranscriptSignature)
 COMPLETE = Call("handle_complete", "CeremonyComplete", CompleteRequest, Acknowledgement)
 
 CEREMONY_ROUNDS: tuple[Call[Any, Any], ...] = (
-    PLAN, CHAIN, ROUND_ONE, ROUND_TWO, FINALIZE, BACKUP, DELIVER_BACKUPS, SELF_TEST, SIGN, COMPLETE,
+    PLAN, CHAIN, ROUND_ONE, ROUND_TWO, FINALIZE, BACKUP, DELIVER_BACKUPS, SELF_TEST, SELF_TEST_COMMIT, SELF_TEST_REVEAL,
+    SIGN, COMPLETE,
 )

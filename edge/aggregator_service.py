@@ -15,11 +15,13 @@ import grpc
 
 from stagpack import codec
 from stagpack.aggregator.core import Aggregator
+from stagpack.calls import ReplayGuard, SignedCredential
 from stagpack.edge.aggregator_store import SqliteAggregatorStore
 from stagpack.edge.config import AggregatorConfig
 from stagpack.edge.ledger import SqliteLedger
 from stagpack.edge.remote import connect_committee
 from stagpack.edge.rpc import (
+    INTERNAL_MESSAGE_LIMIT,
     PUBLIC_MESSAGE_LIMIT,
     HealthReporter,
     add_servicer,
@@ -38,13 +40,18 @@ from stagpack.edge.wire import (
     spec_to_proto,
     withdrawal_from_proto,
 )
-from stagpack.errors import CommitteeUnavailable, InvalidInput, StagpackError
+from stagpack.errors import CommitteeUnavailable, InvalidInput, StagpackError, Unauthenticated
 from stagpack.fhe import FheContext
+from stagpack.log import LogRange
+from stagpack.pack import PackLimits
+from stagpack.participant.identity_file import AGGREGATOR, load_or_create_identity_file
+from stagpack.stag import now_millis
 from stagpack.v1 import aggregator_pb2, aggregator_pb2_grpc, keyholder_pb2, keyholder_pb2_grpc
 
 log = logging.getLogger("stagpack.aggregator")
 
-SERVICE_NAMES = ["stagpack.v1.Aggregator", "stagpack.v1.Replication"]
+PUBLIC_SERVICE = "stagpack.v1.Aggregator"
+REPLICATION_SERVICE = "stagpack.v1.Replication"
 WATCH_POLL_SECONDS = 1.0
 
 
@@ -148,6 +155,10 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
 
 
 class ReplicationServicer(keyholder_pb2_grpc.ReplicationServicer):
+    """The log, for the committee's keyholders only: every request carries a credential signed
+    by one of the keyholders the transcript names, for this aggregator, never replayed. It is
+    served on the internal port, never beside the public API."""
+
     def __init__(self, service: AggregatorService) -> None:
         self._service = service
 
@@ -157,7 +168,15 @@ class ReplicationServicer(keyholder_pb2_grpc.ReplicationServicer):
         try:
             if aggregator is None:
                 raise CommitteeUnavailable("the aggregator has no committee yet")
-            entries = list(aggregator.read_log(bytes(request.stag_id), int(request.after_height), int(request.up_to_height)))
+            wanted = LogRange(bytes(request.stag_id), int(request.after_height), int(request.up_to_height))
+            if not request.credential:
+                raise Unauthenticated("ReadLog: a request without a credential")
+            credential = codec.decode(SignedCredential, bytes(request.credential))
+            self._service.replays.admit(
+                credential, "ReadLog", self._service.identity.verify_key, codec.encode(wanted),
+                frozenset(aggregator.committee.verify_keys), now_millis(),
+            )
+            entries = list(aggregator.read_log(wanted.stag_id, wanted.after_height, wanted.up_to_height))
         except StagpackError as error:
             context.abort(status_code(error), str(error))
         for entry, ciphertext in entries:
@@ -172,18 +191,26 @@ class AggregatorService:
         self.context = context or FheContext()
         self.aggregator: Aggregator | None = None
         self.stopping = threading.Event()
+        self.identity = load_or_create_identity_file(config.identity_path(), AGGREGATOR)
+        self.replays = ReplayGuard(PackLimits().max_clock_skew_millis)
         self.server, self.port = new_server(config.listen, PUBLIC_MESSAGE_LIMIT, workers=16)
-        self.health = HealthReporter(self.server, SERVICE_NAMES)
+        self.health = HealthReporter(self.server, [PUBLIC_SERVICE])
         add_servicer(self.server, AggregatorServicer(self), aggregator_pb2.DESCRIPTOR.services_by_name["Aggregator"])
-        add_servicer(self.server, ReplicationServicer(self), keyholder_pb2.DESCRIPTOR.services_by_name["Replication"])
-        enable_reflection(self.server, SERVICE_NAMES)
+        enable_reflection(self.server, [PUBLIC_SERVICE])
+        self.replication_server, self.replication_port = new_server(config.replication_listen, INTERNAL_MESSAGE_LIMIT)
+        self.replication_health = HealthReporter(self.replication_server, [REPLICATION_SERVICE])
+        add_servicer(self.replication_server, ReplicationServicer(self), keyholder_pb2.DESCRIPTOR.services_by_name["Replication"])
         self._threads: list[threading.Thread] = []
         self._store: SqliteAggregatorStore | None = None
         self._ledger: SqliteLedger | None = None
 
     def start(self) -> None:
         self.server.start()
-        log.info("aggregator listening on port %d", self.port)
+        self.replication_server.start()
+        log.info(
+            "aggregator %s listening on port %d (public) and %d (replication, keyholders only)",
+            self.identity.verify_key.hex()[:16], self.port, self.replication_port,
+        )
         thread = threading.Thread(target=self._run, name="epoch-scheduler", daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -193,7 +220,7 @@ class AggregatorService:
         if not bundle_exists(directory):
             return False
         bundle = load_bundle_files(directory)
-        clients = connect_committee(self.config.keyholders, bundle, self.config.keyholder_timeout_seconds)
+        clients = connect_committee(self.config.keyholders, bundle, self.identity, self.config.keyholder_timeout_seconds)
         data = Path(self.config.data_dir)
         self._store = SqliteAggregatorStore(data / "aggregator.db")
         self._ledger = SqliteLedger(data / "ledger.db")
@@ -201,6 +228,7 @@ class AggregatorService:
             self.context, bundle, self._store, clients, self._ledger, recheck_unchanged=self.config.recheck_unchanged
         )
         self.health.serving()
+        self.replication_health.serving()
         return True
 
     def _run(self) -> None:
@@ -222,6 +250,7 @@ class AggregatorService:
 
     def close(self) -> None:
         self.stopping.set()
+        self.replication_server.stop(5)
         for thread in self._threads:
             thread.join(timeout=60)
         if self._store is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stagpack.errors import InvalidInput
+from stagpack.participant.identity_file import read_public_key
 
 C = TypeVar("C")
 
@@ -33,10 +34,24 @@ class KeyholderConfig:
     name: str = "keyholder"
     listen: str = "127.0.0.1:7101"
     data_dir: str = "var/keyholder"
-    aggregator: str = "127.0.0.1:7100"  # where replicas pull stag logs from
+    aggregator: str = "127.0.0.1:7110"  # the aggregator's internal (replication) address: where replicas pull logs
     sealing: str = "moderate"  # Argon2id profile for sealed secrets: "moderate" or "interactive"
     passphrase_file: str = ""
+    coordinator_key: str = ""  # hex Ed25519 key of the one ceremony coordinator this keyholder serves
+    coordinator_key_file: str = ""  # or a file holding it
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def coordinator(self) -> bytes | None:
+        """The coordinator's key, or None (then no ceremony is served)."""
+        if self.coordinator_key:
+            return read_public_key(self.coordinator_key, "coordinator_key")
+        if self.coordinator_key_file:
+            try:
+                text = Path(self.coordinator_key_file).read_text()
+            except OSError as error:
+                raise InvalidInput(f"cannot read coordinator_key_file: {error}") from None
+            return read_public_key(text, "coordinator_key_file")
+        return None
 
     def passphrase(self) -> bytes:
         value = os.environ.get("STAGPACK_PASSPHRASE")
@@ -49,8 +64,10 @@ class KeyholderConfig:
 
 @dataclass
 class AggregatorConfig:
-    listen: str = "127.0.0.1:7100"
+    listen: str = "127.0.0.1:7100"  # the public API (market front-ends, participants)
+    replication_listen: str = "127.0.0.1:7110"  # internal: keyholders pull logs here, never the public
     data_dir: str = "var/aggregator"
+    identity_file: str = ""  # the aggregator's signing key; default <data_dir>/identity.json
     keyholders: list[str] = field(default_factory=list)  # addresses of every keyholder
     committee_dir: str = ""  # the ceremony's output; default <data_dir>/committee
     tick_millis: int = 500  # how often the epoch scheduler looks for due work
@@ -60,6 +77,9 @@ class AggregatorConfig:
 
     def committee_path(self) -> Path:
         return Path(self.committee_dir) if self.committee_dir else Path(self.data_dir) / "committee"
+
+    def identity_path(self) -> Path:
+        return Path(self.identity_file) if self.identity_file else Path(self.data_dir) / "identity.json"
 
 
 def _apply(target: Any, values: dict[str, Any], where: str) -> None:

@@ -16,14 +16,14 @@ from typing import Any, Callable
 import grpc
 
 from stagpack import codec
-from stagpack.calls import Call
+from stagpack.calls import Call, SignedCredential
 from stagpack.decrypt import DecryptingParty
 from stagpack.dkg.rounds import CEREMONY_ROUNDS
 from stagpack.edge.config import KeyholderConfig
 from stagpack.edge.keyholder_store import SqliteKeyholderStore
 from stagpack.edge.remote import RemoteLog
 from stagpack.edge.rpc import INTERNAL_MESSAGE_LIMIT, HealthReporter, add_servicer, enable_reflection, new_server, servicer_method
-from stagpack.errors import InvalidInput
+from stagpack.errors import InvalidInput, Unauthenticated
 from stagpack.fhe import FheContext
 from stagpack.identity import KeyholderIdentity, Sealer, SealingCost
 from stagpack.keyholder.node import KeyholderNode, MaskSource, PartialSource
@@ -50,7 +50,10 @@ class KeyholderServicer(keyholder_pb2_grpc.KeyholderServicer):
         @servicer_method
         def handle(_: object, request: keyholder_pb2.Record, context: grpc.ServicerContext) -> keyholder_pb2.Record:
             was_ready = node.ready
-            response = node.dispatch(call, call.decode_request(bytes(request.body)))
+            if not request.credential:
+                raise Unauthenticated(f"{call.rpc}: a call without a credential")
+            credential = codec.decode(SignedCredential, bytes(request.credential))
+            response = node.dispatch(call, call.decode_request(bytes(request.body)), credential)
             if node.ready and not was_ready:
                 on_ready()
             return keyholder_pb2.Record(body=codec.encode(response))
@@ -95,25 +98,34 @@ class KeyholderService:
         *,
         masks: MaskSource | None = None,
         partials: Callable[[DecryptingParty], PartialSource] | None = None,
+        allow_insecure: bool = False,
     ) -> None:
-        context = context or FheContext()
+        context = context or FheContext(allow_insecure=allow_insecure)
         context.check_threshold_support()  # fail loudly before serving if OpenFHE misbehaves
         cost = SealingCost.interactive() if config.sealing == "interactive" else SealingCost()
         sealer = Sealer(config.passphrase(), cost)
         data = Path(config.data_dir)
         identity = load_or_create_identity(data / "identity.sealed", config.name, sealer)
         self.store = SqliteKeyholderStore(data / "keyholder.db")
+        self._log = RemoteLog(config.aggregator, identity)
         self.node = KeyholderNode(
-            context, identity, self.store, sealer, RemoteLog(config.aggregator), masks=masks, partials=partials
+            context, identity, self.store, sealer, self._log, masks=masks, partials=partials,
+            coordinator_key=config.coordinator(), allow_insecure=allow_insecure,
         )
         self.server, self.port = new_server(config.listen, INTERNAL_MESSAGE_LIMIT)
         self.health = HealthReporter(self.server, [SERVICE_NAME])
         add_servicer(
-            self.server, KeyholderServicer(self.node, self.health.serving), keyholder_pb2.DESCRIPTOR.services_by_name["Keyholder"]
+            self.server, KeyholderServicer(self.node, self._on_ready), keyholder_pb2.DESCRIPTOR.services_by_name["Keyholder"]
         )
         enable_reflection(self.server, [SERVICE_NAME])
         if self.node.ready:
-            self.health.serving()
+            self._on_ready()
+
+    def _on_ready(self) -> None:
+        """The committee is known: pull logs as its keyholder, from its aggregator; serve."""
+        assert self.node.committee is not None
+        self._log.aggregator_key = self.node.committee.aggregator_key
+        self.health.serving()
 
     def start(self) -> None:
         self.server.start()

@@ -14,12 +14,13 @@ from typing import Iterable
 import grpc
 
 from stagpack import codec
-from stagpack.calls import Call, Request, Response
+from stagpack.calls import Call, Request, Response, sign_call
 from stagpack.dkg import CommitteeBundle
 from stagpack.edge.rpc import INTERNAL_MESSAGE_LIMIT, channel, error_from_rpc
 from stagpack.errors import IntegrityFailure, InvalidInput, KeyholderUnreachable, StagpackError
-from stagpack.identity import PublicIdentity
-from stagpack.log import LogEntry
+from stagpack.identity import PublicIdentity, SigningIdentity
+from stagpack.log import LogEntry, LogRange
+from stagpack.stag import now_millis
 from stagpack.v1 import keyholder_pb2, keyholder_pb2_grpc
 
 log = logging.getLogger("stagpack.edge")
@@ -28,11 +29,22 @@ _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class RemoteKeyholder:
-    """A keyholder over gRPC: a `KeyholderClient` for sessions and a `CeremonyPeer`."""
+    """A keyholder over gRPC, called as `caller` (the aggregator for sessions, the coordinator
+    for the ceremony): a `KeyholderClient` and a `CeremonyPeer`. Every call carries a credential
+    signed by the caller for this keyholder (its key is read from the transcript, or asked once)."""
 
-    def __init__(self, address: str, index: int = 0, timeout_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        caller: SigningIdentity,
+        index: int = 0,
+        timeout_seconds: float = 300.0,
+        verify_key: bytes | None = None,
+    ) -> None:
         self.address = address
         self.index = index
+        self._caller = caller
+        self._verify_key = verify_key
         self._stub = keyholder_pb2_grpc.KeyholderStub(channel(address, INTERNAL_MESSAGE_LIMIT))
         self._timeout = timeout_seconds
 
@@ -42,9 +54,13 @@ class RemoteKeyholder:
         return error_from_rpc(error)
 
     def call(self, call: Call[Request, Response], request: Request) -> Response:
+        if self._verify_key is None:
+            self._verify_key = self.identity().verify_key
+        body = codec.encode(request)
+        credential = sign_call(self._caller, call.rpc, self._verify_key, body, now_millis())
         method = getattr(self._stub, call.rpc)
         try:
-            response = method(keyholder_pb2.Record(body=codec.encode(request)), timeout=self._timeout)
+            response = method(keyholder_pb2.Record(body=body, credential=codec.encode(credential)), timeout=self._timeout)
         except grpc.RpcError as error:
             raise self._failure(error) from None
         return call.decode_response(bytes(response.body))
@@ -61,16 +77,21 @@ class RemoteKeyholder:
         return PublicIdentity(info.name, bytes(info.verify_key), bytes(info.box_key))
 
 
-def connect_committee(addresses: list[str], bundle: CommitteeBundle, timeout_seconds: float) -> list[RemoteKeyholder]:
-    """Clients for every keyholder, each tagged with its index in the committee. A keyholder
-    that is down now gets its index from the transcript by address order once it answers; the
-    configured address order must be the ceremony's order."""
-    participants = bundle.transcript.body.participants
+def connect_committee(
+    addresses: list[str], bundle: CommitteeBundle, identity: SigningIdentity, timeout_seconds: float
+) -> list[RemoteKeyholder]:
+    """Clients for every keyholder, called as the aggregator `identity` (the key the transcript
+    names), each tagged with its index in the committee. The configured address order must be
+    the ceremony's order; a keyholder that does not answer now is used once it does."""
+    body = bundle.transcript.body
+    participants = body.participants
     if len(addresses) != len(participants):
         raise InvalidInput(f"{len(addresses)} keyholder addresses configured for a committee of {len(participants)}")
+    if identity.verify_key != body.aggregator_key:
+        raise IntegrityFailure("this aggregator's identity is not the one the committee serves (transcript's aggregator key)")
     clients = []
     for index, address in enumerate(addresses, start=1):
-        client = RemoteKeyholder(address, index, timeout_seconds)
+        client = RemoteKeyholder(address, identity, index, timeout_seconds, participants[index - 1].verify_key)
         try:
             info = client.info()
             if bytes(info.verify_key) != participants[index - 1].verify_key:
@@ -82,14 +103,21 @@ def connect_committee(addresses: list[str], bundle: CommitteeBundle, timeout_sec
 
 
 class RemoteLog:
-    """Pulls stag log entries from the aggregator's Replication service."""
+    """Pulls stag log entries from the aggregator's Replication service (its internal port), as
+    keyholder `identity`; the aggregator key comes from the transcript once there is one."""
 
-    def __init__(self, address: str, timeout_seconds: float = 120.0) -> None:
+    def __init__(self, address: str, identity: SigningIdentity, timeout_seconds: float = 120.0) -> None:
         self._stub = keyholder_pb2_grpc.ReplicationStub(channel(address, INTERNAL_MESSAGE_LIMIT))
+        self._identity = identity
+        self.aggregator_key = b""  # set when the keyholder learns its committee
         self._timeout = timeout_seconds
 
     def read_log(self, stag_id: bytes, after_height: int, up_to_height: int) -> Iterable[tuple[LogEntry, bytes | None]]:
-        request = keyholder_pb2.ReadLogRequest(stag_id=stag_id, after_height=after_height, up_to_height=up_to_height)
+        body = codec.encode(LogRange(stag_id, after_height, up_to_height))
+        credential = sign_call(self._identity, "ReadLog", self.aggregator_key, body, now_millis())
+        request = keyholder_pb2.ReadLogRequest(
+            stag_id=stag_id, after_height=after_height, up_to_height=up_to_height, credential=codec.encode(credential)
+        )
         try:
             records = list(self._stub.ReadLog(request, timeout=self._timeout))
         except grpc.RpcError as error:

@@ -30,6 +30,7 @@ from stagpack.errors import (
     PolicyRefusal,
     RateLimited,
     StagpackError,
+    Unauthenticated,
     WrongPhase,
 )
 
@@ -48,6 +49,7 @@ ERROR_CODES: tuple[tuple[type[StagpackError], grpc.StatusCode], ...] = (
     (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
     (WrongPhase, grpc.StatusCode.FAILED_PRECONDITION),
     (PolicyRefusal, grpc.StatusCode.PERMISSION_DENIED),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),

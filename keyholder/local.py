@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from stagpack.calls import Call, Request, Response
+from stagpack import codec
+from stagpack.calls import Call, Request, Response, sign_call
 from stagpack.codec import across
 from stagpack.errors import KeyholderUnreachable
-from stagpack.identity import PublicIdentity
+from stagpack.identity import PublicIdentity, SigningIdentity
 from stagpack.keyholder.node import KeyholderNode
+from stagpack.stag import now_millis
 
 
 class Interceptor(Protocol):
@@ -27,12 +29,16 @@ class Interceptor(Protocol):
 
 
 class LocalKeyholder:
-    """A keyholder in this process. `online = False` makes it behave as unreachable."""
+    """A keyholder in this process, called as `caller` (the aggregator, or the ceremony's
+    coordinator): every call carries a credential signed by it, as over the network.
+    `online = False` makes the keyholder behave as unreachable."""
 
-    def __init__(self, node: KeyholderNode) -> None:
+    def __init__(self, node: KeyholderNode, caller: SigningIdentity, clock: Callable[[], int] = now_millis) -> None:
         self.node = node
         self.online = True
         self.interceptors: list[Interceptor] = []
+        self._caller = caller
+        self._clock = clock
 
     @property
     def index(self) -> int:
@@ -45,7 +51,9 @@ class LocalKeyholder:
         def deliver(request: Request) -> Response:
             if not self.online:
                 raise KeyholderUnreachable(f"keyholder {self.index} is offline")
-            return across(self.node.dispatch(call, across(request)))
+            body = codec.encode(request)
+            credential = sign_call(self._caller, call.rpc, self.node.identity.verify_key, body, self._clock())
+            return across(self.node.dispatch(call, call.decode_request(body), across(credential)))
 
         forward: Callable[[Any], Any] = deliver
         for interceptor in reversed(self.interceptors):

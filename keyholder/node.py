@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from stagpack import codec
-from stagpack.calls import Call, Request, Response, serve
+from stagpack.calls import Call, ReplayGuard, Request, Response, SignedCredential, serve
 from stagpack.decrypt import DecryptingParty, PartialShare, Quorum
 from stagpack.decrypt.computation import SessionComputation, session_outcome, sign_partials
 from stagpack.decrypt.steps import binds
@@ -42,7 +42,6 @@ from stagpack.log import EntryKind, HuntCertificate, decode_body
 from stagpack.committee import CommitteeInfo
 from stagpack.pack import PackLimits
 from stagpack.session import (
-    MASKS_PER_SESSION,
     SESSION_CALLS,
     CertifyRequest,
     CertifyResponse,
@@ -54,6 +53,7 @@ from stagpack.session import (
     SessionKind,
     SessionRef,
     SignedCommitment,
+    committed_count,
 )
 from stagpack.stag import now_millis
 
@@ -101,6 +101,8 @@ class KeyholderNode:
         clock: Callable[[], int] = now_millis,
         masks: MaskSource | None = None,
         partials: Callable[[DecryptingParty], PartialSource] | None = None,
+        coordinator_key: bytes | None = None,
+        allow_insecure: bool = False,
     ) -> None:
         self.context = context
         self.identity = identity
@@ -111,6 +113,9 @@ class KeyholderNode:
         self._clock = clock
         self._masks = masks or RandomMasks(context)
         self._partial_source = partials or (lambda party: party)
+        self._coordinator_key = coordinator_key  # who may run a ceremony with this keyholder
+        self._allow_insecure = allow_insecure  # benchmarks only: accept a committee without the noise test
+        self._replays = ReplayGuard(self._limits.max_clock_skew_millis)
         self._ceremony: DkgParty | None = None
         self._ceremony_lock = threading.Lock()
         self.transcript: Transcript | None = None
@@ -180,13 +185,22 @@ class KeyholderNode:
 
     # -- every request ------------------------------------------------------------------------
 
-    def dispatch(self, call: Call[Request, Response], request: Request) -> Response:
-        """Answer one call of the ceremony's rounds or of a session."""
+    def dispatch(self, call: Call[Request, Response], request: Request, credential: SignedCredential) -> Response:
+        """Answer one call of the ceremony's rounds or of a session, from the one caller that
+        may make it (policy rule 0: the coordinator it is configured with, or the aggregator its
+        committee transcript names)."""
+        callers = policy.callers_for(call, self.committee, self._coordinator_key)
+        caller_error: StagpackError | None = None
+        try:
+            self._replays.admit(credential, call.rpc, self.identity.verify_key, codec.encode(request), callers, self._clock())
+        except StagpackError as error:
+            caller_error = error
+        if caller_error is not None:
+            log.warning("keyholder %s refused %s: %s", self.identity.name, call.rpc, caller_error)
+            raise caller_error
         if call in CEREMONY_ROUNDS:
             return self._ceremony_call(call, request)
-        if call in SESSION_CALLS:
-            return serve(self, call, request)
-        raise WrongPhase(f"a keyholder does not serve {call.rpc}")
+        return serve(self, call, request)
 
     # -- ceremony -----------------------------------------------------------------------------
 
@@ -201,7 +215,9 @@ class KeyholderNode:
                 if party is None or (party.plan is not None and party.plan != request):
                     if self.ready:
                         raise WrongPhase("this keyholder already holds a committee key; it takes part in no new ceremony")
-                    party = self._ceremony = DkgParty(self.context, self.identity)
+                    party = self._ceremony = DkgParty(
+                        self.context, self.identity, coordinator_key=self._coordinator_key, allow_insecure=self._allow_insecure
+                    )
             if party is None:
                 raise WrongPhase("no ceremony in progress on this keyholder")
         return party.dispatch(call, request)
@@ -259,7 +275,7 @@ class KeyholderNode:
             records = self._store.sessions(session.stag_id)  # decoded once for both
             policy.may_open(session, state, records, self._clock())
             self._erase_finished_sessions(session, records)
-            masks = tuple(self._masks.mask(session, which) for which in range(MASKS_PER_SESSION))
+            masks = tuple(self._masks.mask(session, which) for which in range(committed_count(session.kind)))
             commitment = MaskCommitment(session, self.index, tuple(hashlib.sha256(mask).digest() for mask in masks))
             signed = SignedCommitment(commitment, self.identity.sign("mask-commitment", codec.encode(commitment)))
             self._store.save_session(SessionRecord(session, masks, signed, (), (), 0, b"", erased=False))
@@ -318,7 +334,7 @@ class KeyholderNode:
 
     def _computation(self, request: DecryptRequest | CertifyRequest, record: SessionRecord) -> SessionComputation:
         """The session's ciphertexts from this keyholder's replica (cached across its steps)."""
-        _, _, replicas = self._require_ready()
+        committee, _, replicas = self._require_ready()
         ordered = tuple(sorted(request.commitments, key=lambda signed: signed.commitment.keyholder))
         policy.require_fixed_masks(record, ordered)
         state = replicas.state(request.session.stag_id)
@@ -329,7 +345,7 @@ class KeyholderNode:
             try:
                 computation = SessionComputation(
                     self.context, state.snapshot(), replicas.ciphertexts(request.session.stag_id), request.session,
-                    ordered, request.reveals,
+                    ordered, request.reveals, committee,
                 )
             except UnverifiedEvidence as error:
                 raise PolicyRefusal(str(error)) from None
@@ -344,7 +360,7 @@ class KeyholderNode:
         session, step = request.session, request.step
         with replicas.lock(session.stag_id), self._applying_policy(session, step.value):
             record = policy.require_servable(self._store.load_session(session.session_id), session)
-            family = policy.require_prescribed_family(committee, request.quorums, self.index)
+            family = policy.require_prescribed_family(committee, request.quorums, self.index, record)
             computation = self._computation(request, record)
             facts = policy.derive_facts(computation, committee, request.prior, step)
             ciphertexts = computation.ciphertexts(step, facts)

@@ -7,24 +7,32 @@ allows after what the earlier steps revealed — and it reads what they revealed
 their signed partials. Each rule below raises `PolicyRefusal` (or `WrongPhase` when waiting
 will help) with its reason; `KeyholderNode` applies them in this order and logs every refusal.
 
+0. Who may ask
+   - ceremony calls only from the coordinator this keyholder is configured with (before it
+     holds a key); session calls only from the aggregator its committee transcript names; each
+     with a fresh credential for this very call and keyholder, never replayed.
 1. Opening a session
    - a fired hunt is recorded in the log before anything else is served for its stag (hunts
      are binding: no dry runs);
    - the aggregator shows this keyholder the log head its replica holds (no equivocation);
-   - a hunt check only for an epoch of the stag, once due, after the last epoch checked, on a
-     pack with counted intendos; a validation session only for the next batch;
+   - a hunt check only for the current epoch of the stag (due, and not yet superseded beyond the
+     clock skew), after the last epoch checked, on a pack with counted intendos; a validation
+     session only for the next batch;
    - a session that was already evaluated is not opened again at another height.
 2. Masks
-   - the commitments come from at least t distinct committee members, all for this session and
-     log position, with this keyholder's own among them;
+   - the commitments come from at least t + f distinct committee members (f: the committee's
+     fault bound), all for this session and log position, with this keyholder's own among them;
    - once fixed, the set of commitments may only shrink (a contributor that went away), and
      only before anything was decrypted.
 3. What may be decrypted
    - only sessions that can still be served: not superseded, not erased;
-   - the family of quorums is the prescribed one for the keyholders it names;
+   - the family of quorums is the prescribed one for the keyholders it names, at least t + f of
+     them and all among the session's mask contributors (families the operator cannot narrow);
    - the masks are the ones whose commitments this keyholder fixed, and its replica is at the
      session's height;
-   - earlier steps' facts come only from their complete, verified partials;
+   - earlier steps' facts come only from their complete, verified partials, each step's from
+     t + f keyholders; the first step (the noise test) must show every contributor's masks and
+     pads bounded, or that contributor's masks are left out of everything after it;
    - the step graph allows the step after those facts;
    - the ciphertext the aggregator claims is exactly this keyholder's recomputation.
 4. One own partial per ciphertext, ever: every fresh partial is another flooding sample.
@@ -34,17 +42,35 @@ will help) with its reason; `KeyholderNode` applies them in this order and logs 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
-from stagpack.decrypt.computation import SessionComputation, read_steps
+from stagpack.decrypt.computation import SessionComputation, facts_before
 from stagpack.decrypt.quorum import Quorum, quorum_family
-from stagpack.decrypt.steps import SessionFacts, previous, require_step
-from stagpack.errors import InvalidInput, PolicyRefusal, UnverifiedEvidence, WrongPhase
+from stagpack.decrypt.steps import SessionFacts
+from stagpack.calls import Call
+from stagpack.dkg.rounds import CEREMONY_ROUNDS
+from stagpack.errors import CommitteeUnavailable, InvalidInput, PolicyRefusal, Unauthenticated, UnverifiedEvidence, WrongPhase
 from stagpack.identity import verify_signature
 from stagpack.keyholder.store import SessionRecord
 from stagpack.committee import CommitteeInfo
 from stagpack.pack import PackState
-from stagpack.session import MASKS_PER_SESSION, SessionKind, SessionRef, SignedCommitment, SignedPartial, Step
+from stagpack.session import SESSION_CALLS, SessionKind, SessionRef, SignedCommitment, SignedPartial, Step, committed_count
+
+# -- 0. who may ask --------------------------------------------------------------------------
+
+
+def callers_for(call: Call[Any, Any], committee: CommitteeInfo | None, coordinator_key: bytes | None) -> frozenset[bytes]:
+    """The callers a keyholder serves `call` to."""
+    if call in CEREMONY_ROUNDS:
+        if coordinator_key is None:
+            raise Unauthenticated("this keyholder has no coordinator configured: it takes part in no ceremony")
+        return frozenset((coordinator_key,))
+    if call in SESSION_CALLS:
+        if committee is None:
+            raise WrongPhase("this keyholder has no key yet: run the key ceremony first")
+        return frozenset((committee.aggregator_key,))
+    raise InvalidInput(f"a keyholder does not serve {call.rpc}")
+
 
 # -- 1. opening a session ---------------------------------------------------------------------
 
@@ -89,6 +115,9 @@ def may_open(session: SessionRef, state: PackState, records: Sequence[SessionRec
         due = spec.epoch_due_at(session.number)
         if now_millis < due:
             raise PolicyRefusal(f"epoch {session.number} is not due until {due} (it is {now_millis})")
+        if now_millis >= spec.epoch_due_at(session.number + 1) + state.limits.max_clock_skew_millis:
+            # only the current epoch runs: past ones are not a backlog of extra checks
+            raise PolicyRefusal(f"epoch {session.number} is over: the current epoch is {spec.current_epoch(now_millis)}")
         served = [record.session.number for record in records if record.session.kind is SessionKind.HUNT and record.served]
         if served and session.number <= max(served):
             raise PolicyRefusal(f"epoch {session.number} is not after the last checked epoch {max(served)}")
@@ -116,12 +145,13 @@ def check_commitments(committee: CommitteeInfo, session: SessionRef, commitments
             )
         if commitment.keyholder in seen:
             raise InvalidInput(f"two mask commitments from keyholder {commitment.keyholder}")
-        if len(commitment.masks) != MASKS_PER_SESSION or any(len(mask) != 32 for mask in commitment.masks):
+        if len(commitment.masks) != committed_count(session.kind) or any(len(mask) != 32 for mask in commitment.masks):
             raise InvalidInput("a mask commitment has the wrong shape")
         verify_signature(committee.verify_key(commitment.keyholder), "mask-commitment", signed.message(), signed.signature)
         seen.add(commitment.keyholder)
-    if len(seen) < committee.threshold:
-        raise PolicyRefusal(f"masks from {len(seen)} keyholders; at least t = {committee.threshold} must contribute")
+    if len(seen) < committee.decrypting:
+        needed = f"t = {committee.threshold}" if committee.fault_bound == 0 else f"t + f = {committee.decrypting}"
+        raise PolicyRefusal(f"masks from {len(seen)} keyholders; at least {needed} must contribute")
 
 
 def require_own_commitment(record: SessionRecord, index: int, commitments: Sequence[SignedCommitment]) -> None:
@@ -156,11 +186,24 @@ def require_servable(record: SessionRecord | None, session: SessionRef) -> Sessi
     return record
 
 
-def require_prescribed_family(committee: CommitteeInfo, quorums: Sequence[tuple[int, ...]], index: int) -> tuple[Quorum, ...]:
-    """The family must be exactly the prescribed one for the keyholders it names, and name this
-    keyholder (the aggregator may not hand-pick quorums that nothing cross-checks)."""
+def require_prescribed_family(
+    committee: CommitteeInfo, quorums: Sequence[tuple[int, ...]], index: int, record: SessionRecord
+) -> tuple[Quorum, ...]:
+    """The family must be exactly the prescribed one for the keyholders it names, name this
+    keyholder, name only keyholders whose masks the session fixed, and name at least t + f of
+    them (DESIGN.md §4): then, for every f keyholders, one quorum without them cross-checks the
+    rest, and narrowing the family gains the operator nothing."""
     members = {member for quorum in quorums for member in quorum}
-    family = quorum_family(committee.parties, committee.threshold, frozenset(members))
+    contributors = {signed.commitment.keyholder for signed in record.fixed_commitments}
+    if not members <= contributors:
+        raise PolicyRefusal(f"the family names keyholders {sorted(members - contributors)}, whose masks are not in the session")
+    try:
+        family = quorum_family(committee.parties, committee.threshold, frozenset(members), committee.fault_bound)
+    except CommitteeUnavailable:
+        raise PolicyRefusal(
+            f"a family of {len(members)} keyholders: with fault bound f = {committee.fault_bound} every step is "
+            f"decrypted by at least t + f = {committee.decrypting}, so that no f of them go unchecked"
+        ) from None
     if tuple(quorum.members for quorum in family) != tuple(quorums):
         raise PolicyRefusal(f"the quorums {tuple(quorums)} are not the prescribed family for keyholders {sorted(members)}")
     if index not in members:
@@ -181,15 +224,14 @@ def require_replica_at(state: PackState, session: SessionRef) -> None:
 def derive_facts(
     computation: SessionComputation, committee: CommitteeInfo, prior: Sequence[SignedPartial], step: Step
 ) -> SessionFacts:
-    """What the steps before `step` revealed, read by this keyholder from their partials; then
-    the step graph's verdict on `step`. Evidence that does not verify is refused."""
-    before = previous(computation.session.kind, step)
+    """What the steps before `step` revealed, read by this keyholder itself from their signed
+    partials (decrypted by t + f keyholders, so that up to f dishonest ones cannot have shifted
+    them unseen); then the step graph's verdict on `step`. Evidence that does not verify is
+    refused."""
     try:
-        facts = computation.initial_facts() if before is None else read_steps(computation, committee, prior, before)
+        return facts_before(computation, committee, prior, step)
     except UnverifiedEvidence as error:
         raise PolicyRefusal(str(error)) from None
-    require_step(facts, step)
-    return facts
 
 
 def require_recomputed(claimed: Sequence[bytes], recomputed: Sequence[bytes]) -> None:

@@ -30,18 +30,22 @@ class Participant:
 class TranscriptBody:
     """What every keyholder attests to. Its digest identifies the committee."""
 
-    WIRE_NAME = "stagpack.TranscriptBody.v1"
+    WIRE_NAME = "stagpack.TranscriptBody.v2"
 
     ceremony_id: bytes
     parameters: bytes
     parties: int
     threshold: int
+    fault_bound: int  # f: the keyholders that may be malicious (DESIGN.md §1); steps need t + f
+    noise_test: bool  # False only in benchmarks that measure the attacks it stops
     participants: tuple[Participant, ...]
+    coordinator_key: bytes  # Ed25519 key that ran the ceremony (and may run another)
+    aggregator_key: bytes  # Ed25519 key of the one aggregator keyholders serve sessions to
     chain: tuple[bytes, ...]  # digests of each party's chain output
     joint_public_key: bytes  # digest of the joint public key bytes
     evaluation_keys: bytes  # digest over every published evaluation-key share
     rotation_steps: tuple[int, ...]
-    self_test: bytes  # digest of the self-test vectors that decrypted correctly
+    self_test: bytes  # digest of every keyholder's self-test ciphertexts and the quorums tested
 
     def digest(self) -> bytes:
         return digest("committee", codec.encode(self))
@@ -112,13 +116,26 @@ class CommitteeInfo:
     committee_id: bytes
     parties: int
     threshold: int
+    fault_bound: int
+    noise_test: bool
     verify_keys: tuple[bytes, ...]  # index i+1 -> verify_keys[i]
+    aggregator_key: bytes
+    coordinator_key: bytes
 
     @classmethod
     def from_transcript(cls, transcript: Transcript) -> CommitteeInfo:
         body = transcript.body
         keys = tuple(participant.verify_key for participant in sorted(body.participants, key=lambda p: p.index))
-        return cls(transcript.committee_id, body.parties, body.threshold, keys)
+        return cls(
+            transcript.committee_id, body.parties, body.threshold, body.fault_bound, body.noise_test, keys,
+            body.aggregator_key, body.coordinator_key,
+        )
+
+    @property
+    def decrypting(self) -> int:
+        """t + f: the keyholders a step needs, so that for every f of them a quorum without
+        them cross-checks the rest (DESIGN.md §4)."""
+        return self.threshold + self.fault_bound
 
     def verify_key(self, index: int) -> bytes:
         if not 1 <= index <= self.parties:
@@ -135,3 +152,28 @@ class CommitteeInfo:
             seen.add(signature.index)
         if len(seen) < self.threshold:
             raise InvalidSignature(f"{domain}: {len(seen)} keyholder signatures, {self.threshold} needed")
+
+
+def default_fault_bound(parties: int, threshold: int) -> int:
+    """f = 1 where the committee has a keyholder to spare (n > t), else 0."""
+    return min(1, parties - threshold)
+
+
+def check_committee_shape(parties: int, threshold: int, fault_bound: int, max_fused_partials: int) -> None:
+    """Raise unless n, t and f make a committee this code can run: t > n/2 for t-of-n (OpenFHE's
+    Shamir recovery), 0 ≤ f ≤ n − t, and every fusion within the flooding's budget of partials
+    (one lead term, t own partials and t stand-ins for each of the n − t absent keyholders)."""
+    if not 1 <= parties <= 64:
+        raise InvalidInput(f"a committee has 1..64 keyholders, not {parties}")
+    if not 1 <= threshold <= parties:
+        raise InvalidInput(f"threshold must be in 1..{parties}")
+    if threshold < parties and 2 * threshold <= parties:
+        raise InvalidInput("t-of-n needs t > n/2 (OpenFHE's Shamir recovery enforces a majority)")
+    if not 0 <= fault_bound <= parties - threshold:
+        raise InvalidInput(f"the fault bound f must be in 0..n−t = 0..{parties - threshold} (steps need t + f keyholders)")
+    fused = 1 + threshold + threshold * (parties - threshold)
+    if fused > max_fused_partials + 1:
+        raise InvalidInput(
+            f"a {threshold}-of-{parties} fusion combines {fused} partials; the FHE parameters allow "
+            f"{max_fused_partials} plus the lead term"
+        )

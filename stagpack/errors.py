@@ -30,6 +30,11 @@ class PolicyRefusal(StagpackError):
     """A keyholder refuses a decryption request that the decryption policy does not allow."""
 
 
+class Unauthenticated(StagpackError):
+    """The caller did not prove it is a party this service serves (a missing, forged, stale,
+    replayed or misdirected credential)."""
+
+
 class AlreadyExists(StagpackError):
     """A duplicate: a replayed envelope, a second live intendo, a repeated protocol message."""
 

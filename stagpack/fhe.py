@@ -8,7 +8,10 @@ boundary, and OpenFHE's quirks:
 * list-in/list-out calls (`MultipartyDecryptLead([ct], sk)`), Lead versus Main decryption roles;
 * evaluation keys live in a library-wide cache keyed by the secret key's *tag*;
 * a ciphertext and a plaintext (or two ciphertexts) with different numbers of RNS towers are
-  combined *silently wrongly* by some calls, so every ciphertext we hold is at `wire_towers`;
+  combined *silently wrongly* by some calls, and a ciphertext does not say how many towers it
+  has (`GetLevel` is 0 after `Compress`), so every `Ciphertext` records its tower count and every
+  operation checks that its operands agree. There are two levels: the input level (all towers;
+  every ciphertext a party supplies) and the evaluation level (after `compress`; the hunt path);
 * re-serializing a deserialized object gives different bytes (cereal shares pointers on first
   write only), so ciphertexts that are hashed or compared are first put in canonical form;
 * garbage fed to the deserializer can make it allocate without bound, so bytes from outside are
@@ -23,6 +26,7 @@ import enum
 import gc
 import hashlib
 import json
+import math
 import os
 import threading
 import weakref
@@ -59,23 +63,25 @@ class NoiseMode(str, enum.Enum):
 class FheParameters:
     """BFV parameters. The defaults are the production parameters; change them only knowingly.
 
-    `wire_towers` is the number of RNS towers every ciphertext is compressed to before it is
-    stored, sent or evaluated (3 is the least that noise-flooding decryption accepts; measured in
-    docs/parameters.md). `max_fused_partials` bounds how many partial decryptions one fusion
-    combines (own shares plus t-of-n stand-ins) and feeds OpenFHE's flooding-noise estimate.
+    Every ciphertext a party supplies (intendos, masks, throwaways) is a fresh encryption at all
+    the towers the depth gives (4): that is where its noise is tested and where the validity
+    circuit runs. `evaluation_towers` is the level the hunt path runs at, after `compress` (3 is
+    the least that noise-flooding decryption accepts; docs/parameters.md has the measured noise
+    at each level). `max_fused_partials` bounds how many partial decryptions one fusion combines
+    (own shares plus t-of-n stand-ins); it sizes OpenFHE's flooding and the noise test.
     """
 
     plaintext_modulus: int = 65537
     multiplicative_depth: int = 2
     noise_mode: NoiseMode = NoiseMode.FLOODING
-    wire_towers: int = 3
+    evaluation_towers: int = 3
     max_fused_partials: int = 32
 
     @classmethod
     def insecure_fixed_noise_for_benchmarks(cls) -> FheParameters:
         """FIXED_NOISE_MULTIPARTY: partial decryptions leak plaintext-dependent noise. For
         benchmarks and tests that measure the cost of flooding only; production refuses it."""
-        return cls(noise_mode=NoiseMode.FIXED_INSECURE, wire_towers=2)
+        return cls(noise_mode=NoiseMode.FIXED_INSECURE, evaluation_towers=2)
 
     @property
     def is_secure(self) -> bool:
@@ -101,7 +107,7 @@ class FheParameters:
             raise InvalidInput("malformed FHE parameters: nested too deeply") from None
         except (ValueError, TypeError, UnicodeDecodeError) as error:
             raise InvalidInput(f"malformed FHE parameters: {error}") from None
-        for name in ("plaintext_modulus", "multiplicative_depth", "wire_towers", "max_fused_partials"):
+        for name in ("plaintext_modulus", "multiplicative_depth", "evaluation_towers", "max_fused_partials"):
             value = getattr(parameters, name)
             if type(value) is not int or value <= 0:
                 raise InvalidInput(f"FHE parameter {name} must be a positive integer")
@@ -115,12 +121,14 @@ class FheParameters:
 
 
 class Ciphertext:
-    """A BFV ciphertext at wire level (2 elements, `wire_towers` towers) under the joint key."""
+    """A BFV ciphertext under the joint key, with `towers` RNS towers: the input level (every
+    ciphertext a party supplies) or the evaluation level (the hunt path, after `compress`)."""
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "towers")
 
-    def __init__(self, native: openfhe.Ciphertext) -> None:
+    def __init__(self, native: openfhe.Ciphertext, towers: int) -> None:
         self._native = native
+        self.towers = towers
 
 
 class PublicKey:
@@ -189,10 +197,11 @@ class KeyMaterial:
 class PartialDecryption:
     """One party's partial decryption of one ciphertext (a 1-element ciphertext)."""
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "towers")
 
-    def __init__(self, native: openfhe.Ciphertext) -> None:
+    def __init__(self, native: openfhe.Ciphertext, towers: int) -> None:
         self._native = native
+        self.towers = towers
 
 
 class KeyBackupShare:
@@ -367,17 +376,19 @@ class FheContext:
         # Noise-flooding decryption needs 3 towers; fixed-noise decryption (benchmarks) has only
         # 2 fresh towers at depth 2 and needs no spare one.
         least_towers = 3 if parameters.is_secure else 2
-        if not least_towers <= parameters.wire_towers <= self.fresh_towers:
+        if not least_towers <= parameters.evaluation_towers <= self.fresh_towers:
             raise InvalidInput(
-                f"wire_towers must be between {least_towers} and {self.fresh_towers} for these parameters"
+                f"evaluation_towers must be between {least_towers} and {self.fresh_towers} for these parameters"
             )
-        self._wire_level = self.fresh_towers - parameters.wire_towers
+        self.input_towers = self.fresh_towers
+        self.evaluation_towers = parameters.evaluation_towers
         self._joint_key: PublicKey | None = None
         self._ciphertext_template: _WireTemplate | None = None
-        self._partial_templates: list[_WireTemplate] = []
+        self._partial_templates: dict[int, list[_WireTemplate]] = {}
         self._backup_template: _WireTemplate | None = None
         self._full_zero: openfhe.Ciphertext | None = None
         self._zero_key: openfhe.PrivateKey | None = None
+        self._constants: dict[tuple[int, int], openfhe.Plaintext] = {}
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -408,8 +419,8 @@ class FheContext:
             "multiplicative_depth": self.parameters.multiplicative_depth,
             "security": "HEStd_128_classic",
             "noise_mode": self.parameters.noise_mode.value,
-            "fresh_towers": self.fresh_towers,
-            "wire_towers": self.parameters.wire_towers,
+            "input_towers": self.input_towers,
+            "evaluation_towers": self.evaluation_towers,
             "modulus_bits": sum(modulus.bit_length() for modulus in self._tower_moduli),
         }
 
@@ -537,27 +548,31 @@ class FheContext:
         self._ciphertext_template = _WireTemplate(
             "ciphertext",
             ciphertext_bytes[0],
-            _find_regions(ciphertext_bytes, self.ring_dimension, self.parameters.wire_towers),
+            _find_regions(ciphertext_bytes, self.ring_dimension, self.input_towers),
             self._tower_moduli,
         )
         # A partial decryption records its ciphertext's noise-scale degree (1 when fresh, +1 per
-        # ciphertext multiplication); accept each degree the multiplicative depth allows.
+        # ciphertext multiplication); accept each degree the multiplicative depth allows, at
+        # both levels.
         throwaway = self._context.KeyGen()
-        self._partial_templates = []
-        for degree in range(1, self.parameters.multiplicative_depth + 2):
-            partial_bytes = []
-            for sample in samples:
-                shaped = sample.Clone()
-                shaped.SetNoiseScaleDeg(degree)
-                partial_bytes.append(self._canonical(self._context.MultipartyDecryptMain([shaped], throwaway.secretKey)[0]))
-            self._partial_templates.append(
-                _WireTemplate(
-                    "partial decryption",
-                    partial_bytes[0],
-                    _find_regions(partial_bytes, self.ring_dimension, self.parameters.wire_towers),
-                    self._tower_moduli,
+        self._partial_templates = {}
+        for towers in sorted({self.input_towers, self.evaluation_towers}):
+            leveled = [self._context.Compress(sample, towers) for sample in samples]
+            self._partial_templates[towers] = []
+            for degree in range(1, self.parameters.multiplicative_depth + 2):
+                partial_bytes = []
+                for sample in leveled:
+                    shaped = sample.Clone()
+                    shaped.SetNoiseScaleDeg(degree)
+                    partial_bytes.append(self._canonical(self._context.MultipartyDecryptMain([shaped], throwaway.secretKey)[0]))
+                self._partial_templates[towers].append(
+                    _WireTemplate(
+                        "partial decryption",
+                        partial_bytes[0],
+                        _find_regions(partial_bytes, self.ring_dimension, towers),
+                        self._tower_moduli,
+                    )
                 )
-            )
         self._full_zero = self._context.Encrypt(public_key._native, self._context.MakePackedPlaintext([0]))
         # Backup shares (DESIGN.md §6) come from other keyholders: template them too. A share is
         # a full-tower polynomial; Shamir shares of throwaway keys give independent samples.
@@ -582,7 +597,7 @@ class FheContext:
 
     @property
     def ciphertext_size(self) -> int:
-        """Bytes of one serialized wire ciphertext under the bound key."""
+        """Bytes of one serialized input-level ciphertext (an intendo, a mask) under the bound key."""
         if self._ciphertext_template is None:
             raise WrongPhase("no committee key is bound yet")
         return self._ciphertext_template.size
@@ -601,52 +616,91 @@ class FheContext:
             raise InvalidInput(f"slot values must be in [0, {self.plaintext_modulus})")
         return vector
 
-    def _plaintext(self, slots: npt.ArrayLike, *, wire_level: bool = True) -> openfhe.Plaintext:
+    def _plaintext(self, slots: npt.ArrayLike, towers: int) -> openfhe.Plaintext:
         vector = self._check_slots(slots)
-        level = self._wire_level if wire_level else 0
-        return self._context.MakePackedPlaintext(vector, 1, level)
+        return self._context.MakePackedPlaintext(vector, 1, self.fresh_towers - towers)
 
     def _encrypt_native(self, public_key: PublicKey, slots: npt.ArrayLike) -> openfhe.Ciphertext:
-        fresh = self._context.Encrypt(public_key._native, self._plaintext(slots, wire_level=False))
-        return self._context.Compress(fresh, self.parameters.wire_towers)
+        return self._context.Encrypt(public_key._native, self._plaintext(slots, self.fresh_towers))
+
+    @staticmethod
+    def _same_level(left: Ciphertext, right: Ciphertext) -> int:
+        if left.towers != right.towers:
+            raise InvalidInput(f"cannot combine a ciphertext at {left.towers} towers with one at {right.towers}")
+        return left.towers
 
     def encrypt(self, public_key: PublicKey, slots: npt.ArrayLike) -> Ciphertext:
-        """Encrypt a slot vector (values in [0, p)) and compress it to wire level."""
-        return Ciphertext(self._encrypt_native(public_key, slots))
+        """Encrypt a slot vector (values in [0, p)) at the input level (every tower)."""
+        return Ciphertext(self._encrypt_native(public_key, slots), self.input_towers)
+
+    def compress(self, ciphertext: Ciphertext) -> Ciphertext:
+        """The same plaintext at the evaluation level: a modulus switch, deterministic (every
+        party gets the same bytes), dividing the noise by the dropped towers' modulus."""
+        if ciphertext.towers == self.evaluation_towers:
+            return ciphertext
+        if ciphertext.towers < self.evaluation_towers:
+            raise InvalidInput(f"a ciphertext at {ciphertext.towers} towers cannot go up to {self.evaluation_towers}")
+        return Ciphertext(self._context.Compress(ciphertext._native, self.evaluation_towers), self.evaluation_towers)
 
     def add(self, left: Ciphertext, right: Ciphertext) -> Ciphertext:
-        return Ciphertext(self._context.EvalAdd(left._native, right._native))
+        return Ciphertext(self._context.EvalAdd(left._native, right._native), self._same_level(left, right))
 
     def subtract(self, left: Ciphertext, right: Ciphertext) -> Ciphertext:
-        return Ciphertext(self._context.EvalSub(left._native, right._native))
+        return Ciphertext(self._context.EvalSub(left._native, right._native), self._same_level(left, right))
 
     def add_many(self, ciphertexts: Iterable[Ciphertext]) -> Ciphertext:
-        natives = [ciphertext._native for ciphertext in ciphertexts]
-        if not natives:
+        items = list(ciphertexts)
+        if not items:
             raise InvalidInput("cannot sum an empty list of ciphertexts")
-        total = natives[0]
-        for native in natives[1:]:
-            total = self._context.EvalAdd(total, native)
-        return Ciphertext(total)
+        total = items[0]
+        for item in items[1:]:
+            total = self.add(total, item)
+        return total
 
     def add_plain(self, ciphertext: Ciphertext, slots: npt.ArrayLike) -> Ciphertext:
-        return Ciphertext(self._context.EvalAdd(ciphertext._native, self._plaintext(slots)))
+        plaintext = self._plaintext(slots, ciphertext.towers)
+        return Ciphertext(self._context.EvalAdd(ciphertext._native, plaintext), ciphertext.towers)
 
     def subtract_plain(self, ciphertext: Ciphertext, slots: npt.ArrayLike) -> Ciphertext:
-        return Ciphertext(self._context.EvalSub(ciphertext._native, self._plaintext(slots)))
+        plaintext = self._plaintext(slots, ciphertext.towers)
+        return Ciphertext(self._context.EvalSub(ciphertext._native, plaintext), ciphertext.towers)
 
     def multiply(self, left: Ciphertext, right: Ciphertext) -> Ciphertext:
         """Slot-wise product, relinearized (one multiplicative level)."""
-        return Ciphertext(self._context.EvalMult(left._native, right._native))
+        return Ciphertext(self._context.EvalMult(left._native, right._native), self._same_level(left, right))
 
     def multiply_plain(self, ciphertext: Ciphertext, slots: npt.ArrayLike) -> Ciphertext:
-        return Ciphertext(self._context.EvalMult(ciphertext._native, self._plaintext(slots)))
+        plaintext = self._plaintext(slots, ciphertext.towers)
+        return Ciphertext(self._context.EvalMult(ciphertext._native, plaintext), ciphertext.towers)
+
+    def _constant(self, factor: int, towers: int) -> openfhe.Plaintext:
+        """The constant plaintext `factor` (cached: encoding a plaintext costs about 2 ms)."""
+        if type(factor) is not int or not 1 <= factor < self.plaintext_modulus:
+            raise InvalidInput(f"a scale factor is an integer in 1..{self.plaintext_modulus - 1}")
+        key = (factor, towers)
+        plaintext = self._constants.get(key)
+        if plaintext is None:
+            plaintext = self._plaintext(np.full(self.slot_count, factor, dtype=np.int64), towers)
+            with self._construction_lock:
+                if len(self._constants) >= 4096:
+                    self._constants.clear()
+                self._constants[key] = plaintext
+        return plaintext
+
+    def scale(self, ciphertext: Ciphertext, factors: Sequence[int]) -> Ciphertext:
+        """(Π factors) · ciphertext, as an integer: multiplying by the constant plaintext c is
+        multiplying both elements by the integer c, so the plaintext becomes Π·m mod p and the
+        noise grows by exactly Π, which may be far above p (each factor is below p)."""
+        native = ciphertext._native
+        for factor in factors:
+            native = self._context.EvalMult(native, self._constant(factor, ciphertext.towers))
+        return Ciphertext(native, ciphertext.towers)
 
     def rotate(self, ciphertext: Ciphertext, step: int) -> Ciphertext:
         """Rotate each row left by `step` (one of `rotation_steps`; `row_width` swaps the rows)."""
         if step not in self.rotation_steps:
             raise InvalidInput(f"no rotation key for step {step}")
-        return Ciphertext(self._context.EvalAtIndex(ciphertext._native, step))
+        return Ciphertext(self._context.EvalAtIndex(ciphertext._native, step), ciphertext.towers)
 
     # -- serialization ------------------------------------------------------------------------
 
@@ -659,12 +713,13 @@ class FheContext:
         return self._canonical(ciphertext._native)
 
     def ciphertext_from_bytes(self, data: bytes) -> Ciphertext:
-        """Parse a wire ciphertext, refusing anything that is not exactly a ciphertext under the
-        bound joint key (checked before OpenFHE parses a byte)."""
+        """Parse a ciphertext a party supplied (an intendo, a mask), refusing anything that is not
+        exactly an input-level ciphertext under the bound joint key (checked before OpenFHE
+        parses a byte)."""
         if self._ciphertext_template is None:
             raise WrongPhase("no committee key is bound yet")
         self._ciphertext_template.check(data)
-        return Ciphertext(self._deserialize(openfhe.DeserializeCiphertextString, data, "ciphertext"))
+        return Ciphertext(self._deserialize(openfhe.DeserializeCiphertextString, data, "ciphertext"), self.input_towers)
 
     def ciphertext_digest(self, ciphertext: Ciphertext) -> bytes:
         return hashlib.sha256(self.ciphertext_to_bytes(ciphertext)).digest()
@@ -675,7 +730,7 @@ class FheContext:
         """One party's partial decryption; exactly one partial per fusion is a `lead` partial."""
         call = self._context.MultipartyDecryptLead if lead else self._context.MultipartyDecryptMain
         try:
-            return PartialDecryption(call([ciphertext._native], secret._native)[0])
+            return PartialDecryption(call([ciphertext._native], secret._native)[0], ciphertext.towers)
         except RuntimeError as error:
             raise CryptoFailure(f"partial decryption failed: {str(error)[:120]}") from None
 
@@ -688,58 +743,141 @@ class FheContext:
             key = self._context.KeyGen().secretKey
             self._context.RecoverSharedKey(key, {1: zero, 2: zero}, 2, 2, "shamir")
             self._zero_key = key
-        return PartialDecryption(self._context.MultipartyDecryptLead([ciphertext._native], self._zero_key)[0])
+        return PartialDecryption(self._context.MultipartyDecryptLead([ciphertext._native], self._zero_key)[0], ciphertext.towers)
 
     def partial_to_bytes(self, partial: PartialDecryption) -> bytes:
         return self._canonical(partial._native)
 
-    def partial_from_bytes(self, data: bytes) -> PartialDecryption:
+    def _partial_template(self, data: bytes) -> tuple[_WireTemplate, int]:
+        """The template a partial's bytes match, and the tower count of its level."""
         if not self._partial_templates:
             raise WrongPhase("no committee key is bound yet")
         mismatch: InvalidInput | None = None
-        for template in self._partial_templates:
-            try:
-                template.check(data)
-                break
-            except InvalidInput as error:
-                mismatch = error
-        else:
-            assert mismatch is not None
-            raise mismatch
-        return PartialDecryption(self._deserialize(openfhe.DeserializeCiphertextString, data, "partial decryption"))
+        for towers, templates in self._partial_templates.items():
+            for template in templates:
+                try:
+                    template.check(data)
+                except InvalidInput as error:
+                    mismatch = error
+                    continue
+                return template, towers
+        assert mismatch is not None
+        raise mismatch
+
+    def partial_from_bytes(self, data: bytes) -> PartialDecryption:
+        _, towers = self._partial_template(data)
+        return PartialDecryption(self._deserialize(openfhe.DeserializeCiphertextString, data, "partial decryption"), towers)
+
+    def _fuse_native(self, partials: Sequence[PartialDecryption], encoding: object) -> openfhe.Plaintext:
+        if not partials:
+            raise InvalidInput("nothing to fuse")
+        if len({partial.towers for partial in partials}) != 1:
+            raise InvalidInput("partial decryptions of different levels cannot be fused together")
+        natives = []
+        for partial in partials:
+            native = partial._native.Clone()
+            native.SetEncodingType(encoding)
+            natives.append(native)
+        try:
+            plaintext = self._context.MultipartyDecryptFusion(natives)
+        except RuntimeError as error:
+            raise CryptoFailure(f"fusion failed: {str(error)[:120]}") from None
+        plaintext.SetLength(self.slot_count)
+        return plaintext
 
     def fuse(self, partials: Sequence[PartialDecryption]) -> SlotVector:
         """Combine partial decryptions into the plaintext slot vector (values in [0, p)).
 
         Only `stagpack.decrypt` calls this: it turns slot vectors into the facts DESIGN.md §3
         allows to be revealed, and nothing else leaves it."""
-        if not partials:
-            raise InvalidInput("nothing to fuse")
-        try:
-            plaintext = self._context.MultipartyDecryptFusion([partial._native for partial in partials])
-        except RuntimeError as error:
-            raise CryptoFailure(f"fusion failed: {str(error)[:120]}") from None
-        plaintext.SetLength(self.slot_count)
-        values = np.asarray(plaintext.GetPackedValueArray(), dtype=np.int64)
-        return np.mod(values, self.plaintext_modulus)
+        plaintext = self._fuse_native(partials, openfhe.PACKED_ENCODING)
+        return np.mod(np.asarray(plaintext.GetPackedValueArray(), dtype=np.int64), self.plaintext_modulus)
+
+    def _fuse_coefficients(self, partials: Sequence[PartialDecryption]) -> npt.NDArray[np.int64]:
+        plaintext = self._fuse_native(partials, openfhe.COEF_PACKED_ENCODING)
+        return np.mod(np.asarray(plaintext.GetCoefPackedValue(), dtype=np.int64), self.plaintext_modulus)
+
+    def _doubled(self, partial: PartialDecryption, bits: int) -> PartialDecryption:
+        """2^bits · partial, as an integer (by constant plaintexts of at most 2^16)."""
+        native = partial._native
+        for chunk in [16] * (bits // 16) + ([bits % 16] if bits % 16 else []):
+            native = self._context.EvalMult(native, self._constant(1 << chunk, partial.towers))
+        return PartialDecryption(native, partial.towers)
+
+    def noise_reading(self, partials: Sequence[PartialDecryption], bits: int) -> int:
+        """How far the fused decryption's noise e (flooding included) reaches, read `bits` below
+        the plaintext: max over the coefficients of |round(2^bits·e/Δ)|. It is 0 exactly when
+        every coefficient's noise is below about Δ/2^(bits+1).
+
+        Fusing partials that were each doubled `bits` times gives 2^bits·m + round(2^bits·e/Δ)
+        in every coefficient of the plaintext polynomial (read coefficient-packed, before batch
+        decoding); subtracting 2^bits times the ordinary fusion leaves the rounded noise. It
+        uses only the partials the fuser holds anyway, and reveals about the plaintext nothing
+        the ordinary fusion does not."""
+        plain = self._fuse_coefficients(partials)
+        raised = self._fuse_coefficients([self._doubled(partial, bits) for partial in partials])
+        p = self.plaintext_modulus
+        reading = np.mod(raised - (pow(2, bits, p) * plain) % p, p)
+        reading = np.where(reading > p // 2, reading - p, reading)
+        return int(np.abs(reading).max())
+
+    @property
+    def noise_reading_bits(self) -> int:
+        """The reading depth of the noise test: the largest k such that Δ/2^(k+1) exceeds twice
+        the flooding of the largest fusion (max_fused_partials + the lead term, each partial's
+        flooding below Q/(2·q0)): 2^(k+1)·(F + 1)·p ≤ q0. An honest fusion then always reads
+        0, whatever the flooding drew; at the production parameters k = 37."""
+        fused = self.parameters.max_fused_partials + 1
+        return int(math.floor(math.log2(self._tower_moduli[0] / (fused * self.plaintext_modulus)))) - 1
+
+    def flooding_bits(self, towers: int) -> float:
+        """log2 of one partial decryption's largest flooding noise at `towers` towers: OpenFHE
+        floods with noise uniform modulo the product of every tower but the first."""
+        return math.log2(math.prod(self._tower_moduli[1:towers]) / 2)
+
+    def delta_bits(self, towers: int) -> float:
+        """log2 Δ = log2(Q/p) at `towers` towers."""
+        return math.log2(math.prod(self._tower_moduli[:towers]) / self.plaintext_modulus)
+
+    def measure_noise_bits(self, ciphertext: Ciphertext, secret: SecretKeyShare, message: npt.ArrayLike | None = None) -> float:
+        """log2 of the largest noise coefficient of `ciphertext`, decrypted with a whole secret
+        key (a one-keyholder committee's): a measuring instrument for tests and
+        docs/parameters.md — production never holds a whole key. Exact to about 2^-13.
+
+        Decrypting 2^k·ct coefficient-packed gives 2^k·m + round(2^k·e/Δ) per coefficient; k
+        grows by as many doublings as keep the reading unwrapped until it is at least p/8.
+        `message` pins the plaintext polynomial (pass zeros for an output that must be zero)
+        when the noise may reach Δ/4."""
+        p = self.plaintext_modulus
+
+        def coefficients(native: openfhe.Ciphertext) -> npt.NDArray[np.int64]:
+            clone = native.Clone()
+            clone.SetEncodingType(openfhe.COEF_PACKED_ENCODING)
+            plaintext = self._context.Decrypt(secret._native, clone)
+            plaintext.SetLength(self.slot_count)
+            return np.mod(np.asarray(plaintext.GetCoefPackedValue(), dtype=np.int64), p)
+
+        base = coefficients(ciphertext._native)
+        plain = base if message is None else np.mod(np.asarray(message, dtype=np.int64), p)
+        native, bits = ciphertext._native, 0
+        while True:
+            reading = np.mod((coefficients(native) if bits else base) - (pow(2, bits, p) * plain) % p, p)
+            reading = np.where(reading > p // 2, reading - p, reading)
+            largest = int(np.abs(reading).max())
+            if largest >= p // 8 or bits > 4 * 64 * ciphertext.towers:
+                return math.log2(largest) + self.delta_bits(ciphertext.towers) - bits if largest else float("-inf")
+            for _ in range(max(1, int(math.log2((p // 4 - 1) / (largest + 1.0))))):
+                native = self._context.EvalAdd(native, native)
+                bits += 1
 
     # -- what a dishonest party can do (tests and the security benchmark) ----------------------
     # Each uses public information only: a keyholder or participant needs no secret to do this.
     # Production code never calls them; they exist so that attacks run through the real protocol.
 
-    def _partial_template(self, data: bytes) -> _WireTemplate:
-        for template in self._partial_templates:
-            try:
-                template.check(data)
-            except InvalidInput:
-                continue
-            return template
-        raise InvalidInput("not a partial decryption under this committee's key")
-
     def shifted_partial(self, partial: bytes, ciphertext: Ciphertext, shift: npt.ArrayLike) -> bytes:
         """`partial` plus the lead term of Δ·shift: any fusion that includes it reveals the
         plaintext plus `shift`, and the bytes stay a well-formed partial."""
-        template = self._partial_template(partial)
+        template, _ = self._partial_template(partial)
         difference = self.subtract(self.add_plain(ciphertext, shift), ciphertext)
         bump = self.public_lead_partial(difference)
         shifted = self._context.EvalAdd(self.partial_from_bytes(partial)._native, bump._native)
@@ -750,13 +888,48 @@ class FheContext:
     def garbled_partial(self, partial: bytes, seed: int) -> bytes:
         """`partial` with one tower's coefficients replaced by random values below its modulus:
         structurally valid (header, sizes, reduced coefficients), wrong to any fusion."""
-        template = self._partial_template(partial)
+        template, _ = self._partial_template(partial)
         region = next(region for region in template._regions if region.tower >= 0)
         words = np.random.default_rng(seed).integers(0, self._tower_moduli[region.tower], region.length // 8, dtype=np.uint64)
         garbled = bytearray(partial)
         garbled[region.start : region.start + region.length] = words.astype("<u8").tobytes()
         template.check(bytes(garbled))
         return bytes(garbled)
+
+    def with_added_noise(self, ciphertext: bytes, noise: int) -> bytes:
+        """An input-level ciphertext with the constant `noise` added to c0 (in every tower): it
+        decrypts to the same plaintext while |noise| stays below Δ/2, and any product with it
+        carries noise·(the other operand's plaintext). What a party that crafts the noise of
+        its own mask or intendo sends."""
+        template = self._require_ciphertext_template()
+        template.check(ciphertext)
+        crafted = bytearray(ciphertext)
+        for region in template._regions[: self.input_towers]:  # c0's towers come first
+            modulus = self._tower_moduli[region.tower]
+            words = np.frombuffer(ciphertext[region.start : region.start + region.length], dtype="<u8").astype(object)
+            bumped = np.array([(int(word) + noise) % modulus for word in words], dtype=np.uint64)
+            crafted[region.start : region.start + region.length] = bumped.astype("<u8").tobytes()
+        template.check(bytes(crafted))
+        return bytes(crafted)
+
+    def with_flipped_bit(self, ciphertext: bytes, coefficient: int, bit: int = 0) -> bytes:
+        """An input-level ciphertext with one bit of one coefficient flipped, still below its
+        tower's modulus: it passes every byte-layout check and decrypts to garbage noise."""
+        template = self._require_ciphertext_template()
+        template.check(ciphertext)
+        region = template._regions[coefficient * 8 // template._regions[0].length % len(template._regions)]
+        offset = region.start + (coefficient * 8) % region.length
+        word = int.from_bytes(ciphertext[offset : offset + 8], "little") ^ (1 << bit)
+        if word >= self._tower_moduli[region.tower]:
+            raise InvalidInput("flipping that bit leaves the modulus; pick another")
+        flipped = bytearray(ciphertext)
+        flipped[offset : offset + 8] = word.to_bytes(8, "little")
+        return bytes(flipped)
+
+    def _require_ciphertext_template(self) -> _WireTemplate:
+        if self._ciphertext_template is None:
+            raise WrongPhase("no committee key is bound yet")
+        return self._ciphertext_template
 
     # -- t-of-n backups (DESIGN.md §6) --------------------------------------------------------
 
@@ -816,8 +989,8 @@ class FheContext:
                 secrets.append(pair.secretKey)
                 public = pair.publicKey
             values = self._random_slots(7)
-            fresh = context.Encrypt(public, self._plaintext(values, wire_level=False))
-            ciphertext = context.Compress(fresh, self.parameters.wire_towers)
+            fresh = context.Encrypt(public, self._plaintext(values, self.fresh_towers))
+            ciphertext = context.Compress(fresh, self.evaluation_towers)
             zero = context.EvalSub(fresh, fresh).GetElements()[0]
             shares = {index: context.ShareKeys(secrets[index - 1], 3, 2, index, "shamir") for index in (1, 2, 3)}
             quorum, absent = (1, 2), 3

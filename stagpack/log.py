@@ -45,10 +45,22 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class LogRange:
+    """Entries (after_height, up_to_height] of a stag's log: what a replica asks for (and signs
+    its credential over)."""
+
+    WIRE_NAME = "stagpack.LogRange.v1"
+
+    stag_id: bytes
+    after_height: int
+    up_to_height: int
+
+
+@dataclass(frozen=True)
 class ValidationOutcome:
     """Which intendos of a validation batch are well-formed (DESIGN.md §7)."""
 
-    WIRE_NAME = "stagpack.ValidationOutcome.v1"
+    WIRE_NAME = "stagpack.ValidationOutcome.v2"
 
     stag_id: bytes
     batch: int
@@ -56,6 +68,7 @@ class ValidationOutcome:
     head: bytes
     valid: tuple[bytes, ...]
     invalid: tuple[bytes, ...]
+    deferred: tuple[bytes, ...]  # a batch whose noise test failed: each is tested alone next
 
     def digest(self) -> bytes:
         return digest("validation-outcome", codec.encode(self))

@@ -47,6 +47,7 @@ class PackLimits:
     """Operational limits every replica enforces identically."""
 
     max_rejections: int = 3  # malformed intendos an identity may submit to one stag
+    action_budget: int = 4  # submissions and withdrawals an identity may make in one stag (DESIGN.md §7)
     max_clock_skew_millis: int = 30_000  # how far ahead of a replica's clock an entry may be stamped
     validation_batch: int = 64  # intendos per validation session
 
@@ -58,6 +59,7 @@ class IntendoRecord:
     status: IntendoStatus
     counted_at: int = 0  # log height of the validation that counted it (0: not counted)
     closed_at: int = 0  # log height at which it was withdrawn, rejected or executed
+    deferred: bool = False  # its batch failed the noise test: it is validated alone
 
     @property
     def weight(self) -> int:
@@ -80,6 +82,7 @@ class PackState:
     live_by_participant: dict[bytes, bytes] = field(default_factory=dict)
     nonces: set[tuple[bytes, bytes]] = field(default_factory=set)
     rejections: dict[bytes, int] = field(default_factory=dict)
+    actions: dict[bytes, int] = field(default_factory=dict)  # submissions and withdrawals per identity
     counted_sum: Ciphertext | None = None
     counted: int = 0
     reserved_weight: int = 0  # awaiting + counted + executed: what capacity is checked against
@@ -109,8 +112,12 @@ class PackState:
         return [key for key, record in self.intendos.items() if record.status is IntendoStatus.AWAITING]
 
     def validation_batch(self) -> list[bytes]:
-        """The intendos the next validation session checks, in log order."""
-        return self.awaiting()[: self.limits.validation_batch]
+        """The intendos the next validation session checks, in log order: the first deferred
+        one alone while any is deferred (its batch failed the noise test, and testing each alone
+        blames only the noisy one), else up to `validation_batch` of them."""
+        awaiting = self.awaiting()
+        deferred = [key for key in awaiting if self.intendos[key].deferred]
+        return deferred[:1] if deferred else awaiting[: self.limits.validation_batch]
 
     def count_by_status(self) -> dict[str, int]:
         counts = {status.value: 0 for status in IntendoStatus}
@@ -135,6 +142,7 @@ class PackState:
             raise InvalidInput("this identity is not eligible for the stag")
         if self.rejections.get(statement.participant, 0) >= self.limits.max_rejections:
             raise RateLimited("this identity has submitted too many malformed intendos to this stag")
+        self._check_budget(statement.participant)
         if envelope.intendo_id in self.intendos or (statement.participant, statement.nonce) in self.nonces:
             raise AlreadyExists("this envelope was already submitted (replay)")
         if statement.participant in self.live_by_participant:
@@ -161,6 +169,7 @@ class PackState:
             raise InvalidInput("the withdrawal has expired")
         if (statement.participant, statement.nonce) in self.nonces:
             raise AlreadyExists("this withdrawal was already submitted (replay)")
+        self._check_budget(statement.participant)
         record = self.record(statement.intendo_id)
         if record.envelope.statement.participant != statement.participant:
             raise InvalidInput("only the intendo's signer may withdraw it")
@@ -169,6 +178,15 @@ class PackState:
         if record.status not in LIVE:
             raise WrongPhase(f"the intendo is already {record.status.value}")
         return record
+
+    def _check_budget(self, participant: bytes) -> None:
+        """Every submission and withdrawal counts against the identity's budget in this stag,
+        valid or not: each submission can be a probe of the validity bit (DESIGN.md §7), so the
+        budget bounds what one identity can learn about anyone's threshold."""
+        if self.actions.get(participant, 0) >= self.limits.action_budget:
+            raise RateLimited(
+                f"this identity has used its {self.limits.action_budget} submissions and withdrawals for this stag"
+            )
 
     # -- applying the log ---------------------------------------------------------------------
 
@@ -203,6 +221,10 @@ class PackState:
         if spec.stag_id != self.stag_id:
             raise IntegrityFailure("the genesis does not hash to the stag id")
         spec.validate(self.context.row_width, self.committee.committee_id)
+        if spec.opens_at_millis + self.limits.max_clock_skew_millis < entry.accepted_at_millis:
+            raise InvalidInput(
+                "the stag opens in the past: every epoch since would be due at once (open it now or later)"
+            )
         self.spec = spec
 
     def _apply_submission(self, entry: LogEntry, envelope: IntendoEnvelope, ciphertext: bytes) -> None:
@@ -211,6 +233,7 @@ class PackState:
         self.intendos[envelope.intendo_id] = IntendoRecord(envelope, entry.height, IntendoStatus.AWAITING)
         self.live_by_participant[statement.participant] = envelope.intendo_id
         self.nonces.add((statement.participant, statement.nonce))
+        self.actions[statement.participant] = self.actions.get(statement.participant, 0) + 1
         self.reserved_weight += statement.weight
 
     def _apply_withdrawal(self, entry: LogEntry, withdrawal: Withdrawal, source: CiphertextSource) -> None:
@@ -222,6 +245,7 @@ class PackState:
         record.closed_at = entry.height
         self.live_by_participant.pop(statement.participant, None)
         self.nonces.add((statement.participant, statement.nonce))
+        self.actions[statement.participant] = self.actions.get(statement.participant, 0) + 1
         self.reserved_weight -= record.weight
 
     def _apply_validation(self, entry: LogEntry, certificate: ValidationCertificate, source: CiphertextSource) -> None:
@@ -229,9 +253,11 @@ class PackState:
         outcome = certificate.outcome
         if outcome.stag_id != self.stag_id or outcome.batch != self.validation_batches + 1:
             raise IntegrityFailure("validation certificate out of sequence")
-        decided = outcome.valid + outcome.invalid
+        decided = outcome.valid + outcome.invalid + outcome.deferred
         if len(set(decided)) != len(decided) or not decided:
             raise IntegrityFailure("validation certificate lists an intendo twice or none")
+        if outcome.deferred and (outcome.valid or outcome.invalid or len(outcome.deferred) < 2):
+            raise IntegrityFailure("a validation certificate defers a whole batch of several intendos, or nothing")
         for intendo_id in decided:
             record = self.intendos.get(intendo_id)
             if record is None or record.height > outcome.height:
@@ -253,6 +279,8 @@ class PackState:
                 record.closed_at = entry.height
                 self.live_by_participant.pop(participant, None)
                 self.reserved_weight -= record.weight
+        for intendo_id in outcome.deferred:
+            self.intendos[intendo_id].deferred = True
         self.validation_batches = outcome.batch
 
     def _apply_hunt(self, entry: LogEntry, certificate: HuntCertificate) -> None:
@@ -275,13 +303,15 @@ class PackState:
         self.hunts.append(certificate)
 
     def _count(self, intendo_id: bytes, source: CiphertextSource) -> None:
-        ciphertext = self.context.ciphertext_from_bytes(source.ciphertext(intendo_id))
+        """Add a validated intendo to S at the evaluation level (its noise was shown bounded at
+        the input level; compressing divides it by the dropped tower)."""
+        ciphertext = self.context.compress(self.context.ciphertext_from_bytes(source.ciphertext(intendo_id)))
         self.counted_sum = ciphertext if self.counted_sum is None else self.context.add(self.counted_sum, ciphertext)
         self.counted += 1
 
     def _uncount(self, intendo_id: bytes, source: CiphertextSource) -> None:
         assert self.counted_sum is not None
-        ciphertext = self.context.ciphertext_from_bytes(source.ciphertext(intendo_id))
+        ciphertext = self.context.compress(self.context.ciphertext_from_bytes(source.ciphertext(intendo_id)))
         self.counted_sum = self.context.subtract(self.counted_sum, ciphertext)
         self.counted -= 1
 
@@ -314,7 +344,8 @@ class PackSnapshot:
     batch: tuple[tuple[bytes, int], ...]  # (intendo id, weight) awaiting validation, next batch
 
     def pending_ciphertexts(self, context: FheContext, source: CiphertextSource) -> list[tuple[Ciphertext, int]]:
+        """The pending intendos at the evaluation level, with their weights."""
         return [
-            (context.ciphertext_from_bytes(source.ciphertext(key)), envelope.statement.weight)
+            (context.compress(context.ciphertext_from_bytes(source.ciphertext(key))), envelope.statement.weight)
             for key, envelope in self.pending
         ]

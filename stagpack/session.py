@@ -34,6 +34,8 @@ class SessionKind(str, enum.Enum):
 
 
 class Step(str, enum.Enum):
+    NOISE = "noise"  # every contributor's masks and pads: is their noise bounded?
+    INPUT_NOISE = "input-noise"  # a validation batch's intendos: is their noise bounded?
     CHECK = "check"
     CONFIRM = "confirm"
     MEMBERSHIP = "membership"
@@ -41,7 +43,19 @@ class Step(str, enum.Enum):
     EACH = "each"
 
 
-MASKS_PER_SESSION = 2  # hunt: check, confirm; validation: batch, each
+class Committed(enum.IntEnum):
+    """The ciphertexts each keyholder commits to when a session opens, in order. Every one is
+    a fresh encryption of a vector uniform in Z_p, at the input level."""
+
+    FIRST_MASK = 0  # hunt: the check's mask; validation: the batch check's
+    SECOND_MASK = 1  # hunt: the confirmation's; validation: the per-intendo check's
+    PAD = 2  # pads the noise test of this keyholder's own masks
+    INPUT_PAD = 3  # validation only: with the other contributors', pads the intendos' noise test
+
+
+def committed_count(kind: SessionKind) -> int:
+    """How many ciphertexts each keyholder commits to in a session of `kind`."""
+    return 3 if kind is SessionKind.HUNT else 4
 
 
 @dataclass(frozen=True)

@@ -26,20 +26,24 @@ class KeyholderInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., verify_key: _Optional[bytes] = ..., box_key: _Optional[bytes] = ..., ready: _Optional[bool] = ..., committee_id: _Optional[bytes] = ..., index: _Optional[int] = ...) -> None: ...
 
 class Record(_message.Message):
-    __slots__ = ("body",)
+    __slots__ = ("body", "credential")
     BODY_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     body: bytes
-    def __init__(self, body: _Optional[bytes] = ...) -> None: ...
+    credential: bytes
+    def __init__(self, body: _Optional[bytes] = ..., credential: _Optional[bytes] = ...) -> None: ...
 
 class ReadLogRequest(_message.Message):
-    __slots__ = ("stag_id", "after_height", "up_to_height")
+    __slots__ = ("stag_id", "after_height", "up_to_height", "credential")
     STAG_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     UP_TO_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     stag_id: bytes
     after_height: int
     up_to_height: int
-    def __init__(self, stag_id: _Optional[bytes] = ..., after_height: _Optional[int] = ..., up_to_height: _Optional[int] = ...) -> None: ...
+    credential: bytes
+    def __init__(self, stag_id: _Optional[bytes] = ..., after_height: _Optional[int] = ..., up_to_height: _Optional[int] = ..., credential: _Optional[bytes] = ...) -> None: ...
 
 class LogRecord(_message.Message):
     __slots__ = ("entry", "ciphertext")

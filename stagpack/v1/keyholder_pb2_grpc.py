@@ -80,6 +80,16 @@ class KeyholderStub:
                 request_serializer=stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
                 response_deserializer=stagpack_dot_v1_dot_keyholder__pb2.Record.FromString,
                 _registered_method=True)
+        self.CeremonySelfTestCommit = channel.unary_unary(
+                '/stagpack.v1.Keyholder/CeremonySelfTestCommit',
+                request_serializer=stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
+                response_deserializer=stagpack_dot_v1_dot_keyholder__pb2.Record.FromString,
+                _registered_method=True)
+        self.CeremonySelfTestReveal = channel.unary_unary(
+                '/stagpack.v1.Keyholder/CeremonySelfTestReveal',
+                request_serializer=stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
+                response_deserializer=stagpack_dot_v1_dot_keyholder__pb2.Record.FromString,
+                _registered_method=True)
         self.CeremonySign = channel.unary_unary(
                 '/stagpack.v1.Keyholder/CeremonySign',
                 request_serializer=stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
@@ -165,6 +175,18 @@ class KeyholderServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CeremonySelfTest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CeremonySelfTestCommit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CeremonySelfTestReveal(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -256,6 +278,16 @@ def add_KeyholderServicer_to_server(servicer, server):
             ),
             'CeremonySelfTest': grpc.unary_unary_rpc_method_handler(
                     servicer.CeremonySelfTest,
+                    request_deserializer=stagpack_dot_v1_dot_keyholder__pb2.Record.FromString,
+                    response_serializer=stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
+            ),
+            'CeremonySelfTestCommit': grpc.unary_unary_rpc_method_handler(
+                    servicer.CeremonySelfTestCommit,
+                    request_deserializer=stagpack_dot_v1_dot_keyholder__pb2.Record.FromString,
+                    response_serializer=stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
+            ),
+            'CeremonySelfTestReveal': grpc.unary_unary_rpc_method_handler(
+                    servicer.CeremonySelfTestReveal,
                     request_deserializer=stagpack_dot_v1_dot_keyholder__pb2.Record.FromString,
                     response_serializer=stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
             ),
@@ -531,6 +563,60 @@ class Keyholder:
             request,
             target,
             '/stagpack.v1.Keyholder/CeremonySelfTest',
+            stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
+            stagpack_dot_v1_dot_keyholder__pb2.Record.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CeremonySelfTestCommit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stagpack.v1.Keyholder/CeremonySelfTestCommit',
+            stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
+            stagpack_dot_v1_dot_keyholder__pb2.Record.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CeremonySelfTestReveal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stagpack.v1.Keyholder/CeremonySelfTestReveal',
             stagpack_dot_v1_dot_keyholder__pb2.Record.SerializeToString,
             stagpack_dot_v1_dot_keyholder__pb2.Record.FromString,
             options,
