@@ -2,78 +2,165 @@
 
     python faulty_keyholder.py keyholder serve --config FILE
 
-STAGPACK_TEST_FAULT: `shift` adds a plaintext of its choice to its own partials (a crafted
-attack: every partial stays well-formed and a fusion reveals exactly that much more);
-`garbage` flips bits in its partials' coefficients (a faulty machine).
+It runs the real `KeyholderService` (real node, store, policy, gRPC servicer) and injects the
+fault through the service's `partials` hook: the keyholder's partial source wraps its honest
+`DecryptingParty` and rewrites its own partials (never the stand-ins) before the node signs them.
+
+STAGPACK_TEST_FAULT: `shift` adds Δ·1 to its own partials (a crafted attack: every partial stays
+well-formed and a fusion reveals every value plus one); `garbage` replaces a tower of its own
+partials by random coefficients (a faulty machine: structurally valid, wrong to any fusion).
 STAGPACK_TEST_FAULT_SCOPE: `sessions` (default) misbehaves only in decryption sessions, after an
-honest key ceremony; `everything` also during the ceremony's self-test.
-Everything else is the real keyholder.
+honest key ceremony; `everything` also in the ceremony's self-test.
+
+The ceremony's self-test is decrypted by a `DecryptingParty` that `DkgParty.handle_self_test`
+builds itself, and `KeyholderNode` builds the `DkgParty`: no hook reaches it. In the `everything`
+scope the process therefore serves the real service on a private port and puts a forwarding
+front on the configured address, which passes every call through unchanged except the answer to
+the self-test round, whose own partials it rewrites with the same fault: on the wire, exactly
+what a keyholder whose self-test decryption is dishonest would send.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import os
-import random
+import sys
+from typing import Any, Callable, Sequence
 
+import grpc
 import numpy as np
 
-from stagpack.app.cli import main
-from stagpack.decrypt import threshold
-from stagpack.fhe import Ciphertext, FheContext, PartialDecryption
-from stagpack.keyholder import node
+from stagpack import codec
+from stagpack.decrypt import DecryptingParty, PartialShare, Quorum
+from stagpack.dkg.messages import QuorumPartials, SelfTestResponse
+from stagpack.dkg.party import evaluate_self_test
+from stagpack.dkg.rounds import SELF_TEST
+from stagpack.edge.config import KeyholderConfig, configure_logging, load
+from stagpack.edge.keyholder_service import SERVICE_NAME, KeyholderService
+from stagpack.edge.rpc import INTERNAL_MESSAGE_LIMIT, channel, new_server, serve_until_signalled
+from stagpack.fhe import Ciphertext, FheContext
+from stagpack.v1 import keyholder_pb2
 
 FAULT = os.environ.get("STAGPACK_TEST_FAULT", "shift")
 SCOPE = os.environ.get("STAGPACK_TEST_FAULT_SCOPE", "sessions")
 
 
-def shifted(context: FheContext, data: bytes) -> bytes:
-    """Add Δ·m' to a partial: the lead term of the trivial ciphertext (Δ·m', 0) is Δ·m' plus
-    noise, and partials add up. m' = 1 in every slot, so every revealed value moves by one."""
-    native = context._context
-    base = context.encrypt(context.joint_key, np.zeros(context.slot_count, dtype=np.int64))._native
-    trivial = native.EvalAdd(native.EvalSub(base, base), context._plaintext(np.ones(context.slot_count, dtype=np.int64)))
-    bump = context.public_lead_partial(Ciphertext(trivial))
-    partial = context.partial_from_bytes(data)
-    return context.partial_to_bytes(PartialDecryption(native.EvalAdd(partial._native, bump._native)))
+class Fault:
+    """What the keyholder does to one of its own partial decryptions of `ciphertext`."""
+
+    def __init__(self, context: FheContext, kind: str) -> None:
+        if kind not in ("shift", "garbage"):
+            raise SystemExit(f"unknown STAGPACK_TEST_FAULT {kind!r}")
+        self.context = context
+        self.kind = kind
+        self._seeds = itertools.count(1)
+
+    def __call__(self, data: bytes, ciphertext: Ciphertext) -> bytes:
+        context = self.context
+        if self.kind == "shift":
+            return context.shifted_partial(data, ciphertext, np.ones(context.slot_count, dtype=np.int64))
+        return context.garbled_partial(data, next(self._seeds))
 
 
-def garbled(data: bytes) -> bytes:
-    damaged = bytearray(data)
-    for _ in range(8):
-        position = random.randrange(len(damaged) // 4, len(damaged) - 400)
-        damaged[position] ^= 1 << random.randrange(4)
-    return bytes(damaged)
+class FaultyPartials:
+    """The keyholder's partial source in decryption sessions: honest stand-ins, faulty own
+    partial (the node signs whatever it gets)."""
+
+    def __init__(self, party: DecryptingParty, fault: Fault) -> None:
+        self.party = party
+        self.fault = fault
+
+    def partials(self, ciphertext: Ciphertext, family: Sequence[Quorum], *, own: bool = True) -> list[PartialShare]:
+        return [
+            PartialShare(share.producer, share.on_behalf_of, share.quorum, self.fault(share.data, ciphertext))
+            if share.quorum == ()
+            else share
+            for share in self.party.partials(ciphertext, family, own=own)
+        ]
 
 
-def corrupt(context: FheContext, share: threshold.PartialShare) -> threshold.PartialShare:
-    if share.on_behalf_of != share.producer:
-        return share  # only its own partials: the stand-ins stay honest
-    data = shifted(context, share.data) if FAULT == "shift" else garbled(share.data)
-    return threshold.PartialShare(share.producer, share.on_behalf_of, share.quorum, data)
+# -- the `everything` scope: a front that rewrites the self-test answer ---------------------------
+
+SELF_TEST_METHOD = f"/{SERVICE_NAME}/{SELF_TEST.rpc}"
 
 
-if SCOPE == "everything":
-    honest_partials = threshold.DecryptingParty.partials
+def faulty_self_test(request: bytes, response: bytes, fault: Fault) -> bytes:
+    """The keyholder's self-test answer with its own partials (not its stand-ins) rewritten."""
+    asked = SELF_TEST.decode_request(bytes(keyholder_pb2.Record.FromString(request).body))
+    answer = SELF_TEST.decode_response(bytes(keyholder_pb2.Record.FromString(response).body))
+    output = evaluate_self_test(fault.context, asked.test_ciphertexts)  # what every partial decrypts
+    results = tuple(
+        QuorumPartials(
+            result.members, result.producer, result.on_behalf_of,
+            tuple(
+                fault(data, output) if on_behalf_of == result.producer else data
+                for on_behalf_of, data in zip(result.on_behalf_of, result.partials)
+            ),
+        )
+        for result in answer.partials
+    )
+    tampered = SelfTestResponse(answer.ceremony_id, answer.index, results)
+    return keyholder_pb2.Record(body=codec.encode(tampered)).SerializeToString()
 
-    def dishonest_partials(self, ciphertext, family, *, own=True):  # type: ignore[no-untyped-def]
-        return [corrupt(self._context, share) for share in honest_partials(self, ciphertext, family, own=own)]
 
-    threshold.DecryptingParty.partials = dishonest_partials  # type: ignore[method-assign]
-else:
-    honest_sign = node.sign_partials
-    contexts: list[FheContext] = []
+class Front(grpc.GenericRpcHandler):
+    """Forwards every unary call (the keyholder's RPCs, health checks) to the real service."""
 
-    def dishonest_sign(sign, session, step, digests, shares_per_item):  # type: ignore[no-untyped-def]
-        context = contexts[0]
-        return honest_sign(sign, session, step, digests, [[corrupt(context, s) for s in shares] for shares in shares_per_item])
+    def __init__(self, backend: str, fault: Fault) -> None:
+        self._channel = channel(backend, INTERNAL_MESSAGE_LIMIT)
+        self._fault = fault
 
-    original_init = node.KeyholderNode.__init__
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method: str = details.method  # type: ignore[attr-defined]
+        if method.endswith("/Watch") or method.startswith("/grpc.reflection."):
+            return None  # streaming: not needed by any caller of a test keyholder
+        forward = self._channel.unary_unary(method)
 
-    def remember_context(self, context, *args, **kwargs):  # type: ignore[no-untyped-def]
-        contexts.append(context)
-        original_init(self, context, *args, **kwargs)
+        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+            try:
+                response: bytes = forward(request, timeout=context.time_remaining())
+            except grpc.RpcError as error:
+                context.abort(error.code(), error.details() or "")  # type: ignore[attr-defined]
+            if method == SELF_TEST_METHOD:
+                response = faulty_self_test(request, response, self._fault)
+            return response
 
-    node.KeyholderNode.__init__ = remember_context  # type: ignore[method-assign]
-    node.sign_partials = dishonest_sign
+        return grpc.unary_unary_rpc_method_handler(handle)
 
-raise SystemExit(main())
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="faulty_keyholder.py")
+    parser.add_argument("kind", choices=["keyholder"])
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("--config", required=True)
+    options = parser.parse_args(argv)
+    config = load(KeyholderConfig, options.config, "STAGPACK_KEYHOLDER")
+    configure_logging(config.logging, f"keyholder[{config.name}]")
+    context = FheContext()
+    fault = Fault(context, FAULT)
+    partials: Callable[[DecryptingParty], Any] = lambda party: FaultyPartials(party, fault)  # noqa: E731
+    if SCOPE == "sessions":
+        service = KeyholderService(config, context, partials=partials)
+        service.start()
+        serve_until_signalled(service.server, service.close)
+        return 0
+    if SCOPE != "everything":
+        raise SystemExit(f"unknown STAGPACK_TEST_FAULT_SCOPE {SCOPE!r}")
+    front_address, config.listen = config.listen, "127.0.0.1:0"
+    service = KeyholderService(config, context, partials=partials)
+    service.start()
+    front, _ = new_server(front_address, INTERNAL_MESSAGE_LIMIT)
+    front.add_generic_rpc_handlers((Front(f"127.0.0.1:{service.port}", fault),))
+    front.start()
+
+    def stop() -> None:
+        service.server.stop(5).wait()
+        service.close()
+
+    serve_until_signalled(front, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
