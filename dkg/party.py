@@ -24,7 +24,7 @@ import numpy as np
 from stagpack import codec
 from stagpack.calls import Call, Request, Response, serve
 from stagpack.decrypt import DecryptingParty, Quorum
-from stagpack.decrypt.threshold import PartialShare, fuse
+from stagpack.decrypt.threshold import PartialShare, PartialSourceFactory, fuse, honest
 from stagpack.dkg.messages import (
     Acknowledgement,
     BackupBox,
@@ -133,9 +133,10 @@ def self_test_quorums(parties: int, threshold: int) -> tuple[tuple[int, ...], ..
 class DkgParty:
     """A keyholder in one key-generation ceremony."""
 
-    def __init__(self, context: FheContext, identity: KeyholderIdentity) -> None:
+    def __init__(self, context: FheContext, identity: KeyholderIdentity, *, partials: PartialSourceFactory = honest) -> None:
         self._context = context
         self._identity = identity
+        self._partials = partials  # how this keyholder decrypts the self-test (tests inject faults here)
         self.phase = Phase.NEW
         self._responses: dict[str, tuple[bytes, object]] = {}
         self.plan: CeremonyPlan | None = None
@@ -350,7 +351,9 @@ class DkgParty:
                 raise InvalidInput("self-test quorums are not the ones the ceremony prescribes")
             output = evaluate_self_test(self._context, request.test_ciphertexts)
             assert self._secret is not None
-            party = DecryptingParty(self._context, self.index, self._secret, self._backups, plan.parties, plan.threshold)
+            party = self._partials(
+                DecryptingParty(self._context, self.index, self._secret, self._backups, plan.parties, plan.threshold)
+            )
             results = []
             for members in request.quorums:
                 if self.index not in members:

@@ -12,12 +12,8 @@ partials by random coefficients (a faulty machine: structurally valid, wrong to 
 STAGPACK_TEST_FAULT_SCOPE: `sessions` (default) misbehaves only in decryption sessions, after an
 honest key ceremony; `everything` also in the ceremony's self-test.
 
-The ceremony's self-test is decrypted by a `DecryptingParty` that `DkgParty.handle_self_test`
-builds itself, and `KeyholderNode` builds the `DkgParty`: no hook reaches it. In the `everything`
-scope the process therefore serves the real service on a private port and puts a forwarding
-front on the configured address, which passes every call through unchanged except the answer to
-the self-test round, whose own partials it rewrites with the same fault: on the wire, exactly
-what a keyholder whose self-test decryption is dishonest would send.
+The same `partials` hook decrypts the ceremony's self-test (the node hands it to its
+`DkgParty`), so in the `everything` scope the self-test partials are faulty too.
 """
 
 from __future__ import annotations
@@ -26,21 +22,15 @@ import argparse
 import itertools
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-import grpc
 import numpy as np
 
-from stagpack import codec
 from stagpack.decrypt import DecryptingParty, PartialShare, Quorum
-from stagpack.dkg.messages import QuorumPartials, SelfTestResponse
-from stagpack.dkg.party import evaluate_self_test
-from stagpack.dkg.rounds import SELF_TEST
 from stagpack.edge.config import KeyholderConfig, configure_logging, load
-from stagpack.edge.keyholder_service import SERVICE_NAME, KeyholderService
-from stagpack.edge.rpc import INTERNAL_MESSAGE_LIMIT, channel, new_server, serve_until_signalled
+from stagpack.edge.keyholder_service import KeyholderService
+from stagpack.edge.rpc import serve_until_signalled
 from stagpack.fhe import Ciphertext, FheContext
-from stagpack.v1 import keyholder_pb2
 
 FAULT = os.environ.get("STAGPACK_TEST_FAULT", "shift")
 SCOPE = os.environ.get("STAGPACK_TEST_FAULT_SCOPE", "sessions")
@@ -67,66 +57,20 @@ class FaultyPartials:
     """The keyholder's partial source in decryption sessions: honest stand-ins, faulty own
     partial (the node signs whatever it gets)."""
 
-    def __init__(self, party: DecryptingParty, fault: Fault) -> None:
+    def __init__(self, party: DecryptingParty, fault: Fault, active: Callable[[], bool]) -> None:
         self.party = party
         self.fault = fault
+        self.active = active
 
     def partials(self, ciphertext: Ciphertext, family: Sequence[Quorum], *, own: bool = True) -> list[PartialShare]:
+        if not self.active():
+            return self.party.partials(ciphertext, family, own=own)
         return [
             PartialShare(share.producer, share.on_behalf_of, share.quorum, self.fault(share.data, ciphertext))
             if share.quorum == ()
             else share
             for share in self.party.partials(ciphertext, family, own=own)
         ]
-
-
-# -- the `everything` scope: a front that rewrites the self-test answer ---------------------------
-
-SELF_TEST_METHOD = f"/{SERVICE_NAME}/{SELF_TEST.rpc}"
-
-
-def faulty_self_test(request: bytes, response: bytes, fault: Fault) -> bytes:
-    """The keyholder's self-test answer with its own partials (not its stand-ins) rewritten."""
-    asked = SELF_TEST.decode_request(bytes(keyholder_pb2.Record.FromString(request).body))
-    answer = SELF_TEST.decode_response(bytes(keyholder_pb2.Record.FromString(response).body))
-    output = evaluate_self_test(fault.context, asked.test_ciphertexts)  # what every partial decrypts
-    results = tuple(
-        QuorumPartials(
-            result.members, result.producer, result.on_behalf_of,
-            tuple(
-                fault(data, output) if on_behalf_of == result.producer else data
-                for on_behalf_of, data in zip(result.on_behalf_of, result.partials)
-            ),
-        )
-        for result in answer.partials
-    )
-    tampered = SelfTestResponse(answer.ceremony_id, answer.index, results)
-    return keyholder_pb2.Record(body=codec.encode(tampered)).SerializeToString()
-
-
-class Front(grpc.GenericRpcHandler):
-    """Forwards every unary call (the keyholder's RPCs, health checks) to the real service."""
-
-    def __init__(self, backend: str, fault: Fault) -> None:
-        self._channel = channel(backend, INTERNAL_MESSAGE_LIMIT)
-        self._fault = fault
-
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method: str = details.method  # type: ignore[attr-defined]
-        if method.endswith("/Watch") or method.startswith("/grpc.reflection."):
-            return None  # streaming: not needed by any caller of a test keyholder
-        forward = self._channel.unary_unary(method)
-
-        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
-            try:
-                response: bytes = forward(request, timeout=context.time_remaining())
-            except grpc.RpcError as error:
-                context.abort(error.code(), error.details() or "")  # type: ignore[attr-defined]
-            if method == SELF_TEST_METHOD:
-                response = faulty_self_test(request, response, self._fault)
-            return response
-
-        return grpc.unary_unary_rpc_method_handler(handle)
 
 
 def main(argv: list[str]) -> int:
@@ -137,28 +81,21 @@ def main(argv: list[str]) -> int:
     options = parser.parse_args(argv)
     config = load(KeyholderConfig, options.config, "STAGPACK_KEYHOLDER")
     configure_logging(config.logging, f"keyholder[{config.name}]")
+    if SCOPE not in ("sessions", "everything"):
+        raise SystemExit(f"unknown STAGPACK_TEST_FAULT_SCOPE {SCOPE!r}")
     context = FheContext()
     fault = Fault(context, FAULT)
-    partials: Callable[[DecryptingParty], Any] = lambda party: FaultyPartials(party, fault)  # noqa: E731
-    if SCOPE == "sessions":
-        service = KeyholderService(config, context, partials=partials)
-        service.start()
-        serve_until_signalled(service.server, service.close)
-        return 0
-    if SCOPE != "everything":
-        raise SystemExit(f"unknown STAGPACK_TEST_FAULT_SCOPE {SCOPE!r}")
-    front_address, config.listen = config.listen, "127.0.0.1:0"
+    holder: list[KeyholderService] = []
+
+    def partials(party: DecryptingParty) -> FaultyPartials:
+        # the same hook serves the ceremony's self-test and the sessions; in the `sessions`
+        # scope the keyholder is honest until its key is loaded
+        return FaultyPartials(party, fault, lambda: SCOPE == "everything" or bool(holder and holder[0].node.ready))
+
     service = KeyholderService(config, context, partials=partials)
+    holder.append(service)
     service.start()
-    front, _ = new_server(front_address, INTERNAL_MESSAGE_LIMIT)
-    front.add_generic_rpc_handlers((Front(f"127.0.0.1:{service.port}", fault),))
-    front.start()
-
-    def stop() -> None:
-        service.server.stop(5).wait()
-        service.close()
-
-    serve_until_signalled(front, stop)
+    serve_until_signalled(service.server, service.close)
     return 0
 
 
