@@ -21,7 +21,8 @@ from stagpack.edge.ledger import SqliteLedger
 from stagpack.fhe import FheContext, FheParameters
 from stagpack.identity import KeyholderIdentity, Sealer, SealingCost, SigningIdentity
 from stagpack.keyholder.local import LocalKeyholder
-from stagpack.keyholder.node import KeyholderNode, MaskSource, PartialSource
+from stagpack.decrypt.threshold import PartialSource
+from stagpack.keyholder.node import KeyholderNode, MaskSource
 from stagpack.log import LogEntry
 from stagpack.pack import PackLimits
 from stagpack.stag import now_millis

@@ -186,8 +186,8 @@ def _privacy_section(measured: Measurements) -> list[str]:
         f"Each scenario is a pair of count stags (L = {size.levels}) of equal public size that never fire. Both run in the "
         f"same deployment for {size.epochs} epochs, in a random order each epoch. The adversary is the operator: it sees "
         "every ciphertext (bytes), every message size, the timing of every session and keyholder call, and every "
-        "decrypted output — in a non-firing epoch that is the fused hunt-check vector (d ⊙ window) ⊗ R, captured at "
-        "`read_hunt_check` (benchmark-only instrumentation). One epoch is one observation; the adversary guesses which "
+        "decrypted output — in a non-firing epoch that is the fused hunt-check vector (d ⊙ window) ⊗ R, seen through the "
+        "aggregator's decryption observer (the operator's own view). One epoch is one observation; the adversary guesses which "
         f"pack produced it. Distinguishers are fitted on {size.folds - 1} of {size.folds} folds and scored on the held-out "
         "fold (stratified cross-validation), so a rule that fits noise scores ≈ 1/2.",
         "",

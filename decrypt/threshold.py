@@ -13,7 +13,7 @@ package holds a raw plaintext vector.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from stagpack.decrypt.quorum import Quorum
 from stagpack.errors import InvalidInput, WrongPhase
@@ -29,6 +29,21 @@ class PartialShare:
     on_behalf_of: int
     quorum: tuple[int, ...]
     data: bytes
+
+
+class PartialSource(Protocol):
+    """How a keyholder produces its partial decryptions: `DecryptingParty.partials`, or what a
+    test or benchmark puts in its place to play a dishonest keyholder through the production
+    code (in sessions and in the ceremony's self-test alike)."""
+
+    def partials(self, ciphertext: Ciphertext, family: Sequence[Quorum], *, own: bool = True) -> list[PartialShare]: ...
+
+
+PartialSourceFactory = Callable[["DecryptingParty"], PartialSource]
+
+
+def honest(party: DecryptingParty) -> PartialSource:
+    return party
 
 
 class DecryptingParty:

@@ -32,7 +32,7 @@ import numpy as np
 from stagpack import codec
 from stagpack.calls import Call, Request, Response, serve
 from stagpack.decrypt import DecryptingParty, Quorum
-from stagpack.decrypt.threshold import PartialShare, fuse
+from stagpack.decrypt.threshold import PartialShare, PartialSourceFactory, fuse, honest
 from stagpack.dkg.messages import (
     Acknowledgement,
     BackupBox,
@@ -194,11 +194,13 @@ class DkgParty:
         *,
         coordinator_key: bytes | None = None,
         allow_insecure: bool = False,
+        partials: PartialSourceFactory = honest,
     ) -> None:
         self._context = context
         self._identity = identity
         self._coordinator_key = coordinator_key  # the only coordinator whose plan is accepted, if set
         self._allow_insecure = allow_insecure
+        self._partials = partials  # how this keyholder decrypts the self-test (tests inject faults here)
         self.phase = Phase.NEW
         self._responses: dict[str, tuple[bytes, object]] = {}
         self.plan: CeremonyPlan | None = None
@@ -451,7 +453,9 @@ class DkgParty:
                 raise InvalidInput("the self-test ciphertexts are not in canonical form")
             output = evaluate_self_test(self._context, tests)
             assert self._secret is not None
-            party = DecryptingParty(self._context, self.index, self._secret, self._backups, plan.parties, plan.threshold)
+            party = self._partials(
+                DecryptingParty(self._context, self.index, self._secret, self._backups, plan.parties, plan.threshold)
+            )
             results = []
             for members in self_test_quorums(plan.parties, plan.threshold):
                 if self.index not in members:

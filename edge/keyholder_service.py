@@ -26,7 +26,8 @@ from stagpack.edge.rpc import INTERNAL_MESSAGE_LIMIT, HealthReporter, add_servic
 from stagpack.errors import InvalidInput, Unauthenticated
 from stagpack.fhe import FheContext
 from stagpack.identity import KeyholderIdentity, Sealer, SealingCost
-from stagpack.keyholder.node import KeyholderNode, MaskSource, PartialSource
+from stagpack.decrypt.threshold import PartialSource
+from stagpack.keyholder.node import KeyholderNode, MaskSource
 from stagpack.session import SESSION_CALLS
 from stagpack.v1 import keyholder_pb2, keyholder_pb2_grpc
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from stagpack import codec
 from stagpack.calls import Call, ReplayGuard, Request, Response, SignedCredential, serve
-from stagpack.decrypt import DecryptingParty, PartialShare, Quorum
+from stagpack.decrypt import DecryptingParty
+from stagpack.decrypt.threshold import PartialSource, PartialSourceFactory, honest
 from stagpack.decrypt.computation import SessionComputation, session_outcome, sign_partials
 from stagpack.decrypt.steps import binds
 from stagpack.dkg import DkgParty
@@ -80,12 +81,6 @@ class RandomMasks:
         return context.ciphertext_to_bytes(context.encrypt(context.joint_key, values))
 
 
-class PartialSource(Protocol):
-    """How a keyholder produces its partial decryptions (`DecryptingParty.partials`)."""
-
-    def partials(self, ciphertext: Ciphertext, family: Sequence[Quorum], *, own: bool = True) -> list[PartialShare]: ...
-
-
 class KeyholderNode:
     """One keyholder's protocol logic, behind whatever transport serves it."""
 
@@ -100,7 +95,7 @@ class KeyholderNode:
         limits: PackLimits | None = None,
         clock: Callable[[], int] = now_millis,
         masks: MaskSource | None = None,
-        partials: Callable[[DecryptingParty], PartialSource] | None = None,
+        partials: PartialSourceFactory | None = None,
         coordinator_key: bytes | None = None,
         allow_insecure: bool = False,
     ) -> None:
@@ -112,7 +107,7 @@ class KeyholderNode:
         self._limits = limits or PackLimits()
         self._clock = clock
         self._masks = masks or RandomMasks(context)
-        self._partial_source = partials or (lambda party: party)
+        self._partial_source = partials or honest
         self._coordinator_key = coordinator_key  # who may run a ceremony with this keyholder
         self._allow_insecure = allow_insecure  # benchmarks only: accept a committee without the noise test
         self._replays = ReplayGuard(self._limits.max_clock_skew_millis)
@@ -216,7 +211,8 @@ class KeyholderNode:
                     if self.ready:
                         raise WrongPhase("this keyholder already holds a committee key; it takes part in no new ceremony")
                     party = self._ceremony = DkgParty(
-                        self.context, self.identity, coordinator_key=self._coordinator_key, allow_insecure=self._allow_insecure
+                        self.context, self.identity, coordinator_key=self._coordinator_key,
+                        allow_insecure=self._allow_insecure, partials=self._partial_source,
                     )
             if party is None:
                 raise WrongPhase("no ceremony in progress on this keyholder")

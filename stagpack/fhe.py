@@ -400,6 +400,17 @@ class FheContext:
         return tuple(int(tower["ptr_wrapper"]["data"]["value0"]["cm"]["v"]) for tower in element_parameters)
 
     @property
+    def tower_moduli(self) -> tuple[int, ...]:
+        """The RNS tower moduli q_0, q_1, … of a fresh ciphertext (compression drops the last)."""
+        return self._tower_moduli
+
+    @classmethod
+    def installed_key_tags(cls) -> set[str]:
+        """The committees (by joint key tag) whose evaluation keys this process holds."""
+        with cls._construction_lock:
+            return set(cls._installed)
+
+    @property
     def rotation_steps(self) -> tuple[int, ...]:
         """Rotation keys the circuits need: radix-16 steps within a row, and the row swap."""
         steps = []

@@ -45,7 +45,7 @@ def test_ceremony_over_grpc_gives_every_keyholder_the_signed_committee(services:
     bundle.transcript.verify()
     body = bundle.transcript.body
     assert (body.parties, body.threshold) == (5, 3)
-    from stagpack.edge.aggregator_service import RemoteKeyholder
+    from stagpack.edge.remote import RemoteKeyholder
 
     for index, service in enumerate(deployment.keyholders, start=1):
         info = RemoteKeyholder(service.address, index).info()

@@ -16,16 +16,17 @@ from typing import Callable, Iterator
 import pytest
 
 from stagpack.aggregator.core import Aggregator
-from stagpack.edge.aggregator_service import AggregatorService, RemoteKeyholder
+from stagpack.edge.aggregator_service import AggregatorService
 from stagpack.edge.config import AggregatorConfig, load
+from stagpack.edge.remote import RemoteKeyholder
 from stagpack.decrypt import quorum_family
 from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import PolicyRefusal, StagpackError, WrongPhase
-from stagpack.decrypt.computation import SessionComputation, read_hunt_steps
+from stagpack.decrypt.computation import SessionComputation, read_steps
 from stagpack.identity import SigningIdentity
 from stagpack.app.launcher import LocalDeployment
 from stagpack.participant.sdk import prepare_intendo
-from stagpack.session import DecryptRequest, RevealRequest, SessionKind, SessionRef, Step
+from stagpack.session import DECRYPT, OPEN_SESSION, REVEAL_MASKS, DecryptRequest, RevealRequest, SessionKind, SessionRef, Step
 from stagpack.stag import StagSpec, now_millis
 
 from support.services import wait_for
@@ -68,11 +69,10 @@ class Operator:
 
     def session(self, spec: StagSpec, epoch: int) -> tuple[SessionRef, SessionComputation, tuple, tuple]:
         """Open and reveal a hunt session honestly; return what a decrypt request needs."""
-        pack = self.aggregator._packs[spec.stag_id]
-        snapshot = pack.snapshot()
+        snapshot = self.aggregator.snapshot(spec.stag_id)
         ref = SessionRef(spec.stag_id, SessionKind.HUNT, epoch, snapshot.height, snapshot.head)
-        commitments = tuple(keyholder.open_session(ref) for keyholder in self.keyholders)
-        reveals = tuple(keyholder.reveal(RevealRequest(ref, commitments)) for keyholder in self.keyholders)
+        commitments = tuple(keyholder.call(OPEN_SESSION, ref) for keyholder in self.keyholders)
+        reveals = tuple(keyholder.call(REVEAL_MASKS, RevealRequest(ref, commitments)) for keyholder in self.keyholders)
         computation = SessionComputation(
             self.aggregator.context, snapshot, _Source(self.aggregator, spec.stag_id), ref, commitments, reveals
         )
@@ -80,10 +80,10 @@ class Operator:
 
     def decrypt(self, ref: SessionRef, step: Step, commitments: tuple, reveals: tuple, claimed: tuple[bytes, ...], prior: tuple = (), keyholder: int = 1):
         request = DecryptRequest(ref, step, self.family, commitments, reveals, prior, claimed)
-        return self.keyholders[keyholder - 1].decrypt(request)
+        return self.keyholders[keyholder - 1].call(DECRYPT, request)
 
     def check_partials(self, ref: SessionRef, computation: SessionComputation, commitments: tuple, reveals: tuple) -> tuple:
-        claimed = computation.digests(computation.check())
+        claimed = computation.digests(check(computation))
         partials: tuple = ()
         for index in (1, 2, 3):
             partials += self.decrypt(ref, Step.CHECK, commitments, reveals, claimed, keyholder=index).partials
@@ -96,7 +96,12 @@ class _Source:
         self._stag_id = stag_id
 
     def ciphertext(self, intendo_id: bytes) -> bytes:
-        return self._aggregator._store.ciphertext(self._stag_id, intendo_id)
+        return self._aggregator.ciphertext(self._stag_id, intendo_id)
+
+
+def check(computation: SessionComputation) -> list:
+    """The session's hunt-check ciphertexts (the first step: nothing revealed before it)."""
+    return computation.ciphertexts(Step.CHECK, computation.initial_facts())
 
 
 @pytest.fixture(scope="module")
@@ -131,24 +136,25 @@ def test_decrypting_anything_but_the_keyholders_own_recomputation_is_refused(ope
     spec = operator.stag([3, 5, 8, 8, 20])
     epoch = operator.next_due_epoch(spec)
     ref, computation, commitments, reveals = operator.session(spec, epoch)
-    (check,) = computation.check()
-    correct = operator.aggregator.context.ciphertext_to_bytes(check)
-    intendo_id = next(iter(operator.aggregator._packs[spec.stag_id].intendos))
-    raw_intendo = hashlib.sha256(operator.aggregator._store.ciphertext(spec.stag_id, intendo_id)).digest()
+    (honest,) = check(computation)
+    correct = operator.aggregator.context.ciphertext_to_bytes(honest)
+    snapshot = operator.aggregator.snapshot(spec.stag_id)
+    intendo_id, _ = snapshot.pending[0]
+    raw_intendo = hashlib.sha256(operator.aggregator.ciphertext(spec.stag_id, intendo_id)).digest()
     one_byte_off = bytearray(correct)
     one_byte_off[len(correct) // 2] ^= 1
     attempts = {
         "a raw intendo": raw_intendo,
         "a forged evaluation": os.urandom(32),
         "one byte off the recomputation": hashlib.sha256(bytes(one_byte_off)).digest(),
-        "the unmasked pack sum": operator.aggregator.context.ciphertext_digest(operator.aggregator._packs[spec.stag_id].counted_sum),
+        "the unmasked pack sum": operator.aggregator.context.ciphertext_digest(snapshot.counted_sum),  # type: ignore[arg-type]
     }
     for what, claimed in attempts.items():
         error = refused(lambda: operator.decrypt(ref, Step.CHECK, commitments, reveals, (claimed,)), PolicyRefusal)
         assert "recomputation" in str(error), what
     assert keyholder_log(operator).count("refused") >= len(attempts)
     # the honest request for the very same session is served: nothing was burnt or revealed before
-    served = operator.decrypt(ref, Step.CHECK, commitments, reveals, computation.digests([check]))
+    served = operator.decrypt(ref, Step.CHECK, commitments, reveals, computation.digests([honest]))
     assert served.partials
 
 
@@ -158,13 +164,13 @@ def test_a_second_check_in_one_epoch_and_a_check_before_its_time_are_refused(ope
     ref, computation, commitments, reveals = operator.session(spec, epoch)
     operator.check_partials(ref, computation, commitments, reveals)
     operator.submit(spec, 2)  # the log moves on: a "second look" at the same epoch
-    height = operator.aggregator._packs[spec.stag_id].height
-    head = operator.aggregator._packs[spec.stag_id].head
+    snapshot = operator.aggregator.snapshot(spec.stag_id)
+    height, head = snapshot.height, snapshot.head
     again = SessionRef(spec.stag_id, SessionKind.HUNT, epoch, height, head)
-    error = refused(lambda: operator.keyholders[0].open_session(again))
+    error = refused(lambda: operator.keyholders[0].call(OPEN_SESSION, again))
     assert "already evaluated" in str(error) or "not after" in str(error)
     future = SessionRef(spec.stag_id, SessionKind.HUNT, epoch + 10_000, height, head)
-    error = refused(lambda: operator.keyholders[0].open_session(future), PolicyRefusal)
+    error = refused(lambda: operator.keyholders[0].call(OPEN_SESSION, future), PolicyRefusal)
     assert "not due" in str(error)
     assert "not due" in keyholder_log(operator)
 
@@ -173,7 +179,7 @@ def test_a_stale_evaluation_is_refused_after_the_log_moved_on(operator: Operator
     spec = operator.stag([5, 7, 22])
     epoch = operator.next_due_epoch(spec)
     ref, computation, commitments, reveals = operator.session(spec, epoch)
-    claimed = computation.digests(computation.check())
+    claimed = computation.digests(check(computation))
     operator.submit(spec, 3)
     operator.aggregator.run_due(spec.stag_id)  # validates; the replicas sync past the old height
     later = operator.next_due_epoch(spec)
@@ -189,7 +195,7 @@ def test_membership_without_a_fired_hunt_is_refused(operator: Operator) -> None:
     epoch = operator.next_due_epoch(spec)
     ref, computation, commitments, reveals = operator.session(spec, epoch)
     check_partials = operator.check_partials(ref, computation, commitments, reveals)
-    facts = read_hunt_steps(computation, operator.aggregator.committee, check_partials, Step.CHECK)
+    facts = read_steps(computation, operator.aggregator.committee, check_partials, Step.CHECK)
     assert facts.candidates == ()
     for step in (Step.CONFIRM, Step.MEMBERSHIP):
         error = refused(

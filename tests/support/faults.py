@@ -218,7 +218,7 @@ class StepTracker:
             try:
                 return forward(request)
             finally:
-                del self.current[keyholder.index]
+                self.current.pop(keyholder.index, None)
         return forward(request)
 
     def only_in(self, index: int, step: Step, fault: ShareFault) -> ShareFault:

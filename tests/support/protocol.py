@@ -18,7 +18,8 @@ from stagpack.decrypt.computation import DecryptionObserver
 from stagpack.encoding import StagKind, Threshold
 from stagpack.identity import SigningIdentity
 from stagpack.app.inprocess import InProcessDeployment
-from stagpack.keyholder.node import KeyholderNode, MaskSource, PartialSource
+from stagpack.decrypt.threshold import PartialSource
+from stagpack.keyholder.node import KeyholderNode, MaskSource
 from stagpack.log import CertificateBundle, EntryKind, HuntCertificate, LogEntry, decode_body
 from stagpack.pack import PackState
 from stagpack.participant.sdk import capital_threshold, count_threshold, prepare_intendo, prepare_withdrawal
@@ -199,6 +200,8 @@ class MirroredStag:
         assert status.executed_level == self.solver.executed_level
         assert status.executed == len(self.solver.executed_ids())
         assert status.counted == len(self.solver.pending_ids())
+        # live: awaiting validation, counted or executed, each once (executed ones were counted twice)
+        assert status.live_intendos == status.awaiting_validation + len(self.solver.pending_ids()) + len(self.solver.executed_ids())
         assert status.remaining_capacity == self.levels - 1 - self.solver.total_weight
         ledger_ids = [execution.intendo_id for execution in self.deployment.ledger.executions(self.stag_id)]
         assert sorted(ledger_ids) == sorted(self.solver.executed_ids())  # type: ignore[type-var]

@@ -445,7 +445,7 @@ def test_corrupted_partial_makes_the_hunt_check_an_integrity_failure(context, co
     facts = reveal_hunt_check(context, check, (quorum,), shares, levels, 0)
     assert max(facts.candidates) == hunt.level == solver.greatest_fixed_point()
     rng = np.random.default_rng(2024)
-    floor = min(context._tower_moduli)  # noqa: SLF001
+    floor = min(context.tower_moduli)
     for attempt in range(CORRUPTIONS):
         victim = attempt % len(shares)  # every keyholder's (main) partial in turn
         reference = shares[(victim + 1) % len(shares)].data
@@ -463,7 +463,7 @@ def test_corrupted_partial_makes_membership_an_integrity_failure(context, commit
     assert bits == tuple(threshold.level <= hunt.level for threshold in thresholds)
     assert tuple(index for index, bit in enumerate(bits) if bit) == hunt.members
     rng = np.random.default_rng(4048)
-    floor = min(context._tower_moduli)  # noqa: SLF001
+    floor = min(context.tower_moduli)
     for attempt in range(CORRUPTIONS):
         victim = attempt % len(shares)
         reference = shares[(victim + 1) % len(shares)].data
@@ -482,7 +482,7 @@ def test_corrupted_partial_makes_confirmation_and_validity_integrity_failures(co
     confirmation = circuit.hunt_confirmation(context, total, random_mask(context, rng), levels, [1, 2, 3])
     terms = circuit.validity_terms(context, first, 1, levels, b"seed", b"label")
     validity = circuit.validity_check(context, [[terms]], random_mask(context, rng))
-    floor = min(context._tower_moduli)  # noqa: SLF001
+    floor = min(context.tower_moduli)
     for ciphertext, reveal in (
         (confirmation, lambda q, s: reveal_confirmation(context, confirmation, q, s, levels, [1, 2, 3])),
         (validity, lambda q, s: reveal_validity(context, validity, q, s, 1)),
@@ -518,7 +518,7 @@ def test_corrupted_stand_in_partial_is_an_integrity_failure(committee2of3) -> No
     levels = 10
     rng = np.random.default_rng(3)
     fixed, check = _small_check(context, rng, levels)
-    floor = min(context._tower_moduli)  # noqa: SLF001
+    floor = min(context.tower_moduli)
     quorum, shares = shares_for(committee2of3, check, (1, 3))
     assert reveal_hunt_check(context, check, (quorum,), shares, levels, 0).candidates == fixed
     for victim, share in enumerate(shares):

@@ -326,7 +326,7 @@ def test_every_header_bit_flip_is_refused(context, ciphertext_bytes, ciphertext_
 
 def _tower_modulus(context: FheContext, region_index: int) -> int:
     # Regions run element by element, tower by tower; wire ciphertexts keep the first towers.
-    return context._tower_moduli[region_index % context.parameters.wire_towers]  # noqa: SLF001
+    return context.tower_moduli[region_index % context.parameters.wire_towers]
 
 
 def test_out_of_range_coefficients_are_refused(context, ciphertext_bytes, ciphertext_regions, rng) -> None:  # type: ignore[no-untyped-def]
@@ -684,7 +684,7 @@ def test_releasing_unused_evaluation_keys_keeps_what_living_committees_use() -> 
     gone_tag = gone.context.joint_key.key_tag
     del gone
     assert FheContext.release_unused_evaluation_keys() >= 1
-    assert gone_tag not in FheContext._installed  # noqa: SLF001
+    assert gone_tag not in FheContext.installed_key_tags()
     assert FheContext.release_unused_evaluation_keys() == 0  # nothing more to free
     context = kept.context
     rng = np.random.default_rng(21)

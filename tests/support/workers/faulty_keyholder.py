@@ -2,78 +2,102 @@
 
     python faulty_keyholder.py keyholder serve --config FILE
 
-STAGPACK_TEST_FAULT: `shift` adds a plaintext of its choice to its own partials (a crafted
-attack: every partial stays well-formed and a fusion reveals exactly that much more);
-`garbage` flips bits in its partials' coefficients (a faulty machine).
+It runs the real `KeyholderService` (real node, store, policy, gRPC servicer) and injects the
+fault through the service's `partials` hook: the keyholder's partial source wraps its honest
+`DecryptingParty` and rewrites its own partials (never the stand-ins) before the node signs them.
+
+STAGPACK_TEST_FAULT: `shift` adds Δ·1 to its own partials (a crafted attack: every partial stays
+well-formed and a fusion reveals every value plus one); `garbage` replaces a tower of its own
+partials by random coefficients (a faulty machine: structurally valid, wrong to any fusion).
 STAGPACK_TEST_FAULT_SCOPE: `sessions` (default) misbehaves only in decryption sessions, after an
-honest key ceremony; `everything` also during the ceremony's self-test.
-Everything else is the real keyholder.
+honest key ceremony; `everything` also in the ceremony's self-test.
+
+The same `partials` hook decrypts the ceremony's self-test (the node hands it to its
+`DkgParty`), so in the `everything` scope the self-test partials are faulty too.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import os
-import random
+import sys
+from typing import Callable, Sequence
 
 import numpy as np
 
-from stagpack.app.cli import main
-from stagpack.decrypt import threshold
-from stagpack.fhe import Ciphertext, FheContext, PartialDecryption
-from stagpack.keyholder import node
+from stagpack.decrypt import DecryptingParty, PartialShare, Quorum
+from stagpack.edge.config import KeyholderConfig, configure_logging, load
+from stagpack.edge.keyholder_service import KeyholderService
+from stagpack.edge.rpc import serve_until_signalled
+from stagpack.fhe import Ciphertext, FheContext
 
 FAULT = os.environ.get("STAGPACK_TEST_FAULT", "shift")
 SCOPE = os.environ.get("STAGPACK_TEST_FAULT_SCOPE", "sessions")
 
 
-def shifted(context: FheContext, data: bytes) -> bytes:
-    """Add Δ·m' to a partial: the lead term of the trivial ciphertext (Δ·m', 0) is Δ·m' plus
-    noise, and partials add up. m' = 1 in every slot, so every revealed value moves by one."""
-    native = context._context
-    base = context.encrypt(context.joint_key, np.zeros(context.slot_count, dtype=np.int64))._native
-    trivial = native.EvalAdd(native.EvalSub(base, base), context._plaintext(np.ones(context.slot_count, dtype=np.int64)))
-    bump = context.public_lead_partial(Ciphertext(trivial))
-    partial = context.partial_from_bytes(data)
-    return context.partial_to_bytes(PartialDecryption(native.EvalAdd(partial._native, bump._native)))
+class Fault:
+    """What the keyholder does to one of its own partial decryptions of `ciphertext`."""
+
+    def __init__(self, context: FheContext, kind: str) -> None:
+        if kind not in ("shift", "garbage"):
+            raise SystemExit(f"unknown STAGPACK_TEST_FAULT {kind!r}")
+        self.context = context
+        self.kind = kind
+        self._seeds = itertools.count(1)
+
+    def __call__(self, data: bytes, ciphertext: Ciphertext) -> bytes:
+        context = self.context
+        if self.kind == "shift":
+            return context.shifted_partial(data, ciphertext, np.ones(context.slot_count, dtype=np.int64))
+        return context.garbled_partial(data, next(self._seeds))
 
 
-def garbled(data: bytes) -> bytes:
-    damaged = bytearray(data)
-    for _ in range(8):
-        position = random.randrange(len(damaged) // 4, len(damaged) - 400)
-        damaged[position] ^= 1 << random.randrange(4)
-    return bytes(damaged)
+class FaultyPartials:
+    """The keyholder's partial source in decryption sessions: honest stand-ins, faulty own
+    partial (the node signs whatever it gets)."""
+
+    def __init__(self, party: DecryptingParty, fault: Fault, active: Callable[[], bool]) -> None:
+        self.party = party
+        self.fault = fault
+        self.active = active
+
+    def partials(self, ciphertext: Ciphertext, family: Sequence[Quorum], *, own: bool = True) -> list[PartialShare]:
+        if not self.active():
+            return self.party.partials(ciphertext, family, own=own)
+        return [
+            PartialShare(share.producer, share.on_behalf_of, share.quorum, self.fault(share.data, ciphertext))
+            if share.quorum == ()
+            else share
+            for share in self.party.partials(ciphertext, family, own=own)
+        ]
 
 
-def corrupt(context: FheContext, share: threshold.PartialShare) -> threshold.PartialShare:
-    if share.on_behalf_of != share.producer:
-        return share  # only its own partials: the stand-ins stay honest
-    data = shifted(context, share.data) if FAULT == "shift" else garbled(share.data)
-    return threshold.PartialShare(share.producer, share.on_behalf_of, share.quorum, data)
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="faulty_keyholder.py")
+    parser.add_argument("kind", choices=["keyholder"])
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("--config", required=True)
+    options = parser.parse_args(argv)
+    config = load(KeyholderConfig, options.config, "STAGPACK_KEYHOLDER")
+    configure_logging(config.logging, f"keyholder[{config.name}]")
+    if SCOPE not in ("sessions", "everything"):
+        raise SystemExit(f"unknown STAGPACK_TEST_FAULT_SCOPE {SCOPE!r}")
+    context = FheContext()
+    fault = Fault(context, FAULT)
+    holder: list[KeyholderService] = []
+
+    def partials(party: DecryptingParty) -> FaultyPartials:
+        # the same hook serves the ceremony's self-test and the sessions; in the `sessions`
+        # scope the keyholder is honest until its key is loaded
+        return FaultyPartials(party, fault, lambda: SCOPE == "everything" or bool(holder and holder[0].node.ready))
+
+    service = KeyholderService(config, context, partials=partials)
+    holder.append(service)
+    service.start()
+    serve_until_signalled(service.server, service.close)
+    return 0
 
 
-if SCOPE == "everything":
-    honest_partials = threshold.DecryptingParty.partials
-
-    def dishonest_partials(self, ciphertext, family, *, own=True):  # type: ignore[no-untyped-def]
-        return [corrupt(self._context, share) for share in honest_partials(self, ciphertext, family, own=own)]
-
-    threshold.DecryptingParty.partials = dishonest_partials  # type: ignore[method-assign]
-else:
-    honest_sign = node.sign_partials
-    contexts: list[FheContext] = []
-
-    def dishonest_sign(sign, session, step, digests, shares_per_item):  # type: ignore[no-untyped-def]
-        context = contexts[0]
-        return honest_sign(sign, session, step, digests, [[corrupt(context, s) for s in shares] for shares in shares_per_item])
-
-    original_init = node.KeyholderNode.__init__
-
-    def remember_context(self, context, *args, **kwargs):  # type: ignore[no-untyped-def]
-        contexts.append(context)
-        original_init(self, context, *args, **kwargs)
-
-    node.KeyholderNode.__init__ = remember_context  # type: ignore[method-assign]
-    node.sign_partials = dishonest_sign
-
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
