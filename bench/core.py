@@ -25,7 +25,7 @@ from stagpack.decrypt import DecryptingParty, Quorum, family_members, quorum_fam
 from stagpack.dkg import DkgParty, LocalCeremonyPeer, run_ceremony
 from stagpack.encoding import SlotLayout, Threshold
 from stagpack.fhe import FheContext
-from stagpack.identity import KeyholderIdentity
+from stagpack.identity import KeyholderIdentity, SigningIdentity
 from stagpack.solver import PackSolver
 
 LEVELS = 200
@@ -53,7 +53,10 @@ class Row:
 def committee(context: FheContext, parties: int, threshold: int) -> list[DecryptingParty]:
     identities = [KeyholderIdentity(f"bench-{index + 1}") for index in range(parties)]
     dkg_parties = [DkgParty(context, identity) for identity in identities]
-    run_ceremony(context, [LocalCeremonyPeer(party, identity.public) for party, identity in zip(dkg_parties, identities)], threshold)
+    run_ceremony(
+        context, [LocalCeremonyPeer(party, identity.public) for party, identity in zip(dkg_parties, identities)], threshold,
+        aggregator_key=SigningIdentity().verify_key, coordinator_key=SigningIdentity().verify_key,
+    )
     decrypting = []
     for index, party in enumerate(dkg_parties, start=1):
         assert party.outcome is not None

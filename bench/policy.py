@@ -22,7 +22,7 @@ from stagpack.decrypt import circuit
 from stagpack.keyholder.local import LocalKeyholder
 from stagpack.decrypt import quorum_family
 from stagpack.errors import StagpackError
-from stagpack.decrypt.computation import SessionComputation
+from stagpack.decrypt.computation import SessionComputation, read_step
 from stagpack.app.inprocess import InProcessDeployment
 from stagpack.log import EntryKind, LogEntry
 from stagpack.pack import PackSnapshot, PackState
@@ -34,6 +34,7 @@ from stagpack.session import (
     DecryptResponse,
     MaskReveal,
     RevealRequest,
+    Committed,
     SessionKind,
     SessionRef,
     SignedPartial,
@@ -151,20 +152,36 @@ def run_policy_checks(deployment: InProcessDeployment, clock: ManualClock, stag:
     try:
         commitments = tuple(keyholder.call(OPEN_SESSION, session) for keyholder in keyholders)
         reveals = tuple(keyholder.call(REVEAL_MASKS, RevealRequest(session, commitments)) for keyholder in keyholders)
-        computation = SessionComputation(context, snapshot, _Ciphertexts(stag.ciphertexts), session, commitments, reveals)
-        family = tuple(quorum.members for quorum in quorum_family(committee.parties, committee.threshold, frozenset(k.index for k in keyholders)))
+        computation = SessionComputation(
+            context, snapshot, _Ciphertexts(stag.ciphertexts), session, commitments, reveals, committee
+        )
+        family = tuple(
+            quorum.members
+            for quorum in quorum_family(committee.parties, committee.threshold, frozenset(k.index for k in keyholders), committee.fault_bound)
+        )
 
-        def decrypt(step: Step, claimed: bytes, prior: tuple[SignedPartial, ...] = (), masks: tuple[MaskReveal, ...] = reveals) -> Callable[[LocalKeyholder], object]:
-            request = DecryptRequest(session, step, family, commitments, masks, prior, (claimed,))
+        def decrypt(step: Step, claimed: bytes | tuple[bytes, ...], prior: tuple[SignedPartial, ...] = (), masks: tuple[MaskReveal, ...] = reveals) -> Callable[[LocalKeyholder], object]:
+            request = DecryptRequest(session, step, family, commitments, masks, prior, claimed if isinstance(claimed, tuple) else (claimed,))
             return lambda keyholder: keyholder.call(DECRYPT, request)
 
+        # the noise test of every contributor's masks runs first, honestly (it reveals nothing)
         start = computation.initial_facts()
+        noise_request = DecryptRequest(
+            session, Step.NOISE, family, commitments, reveals, (), computation.digests(computation.ciphertexts(Step.NOISE, start))
+        )
+        noise_partials = tuple(
+            partial for keyholder in keyholders for partial in keyholder.call(DECRYPT, noise_request).partials
+        )
+        start = read_step(computation, committee, Step.NOISE, start, noise_partials)
         (check,) = computation.ciphertexts(Step.CHECK, start)
         honest = context.ciphertext_to_bytes(check)
         assert snapshot.counted_sum is not None
         one_intendo = next(iter(stag.ciphertexts.values()))
-        without_one = context.subtract(snapshot.counted_sum, context.ciphertext_from_bytes(one_intendo))
-        forged = circuit.hunt_check(context, without_one, computation.mask(0), stag.spec.levels, snapshot.executed_level)
+        without_one = context.subtract(snapshot.counted_sum, context.compress(context.ciphertext_from_bytes(one_intendo)))
+        committed_mask = context.compress(
+            circuit.sum_masks(context, [computation.committed(keyholder, Committed.FIRST_MASK) for keyholder in computation.contributors])
+        )
+        forged = circuit.hunt_check(context, without_one, committed_mask, stag.spec.levels, snapshot.executed_level)
         flipped = bytearray(honest)
         flipped[len(flipped) // 2] ^= 0x01
         # the mask R_1' = Enc(1) − R_2 − … − R_n makes R = 1: the check would decrypt d itself
@@ -172,28 +189,30 @@ def run_policy_checks(deployment: InProcessDeployment, clock: ManualClock, stag:
         cancelling = context.encrypt(context.joint_key, np.ones(context.slot_count, dtype=np.int64))
         for mask in others:
             cancelling = context.subtract(cancelling, mask)
-        chosen_masks = (replace(reveals[0], masks=(context.ciphertext_to_bytes(cancelling), reveals[0].masks[1])),) + reveals[1:]
-        chosen_sum = circuit.sum_masks(context, [cancelling, *others])
+        chosen_masks = (replace(reveals[0], masks=(context.ciphertext_to_bytes(cancelling), *reveals[0].masks[1:])),) + reveals[1:]
+        chosen_sum = context.compress(circuit.sum_masks(context, [cancelling, *others]))
         chosen = circuit.hunt_check(context, snapshot.counted_sum, chosen_sum, stag.spec.levels, snapshot.executed_level)
 
         # first, before any request has made the keyholders compute this session's ciphertexts
         prober.ask("the check with a mask that cancels the others (R = 1), not the committed one", "d = c − ℓ, unmasked",
-                   decrypt(Step.CHECK, context.ciphertext_digest(chosen), masks=chosen_masks))
+                   decrypt(Step.CHECK, context.ciphertext_digest(chosen), noise_partials, masks=chosen_masks))
         prober.ask("a raw intendo (someone's encrypted thermometer)", "that participant's threshold",
-                   decrypt(Step.CHECK, hashlib.sha256(one_intendo).digest()))
+                   decrypt(Step.CHECK, hashlib.sha256(one_intendo).digest(), noise_partials))
         prober.ask("the pack sum c = Σ w_i, unmasked", "how close the pack is to firing",
-                   decrypt(Step.CHECK, context.ciphertext_digest(snapshot.counted_sum)))
+                   decrypt(Step.CHECK, context.ciphertext_digest(snapshot.counted_sum), noise_partials))
         prober.ask("the distance d = c − ramp, unmasked", "c − ℓ at every level",
-                   decrypt(Step.CHECK, context.ciphertext_digest(circuit.fixed_point_distance(context, snapshot.counted_sum, stag.spec.levels))))
+                   decrypt(Step.CHECK, context.ciphertext_digest(circuit.fixed_point_distance(context, snapshot.counted_sum, stag.spec.levels)), noise_partials))
         prober.ask("a forged evaluation: the check over the pack minus one intendo", "the fixed points of a pack the log never held",
-                   decrypt(Step.CHECK, context.ciphertext_digest(forged)))
+                   decrypt(Step.CHECK, context.ciphertext_digest(forged), noise_partials))
         prober.ask("a forged evaluation: random digest", "whatever the operator computed",
-                   decrypt(Step.CHECK, os.urandom(32)))
+                   decrypt(Step.CHECK, os.urandom(32), noise_partials))
         prober.ask("the honest check with one byte off", "a ciphertext the keyholder did not derive",
-                   decrypt(Step.CHECK, hashlib.sha256(bytes(flipped)).digest()))
+                   decrypt(Step.CHECK, hashlib.sha256(bytes(flipped)).digest(), noise_partials))
         answers = prober.ask("control: the honest check of this session", "no hunt (the pack does not fire)",
-                             decrypt(Step.CHECK, context.ciphertext_digest(check)), control=True)
-        check_partials = tuple(partial for answer in answers if isinstance(answer, DecryptResponse) for partial in answer.partials)
+                             decrypt(Step.CHECK, context.ciphertext_digest(check), noise_partials), control=True)
+        check_partials = noise_partials + tuple(
+            partial for answer in answers if isinstance(answer, DecryptResponse) for partial in answer.partials
+        )
         level = int(np.argmax(stag.counts() > 0)) or 1  # the lowest threshold in the pack
         prober.ask("a confirmation after a check that did not fire", "whether level ℓ is a fixed point",
                    decrypt(Step.CONFIRM, context.ciphertext_digest(computation.ciphertexts(Step.CONFIRM, replace(start, through=Step.CHECK, candidates=(level,)))[0]), check_partials))
