@@ -473,6 +473,11 @@ class Aggregator:
         return set(self._runner.last_live)
 
     @property
+    def misbehaving_keyholders(self) -> dict[int, str]:
+        """Keyholders caught misbehaving (a mask whose noise failed the test), and how."""
+        return dict(self._runner.misbehaving)
+
+    @property
     def suspect_keyholders(self) -> set[int]:
         """Keyholders left out of sessions because their partial decryptions were corrupt."""
         return set(self._runner.suspects)

@@ -84,6 +84,7 @@ class SessionRunner:
         self._clients = {client.index: client for client in clients}
         self._store = store
         self.suspects: set[int] = set()  # keyholders whose partials failed to fuse consistently
+        self.misbehaving: dict[int, str] = {}  # keyholders caught misbehaving, and how (logged)
         self.last_live: set[int] = set(self._clients)
         self._pool = ThreadPoolExecutor(max_workers=max(len(self._clients), 1), thread_name_prefix="keyholder-call")
 
@@ -144,6 +145,8 @@ class SessionRunner:
         facts = self._facts(computation, progress.partials)
         while (step := next_step(facts)) is not None:
             partials, facts = self._decrypt_step(computation, progress, step, facts, live)
+            if step is Step.NOISE:
+                self._note_noisy_contributors(session, facts)
             progress = replace(progress, partials=progress.partials + partials)
             self._save(progress)
         outcome = computation.outcome(facts)
@@ -152,6 +155,14 @@ class SessionRunner:
             signatures = self._certify(progress, outcome, live)
         self.last_live = live
         return SessionResult(outcome, signatures)
+
+    def _note_noisy_contributors(self, session: SessionRef, facts: SessionFacts) -> None:
+        """A contributor whose masks or pads failed the noise test crafted their noise: it is
+        left out of this session's masks (the step graph) and logged as misbehaving."""
+        for keyholder in sorted(set(facts.contributors) - set(facts.clean)):
+            reason = f"its masks failed the noise test in {session.describe()}"
+            self.misbehaving[keyholder] = reason
+            log.error("keyholder %d misbehaves: %s; its masks are left out of the session", keyholder, reason)
 
     def _facts(self, computation: SessionComputation, partials: tuple[SignedPartial, ...]) -> SessionFacts:
         """The facts of the steps a resumed session already decrypted."""

@@ -907,6 +907,13 @@ class FheContext:
         template.check(bytes(garbled))
         return bytes(garbled)
 
+    def fuse_scaled(self, partials: Sequence[PartialDecryption], bits: int) -> SlotVector:
+        """The slots of a fusion of partials each scaled by 2^bits: 2^bits·m plus the batch
+        decoding of round(2^bits·e/Δ) — the noise, read `bits` below the plaintext. What
+        whoever fuses can compute from partials it holds (the attack a crafted noise enables)."""
+        plaintext = self._fuse_native([self._doubled(partial, bits) for partial in partials], openfhe.PACKED_ENCODING)
+        return np.mod(np.asarray(plaintext.GetPackedValueArray(), dtype=np.int64), self.plaintext_modulus)
+
     def with_added_noise(self, ciphertext: bytes, noise: int) -> bytes:
         """An input-level ciphertext with the constant `noise` added to c0 (in every tower): it
         decrypts to the same plaintext while |noise| stays below Δ/2, and any product with it
