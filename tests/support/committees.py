@@ -9,7 +9,12 @@ from typing import Sequence
 from stagpack.decrypt import DecryptingParty, PartialShare, Quorum, quorum_family
 from stagpack.dkg import CommitteeBundle, DkgParty, LocalCeremonyPeer, run_ceremony
 from stagpack.fhe import Ciphertext, FheContext, PublicKey, SecretKeyShare
-from stagpack.identity import KeyholderIdentity
+from stagpack.identity import KeyholderIdentity, SigningIdentity
+
+# The aggregator and the ceremony's coordinator every test committee names (fixed keys: a test
+# that needs to call a keyholder signs its credentials with these).
+AGGREGATOR = SigningIdentity(b"\x01" * 32)
+COORDINATOR = SigningIdentity(b"\x02" * 32)
 
 
 @dataclass
@@ -30,14 +35,19 @@ class Committee:
     def threshold(self) -> int:
         return self.bundle.transcript.body.threshold
 
+    @property
+    def fault_bound(self) -> int:
+        return self.bundle.transcript.body.fault_bound
+
     def quorum(self, members: tuple[int, ...] | None = None) -> Quorum:
         count = len(self.parties)
         return Quorum(count, self.threshold, members or tuple(range(1, count + 1)))
 
     def family(self, live: Sequence[int] | None = None) -> tuple[Quorum, ...]:
-        """The prescribed family of quorums when `live` (default: everyone) take part."""
+        """The prescribed family of quorums when `live` (default: everyone) take part, with the
+        committee's fault bound (fewer than t + f live raise CommitteeUnavailable)."""
         count = len(self.parties)
-        return quorum_family(count, self.threshold, frozenset(live or range(1, count + 1)))
+        return quorum_family(count, self.threshold, frozenset(live or range(1, count + 1)), self.fault_bound)
 
     def partials(self, ciphertext: Ciphertext, quorums: Quorum | Sequence[Quorum] | None = None) -> list[PartialShare]:
         """Every partial the quorum (or family of quorums) needs: each member's own partial
@@ -55,11 +65,17 @@ class KeyedCommittee(Committee):
     identities: tuple[KeyholderIdentity, ...] = ()
 
 
-def make_committee(context: FheContext, parties: int, threshold: int, name: str = "test-keyholder") -> KeyedCommittee:
-    """A t-of-n committee from a real ceremony among in-process parties."""
+def make_committee(
+    context: FheContext, parties: int, threshold: int, name: str = "test-keyholder", *, fault_bound: int | None = None
+) -> KeyedCommittee:
+    """A t-of-n committee from a real ceremony among in-process parties, run by COORDINATOR for
+    AGGREGATOR (`fault_bound` defaults to the ceremony's: 1 where n > t)."""
     identities = tuple(KeyholderIdentity(f"{name}-{index}") for index in range(1, parties + 1))
-    dkg_parties = [DkgParty(context, identity) for identity in identities]
-    bundle = run_ceremony(context, [LocalCeremonyPeer(party, identity.public) for party, identity in zip(dkg_parties, identities)], threshold)
+    dkg_parties = [DkgParty(context, identity, coordinator_key=COORDINATOR.verify_key) for identity in identities]
+    bundle = run_ceremony(
+        context, [LocalCeremonyPeer(party, identity.public) for party, identity in zip(dkg_parties, identities)], threshold,
+        aggregator_key=AGGREGATOR.verify_key, coordinator_key=COORDINATOR.verify_key, fault_bound=fault_bound,
+    )
     decrypting, secrets = [], []
     for index, party in enumerate(dkg_parties, start=1):
         assert party.outcome is not None
