@@ -22,11 +22,14 @@ from support.unit import (
     decrypt,
     header_offsets,
     random_slots,
+    shares_for,
     with_bit_flipped,
     with_word,
     word_at,
 )
 from support.committees import make_committee
+from stagpack.decrypt import PartialShare
+from stagpack.decrypt.threshold import fuse
 from stagpack.errors import InvalidInput, WrongPhase
 from stagpack.fhe import FheContext, FheParameters, NoiseMode, PartialDecryption
 
@@ -54,7 +57,7 @@ def ciphertext_bytes(context, vectors) -> bytes:  # type: ignore[no-untyped-def]
 def ciphertext_regions(context, vectors, ciphertext_bytes) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
     other = context.ciphertext_to_bytes(vectors[1][1])
     regions = coefficient_regions(ciphertext_bytes, other, context.ring_dimension)
-    assert len(regions) == 2 * context.parameters.wire_towers
+    assert len(regions) == 2 * context.input_towers  # a supplied ciphertext is fresh: every tower
     return regions
 
 
@@ -71,7 +74,7 @@ def partial_bytes(committee3, vectors) -> bytes:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def partial_regions(context, committee3, vectors, partial_bytes) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
     regions = coefficient_regions(partial_bytes, _main_partial(committee3, vectors[1][1]), context.ring_dimension)
-    assert len(regions) == context.parameters.wire_towers
+    assert len(regions) == context.input_towers  # a partial of an input-level ciphertext
     return regions
 
 
@@ -113,7 +116,7 @@ def test_fixed_noise_parameters_with_explicit_opt_in_work_end_to_end(rng) -> Non
     [
         FheParameters(),
         FheParameters.insecure_fixed_noise_for_benchmarks(),
-        FheParameters(plaintext_modulus=786433, multiplicative_depth=1, wire_towers=4, max_fused_partials=5),
+        FheParameters(plaintext_modulus=786433, multiplicative_depth=1, evaluation_towers=4, max_fused_partials=5),
     ],
 )
 def test_parameters_roundtrip_through_canonical_bytes(parameters: FheParameters) -> None:
@@ -135,7 +138,7 @@ def test_parameter_digests_separate_parameter_sets() -> None:
         FheParameters().digest(),
         FheParameters.insecure_fixed_noise_for_benchmarks().digest(),
         FheParameters(multiplicative_depth=1).digest(),
-        FheParameters(wire_towers=4).digest(),
+        FheParameters(evaluation_towers=4).digest(),
     }
     assert len(digests) == 4
     assert FheParameters().digest() == FheParameters.from_bytes(FheParameters().to_bytes()).digest()
@@ -164,10 +167,11 @@ def _parameter_fields(**changes: object) -> bytes:
         _parameter_fields(plaintext_modulus=65537.0),
         _parameter_fields(plaintext_modulus=0),
         _parameter_fields(multiplicative_depth=-1),
-        _parameter_fields(wire_towers=True),
+        _parameter_fields(evaluation_towers=True),
+        _parameter_fields(wire_towers=3),  # the old name is an unknown field now
         _parameter_fields(max_fused_partials=None),
         _parameter_fields(extra=1),
-        json.dumps({k: v for k, v in json.loads(FheParameters().to_bytes()).items() if k != "wire_towers"}).encode(),
+        json.dumps({k: v for k, v in json.loads(FheParameters().to_bytes()).items() if k != "evaluation_towers"}).encode(),
         b"[" * 100_000,  # nesting deep enough to exhaust the JSON parser's recursion
         b'{"a":' * 100_000,
     ],
@@ -282,6 +286,90 @@ def test_independently_computed_equal_ciphertexts_have_equal_digests(context, ve
     )
 
 
+# --- levels: input (every tower) and evaluation (compressed) --------------------------------
+
+
+def test_encryptions_are_at_the_input_level_and_compress_goes_to_the_evaluation_level(context, committee3, vectors) -> None:  # type: ignore[no-untyped-def]
+    """A fresh encryption keeps every tower the depth gives (what a party supplies, where its
+    noise is tested); `compress` is a deterministic modulus switch to the evaluation level that
+    keeps the plaintext."""
+    plain, (ca, cb, cc) = vectors
+    assert context.input_towers == len(context.tower_moduli) == context.fresh_towers == 4
+    assert context.evaluation_towers == FheParameters().evaluation_towers == 3
+    assert ca.towers == context.input_towers
+    compressed = context.compress(ca)
+    assert compressed.towers == context.evaluation_towers
+    assert np.array_equal(decrypt(committee3, compressed), plain[0])
+    assert context.compress(compressed) is compressed  # already there
+    # Deterministic: every party compressing the same bytes gets the same bytes.
+    reparsed = context.ciphertext_from_bytes(context.ciphertext_to_bytes(ca))
+    assert context.ciphertext_to_bytes(context.compress(reparsed)) == context.ciphertext_to_bytes(compressed)
+    # One tower of two elements fewer: about a quarter smaller.
+    size = len(context.ciphertext_to_bytes(compressed))
+    assert abs(size / context.ciphertext_size - 3 / 4) < 0.01
+    # The hunt path's operations at the evaluation level, against numpy.
+    a, b, c = plain
+    eb, ec = context.compress(cb), context.compress(cc)
+    assert np.array_equal(decrypt(committee3, context.add(compressed, eb)), (a + b) % P)
+    assert np.array_equal(decrypt(committee3, context.subtract_plain(compressed, c)), (a - c) % P)
+    assert np.array_equal(decrypt(committee3, context.multiply(context.multiply_plain(compressed, c), eb)), a * c % P * b % P)
+    assert np.array_equal(decrypt(committee3, context.rotate(ec, context.row_width)), np.concatenate([c[context.row_width :], c[: context.row_width]]))
+
+
+# add and subtract call OpenFHE before checking the levels (stagpack/fhe.py, FheContext.add and
+# .subtract: `Ciphertext(EvalAdd(...), self._same_level(...))` evaluates EvalAdd first), so
+# OpenFHE's own tower check raises a RuntimeError instead of stagpack's InvalidInput. Reported;
+# strict, so the marker must go when the check moves first.
+_LEVEL_CHECK_AFTER_OPENFHE = pytest.mark.xfail(
+    strict=True, raises=RuntimeError, reason="production bug: fhe.py add/subtract check the levels after OpenFHE's call"
+)
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        pytest.param("add", marks=_LEVEL_CHECK_AFTER_OPENFHE),
+        pytest.param("subtract", marks=_LEVEL_CHECK_AFTER_OPENFHE),
+        "multiply",
+    ],
+)
+def test_operations_refuse_ciphertexts_of_different_levels(context, vectors, operation: str) -> None:  # type: ignore[no-untyped-def]
+    """OpenFHE combines ciphertexts of different tower counts silently wrongly (a product of a
+    3- and a 4-tower ciphertext decrypts to garbage without an error): every operation refuses
+    operands of different levels with InvalidInput."""
+    _, (ca, cb, _) = vectors
+    compressed = context.compress(cb)
+    with pytest.raises(InvalidInput, match="towers"):
+        getattr(context, operation)(ca, compressed)
+    with pytest.raises(InvalidInput, match="towers"):
+        getattr(context, operation)(compressed, ca)
+    if operation == "add":
+        with pytest.raises(InvalidInput, match="towers"):
+            context.add_many([compressed, compressed, ca])
+
+
+def test_partials_record_their_level_and_never_fuse_across_levels(context, committee3, vectors) -> None:  # type: ignore[no-untyped-def]
+    """Partials of both levels parse (each template is pinned), carry their level, and a fusion
+    refuses to mix them."""
+    _, (ca, cb, _) = vectors
+    compressed = context.compress(cb)
+    fresh_partial = context.partial_from_bytes(_main_partial(committee3, ca))
+    compressed_data = _main_partial(committee3, compressed)
+    compressed_partial = context.partial_from_bytes(compressed_data)
+    assert (fresh_partial.towers, compressed_partial.towers) == (context.input_towers, context.evaluation_towers)
+    assert len(compressed_data) < len(context.partial_to_bytes(fresh_partial))
+    lead = context.public_lead_partial(compressed)
+    assert lead.towers == context.evaluation_towers
+    with pytest.raises(InvalidInput, match="levels"):
+        context.fuse([lead, compressed_partial, fresh_partial])
+    # A partial at another level than the ciphertext it claims to decrypt is refused by the
+    # quorum's fusion, before OpenFHE sees it.
+    quorum, shares = shares_for(committee3, compressed)
+    swapped = [PartialShare(share.producer, share.on_behalf_of, share.quorum, _main_partial(committee3, ca)) if share.producer == 2 else share for share in shares]
+    with pytest.raises(InvalidInput, match="level"):
+        fuse(context, compressed, quorum, swapped)
+
+
 # --- hostile ciphertext bytes ----------------------------------------------------------------
 
 
@@ -325,8 +413,8 @@ def test_every_header_bit_flip_is_refused(context, ciphertext_bytes, ciphertext_
 
 
 def _tower_modulus(context: FheContext, region_index: int) -> int:
-    # Regions run element by element, tower by tower; wire ciphertexts keep the first towers.
-    return context.tower_moduli[region_index % context.parameters.wire_towers]
+    # Regions run element by element, tower by tower; input-level objects keep every tower.
+    return context.tower_moduli[region_index % context.input_towers]
 
 
 def test_out_of_range_coefficients_are_refused(context, ciphertext_bytes, ciphertext_regions, rng) -> None:  # type: ignore[no-untyped-def]
@@ -369,10 +457,16 @@ def test_ciphertexts_under_other_keys_are_refused(context, committee3, committee
         context.ciphertext_from_bytes(from_other_committee)
     with pytest.raises(InvalidInput):
         other.ciphertext_from_bytes(context.ciphertext_to_bytes(vectors[1][0]))
-    # A fresh, uncompressed ciphertext (all RNS towers) is not a wire ciphertext either.
-    native = context._context.Encrypt(committee3.joint_key._native, context._context.MakePackedPlaintext([1, 2, 3]))  # noqa: SLF001
+    # Only input-level ciphertexts (fresh, every tower) parse: that is what a party supplies and
+    # where its noise is tested. A compressed (evaluation-level) ciphertext under the right key
+    # is refused. (Before the security changes it was the other way round: every ciphertext was
+    # compressed to the wire level and a fresh one refused; the expectation follows the design.)
+    compressed = context.ciphertext_to_bytes(context.compress(vectors[1][0]))
+    assert len(compressed) < context.ciphertext_size
     with pytest.raises(InvalidInput):
-        context.ciphertext_from_bytes(bytes(openfhe.Serialize(native, openfhe.BINARY)))
+        context.ciphertext_from_bytes(compressed)
+    with pytest.raises(InvalidInput):
+        context.ciphertext_from_bytes(compressed + bytes(context.ciphertext_size - len(compressed)))
 
 
 @pytest.mark.parametrize("data", ["ciphertext", None, 12, [1, 2, 3], np.zeros(8, dtype=np.uint8)], ids=repr)
