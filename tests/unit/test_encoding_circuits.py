@@ -237,7 +237,13 @@ def packs(context, committee3) -> list[Pack]:  # type: ignore[no-untyped-def]
 
 
 def _pack_sum(context: FheContext, pack: Pack) -> Ciphertext:
-    return context.add_many(pack.ciphertexts.values())
+    """S at the evaluation level, as a replica counts it (each intendo compressed, then added)."""
+    return context.add_many(context.compress(ciphertext) for ciphertext in pack.ciphertexts.values())
+
+
+def _hunt_mask(context: FheContext, rng: np.random.Generator) -> Ciphertext:
+    """The summed masks, compressed: the hunt path runs at the evaluation level."""
+    return context.compress(random_mask(context, rng))
 
 
 def test_pack_sums_decrypt_to_the_solver_counts(context, committee3, packs, layout) -> None:  # type: ignore[no-untyped-def]
@@ -253,7 +259,8 @@ def test_hunt_check_is_zero_exactly_at_fixed_points_above_the_executed_level(con
     for pack in packs:
         executed, levels = pack.solver.executed_level, pack.levels
         fixed = set(pack.fixed_points_above_execution())
-        check = circuit.hunt_check(context, _pack_sum(context, pack), random_mask(context, rng), levels, executed)
+        check = circuit.hunt_check(context, _pack_sum(context, pack), _hunt_mask(context, rng), levels, executed)
+        assert check.towers == context.evaluation_towers
         slots = decrypt(committee3, check)
         for row in (0, 1):
             values = slots[row * width : (row + 1) * width]
@@ -277,7 +284,7 @@ def test_hunt_confirmation_is_non_zero_only_at_candidates_that_are_not_fixed(con
         not_fixed = [level for level in range(1, levels) if c[level] != level]
         decoys = set(rng.choice(not_fixed, size=min(3, len(not_fixed)), replace=False).tolist())
         candidates = sorted(fixed | decoys)
-        confirmation = circuit.hunt_confirmation(context, _pack_sum(context, pack), random_mask(context, rng), levels, candidates)
+        confirmation = circuit.hunt_confirmation(context, _pack_sum(context, pack), _hunt_mask(context, rng), levels, candidates)
         slots = decrypt(committee3, confirmation)
         expected_nonzero = _by_definition(layout, levels, lambda ell: 1 if ell in decoys else 0) == 1
         assert np.array_equal(slots != 0, expected_nonzero), (pack.kind, levels, executed)
@@ -286,7 +293,7 @@ def test_hunt_confirmation_is_non_zero_only_at_candidates_that_are_not_fixed(con
         assert facts.level == (max(fixed) if fixed else None)
         assert facts.level == pack.solver.greatest_fixed_point()
     with pytest.raises(InvalidInput):
-        circuit.hunt_confirmation(context, _pack_sum(context, packs[0]), random_mask(context, rng), packs[0].levels, [])
+        circuit.hunt_confirmation(context, _pack_sum(context, packs[0]), _hunt_mask(context, rng), packs[0].levels, [])
 
 
 def test_membership_reveals_exactly_the_hunt_members(context, committee3, packs, layout) -> None:  # type: ignore[no-untyped-def]
@@ -297,14 +304,14 @@ def test_membership_reveals_exactly_the_hunt_members(context, committee3, packs,
         levels_to_read = [level for level in (hunt.level if hunt else None, 1, pack.levels - 1) if level is not None]
         for level in levels_to_read:
             ciphertext = circuit.membership_ciphertext(
-                context, [(pack.ciphertexts[i], pack.thresholds[i].weight) for i in pending], level, pack.levels
+                context, [(context.compress(pack.ciphertexts[i]), pack.thresholds[i].weight) for i in pending], level, pack.levels
             )
             bits = read_membership(layout, decrypt(committee3, ciphertext), level, len(pending))
             assert bits == tuple(pack.thresholds[i].level <= level for i in pending)
         if hunt is not None:
             fired += 1
             ciphertext = circuit.membership_ciphertext(
-                context, [(pack.ciphertexts[i], pack.thresholds[i].weight) for i in pending], hunt.level, pack.levels
+                context, [(context.compress(pack.ciphertexts[i]), pack.thresholds[i].weight) for i in pending], hunt.level, pack.levels
             )
             quorum, shares = shares_for(committee3, ciphertext)
             bits = reveal_membership(context, ciphertext, (quorum,), shares, hunt.level, len(pending))
@@ -335,7 +342,7 @@ def test_membership_with_many_pending_capital_intendos(context, committee3, layo
     for _ in range(70):
         weight = int(rng.integers(1, 6))
         thresholds.append(Threshold(int(rng.integers(weight, levels)), weight))
-    ciphertexts = [context.encrypt(context.joint_key, layout.thermometer(threshold, levels)) for threshold in thresholds]
+    ciphertexts = [context.compress(context.encrypt(context.joint_key, layout.thermometer(threshold, levels))) for threshold in thresholds]
     pending = [(ct, t.weight) for ct, t in zip(ciphertexts, thresholds)]
     for level in (int(np.median([t.level for t in thresholds])), 1, levels - 1):
         output = circuit.membership_ciphertext(context, pending, level, levels)
@@ -420,7 +427,7 @@ def test_shifted_sum_on_ciphertexts(context, committee3, layout, rng) -> None:  
 # --- validity (DESIGN.md §7) -----------------------------------------------------------------
 
 VALIDITY_LEVELS = 16
-SEED = circuit.validity_seed(b"unit-test-session", [b"commitment-1", b"commitment-2"])
+SEED = circuit.session_seed(b"unit-test-session", [b"commitment-1", b"commitment-2"])
 
 
 def _rows(layout: SlotLayout, first: list[int], second: list[int] | None = None) -> np.ndarray:
@@ -485,58 +492,197 @@ def malformed_cases(layout: SlotLayout) -> dict[str, tuple[np.ndarray, int]]:
     return cases
 
 
+@dataclass
+class ValidityCase:
+    """A vector as submitted (encrypted under the committee key), the weight it claims, its
+    validity terms, and whether it is a thermometer by the definition (`_is_thermometer`)."""
+
+    vector: np.ndarray
+    weight: int
+    terms: circuit.ValidityTerms
+    valid: bool
+    label: bytes
+    levels: int = VALIDITY_LEVELS
+
+
+def _is_thermometer(layout: SlotLayout, vector: np.ndarray, weight: int, levels: int) -> bool:
+    """DESIGN.md §7 written out: both rows equal, w[ℓ] = a·[C ≤ ℓ] for ℓ < L with 1 ≤ C ≤ L − 1,
+    zero from L on."""
+    width = layout.row_width
+    row = vector[:width] % P
+    if not np.array_equal(row, vector[width:] % P) or np.any(row[levels:] != 0):
+        return False
+    return any(np.array_equal(row[:levels], np.where(np.arange(levels) >= level, weight, 0)) for level in range(1, levels))
+
+
+def _case(context: FheContext, layout: SlotLayout, label: str, vector: np.ndarray, weight: int, levels: int = VALIDITY_LEVELS) -> ValidityCase:
+    ciphertext = context.encrypt(context.joint_key, vector % P)
+    terms = circuit.validity_terms(context, ciphertext, weight, levels, SEED, label.encode())
+    return ValidityCase(vector % P, weight, terms, _is_thermometer(layout, vector, weight, levels), label.encode(), levels)
+
+
 @pytest.fixture(scope="module")
-def validity_terms(context, committee3, layout):  # type: ignore[no-untyped-def]
-    """name -> (validity terms, is valid), every vector encrypted under the committee key."""
-    terms = {}
-    for valid, cases in ((True, valid_cases(layout)), (False, malformed_cases(layout))):
-        for name, (vector, weight) in cases.items():
-            ciphertext = context.encrypt(context.joint_key, vector)
-            terms[name] = (circuit.validity_terms(context, ciphertext, weight, VALIDITY_LEVELS, SEED, name.encode()), valid)
-    return terms
+def validity_terms(context, committee3, layout) -> dict[str, ValidityCase]:  # type: ignore[no-untyped-def]
+    """name -> case, for the hand-crafted valid and malformed vectors."""
+    cases = {}
+    for valid, table in ((True, valid_cases(layout)), (False, malformed_cases(layout))):
+        for name, (vector, weight) in table.items():
+            cases[name] = _case(context, layout, name, vector, weight)
+            assert cases[name].valid is valid, name  # the hand-crafted cases agree with the definition
+    return cases
 
 
-def _reveal(context, committee, groups, rng) -> tuple[bool, ...]:  # type: ignore[no-untyped-def]
-    check = circuit.validity_check(context, groups, random_mask(context, rng))
+def random_cases(context: FheContext, layout: SlotLayout, rng: np.random.Generator) -> dict[str, ValidityCase]:
+    """Random thermometers (random thresholds and weights) and random malformations of each
+    kind: a dip (non-monotone), a weight other than the claimed one, a non-zero value beyond the
+    levels, rows that disagree."""
+    L, width = VALIDITY_LEVELS, layout.row_width
+
+    def thermometer() -> tuple[np.ndarray, int, int]:
+        weight = int(rng.integers(1, L))
+        level = int(rng.integers(1, L))
+        return layout.thermometer(Threshold(level, weight), L), weight, level
+
+    cases = {}
+    for index in range(5):
+        vector, weight, _ = thermometer()
+        cases[f"random-valid-{index}"] = _case(context, layout, f"random-valid-{index}", vector, weight)
+    weight, level = int(rng.integers(1, L)), int(rng.integers(1, L - 2))
+    vector = layout.thermometer(Threshold(level, weight), L)
+    dip = int(rng.integers(level + 1, L - 1))  # a zero between the first one and the last
+    vector[[dip, width + dip]] = 0
+    cases["random-non-monotone"] = _case(context, layout, "random-non-monotone", vector, weight)
+    vector, weight, _ = thermometer()
+    cases["random-wrong-weight"] = _case(context, layout, "random-wrong-weight", vector, weight % (L - 1) + 1)
+    vector, weight, _ = thermometer()
+    beyond = int(rng.integers(L, width))
+    vector[beyond] = int(rng.integers(1, P))
+    cases["random-beyond-levels"] = _case(context, layout, "random-beyond-levels", vector, weight)
+    vector, weight, level = thermometer()
+    vector[width:] = layout.thermometer(Threshold(level % (L - 1) + 1, weight), L)[width:]
+    cases["random-rows-disagree"] = _case(context, layout, "random-rows-disagree", vector, weight)
+    for name, case in cases.items():
+        assert case.valid == name.startswith("random-valid"), name
+    return cases
+
+
+@dataclass
+class ValidityCheck:
+    """A validity check over `groups` of cases with a known mask R: what every quorum fuses
+    and the validity bits it reveals."""
+
+    groups: list[list[ValidityCase]]
+    mask: np.ndarray
+    fused: np.ndarray
+    verdicts: tuple[bool, ...]
+
+
+def _check(context, committee, groups: list[list[ValidityCase]], rng: np.random.Generator) -> ValidityCheck:  # type: ignore[no-untyped-def]
+    mask = random_slots(context, rng, low=1)  # summed masks are uniform in Z_p*
+    check = circuit.validity_check(context, [[case.terms for case in group] for group in groups], context.encrypt(context.joint_key, mask))
+    assert check.towers == context.input_towers  # the validity check runs at the input level
     quorum, shares = shares_for(committee, check)
-    return reveal_validity(context, check, (quorum,), shares, len(groups))
+    verdicts = reveal_validity(context, check, (quorum,), shares, len(groups))
+    return ValidityCheck(groups, mask, decrypt(committee, check), verdicts)
 
 
-def test_valid_thermometers_pass_in_a_batch_and_each(context, committee3, validity_terms, rng) -> None:  # type: ignore[no-untyped-def]
-    valid = [terms for terms, ok in validity_terms.values() if ok]
-    assert _reveal(context, committee3, [valid], rng) == (True,)
-    assert _reveal(context, committee3, [[terms] for terms in valid], rng) == (True,) * len(valid)
+@pytest.fixture(scope="module")
+def each_check(context, committee3, validity_terms) -> ValidityCheck:  # type: ignore[no-untyped-def]
+    """The per-intendo check of every hand-crafted case, in a shuffled order: one group each."""
+    names = list(validity_terms)
+    np.random.default_rng(11).shuffle(names)
+    return _check(context, committee3, [[validity_terms[name]] for name in names], np.random.default_rng(12))
+
+
+@pytest.fixture(scope="module")
+def batch_check(context, committee3, layout, validity_terms) -> ValidityCheck:  # type: ignore[no-untyped-def]
+    """Batch checks of several intendos per group: the valid hand-crafted ones; the same with
+    one malformed in the middle; everything shuffled; random thermometers; and random valid
+    groups spoiled by one random malformation of each kind."""
+    rng = np.random.default_rng(13)
+    randoms = random_cases(context, layout, rng)
+    valid = [case for case in validity_terms.values() if case.valid]
+    everything = list(validity_terms.values())
+    rng.shuffle(everything)  # type: ignore[arg-type]
+    good = [randoms[f"random-valid-{index}"] for index in range(5)]
+    groups = [
+        valid,
+        valid[:2] + [validity_terms["value-minus-1"]] + valid[2:],
+        everything,
+        good,
+        good[:2] + [randoms["random-non-monotone"]],
+        [good[2], randoms["random-wrong-weight"]],
+        [randoms["random-beyond-levels"], good[3]],
+        [randoms["random-rows-disagree"]],
+    ]
+    return _check(context, committee3, groups, rng)
+
+
+def test_valid_thermometers_pass_in_a_batch_and_each(validity_terms, each_check, batch_check) -> None:  # type: ignore[no-untyped-def]
+    assert batch_check.verdicts[0] is True  # the hand-crafted valid ones, one group
+    assert batch_check.verdicts[3] is True  # five random thermometers, one group
+    for group, verdict in zip(each_check.groups, each_check.verdicts):
+        if group[0].valid:
+            assert verdict is True, group[0].label
 
 
 @pytest.mark.parametrize("name", list(malformed_cases(SlotLayout(16384, P))))
-def test_each_malformed_vector_fails_alone(context, committee3, validity_terms, name, rng) -> None:  # type: ignore[no-untyped-def]
-    terms, ok = validity_terms[name]
-    assert not ok
-    assert _reveal(context, committee3, [[terms]], rng) == (False,)
+def test_each_malformed_vector_fails_alone(validity_terms, each_check, name) -> None:  # type: ignore[no-untyped-def]
+    case = validity_terms[name]
+    assert not case.valid
+    (verdict,) = [verdict for group, verdict in zip(each_check.groups, each_check.verdicts) if group[0] is case]
+    assert verdict is False
 
 
-def test_mixed_batch_fails_and_the_per_intendo_check_singles_out_the_bad_ones(context, committee3, validity_terms, rng) -> None:  # type: ignore[no-untyped-def]
-    names = list(validity_terms)
-    rng.shuffle(names)
-    batch = [validity_terms[name][0] for name in names]
-    assert _reveal(context, committee3, [batch], rng) == (False,)
-    each = _reveal(context, committee3, [[terms] for terms in batch], rng)
-    assert each == tuple(validity_terms[name][1] for name in names)
-    # One bad intendo among valid ones is enough to fail the batch.
-    valid = [terms for terms, ok in validity_terms.values() if ok]
-    bad = validity_terms["value-minus-1"][0]
-    assert _reveal(context, committee3, [valid[:2] + [bad] + valid[2:]], rng) == (False,)
+def test_mixed_batch_fails_and_the_per_intendo_check_singles_out_the_bad_ones(each_check, batch_check) -> None:  # type: ignore[no-untyped-def]
+    # One bad intendo among valid ones is enough to fail the batch; so does any random
+    # malformation of each kind, next to random thermometers.
+    assert batch_check.verdicts == (True, False, False, True, False, False, False, False)
+    # The per-intendo check (shuffled) gives exactly each case's validity.
+    assert each_check.verdicts == tuple(group[0].valid for group in each_check.groups)
+
+
+def _residual_totals(layout: SlotLayout, case: ValidityCase) -> tuple[int, int]:
+    """Σ over every slot of E = ρq ⊙ s ⊙ (s − a) + ρl ⊙ w − c, for each of the two combinations,
+    from the plaintext (s = rot(w, 1) − w within each row), modulo p."""
+    width = layout.row_width
+    w = case.vector.astype(np.int64) % P
+    s = (np.concatenate([np.roll(w[:width], -1), np.roll(w[width:], -1)]) - w) % P
+    totals = []
+    for combination in range(circuit.VALIDITY_COMBINATIONS):
+        coefficients = circuit.ValidityCoefficients.derive(layout, SEED, case.label + b"/%d" % combination, case.weight, case.levels)
+        residual = (coefficients.quadratic * s % P * ((s - case.weight) % P) % P + coefficients.linear * w - coefficients.constant) % P
+        totals.append(int(residual.sum() % P))
+    return totals[0], totals[1]
+
+
+@pytest.mark.parametrize("which", ["each", "batch"])
+def test_the_validity_check_decrypts_to_its_plaintext_definition(layout, each_check, batch_check, which: str) -> None:  # type: ignore[no-untyped-def]
+    """Slot g of row k holds (Σ over group g's intendos and every slot of combination k's
+    residual) · R there; every slot outside the groups is zero — computed in numpy. The totals
+    are zero in both rows exactly for groups of thermometers (by the definition)."""
+    check = each_check if which == "each" else batch_check
+    width = layout.row_width
+    expected = layout.zeros()
+    for index, group in enumerate(check.groups):
+        totals = [sum(pair) % P for pair in zip(*(_residual_totals(layout, case) for case in group))]
+        expected[index] = totals[0] * check.mask[index] % P
+        expected[width + index] = totals[1] * check.mask[width + index] % P
+        assert (totals == [0, 0]) == all(case.valid for case in group), [case.label for case in group]
+    assert np.array_equal(check.fused, expected)
+    used = [index for index in range(len(check.groups))] + [width + index for index in range(len(check.groups))]
+    assert np.count_nonzero(np.delete(check.fused, used)) == 0
 
 
 def test_valid_thermometer_at_the_maximum_number_of_levels(context, committee3, layout, rng) -> None:  # type: ignore[no-untyped-def]
     levels = layout.max_levels
     vector = layout.thermometer(Threshold(levels - 1, 1), levels)
-    terms = circuit.validity_terms(context, context.encrypt(context.joint_key, vector), 1, levels, SEED, b"max")
     wrong = vector.copy()
     wrong[0] = 1  # w[0] must be zero
     wrong[layout.row_width] = 1
-    wrong_terms = circuit.validity_terms(context, context.encrypt(context.joint_key, wrong), 1, levels, SEED, b"max-wrong")
-    assert _reveal(context, committee3, [[terms], [wrong_terms]], rng) == (True, False)
+    right, spoiled = _case(context, layout, "max", vector, 1, levels), _case(context, layout, "max-wrong", wrong, 1, levels)
+    assert (right.valid, spoiled.valid) == (True, False)
+    assert _check(context, committee3, [[right], [spoiled]], rng).verdicts == (True, False)
 
 
 def test_validity_check_group_bounds(context, layout, rng) -> None:  # type: ignore[no-untyped-def]
@@ -545,13 +691,15 @@ def test_validity_check_group_bounds(context, layout, rng) -> None:  # type: ign
         circuit.validity_check(context, [], mask)
     with pytest.raises(InvalidInput):
         circuit.validity_check(context, [[]] * (layout.row_width + 1), mask)
+    with pytest.raises(InvalidInput):
+        circuit.validity_totals(context, [])  # a group holds at least one intendo
 
 
 def test_validity_coefficients_depend_on_seed_and_label(layout: SlotLayout) -> None:
     first = circuit.ValidityCoefficients.derive(layout, SEED, b"a", 1, VALIDITY_LEVELS)
     assert np.array_equal(first.linear, circuit.ValidityCoefficients.derive(layout, SEED, b"a", 1, VALIDITY_LEVELS).linear)
     assert not np.array_equal(first.linear, circuit.ValidityCoefficients.derive(layout, SEED, b"b", 1, VALIDITY_LEVELS).linear)
-    other_seed = circuit.validity_seed(b"unit-test-session", [b"commitment-1", b"commitment-3"])
+    other_seed = circuit.session_seed(b"unit-test-session", [b"commitment-1", b"commitment-3"])
     assert other_seed != SEED
     assert not np.array_equal(first.quadratic, circuit.ValidityCoefficients.derive(layout, other_seed, b"a", 1, VALIDITY_LEVELS).quadratic)
     # Quadratic coefficients sit exactly on the steps ℓ = 0..L-2 of both rows.
