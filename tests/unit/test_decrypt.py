@@ -32,6 +32,7 @@ from stagpack.decrypt import (
 from stagpack.decrypt.facts import read_confirmation, read_hunt_check, read_membership, read_validity
 from stagpack.decrypt.threshold import fuse
 from stagpack.encoding import SlotLayout, Threshold
+from stagpack.committee import check_committee_shape, default_fault_bound
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, WrongPhase
 from stagpack.fhe import Ciphertext, FheContext
 from stagpack.solver import PackSolver
@@ -139,6 +140,63 @@ def test_every_family_lets_each_live_keyholder_be_checked_without_it(parties: in
         for live in map(set, combinations(everyone, threshold - 1)):
             with pytest.raises(CommitteeUnavailable):
                 quorum_family(parties, threshold, live)
+
+
+FAULT_SHAPES = [
+    (parties, threshold, fault_bound)
+    for parties, threshold in [(3, 2), (4, 3), (5, 3), (6, 4), (7, 4), (7, 5), (9, 5)]
+    for fault_bound in (0, 1, 2, 3)
+    if fault_bound <= parties - threshold
+]
+
+
+@pytest.mark.parametrize("parties, threshold, fault_bound", FAULT_SHAPES)
+def test_with_fault_bound_f_every_f_keyholders_are_left_out_by_some_quorum(parties: int, threshold: int, fault_bound: int) -> None:
+    """DESIGN.md §4: for every set of up to f of the keyholders taking part, the family holds a
+    quorum disjoint from it (so up to f dishonest keyholders cannot shift every quorum); that
+    needs t + f taking part, and fewer raise CommitteeUnavailable. Checked over every set of
+    live keyholders and every set of up to f of them, by brute force."""
+    everyone = range(1, parties + 1)
+    for size in range(threshold + fault_bound, parties + 1):
+        for live in map(frozenset, combinations(everyone, size)):
+            family = quorum_family(parties, threshold, live, fault_bound)
+            members = family_members(family)
+            assert set(members) <= live and len(set(family)) == len(family)
+            for quorum in family:
+                Quorum(parties, threshold, quorum.members)  # a valid quorum
+                assert set(quorum.members) <= live
+            for count in range(0, fault_bound + 1):
+                for suspects in combinations(sorted(live), count):
+                    assert any(not set(suspects) & set(quorum.members) for quorum in family), (live, suspects)
+            # What every keyholder checks: the family is the prescribed one for the keyholders it names.
+            assert quorum_family(parties, threshold, frozenset(members), fault_bound) == family
+    for size in range(max(0, threshold + fault_bound - 2), threshold + fault_bound):
+        for live in map(frozenset, combinations(everyone, size)):
+            with pytest.raises(CommitteeUnavailable):
+                quorum_family(parties, threshold, live, fault_bound)
+
+
+def test_fault_bound_one_gives_the_run_family_and_the_committee_shape_bounds_f() -> None:
+    """f ≤ 1 keeps the cheap construction (runs of live − t left out, the last wrapping); with
+    more than t + f live and f = 0 a keyholder is still left out of one quorum. t + f is what a
+    committee decrypts with, and f is at most n − t."""
+    for parties, threshold, live in ((3, 2, {1, 2, 3}), (5, 3, {1, 2, 3, 4, 5}), (5, 3, {1, 2, 4, 5}), (7, 4, set(range(1, 8)))):
+        assert quorum_family(parties, threshold, live, 1) == quorum_family(parties, threshold, live, 0)
+    # f = 2 must leave out every pair, which runs of two alone do not: more quorums.
+    assert len(quorum_family(5, 3, {1, 2, 3, 4, 5}, 2)) > len(quorum_family(5, 3, {1, 2, 3, 4, 5}, 1))
+    with pytest.raises(CommitteeUnavailable, match=r"t \+ f = 3"):
+        quorum_family(3, 2, {1, 3}, 1)  # exactly t live: the step waits, it never runs unchecked
+    assert [quorum.members for quorum in quorum_family(3, 2, {1, 3}, 0)] == [(1, 3)]
+    assert default_fault_bound(3, 3) == 0 and default_fault_bound(3, 2) == 1 and default_fault_bound(7, 4) == 1
+    check_committee_shape(7, 4, 3, 32)
+    check_committee_shape(1, 1, 0, 32)
+    for parties, threshold, fault_bound in ((3, 3, 1), (3, 2, 2), (3, 2, -1), (7, 4, 4), (4, 2, 0), (0, 1, 0), (65, 64, 0), (3, 0, 0)):
+        with pytest.raises(InvalidInput):
+            check_committee_shape(parties, threshold, fault_bound, 32)
+    # One fusion combines 1 + t + t·(n − t) partials: within max_fused_partials plus the lead.
+    check_committee_shape(9, 5, 0, 1 + 5 + 5 * 4 - 1)
+    with pytest.raises(InvalidInput, match="partials"):
+        check_committee_shape(9, 5, 0, 1 + 5 + 5 * 4 - 2)
 
 
 @pytest.mark.parametrize("parties, threshold", [(1, 1), (3, 3), (3, 2), (5, 3), (7, 4)])
@@ -415,9 +473,10 @@ def hunt_pack(context, committee3):  # type: ignore[no-untyped-def]
         thresholds.append(threshold)
     hunt = solver.hunt()
     assert hunt is not None
-    ciphertexts = [context.encrypt(context.joint_key, layout.thermometer(threshold, levels)) for threshold in thresholds]
+    # The hunt path at the evaluation level: compressed intendos and masks.
+    ciphertexts = [context.compress(context.encrypt(context.joint_key, layout.thermometer(threshold, levels))) for threshold in thresholds]
     total = context.add_many(ciphertexts)
-    check = circuit.hunt_check(context, total, random_mask(context, rng), levels, 0)
+    check = circuit.hunt_check(context, total, context.compress(random_mask(context, rng)), levels, 0)
     membership = circuit.membership_ciphertext(context, [(ct, 1) for ct in ciphertexts], hunt.level, levels)
     return levels, solver, hunt, thresholds, check, membership
 
@@ -478,8 +537,8 @@ def test_corrupted_partial_makes_confirmation_and_validity_integrity_failures(co
     layout = circuit.layout_of(context)
     rng = np.random.default_rng(77)
     first = context.encrypt(context.joint_key, layout.thermometer(thresholds[0], levels))
-    total = context.add_many([context.encrypt(context.joint_key, layout.thermometer(t, levels)) for t in thresholds[:3]])
-    confirmation = circuit.hunt_confirmation(context, total, random_mask(context, rng), levels, [1, 2, 3])
+    total = context.add_many([context.compress(context.encrypt(context.joint_key, layout.thermometer(t, levels))) for t in thresholds[:3]])
+    confirmation = circuit.hunt_confirmation(context, total, context.compress(random_mask(context, rng)), levels, [1, 2, 3])
     terms = circuit.validity_terms(context, first, 1, levels, b"seed", b"label")
     validity = circuit.validity_check(context, [[terms]], random_mask(context, rng))
     floor = min(context.tower_moduli)
@@ -503,14 +562,14 @@ def _small_hunt(context: FheContext, levels: int = 10) -> tuple[list[Threshold],
     fixed = tuple(ell for ell in range(1, levels) if counts[ell] == ell)
     assert fixed
     layout = circuit.layout_of(context)
-    ciphertexts = [context.encrypt(context.joint_key, layout.thermometer(t, levels)) for t in thresholds]
+    ciphertexts = [context.compress(context.encrypt(context.joint_key, layout.thermometer(t, levels))) for t in thresholds]
     return thresholds, fixed, ciphertexts
 
 
 def _small_check(context: FheContext, rng: np.random.Generator, levels: int = 10) -> tuple[tuple[int, ...], Ciphertext]:
     """The masked hunt check of `_small_hunt`'s pack and its fixed points."""
     _, fixed, ciphertexts = _small_hunt(context, levels)
-    return fixed, circuit.hunt_check(context, context.add_many(ciphertexts), random_mask(context, rng), levels, 0)
+    return fixed, circuit.hunt_check(context, context.add_many(ciphertexts), context.compress(random_mask(context, rng)), levels, 0)
 
 
 def test_corrupted_stand_in_partial_is_an_integrity_failure(committee2of3) -> None:  # type: ignore[no-untyped-def]
@@ -575,7 +634,7 @@ def test_membership_of_many_pending_intendos_decodes_to_the_solver_members(commi
     assert hunt is not None
     pending = list(solver.pending_ids())
     assert len(pending) > 2 * circuit.MEMBERS_PER_GROUP and len(hunt.members) > circuit.MEMBERS_PER_GROUP
-    encrypted = {index: context.encrypt(context.joint_key, layout.thermometer(t, levels)) for index, t in thresholds.items()}
+    encrypted = {index: context.compress(context.encrypt(context.joint_key, layout.thermometer(t, levels))) for index, t in thresholds.items()}
     membership = circuit.membership_ciphertext(context, [(encrypted[index], 1) for index in pending], hunt.level, levels)
     family, shares = family_shares_for(committee2of3, membership)
     assert len(family) == 3
@@ -622,13 +681,19 @@ class Forgery:
         return reveal_membership(self.context, self.membership, family or self.family, shares, self.level, self.count)
 
 
-def forgery(committee, live: tuple[int, ...] | None = None) -> Forgery:  # type: ignore[no-untyped-def]
+def forgery(committee, live: tuple[int, ...] | None = None, fault_bound: int | None = None) -> Forgery:  # type: ignore[no-untyped-def]
+    """`fault_bound` (default: the committee's) sets the family of quorums decrypting."""
     context = committee.context
     levels = 10
     thresholds, fixed, ciphertexts = _small_hunt(context, levels)
     level = max(fixed)
     membership = circuit.membership_ciphertext(context, [(ct, 1) for ct in ciphertexts], level, levels)
-    family, honest = family_shares_for(committee, membership, live)
+    if fault_bound is None:
+        family, honest = family_shares_for(committee, membership, live)
+    else:
+        count = len(committee.parties)
+        family = quorum_family(count, committee.threshold, frozenset(live or range(1, count + 1)), fault_bound)
+        honest = committee.partials(membership, family)
     truth = tuple(t.level <= level for t in thresholds)
     inside, outside = truth.index(True), truth.index(False)
     swapped = tuple(bit if index not in (inside, outside) else not bit for index, bit in enumerate(truth))
@@ -669,12 +734,17 @@ def test_crafted_partial_is_detected_in_a_five_of_three_committee(committee5of3,
         case.reveal(case.crafted(forger))
 
 
-def test_crafted_partial_with_exactly_t_live_is_the_residual(committee2of3) -> None:  # type: ignore[no-untyped-def]
-    """The documented limit (stagpack.decrypt.quorum): with exactly t keyholders taking part the
-    family is one quorum and nothing cross-checks it, so a crafted partial swaps members
-    undetectably — the result is plausible, every zero-by-construction slot is zero, and the
-    members' weights still total m. Only running with more than t live closes this."""
-    case = forgery(committee2of3, (1, 2))
+def test_exactly_t_live_do_not_decrypt_with_a_fault_bound_and_the_f_zero_residual_remains(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """Before the security changes, exactly t live keyholders decrypted with one quorum that
+    nothing cross-checks, so a crafted partial swapped members undetectably. With the
+    committee's fault bound f = 1 (the default where n > t) a step needs t + f keyholders: the
+    family for exactly t refuses (the step waits; it never runs unchecked). A committee made
+    with f = 0 keeps the documented limit (stagpack.decrypt.quorum): the result is plausible,
+    every zero-by-construction slot is zero, and the members' weights still total m."""
+    assert committee2of3.fault_bound == 1
+    with pytest.raises(CommitteeUnavailable):
+        committee2of3.family((1, 2))
+    case = forgery(committee2of3, (1, 2), fault_bound=0)
     assert [quorum.members for quorum in case.family] == [(1, 2)]
     assert case.reveal(case.honest) == case.truth
     revealed = case.reveal(case.crafted(1))
