@@ -127,15 +127,16 @@ class Log:
     def signatures(self, domain: str, message: bytes, signers=(1, 2)) -> tuple[KeyholderSignature, ...]:  # type: ignore[no-untyped-def]
         return tuple(KeyholderSignature(index, self.committee.identities[index - 1].sign(domain, message)) for index in signers)
 
-    def validation(self, valid=(), invalid=(), *, batch: int | None = None, signers=(1, 2), **changes: object) -> ValidationCertificate:  # type: ignore[no-untyped-def]
+    def validation(self, valid=(), invalid=(), deferred=(), *, batch: int | None = None, signers=(1, 2), **changes: object) -> ValidationCertificate:  # type: ignore[no-untyped-def]
         outcome = ValidationOutcome(
-            self.stag_id, self.state.validation_batches + 1 if batch is None else batch, self.state.height, self.state.head, tuple(valid), tuple(invalid)
+            self.stag_id, self.state.validation_batches + 1 if batch is None else batch, self.state.height, self.state.head,
+            tuple(valid), tuple(invalid), tuple(deferred),
         )
         outcome = dataclasses.replace(outcome, **changes)
         return ValidationCertificate(outcome, self.signatures("validation", outcome.digest(), signers))
 
-    def validate(self, valid=(), invalid=()) -> None:  # type: ignore[no-untyped-def]
-        self.apply(EntryKind.VALIDATION, self.validation(valid, invalid))
+    def validate(self, valid=(), invalid=(), deferred=()) -> None:  # type: ignore[no-untyped-def]
+        self.apply(EntryKind.VALIDATION, self.validation(valid, invalid, deferred))
 
     def hunt(self, members, level: int | None = None, *, epoch: int | None = None, signers=(1, 2), **changes: object) -> HuntCertificate:  # type: ignore[no-untyped-def]
         executed = self.state.executed_level
@@ -221,6 +222,24 @@ def test_genesis_rules(committee2of3) -> None:  # type: ignore[no-untyped-def]
     log.expect_refused(WrongPhase, EntryKind.SUBMISSION, log.envelope(person, ciphertext), ciphertext)
     log.genesis()
     log.expect_refused(IntegrityFailure, EntryKind.GENESIS, log.spec)  # only the first entry
+
+
+def test_a_genesis_that_opens_further_in_the_past_than_the_clock_skew_is_refused(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """Every epoch since a stag opened would be due at once: a genesis accepted more than the
+    clock skew after its opening is refused (new with the security changes); within the skew,
+    or opening later, it is fine."""
+    skew = PackLimits().max_clock_skew_millis
+    late = Log(committee2of3)
+    late.now = T0 + skew + 1
+    late.expect_refused(InvalidInput, EntryKind.GENESIS, late.spec)
+    assert late.state.spec is None
+    on_time = Log(committee2of3)
+    on_time.now = T0 + skew
+    on_time.genesis()
+    early = Log(committee2of3)
+    early.now = T0 - HOUR
+    early.genesis()
+    assert on_time.state.spec == on_time.spec and early.state.spec == early.spec
 
 
 def test_entries_for_another_stag_or_off_the_chain_are_integrity_failures(log: Log) -> None:
@@ -500,6 +519,89 @@ def test_validation_batches_follow_log_order_and_the_limit(committee2of3) -> Non
     ids = [log.submit(person).intendo_id for person in people(3)]
     assert log.state.validation_batch() == ids[:2]
     assert log.state.snapshot().batch == ((ids[0], 1), (ids[1], 1))
+
+
+def test_every_submission_and_withdrawal_counts_against_the_identitys_budget(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """PackLimits.action_budget (4 by default) bounds the submissions and withdrawals one
+    identity makes in a stag, valid or not: each submission may probe the validity bit. A
+    refused entry costs nothing, and other identities are unaffected."""
+    assert PackLimits().action_budget == 4
+    log = Log(committee2of3).genesis()
+    prober, bystander = people(2)
+    first = log.submit(prober, level=2)  # 1
+    log.withdraw(prober, first.intendo_id)  # 2
+    second = log.submit(prober, level=3)  # 3
+    log.validate(invalid=[second.intendo_id])  # rejected: still counted
+    ciphertext = log.encrypt(Threshold(4, 1))
+    expired = log.envelope(prober, ciphertext, expires=log.now - 1)
+    log.expect_refused(InvalidInput, EntryKind.SUBMISSION, expired, ciphertext)  # refused: not counted
+    third = log.submit(prober, level=4)  # 4
+    assert log.state.actions[prober.verify_key] == 4
+    log.expect_refused(RateLimited, EntryKind.WITHDRAWAL, Withdrawal.sign(prober, log.stag_id, third.intendo_id, log.now + HOUR))
+    log.validate(invalid=[third.intendo_id])
+    again = log.encrypt(Threshold(5, 1))
+    log.expect_refused(RateLimited, EntryKind.SUBMISSION, log.envelope(prober, again), again)
+    log.submit(bystander, level=2)
+    assert log.state.actions == {prober.verify_key: 4, bystander.verify_key: 1}
+    # The budget is a replica rule like any other limit.
+    tight = Log(committee2of3, limits=PackLimits(action_budget=1)).genesis()
+    envelope = tight.submit(prober)
+    tight.expect_refused(RateLimited, EntryKind.WITHDRAWAL, Withdrawal.sign(prober, tight.stag_id, envelope.intendo_id, tight.now + HOUR))
+
+
+def test_a_batch_whose_noise_test_failed_is_deferred_and_its_intendos_validated_alone(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """A validation certificate may defer a whole batch of several intendos (its noise test
+    failed: nothing was learned about any one). Each is then validated alone, in log order,
+    before any new batch, so only the noisy one is rejected."""
+    log = Log(committee2of3, limits=PackLimits(validation_batch=3)).genesis()
+    ids = [log.submit(person, level=level).intendo_id for person, level in zip(people(4), (1, 2, 3, 4))]
+    assert log.state.validation_batch() == ids[:3]
+    log.validate(deferred=ids[:3])
+    assert [log.state.record(key).status for key in ids] == [IntendoStatus.AWAITING] * 4
+    assert [log.state.record(key).deferred for key in ids] == [True, True, True, False]
+    assert log.state.counted == 0 and log.state.reserved_weight == 4 and log.state.validation_batches == 1
+    assert log.state.validation_batch() == [ids[0]]
+    assert log.state.snapshot().batch == ((ids[0], 1),)
+    log.validate(valid=[ids[0]])
+    assert log.state.validation_batch() == [ids[1]]
+    log.validate(invalid=[ids[1]])  # the noisy one, blamed alone
+    assert log.state.validation_batch() == [ids[2]]
+    log.validate(valid=[ids[2]])
+    assert log.state.validation_batch() == [ids[3]]  # no deferred left: batches again
+    assert log.state.rejections == {log.state.record(ids[1]).envelope.statement.participant: 1}
+    log.counted_sum_matches()
+
+
+def test_deferring_certificates_must_defer_a_whole_batch(log: Log) -> None:
+    ids = [log.submit(person).intendo_id for person in people(3)]
+    for certificate in (
+        log.validation(deferred=[ids[0]]),  # one intendo alone is decided, not deferred
+        log.validation(valid=[ids[0]], deferred=ids[1:]),  # deferring decides nothing else
+        log.validation(invalid=[ids[0]], deferred=ids[1:]),
+        log.validation(deferred=[ids[0], ids[0]]),
+        log.validation(valid=[ids[0]], deferred=[ids[0], ids[1]]),
+        log.validation(deferred=[ids[0], bytes(32)]),
+    ):
+        log.expect_refused(IntegrityFailure, EntryKind.VALIDATION, certificate)
+    assert not any(record.deferred for record in log.state.intendos.values())
+    log.validate(deferred=ids)
+    assert all(record.deferred for record in log.state.intendos.values())
+
+
+def test_the_pack_sum_and_the_pending_intendos_are_at_the_evaluation_level(log: Log) -> None:
+    """A validated intendo is counted compressed (its noise was tested at the input level); the
+    hunt reads the pending intendos compressed too."""
+    members = people(3)
+    envelopes = [log.submit(person, level=level) for person, level in zip(members, (1, 2, 6))]
+    log.validate(valid=[envelope.intendo_id for envelope in envelopes])
+    context = log.context
+    assert log.state.counted_sum is not None and log.state.counted_sum.towers == context.evaluation_towers
+    log.counted_sum_matches()
+    pending = log.state.snapshot().pending_ciphertexts(context, log.source)
+    assert [weight for _, weight in pending] == [1, 1, 1]
+    for (ciphertext, _), envelope in zip(pending, envelopes):
+        assert ciphertext.towers == context.evaluation_towers
+        assert np.array_equal(decrypt(log.committee, ciphertext, (2, 3)), log.plain[envelope.statement.ciphertext_digest])
 
 
 # --- hunt certificates -----------------------------------------------------------------------
