@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
+from support.committees import AGGREGATOR, COORDINATOR
 from support.unit import decrypt
 from stagpack import codec
 from stagpack.decrypt import DecryptingParty, Quorum
@@ -45,11 +46,11 @@ from stagpack.dkg.messages import (
     SelfTestRequest,
     SignRequest,
 )
-from stagpack.committee import Participant, TranscriptSignature
+from stagpack.committee import Participant, TranscriptSignature, default_fault_bound
 from stagpack.dkg.party import BackupHeader, self_test_quorums
-from stagpack.errors import IntegrityFailure, InvalidInput, InvalidSignature, WrongPhase
+from stagpack.errors import IntegrityFailure, InvalidInput, InvalidSignature, PolicyRefusal, WrongPhase
 from stagpack.fhe import FheContext, FheParameters
-from stagpack.identity import KeyholderIdentity
+from stagpack.identity import KeyholderIdentity, SigningIdentity, check_verify_key
 from stagpack.committee import CommitteeInfo
 
 P = 65537
@@ -134,9 +135,15 @@ def ceremony(parties: int, threshold: int) -> Ceremony:
     context = FheContext()
     identities = [KeyholderIdentity(f"dkg-test-{parties}-{threshold}-{index}") for index in range(1, parties + 1)]
     result = Ceremony(parties, threshold, context, identities)
-    result.peers = [RecordingPeer(DkgParty(context, identity), result, position) for position, identity in enumerate(identities)]
+    result.peers = [
+        RecordingPeer(DkgParty(context, identity, coordinator_key=COORDINATOR.verify_key), result, position)
+        for position, identity in enumerate(identities)
+    ]
     steps = []
-    result.bundle = run_ceremony(context, result.peers, threshold, lambda what, done, total: steps.append((done, total)))
+    result.bundle = run_ceremony(
+        context, result.peers, threshold, lambda what, done, total: steps.append((done, total)),
+        aggregator_key=AGGREGATOR.verify_key, coordinator_key=COORDINATOR.verify_key,
+    )
     assert [done for done, _ in steps] == list(range(1, len(steps) + 1))
     assert steps[-1][0] == steps[-1][1]  # progress reaches 100%
     return result
@@ -154,6 +161,15 @@ def test_ceremony_produces_a_verified_transcript(parties: int, threshold: int) -
     transcript.verify()
     body = transcript.body
     assert (body.parties, body.threshold) == (parties, threshold)
+    # f defaults to 1 where the committee has a keyholder to spare; the noise test is on; the
+    # transcript names the coordinator that ran it and the one aggregator it serves.
+    assert body.fault_bound == (1 if threshold < parties else 0) == default_fault_bound(parties, threshold)
+    assert body.noise_test is True
+    assert (body.coordinator_key, body.aggregator_key) == (COORDINATOR.verify_key, AGGREGATOR.verify_key)
+    info = CommitteeInfo.from_transcript(transcript)
+    assert (info.fault_bound, info.noise_test, info.decrypting) == (body.fault_bound, True, threshold + body.fault_bound)
+    assert (info.coordinator_key, info.aggregator_key) == (COORDINATOR.verify_key, AGGREGATOR.verify_key)
+    assert len(body.self_test) == 32
     assert len(body.ceremony_id) == 16
     assert FheParameters.from_bytes(body.parameters) == FheParameters()
     assert [(p.index, p.name, p.verify_key, p.box_key) for p in body.participants] == [
@@ -208,15 +224,31 @@ def test_distinct_ceremonies_give_distinct_committees() -> None:
     assert len(ids) == 4
 
 
-def test_self_test_quorums_leave_out_every_keyholder() -> None:
-    assert self_test_quorums(3, 3) == ((1, 2, 3),)
-    for parties, threshold in ((3, 2), (5, 3), (7, 4), (4, 3)):
-        quorums = self_test_quorums(parties, threshold)
-        assert quorums[0] == tuple(range(1, parties + 1))
-        for absent in range(1, parties + 1):
-            assert any(absent not in quorum for quorum in quorums[1:])
-        for quorum in quorums[1:]:
-            Quorum(parties, threshold, quorum)
+@pytest.mark.parametrize("parties, threshold", [(1, 1), (3, 3), (3, 2), (4, 3), (5, 3), (7, 4), (7, 5), (9, 5)])
+def test_self_test_quorums_pin_every_keyholders_shares(parties: int, threshold: int) -> None:
+    """The self-test decrypts with all n (own partials), and for each keyholder k with B_k its
+    first t − 1 others, with B_k ∪ {j} for every other j: these t-subsets without k interpolate
+    k's key from B_k's shares and each further share, which pins every share of k to one
+    polynomial, so that every quorum of t decrypts. Brute force over that definition."""
+    quorums = self_test_quorums(parties, threshold)
+    everyone = tuple(range(1, parties + 1))
+    assert quorums[0] == everyone and len(set(quorums)) == len(quorums)
+    for quorum in quorums[1:]:
+        Quorum(parties, threshold, quorum)
+    if threshold == parties:
+        assert quorums == (everyone,)
+        return
+    for absent in everyone:
+        others = [party for party in everyone if party != absent]
+        base = set(others[: threshold - 1])
+        for extra in others[threshold - 1 :]:
+            assert tuple(sorted(base | {extra})) in quorums, (absent, extra)
+    expected = {tuple(sorted(set([p for p in everyone if p != absent][: threshold - 1]) | {extra}))
+                for absent in everyone for extra in [p for p in everyone if p != absent][threshold - 1 :]}
+    assert set(quorums[1:]) == expected - {everyone}
+
+
+KEYS = {"aggregator_key": AGGREGATOR.verify_key, "coordinator_key": COORDINATOR.verify_key}
 
 
 def test_run_ceremony_refuses_bad_thresholds_and_lying_peers() -> None:
@@ -225,9 +257,19 @@ def test_run_ceremony_refuses_bad_thresholds_and_lying_peers() -> None:
     peers = [LocalCeremonyPeer(DkgParty(context, identity), identity.public) for identity in identities]
     for threshold in (2, 1, 0, 5):
         with pytest.raises(InvalidInput):
-            run_ceremony(context, peers, threshold)
+            run_ceremony(context, peers, threshold, **KEYS)
     with pytest.raises(InvalidInput):
-        run_ceremony(context, [], 1)
+        run_ceremony(context, [], 1, **KEYS)
+    # The fault bound f is at most n − t (steps need t + f keyholders), and not negative.
+    for threshold, fault_bound in ((3, 2), (4, 1), (3, -1)):
+        with pytest.raises(InvalidInput, match="fault bound"):
+            run_ceremony(context, peers, threshold, fault_bound=fault_bound, **KEYS)
+    # The coordinator and aggregator keys are required, and keyword-only.
+    with pytest.raises(TypeError):
+        run_ceremony(context, peers, 3)  # type: ignore[call-arg]
+    # A keyholder refuses a committee without the noise test unless it was started for benchmarks.
+    with pytest.raises(InvalidInput, match="noise test"):
+        run_ceremony(context, peers, 3, noise_test=False, **KEYS)
 
     class LyingPeer(LocalCeremonyPeer):
         def call(self, call: Call[Request, Response], request: Request) -> Response:
@@ -239,7 +281,7 @@ def test_run_ceremony_refuses_bad_thresholds_and_lying_peers() -> None:
 
     identity = KeyholderIdentity("liar")
     with pytest.raises(IntegrityFailure):
-        run_ceremony(context, [LyingPeer(DkgParty(context, identity), identity.public)], 1)
+        run_ceremony(context, [LyingPeer(DkgParty(context, identity), identity.public)], 1, **KEYS)
 
 
 # --- the keyholder state machine -------------------------------------------------------------
@@ -251,10 +293,14 @@ def _plan(identities: list, threshold: int, **changes: object) -> CeremonyPlan:
         parameters=FheParameters().to_bytes(),
         parties=len(identities),
         threshold=threshold,
+        fault_bound=max(0, min(1, len(identities) - threshold)),
+        noise_test=True,
         participants=tuple(
             Participant(index, identity.name, identity.public.verify_key, identity.public.box_key)
             for index, identity in enumerate(identities, start=1)
         ),
+        coordinator_key=COORDINATOR.verify_key,
+        aggregator_key=AGGREGATOR.verify_key,
     )
     return dataclasses.replace(plan, **changes)
 
@@ -285,7 +331,7 @@ def test_rounds_out_of_order_are_wrong_phase(fresh_party) -> None:  # type: igno
         lambda: party.handle_finalize(FinalizeRequest(cid, ())),
         lambda: party.handle_backup(BackupRequest(cid)),
         lambda: party.handle_deliver_backups(DeliverBackupsRequest(cid, ())),
-        lambda: party.handle_self_test(SelfTestRequest(cid, (), ())),
+        lambda: party.handle_self_test(SelfTestRequest(cid)),
         lambda: party.handle_sign(SignRequest(_transcript_for(cid).body, ())),
         lambda: party.handle_complete(CompleteRequest(_transcript_for(cid), b"")),
     ]
@@ -346,6 +392,20 @@ def test_chain_roles_are_checked() -> None:
     assert second.phase is Phase.PLANNED
 
 
+def _off_the_curve() -> bytes:
+    """32 bytes that are not an Ed25519 point (no key signs for them)."""
+    for first in range(256):
+        candidate = bytes([first]) + b"\x11" * 31
+        try:
+            check_verify_key(candidate)
+        except InvalidInput:
+            return candidate
+    raise AssertionError("every candidate was a point")
+
+
+_NOT_A_POINT = _off_the_curve()
+
+
 def _plan_variants(identities: list, stranger: KeyholderIdentity) -> dict[str, CeremonyPlan]:
     good = _plan(identities, 2)
     participants = good.participants
@@ -364,6 +424,13 @@ def _plan_variants(identities: list, stranger: KeyholderIdentity) -> dict[str, C
         "indices out of order": dataclasses.replace(good, participants=(participants[1], participants[0], participants[2])),
         "short ceremony id": dataclasses.replace(good, ceremony_id=b"\x01" * 8),
         "no parties": dataclasses.replace(good, parties=0, participants=()),
+        "fault bound above n - t": dataclasses.replace(good, fault_bound=2),
+        "negative fault bound": dataclasses.replace(good, fault_bound=-1),
+        "no noise test": dataclasses.replace(good, noise_test=False),
+        "coordinator key off the curve": dataclasses.replace(good, coordinator_key=_NOT_A_POINT),
+        "aggregator key off the curve": dataclasses.replace(good, aggregator_key=_NOT_A_POINT),
+        "aggregator key of small order": dataclasses.replace(good, aggregator_key=bytes(32)),
+        "short coordinator key": dataclasses.replace(good, coordinator_key=COORDINATOR.verify_key[:31]),
     }
 
 
@@ -376,6 +443,19 @@ def test_invalid_plans_are_refused_and_leave_the_party_new(fresh_party, variant:
     assert party.phase is Phase.NEW
     good = _plan(identities, 2)
     assert party.handle_plan(good) == Acknowledgement(good.ceremony_id, 1)
+
+
+def test_a_keyholder_serves_only_its_coordinator_and_opts_out_of_the_noise_test_only_for_benchmarks(fresh_party) -> None:  # type: ignore[no-untyped-def]
+    """A keyholder configured with a coordinator refuses a plan from another (PolicyRefusal);
+    one started for benchmarks (allow_insecure) accepts a committee without the noise test."""
+    _, identities = fresh_party
+    configured = DkgParty(FheContext(), identities[0], coordinator_key=COORDINATOR.verify_key)
+    with pytest.raises(PolicyRefusal, match="coordinator"):
+        configured.handle_plan(_plan(identities, 2, coordinator_key=SigningIdentity().verify_key))
+    assert configured.phase is Phase.NEW
+    assert configured.handle_plan(_plan(identities, 2)).index == 1
+    benchmark = DkgParty(FheContext(), identities[0], allow_insecure=True)
+    assert benchmark.handle_plan(_plan(identities, 2, noise_test=False)).index == 1
 
 
 # --- transcripts -----------------------------------------------------------------------------
@@ -400,6 +480,11 @@ def _tampered_transcripts(transcript: Transcript, identities: list) -> dict[str,
         "participants renumbered": Transcript(
             dataclasses.replace(body, participants=tuple(dataclasses.replace(p, index=p.index + 1) for p in body.participants)), signatures
         ),
+        "fault bound changed": Transcript(dataclasses.replace(body, fault_bound=0), signatures),
+        "noise test turned off": Transcript(dataclasses.replace(body, noise_test=False), signatures),
+        "aggregator changed": Transcript(dataclasses.replace(body, aggregator_key=SigningIdentity().verify_key), signatures),
+        "coordinator changed": Transcript(dataclasses.replace(body, coordinator_key=SigningIdentity().verify_key), signatures),
+        "self-test changed": Transcript(dataclasses.replace(body, self_test=bytes(32)), signatures),
     }
 
 
@@ -416,6 +501,11 @@ TAMPER_CASES = [
     "wrong domain",
     "short signature",
     "participants renumbered",
+    "fault bound changed",
+    "noise test turned off",
+    "aggregator changed",
+    "coordinator changed",
+    "self-test changed",
 ]
 
 
@@ -438,7 +528,7 @@ def test_tampered_signatures_are_invalid_signature_errors() -> None:
     assert result.bundle is not None
     tampered = _tampered_transcripts(result.bundle.transcript, result.identities)
     assert set(tampered) == set(TAMPER_CASES)
-    for case in ("signature bit flipped", "threshold changed", "signatures swapped", "wrong domain"):
+    for case in ("signature bit flipped", "threshold changed", "signatures swapped", "wrong domain", "fault bound changed", "aggregator changed"):
         with pytest.raises(InvalidSignature):
             tampered[case].verify()
 
