@@ -15,7 +15,7 @@ import grpc
 
 from stagpack import codec
 from stagpack.aggregator.core import Aggregator
-from stagpack.calls import ReplayGuard, SignedCredential
+from stagpack.calls import ReplayGuard, read_credential
 from stagpack.edge.aggregator_store import SqliteAggregatorStore
 from stagpack.edge.config import AggregatorConfig
 from stagpack.edge.ledger import SqliteLedger
@@ -40,7 +40,7 @@ from stagpack.edge.wire import (
     spec_to_proto,
     withdrawal_from_proto,
 )
-from stagpack.errors import CommitteeUnavailable, InvalidInput, StagpackError, Unauthenticated
+from stagpack.errors import CommitteeUnavailable, InvalidInput, StagpackError
 from stagpack.fhe import FheContext
 from stagpack.log import LogRange
 from stagpack.pack import PackLimits
@@ -169,9 +169,7 @@ class ReplicationServicer(keyholder_pb2_grpc.ReplicationServicer):
             if aggregator is None:
                 raise CommitteeUnavailable("the aggregator has no committee yet")
             wanted = LogRange(bytes(request.stag_id), int(request.after_height), int(request.up_to_height))
-            if not request.credential:
-                raise Unauthenticated("ReadLog: a request without a credential")
-            credential = codec.decode(SignedCredential, bytes(request.credential))
+            credential = read_credential("ReadLog", bytes(request.credential))
             self._service.replays.admit(
                 credential, "ReadLog", self._service.identity.verify_key, codec.encode(wanted),
                 frozenset(aggregator.committee.verify_keys), now_millis(),

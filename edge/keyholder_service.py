@@ -16,14 +16,14 @@ from typing import Any, Callable
 import grpc
 
 from stagpack import codec
-from stagpack.calls import Call, SignedCredential
+from stagpack.calls import Call, read_credential
 from stagpack.decrypt import DecryptingParty
 from stagpack.dkg.rounds import CEREMONY_ROUNDS
 from stagpack.edge.config import KeyholderConfig
 from stagpack.edge.keyholder_store import SqliteKeyholderStore
 from stagpack.edge.remote import RemoteLog
 from stagpack.edge.rpc import INTERNAL_MESSAGE_LIMIT, HealthReporter, add_servicer, enable_reflection, new_server, servicer_method
-from stagpack.errors import InvalidInput, Unauthenticated
+from stagpack.errors import InvalidInput
 from stagpack.fhe import FheContext
 from stagpack.identity import KeyholderIdentity, Sealer, SealingCost
 from stagpack.decrypt.threshold import PartialSource
@@ -51,9 +51,7 @@ class KeyholderServicer(keyholder_pb2_grpc.KeyholderServicer):
         @servicer_method
         def handle(_: object, request: keyholder_pb2.Record, context: grpc.ServicerContext) -> keyholder_pb2.Record:
             was_ready = node.ready
-            if not request.credential:
-                raise Unauthenticated(f"{call.rpc}: a call without a credential")
-            credential = codec.decode(SignedCredential, bytes(request.credential))
+            credential = read_credential(call.rpc, bytes(request.credential))
             response = node.dispatch(call, call.decode_request(bytes(request.body)), credential)
             if node.ready and not was_ready:
                 on_ready()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from stagpack import codec
-from stagpack.errors import InvalidSignature, Unauthenticated
+from stagpack.errors import InvalidInput, InvalidSignature, Unauthenticated
 from stagpack.identity import SigningIdentity, verify_signature
 
 Request = TypeVar("Request")
@@ -102,6 +102,17 @@ def sign_call(identity: SigningIdentity, rpc: str, audience: bytes, request: byt
         rpc, identity.verify_key, audience, now_millis, os.urandom(CREDENTIAL_NONCE_BYTES), hashlib.sha256(request).digest()
     )
     return SignedCredential(credential, identity.sign("call", codec.encode(credential)))
+
+
+def read_credential(rpc: str, data: bytes) -> SignedCredential:
+    """The credential a call carried, as sent: none, or bytes that are not one, is a caller that
+    did not authenticate (Unauthenticated, not a malformed request)."""
+    if not data:
+        raise Unauthenticated(f"{rpc}: a call without a credential")
+    try:
+        return codec.decode(SignedCredential, data)
+    except InvalidInput as error:
+        raise Unauthenticated(f"{rpc}: the credential does not decode ({error})") from None
 
 
 class ReplayGuard:
