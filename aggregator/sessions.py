@@ -145,7 +145,7 @@ class SessionRunner:
         facts = self._facts(computation, progress.partials)
         while (step := next_step(facts)) is not None:
             partials, facts = self._decrypt_step(computation, progress, step, facts, live)
-            if step is Step.NOISE:
+            if step is Step.NOISE_EACH:
                 self._note_noisy_contributors(session, facts)
             progress = replace(progress, partials=progress.partials + partials)
             self._save(progress)

@@ -123,9 +123,11 @@ class SessionComputation:
     def _build(self, step: Step, facts: SessionFacts) -> list[Ciphertext]:
         context, levels = self.context, self.spec.levels
         if step is Step.NOISE:
+            return [self._session_noise_test()]
+        if step is Step.NOISE_EACH:
             return [self._contributor_noise_test(keyholder) for keyholder in self.contributors]
         if step is Step.INPUT_NOISE:
-            intendos = [context.ciphertext_from_bytes(self.source.ciphertext(intendo_id)) for intendo_id, _ in self._batch()]
+            intendos = self._intendos()
             pad = circuit.sum_masks(context, [self.committed(keyholder, Committed.INPUT_PAD) for keyholder in facts.mask_contributors])
             scalars = circuit.noise_scalars(self.seed, b"input-noise", len(intendos) + 1)
             return [circuit.noise_test(context, intendos, pad, scalars)]
@@ -143,14 +145,34 @@ class SessionComputation:
             return [circuit.validity_check(context, [self._terms()], self._mask(Committed.FIRST_MASK, facts))]
         return [circuit.validity_check(context, [[terms] for terms in self._terms()], self._mask(Committed.SECOND_MASK, facts))]
 
-    def _contributor_noise_test(self, keyholder: int) -> Ciphertext:
-        """Y_j = Σ ρ·(keyholder j's masks) + ρ_pad·(its pad): every ciphertext j committed to."""
+    def _masks_of(self, keyholder: int) -> list[Ciphertext]:
+        """Every ciphertext keyholder j committed to except its pad (which pads their test)."""
         tested = [self.committed(keyholder, Committed.FIRST_MASK), self.committed(keyholder, Committed.SECOND_MASK)]
         if self.session.kind is SessionKind.VALIDATION:
             tested.append(self.committed(keyholder, Committed.INPUT_PAD))
-        label = b"noise/%d" % keyholder
-        scalars = circuit.noise_scalars(self.seed, label, len(tested) + 1)
+        return tested
+
+    def _session_noise_test(self) -> Ciphertext:
+        """One test of everything: Σ ρ·(every contributor's masks, every pad but the last, and a
+        validation's intendos) + ρ_pad·(the last pad). Each term has its own scalar, so no
+        contributor can cancel another's noise; the plaintext is padded as long as one pad is
+        honest (each scalar is invertible mod p)."""
+        tested = [mask for keyholder in self.contributors for mask in self._masks_of(keyholder)]
+        pads = [self.committed(keyholder, Committed.PAD) for keyholder in self.contributors]
+        tested += pads[:-1]
+        if self.session.kind is SessionKind.VALIDATION:
+            tested += self._intendos()
+        scalars = circuit.noise_scalars(self.seed, b"noise", len(tested) + 1)
+        return circuit.noise_test(self.context, tested, pads[-1], scalars)
+
+    def _contributor_noise_test(self, keyholder: int) -> Ciphertext:
+        """Y_j = Σ ρ·(keyholder j's masks) + ρ_pad·(its pad): every ciphertext j committed to."""
+        tested = self._masks_of(keyholder)
+        scalars = circuit.noise_scalars(self.seed, b"noise/%d" % keyholder, len(tested) + 1)
         return circuit.noise_test(self.context, tested, self.committed(keyholder, Committed.PAD), scalars)
+
+    def _intendos(self) -> list[Ciphertext]:
+        return [self.context.ciphertext_from_bytes(self.source.ciphertext(intendo_id)) for intendo_id, _ in self._batch()]
 
     def _pack_sum(self) -> Ciphertext:
         if self.state.counted_sum is None or self.state.counted == 0:
@@ -336,6 +358,12 @@ def _read_step(
     observe = None if observer is None else (lambda quorum, vector: observer(session, step, quorum, vector))
     family = collected.family
     if step is Step.NOISE:
+        (ciphertext,), (shares,) = ciphertexts, collected.items
+        if not reveal_noise(context, ciphertext, family, shares, observe):
+            return replace(facts, through=step, noise_passed=False)
+        inputs_clean = True if computation.session.kind is SessionKind.VALIDATION else None
+        return replace(facts, through=step, noise_passed=True, clean=computation.contributors, inputs_clean=inputs_clean)
+    if step is Step.NOISE_EACH:
         clean = tuple(
             keyholder
             for keyholder, ciphertext, shares in zip(computation.contributors, ciphertexts, collected.items)

@@ -3,14 +3,19 @@
 A session decrypts a sequence of steps. What a step decrypts may depend on what earlier steps
 revealed (their *facts*), and whether it may run at all is a condition on those facts:
 
-    hunt        NOISE ──▶ CHECK ──(some level is a candidate)──▶ CONFIRM ──(a level was confirmed)──▶ MEMBERSHIP
-    validation  NOISE ──▶ INPUT_NOISE ──(the intendos' noise is bounded)──▶ BATCH
-                      ──(the batch is invalid and holds more than one intendo)──▶ EACH
+    hunt        NOISE ┬─(passed)──────────────▶ CHECK ──(some level is a candidate)──▶ CONFIRM
+                      └─(failed)─▶ NOISE_EACH ─┘        ──(a level was confirmed)──▶ MEMBERSHIP
+    validation  NOISE ┬─(passed)─────────────────────────────▶ BATCH
+                      └─(failed)─▶ NOISE_EACH ─▶ INPUT_NOISE ─┘ (if the intendos' noise is bounded)
+                      BATCH ──(the batch is invalid and holds more than one intendo)──▶ EACH
 
-NOISE tests every contributor's masks and pads, INPUT_NOISE the batch's intendos (DESIGN.md
-§3a): nothing whose noise a single party chose enters a product or is decrypted before its
-noise is shown to be bounded. A committee created without the noise test (benchmarks only)
-skips both.
+Nothing whose noise a single party chose enters a product or is decrypted before its noise is
+shown to be bounded (DESIGN.md §3a). NOISE tests all of it at once — every contributor's masks
+and pads and, in a validation, the batch's intendos — so an honest session pays for one noise
+test. Only when it fails does NOISE_EACH test each contributor's ciphertexts alone (whose fail
+are left out of the session), and INPUT_NOISE the intendos alone, padded by the contributors
+that passed, so that the blame lands on whoever chose the noise. A committee created without
+the noise test (benchmarks only) skips all three.
 
 Three parties read this table and nothing else for the order of steps:
 - a keyholder refuses a step whose condition does not hold (`stagpack.keyholder.policy`);
@@ -41,8 +46,9 @@ class SessionFacts:
     noise_test: bool = True  # the committee tests noise (False only in benchmarks)
     batch_size: int = 0  # validation: how many intendos the batch holds (public, from the log)
     through: Step | None = None
-    clean: tuple[int, ...] = ()  # NOISE: contributors whose masks and pads have bounded noise
-    inputs_clean: bool | None = None  # INPUT_NOISE: the batch's intendos have bounded noise
+    noise_passed: bool | None = None  # NOISE: everything the session uses has bounded noise
+    clean: tuple[int, ...] = ()  # NOISE or NOISE_EACH: contributors whose masks and pads have bounded noise
+    inputs_clean: bool | None = None  # NOISE or INPUT_NOISE: the batch's intendos have bounded noise
     candidates: tuple[int, ...] = ()  # CHECK: levels zero in both masked copies
     level: int | None = None  # CONFIRM: the greatest candidate confirmed with fresh masks
     members: tuple[bool, ...] | None = None  # MEMBERSHIP: one bit per pending intendo
@@ -63,6 +69,10 @@ def _tests_noise(facts: SessionFacts) -> bool:
     return facts.noise_test
 
 
+def _noise_failed(facts: SessionFacts) -> bool:
+    return facts.noise_test and facts.noise_passed is False
+
+
 @dataclass(frozen=True)
 class Edge:
     """One step, when it applies at all (otherwise the session goes on to the next step), and
@@ -78,6 +88,7 @@ class Edge:
 GRAPH: dict[SessionKind, tuple[Edge, ...]] = {
     SessionKind.HUNT: (
         Edge(Step.NOISE, _always, "", applies=_tests_noise),
+        Edge(Step.NOISE_EACH, _always, "", applies=_noise_failed),
         Edge(Step.CHECK, _always, ""),
         Edge(
             Step.CONFIRM,
@@ -93,7 +104,8 @@ GRAPH: dict[SessionKind, tuple[Edge, ...]] = {
     ),
     SessionKind.VALIDATION: (
         Edge(Step.NOISE, _always, "", applies=_tests_noise),
-        Edge(Step.INPUT_NOISE, _always, "", applies=_tests_noise),
+        Edge(Step.NOISE_EACH, _always, "", applies=_noise_failed),
+        Edge(Step.INPUT_NOISE, _always, "", applies=_noise_failed),
         Edge(
             Step.BATCH,
             lambda facts: facts.inputs_clean is not False,

@@ -31,8 +31,9 @@ will help) with its reason; `KeyholderNode` applies them in this order and logs 
    - the masks are the ones whose commitments this keyholder fixed, and its replica is at the
      session's height;
    - earlier steps' facts come only from their complete, verified partials, each step's from
-     t + f keyholders; the first step (the noise test) must show every contributor's masks and
-     pads bounded, or that contributor's masks are left out of everything after it;
+     t + f keyholders; the noise test comes first and must show every contributor's masks and
+     pads bounded (or, tested alone, that contributor's masks are left out of everything after
+     it) and a validation's intendos bounded before any product of them is decrypted;
    - the step graph allows the step after those facts;
    - the ciphertext the aggregator claims is exactly this keyholder's recomputation.
 4. One own partial per ciphertext, ever: every fresh partial is another flooding sample.

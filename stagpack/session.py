@@ -34,8 +34,9 @@ class SessionKind(str, enum.Enum):
 
 
 class Step(str, enum.Enum):
-    NOISE = "noise"  # every contributor's masks and pads: is their noise bounded?
-    INPUT_NOISE = "input-noise"  # a validation batch's intendos: is their noise bounded?
+    NOISE = "noise"  # everything the session uses that a party chose: is its noise bounded?
+    NOISE_EACH = "noise-each"  # after a failed NOISE: each contributor's masks and pads alone
+    INPUT_NOISE = "input-noise"  # after a failed NOISE: the validation batch's intendos alone
     CHECK = "check"
     CONFIRM = "confirm"
     MEMBERSHIP = "membership"

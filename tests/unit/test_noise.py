@@ -353,9 +353,18 @@ def flooding_table(solo: KeyedCommittee) -> dict[str, Measured]:
         return Measured(kind, output.towers, context.measure_noise_bits(output, secret), allowance)
 
     rows = []
-    # NOISE: one contributor's masks and input pad, padded by its pad (a validation session).
+    # NOISE_EACH: one contributor's masks and input pad, padded by its pad (a validation session).
     own = [uniform() for _ in range(3)]
     rows.append(measure("noise test Y (a contributor)", circuit.noise_test(context, own, uniform(), circuit.noise_scalars(seed, b"noise/1", 4))))
+    # NOISE: the whole session at once — every contributor's masks, all pads but the last, and
+    # the batch's intendos, padded by the last pad (the honest session's only noise test).
+    everything = [uniform() for _ in range(4 * CONTRIBUTORS - 1)] + intendos
+    rows.append(
+        measure(
+            f"noise test Y (the session's: {CONTRIBUTORS} contributors, {batch} intendos)",
+            circuit.noise_test(context, everything, uniform(), circuit.noise_scalars(seed, b"noise", len(everything) + 1)),
+        )
+    )
     # INPUT_NOISE: the batch's intendos, padded by the contributors' input pads.
     rows.append(
         measure(
