@@ -1,5 +1,7 @@
 """Write tests/vectors/records.json: known-answer vectors for the canonical encoding of every
-record kind that is signed, hashed or stored.
+record kind that is signed, hashed or stored (the self-test's records are hashed into the
+signed transcript and into each keyholder's commitment; a call credential is signed over the
+digest of its request, here a LogRange).
 
 Run it only when a record gains a new wire version (its WIRE_NAME changes): the vectors pin the
 bytes, and tests/unit/test_vectors.py fails when an edit changes them by accident. Every value is
@@ -21,8 +23,10 @@ from support.vectors import to_json  # noqa: E402
 
 from stagpack import codec  # noqa: E402
 from stagpack.aggregator.sessions import SessionProgress  # noqa: E402
+from stagpack.calls import CallCredential, SignedCredential  # noqa: E402
 from stagpack.committee import CommitteeInfo, KeyholderSignature, Participant, Transcript, TranscriptBody, TranscriptSignature  # noqa: E402
-from stagpack.dkg.party import BackupHeader  # noqa: E402
+from stagpack.dkg.messages import CeremonyPlan, QuorumPartials, SelfTestCiphertexts, SelfTestCommitment  # noqa: E402
+from stagpack.dkg.party import BackupHeader, partials_digest, self_test_digest, self_test_quorums  # noqa: E402
 from stagpack.encoding import StagKind  # noqa: E402
 from stagpack.envelope import IntendoEnvelope, IntendoStatement, Withdrawal, WithdrawalStatement  # noqa: E402
 from stagpack.identity import KeyholderIdentity, SigningIdentity  # noqa: E402
@@ -34,6 +38,7 @@ from stagpack.log import (  # noqa: E402
     HuntCertificate,
     HuntOutcome,
     LogEntry,
+    LogRange,
     ValidationCertificate,
     ValidationOutcome,
 )
@@ -50,11 +55,32 @@ def seeded(label: str) -> bytes:
 def records() -> list[object]:
     keyholders = [KeyholderIdentity(f"keyholder-{i}", seeded(f"sign-{i}"), seeded(f"box-{i}")) for i in (1, 2, 3)]
     alice, bob = SigningIdentity(seeded("alice")), SigningIdentity(seeded("bob"))
+    aggregator, coordinator = SigningIdentity(seeded("aggregator")), SigningIdentity(seeded("coordinator"))
     participants = tuple(Participant(i, k.name, k.verify_key, k.public.box_key) for i, k in enumerate(keyholders, start=1))
+    ceremony_id = seeded("ceremony")[:16]
+    plan = CeremonyPlan(
+        ceremony_id=ceremony_id, parameters=b'{"max_fused_partials":32}', parties=3, threshold=2, fault_bound=1, noise_test=True,
+        participants=participants, coordinator_key=coordinator.verify_key, aggregator_key=aggregator.verify_key,
+    )
+    # The self-test: every keyholder's two test ciphertexts (their digests go into the signed
+    # transcript) and one keyholder's partials with its commitment to them (placeholder bytes:
+    # only their hashes are pinned).
+    tests = tuple(
+        SelfTestCiphertexts(ceremony_id, i, (b"self-test ciphertext %d/first" % i, b"self-test ciphertext %d/second" % i)) for i in (1, 2, 3)
+    )
+    quorums = self_test_quorums(3, 2)
+    partials = []
+    for members in quorums:
+        if 2 in members:
+            on_behalf_of = (2, *(absent for absent in (1, 2, 3) if absent not in members))  # own, then stand-ins
+            partials.append(QuorumPartials(members, 2, on_behalf_of, tuple(b"partial %r for %d" % (members, j) for j in on_behalf_of)))
+    partials = tuple(partials)
+    commitment_to_partials = SelfTestCommitment(ceremony_id, 2, partials_digest(partials))
     body = TranscriptBody(
-        ceremony_id=seeded("ceremony")[:16], parameters=b'{"max_fused_partials":32}', parties=3, threshold=2,
-        participants=participants, chain=tuple(seeded(f"chain-{i}") for i in (1, 2, 3)), joint_public_key=seeded("chain-3"),
-        evaluation_keys=seeded("evaluation"), rotation_steps=(1, 16, 256, 4096, 8192), self_test=seeded("self-test"),
+        ceremony_id=ceremony_id, parameters=plan.parameters, parties=3, threshold=2, fault_bound=1, noise_test=True,
+        participants=participants, coordinator_key=coordinator.verify_key, aggregator_key=aggregator.verify_key,
+        chain=tuple(seeded(f"chain-{i}") for i in (1, 2, 3)), joint_public_key=seeded("chain-3"),
+        evaluation_keys=seeded("evaluation"), rotation_steps=(1, 16, 256, 4096, 8192), self_test=self_test_digest(tests, quorums),
     )
     transcript = Transcript(body, tuple(TranscriptSignature(i, k.sign("transcript", body.digest())) for i, k in enumerate(keyholders, start=1)))
     committee = CommitteeInfo.from_transcript(transcript)
@@ -74,7 +100,8 @@ def records() -> list[object]:
     signed_commitment = SignedCommitment(commitment, keyholders[1].sign("mask-commitment", codec.encode(commitment)))
     partial = PartialStatement(session, Step.CHECK, 0, (2, 3), 2, 1, seeded("check"), hashlib.sha256(b"partial").digest())
     signed_partial = SignedPartial(partial, keyholders[1].sign("partial-decryption", codec.encode(partial)), b"partial")
-    validation = ValidationOutcome(spec.stag_id, 1, 3, seeded("head-3"), (envelope.intendo_id,), (seeded("malformed"),))
+    validation = ValidationOutcome(spec.stag_id, 1, 3, seeded("head-3"), (envelope.intendo_id,), (seeded("malformed"),), ())
+    deferral = ValidationOutcome(spec.stag_id, 2, 9, seeded("head-9"), (), (), (seeded("noisy-batch-1"), seeded("noisy-batch-2")))
     validation_certificate = ValidationCertificate(
         validation, tuple(KeyholderSignature(i, keyholders[i - 1].sign("validation", validation.digest())) for i in (1, 3))
     )
@@ -85,12 +112,21 @@ def records() -> list[object]:
         (ServedStep(Step.CHECK, ((1, 2), (2, 3), (1, 3)), (signed_partial,)),), 0, b"", erased=False,
     )
     progress = SessionProgress(session, (signed_commitment,), (MaskReveal(2, (b"mask-0", b"mask-1")),), (signed_partial,))
+    # A replica (keyholder 2) reading the log from the aggregator: the credential signs the
+    # range it asks for (fixed nonce and time here; `sign_call` draws a fresh nonce).
+    log_range = LogRange(spec.stag_id, 0, 2)
+    credential = CallCredential(
+        "ReadLog", keyholders[1].verify_key, aggregator.verify_key, 1_790_000_000_500, seeded("nonce-call")[:16],
+        hashlib.sha256(codec.encode(log_range)).digest(),
+    )
+    signed_credential = SignedCredential(credential, keyholders[1].sign("call", codec.encode(credential)))
     return [
         spec, statement, envelope, withdrawal_statement, withdrawal, genesis, submission, session, commitment, signed_commitment,
         partial, signed_partial, validation, validation_certificate, hunt, hunt_certificate, body, transcript,
         CertificateBundle(hunt_certificate, spec, transcript), record, record.erase(), progress,
         SealedBackups((SealedBackup(1, b"sealed share of keyholder 1"), SealedBackup(3, b"sealed share of keyholder 3"))),
         BackupHeader(body.ceremony_id, 1, 2),
+        deferral, plan, *tests, *partials, commitment_to_partials, log_range, credential, signed_credential,
     ]
 
 

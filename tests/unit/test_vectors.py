@@ -3,7 +3,12 @@ hashed or stored: a change to a record's fields, order, types or wire name chang
 keyholders sign and store, and must show up here rather than silently.
 
 The vectors were written by tools/generate_vectors.py; the same records encode identically
-under the code before the layers were restructured (checked when they were written).
+under the code before the layers were restructured (checked when they were written). They were
+written again for the security changes (TranscriptBody.v2, CeremonyPlan.v2, ValidationOutcome.v2,
+call credentials, log ranges, the self-test's records); every record kind whose wire name did
+not change was checked to encode its old vector's fields to the old bytes first. The records
+that changed values (a stag names its committee, whose id is the v2 transcript body's digest)
+changed only through the ones that changed version.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ import pytest
 from support.vectors import from_json, to_json
 
 from stagpack import codec
+from stagpack.calls import ReplayGuard, SignedCredential
 from stagpack.committee import CommitteeInfo, Transcript
+from stagpack.dkg.messages import QuorumPartials, SelfTestCiphertexts, SelfTestCommitment
+from stagpack.dkg.party import partials_digest, self_test_digest, self_test_quorums
 from stagpack.envelope import IntendoEnvelope, Withdrawal
-from stagpack.log import CertificateBundle, HuntCertificate, ValidationCertificate
+from stagpack.errors import Unauthenticated
+from stagpack.log import CertificateBundle, HuntCertificate, LogRange, ValidationCertificate
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "records.json").read_text())
 
@@ -64,6 +73,34 @@ def test_the_signatures_in_the_vectors_verify() -> None:
     bundle.verify()
     (hunt,) = by_type[HuntCertificate]
     assert hunt == bundle.certificate
+    # A call credential: keyholder 2, a replica, reading the log from the aggregator the
+    # transcript names. The callee's own check admits it once, for exactly that range.
+    (signed,) = by_type[SignedCredential]
+    (wanted,) = by_type[LogRange]
+    credential = signed.credential
+    assert credential.caller == committee.verify_key(2) and credential.audience == committee.aggregator_key
+    guard = ReplayGuard(30_000)
+    request = codec.encode(wanted)
+    assert guard.admit(signed, "ReadLog", committee.aggregator_key, request, frozenset(committee.verify_keys), credential.issued_at_millis) == credential.caller
+    with pytest.raises(Unauthenticated, match="replay"):
+        guard.admit(signed, "ReadLog", committee.aggregator_key, request, frozenset(committee.verify_keys), credential.issued_at_millis)
+
+
+def test_the_signed_transcript_commits_to_the_self_test_records() -> None:
+    """The transcript's self_test field is the digest of every keyholder's test ciphertexts and
+    the quorums tested; a keyholder's commitment is the digest of its partials."""
+    by_type: dict[type, list[Any]] = {}
+    for vector in VECTORS:
+        cls = record_type(vector["type"])
+        by_type.setdefault(cls, []).append(from_json(cls, vector["fields"]))
+    (transcript,) = by_type[Transcript]
+    body = transcript.body
+    tests = by_type[SelfTestCiphertexts]
+    assert [test.index for test in tests] == list(range(1, body.parties + 1))
+    assert body.self_test == self_test_digest(tests, self_test_quorums(body.parties, body.threshold))
+    (commitment,) = by_type[SelfTestCommitment]
+    mine = [partials for partials in by_type[QuorumPartials] if partials.producer == commitment.index]
+    assert commitment.ceremony_id == body.ceremony_id and commitment.digest == partials_digest(mine)
 
 
 def test_every_signed_or_stored_record_kind_has_a_vector() -> None:
@@ -71,7 +108,12 @@ def test_every_signed_or_stored_record_kind_has_a_vector() -> None:
     for wire_name in (
         "stagpack.StagSpec.v1", "stagpack.IntendoEnvelope.v1", "stagpack.Withdrawal.v1", "stagpack.LogEntry.v1",
         "stagpack.MaskCommitment.v1", "stagpack.PartialStatement.v1", "stagpack.HuntCertificate.v1",
-        "stagpack.ValidationCertificate.v1", "stagpack.Transcript.v1", "stagpack.CertificateBundle.v1",
+        "stagpack.ValidationOutcome.v2", "stagpack.ValidationCertificate.v1", "stagpack.TranscriptBody.v2",
+        "stagpack.Transcript.v1", "stagpack.CertificateBundle.v1", "stagpack.CeremonyPlan.v2",
         "stagpack.keyholder.SessionRecord.v2", "stagpack.aggregator.SessionProgress.v1", "stagpack.keyholder.SealedBackups.v1",
+        "stagpack.CallCredential.v1", "stagpack.SignedCredential.v1", "stagpack.LogRange.v1",
+        "stagpack.SelfTestCiphertexts.v1", "stagpack.SelfTestCommitment.v1", "QuorumPartials",
     ):
-        assert wire_name in covered
+        assert wire_name in covered, wire_name
+    # A deferring validation outcome is pinned too (its deferred field non-empty).
+    assert any(vector["wire_name"] == "stagpack.ValidationOutcome.v2" and vector["fields"]["deferred"] for vector in VECTORS)
