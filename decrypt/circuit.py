@@ -9,11 +9,13 @@ Levels: every ciphertext a party supplies (intendo, mask, pad) is at the input l
 towers). The hunt path runs at the evaluation level, on compressed copies; the validity circuit
 and the noise test run at the input level, where the flooding is 2^60 larger (docs/parameters.md).
 
-Noise test of inputs X_1..X_k (masks and pads of a contributor, or a batch of intendos), with a
-pad T nobody but its contributors knows and public random integers ρ ≈ 2^123 fixed after every
-input was committed:
-    Y       = Σ_i ρ_i·X_i + ρ_T·T                   plaintext padded; noise ρ·e shows above
-                                                    the flooding once some |e| ≥ 2^64
+Noise test of inputs X_1..X_k (every contributor's masks and pads and a batch's intendos; or,
+to find whom to blame, one contributor's, or the intendos alone), with a pad T nobody but its
+contributors knows and public random integers ρ in [2^112, 2^120) fixed after every input was
+committed:
+    Y       = Σ_i ρ_i·X_i + ρ_T·T                   plaintext padded; noise ρ·e reads noisy
+                                                    once some |e| ≥ 2^74 (2^107 if crafted
+                                                    to cancel, but for 2^-40)
 
 Hunt, per epoch, with pack sum S = Σ w_i over counted intendos and joint masks R, R':
     d       = S − ramp                              zero exactly at fixed points c[ℓ] = ℓ
@@ -299,19 +301,19 @@ def validity_check(context: FheContext, groups: Sequence[Sequence[ValidityTerms]
 
 # --- noise test (DESIGN.md §3a) --------------------------------------------------------------
 
-NOISE_SCALE_FACTORS = 8  # each tested input is scaled by a product of 8 random integers in [2^15, 2^16)
+NOISE_SCALE_FACTORS = 8  # each tested input is scaled by a product of 8 random integers in [2^14, 2^15)
 
 
 def noise_scalars(seed: bytes, label: bytes, count: int) -> tuple[tuple[int, ...], ...]:
     """`count` public random scalars, each the product of NOISE_SCALE_FACTORS integers in
-    [2^15, 2^16) (so about 2^123.5, with 120 bits of entropy, and never a multiple of p), derived
-    from a seed that is fixed only once every tested ciphertext is committed (nobody can aim a
-    crafted noise at them)."""
+    [2^14, 2^15) (so in [2^112, 2^120), with 112 bits of entropy, and never a multiple of p),
+    derived from a seed that is fixed only once every tested ciphertext is committed (nobody can
+    aim a crafted noise at them)."""
     scalars = []
     for index in range(count):
-        stream = hashlib.shake_256(b"stagpack/noise-scalars/v1\x00" + seed + b"\x00" + label + b"/%d" % index)
+        stream = hashlib.shake_256(b"stagpack/noise-scalars/v2\x00" + seed + b"\x00" + label + b"/%d" % index)
         words = np.frombuffer(stream.digest(2 * NOISE_SCALE_FACTORS), dtype=">u2")
-        scalars.append(tuple(int(word) | 0x8000 for word in words))
+        scalars.append(tuple(int(word) & 0x3FFF | 0x4000 for word in words))
     return tuple(scalars)
 
 
@@ -320,11 +322,12 @@ def noise_test(context: FheContext, tested: Sequence[Ciphertext], pad: Ciphertex
 
     The plaintext Σ ρ_i x_i + ρ_pad t (mod p) is one-time padded by T's, uniform and known to no
     one but its contributor, so decrypting Y says nothing about the tested plaintexts. The noise
-    is Σ ρ_i e_i + ρ_pad e_T: about 2^123 times each input's noise. Honest inputs (fresh
-    encryptions, |e| < 2^13) give at most 2^139, 40 bits under one partial's flooding at the input
-    level; an input with a noise coefficient of 2^64 or more shows above the flooding, whatever
-    the sign or size (a wrapped one is uniform modulo Q), with the 2^-52 exception docs/protocol.md
-    §3a derives. So every keyholder that fuses Y reads whether the inputs' noise is bounded."""
+    is Σ ρ_i e_i + ρ_pad e_T: between 2^112 and 2^120 times each input's noise. Honest inputs
+    (fresh encryptions) stay more than 40 bits under one partial's flooding at the input level
+    (docs/parameters.md); an input with a noise coefficient of 2^74 or more reads noisy, whatever
+    its sign or size (a wrapped one is uniform modulo Q), and noise crafted to cancel across
+    inputs escapes only below 2^107, except with probability 2^-40 (docs/protocol.md §3a). So
+    every keyholder that fuses Y reads whether the inputs' noise is bounded."""
     if len(scalars) != len(tested) + 1:
         raise InvalidInput("a noise test takes one scalar per tested ciphertext and one for the pad")
     terms = [context.scale(ciphertext, scalar) for ciphertext, scalar in zip(tested, scalars)]
