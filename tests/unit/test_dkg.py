@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 
 from support.committees import AGGREGATOR, COORDINATOR
-from support.unit import decrypt
+from support.unit import coefficient_regions, decrypt
 from stagpack import codec
 from stagpack.decrypt import DecryptingParty, Quorum
 from stagpack.calls import Call, Request, Response
 from stagpack.dkg import CeremonyOutcome, CommitteeBundle, DkgParty, LocalCeremonyPeer, Phase, run_ceremony
-from stagpack.dkg.rounds import BACKUP, DELIVER_BACKUPS, PLAN
+from stagpack.dkg.rounds import BACKUP, DELIVER_BACKUPS, PLAN, SELF_TEST_REVEAL, SIGN
 from stagpack.committee import Transcript
 from stagpack.dkg.messages import (
     Acknowledgement,
@@ -38,16 +38,22 @@ from stagpack.dkg.messages import (
     BackupResponse,
     CeremonyPlan,
     ChainRequest,
+    ChainResponse,
     CompleteRequest,
     DeliverBackupsRequest,
     FinalizeRequest,
     RoundOneRequest,
+    QuorumPartials,
     RoundTwoRequest,
+    SelfTestCommitment,
+    SelfTestCommitRequest,
     SelfTestRequest,
+    SelfTestResponse,
+    SelfTestRevealRequest,
     SignRequest,
 )
 from stagpack.committee import Participant, TranscriptSignature, default_fault_bound
-from stagpack.dkg.party import BackupHeader, self_test_quorums
+from stagpack.dkg.party import BackupHeader, evaluate_self_test, partials_digest, self_test_quorums
 from stagpack.errors import IntegrityFailure, InvalidInput, InvalidSignature, PolicyRefusal, WrongPhase
 from stagpack.fhe import FheContext, FheParameters
 from stagpack.identity import KeyholderIdentity, SigningIdentity, check_verify_key
@@ -611,3 +617,212 @@ def test_a_box_opens_only_for_its_recipient_from_its_sender() -> None:
         one.open_box(three.public.box_key, box.sealed)
     with pytest.raises(InvalidInput):
         one.open_box(two.public.box_key, box.sealed[:-1])
+
+
+# --- a dishonest keyholder in the self-test ----------------------------------------------------
+#
+# The self-test is what ties the last link of the key chain to the rest: each keyholder encrypts
+# secret vectors of its own under the final joint key, commits to its partial decryptions before
+# any is revealed, and signs only if its own vectors come back through every self-test quorum.
+
+
+class SubstitutesTheLastLink(DkgParty):
+    """Keyholder n publishing a fresh standalone key instead of extending the chain: the joint
+    key is then its key alone, so it could decrypt every intendo. It plays every later round as
+    the protocol says (and keeps its key, as an attacker would)."""
+
+    own_secret = None
+
+    def handle_chain(self, request: ChainRequest) -> ChainResponse:
+        plan = self._require_ceremony(request.ceremony_id)
+        if self.index != plan.parties:
+            return super().handle_chain(request)
+
+        def run() -> ChainResponse:
+            secret, public = self._context.generate_key_share(None)  # not generate_key_share(previous)
+            self.own_secret = secret
+            self._secret, self._previous, self._chain_output = secret, request.previous, public.to_bytes()
+            self.phase = Phase.CHAINED
+            return ChainResponse(plan.ceremony_id, self.index, self._chain_output)
+
+        return self._step("chain", request, Phase.PLANNED, run)
+
+
+def _partial_sum(context: FheContext, plus: bytes, minus: list[bytes]) -> bytes:
+    """plus − Σ minus, coefficient by coefficient in each RNS tower, on the serialized partials
+    (what a keyholder can compute from bytes it holds: a partial's coefficient blocks, found
+    from cereal's layout, run tower by tower)."""
+    regions = coefficient_regions(plus, minus[0], context.ring_dimension)
+    assert len(regions) == context.input_towers
+    result = bytearray(plus)
+    for tower, (start, length) in enumerate(regions):
+        modulus = np.uint64(context.tower_moduli[tower])
+        total = np.frombuffer(plus[start : start + length], dtype="<u8").copy()
+        for other in minus:
+            total = (total + modulus - np.frombuffer(other[start : start + length], dtype="<u8")) % modulus
+        result[start : start + length] = total.astype("<u8").tobytes()
+    return bytes(result)
+
+
+class ShapesItsPartialsAfterTheOthers(SubstitutesTheLastLink):
+    """The same keyholder with a colluding coordinator, which shows it the others' self-test
+    partials before it reveals its own (it is revealed last). With the substituted key it can
+    decrypt every test vector, so it knows what the self-test must decrypt to; it reveals the
+    partial that makes the fusion exactly that — the lead term of a trivial encryption of the
+    expected vector, minus the lead term of the output and every other partial. The decryption
+    check alone (all the self-test had while the coordinator chose the test and nobody
+    committed first) passes in every slot."""
+
+    def __init__(self, context: FheContext, identity: KeyholderIdentity, seen: list[QuorumPartials], **options: object) -> None:
+        super().__init__(context, identity, **options)  # type: ignore[arg-type]
+        self.context = context
+        self.seen = seen  # what the colluding coordinator passes on
+        self.tests: tuple = ()
+        self.crafted_fusion: np.ndarray | None = None
+        self.expected: np.ndarray | None = None
+
+    def handle_self_test_commit(self, request: SelfTestCommitRequest) -> SelfTestCommitment:
+        self.tests = request.ciphertexts
+        return super().handle_self_test_commit(request)
+
+    def handle_self_test_reveal(self, request: SelfTestRevealRequest) -> SelfTestResponse:
+        response = super().handle_self_test_reveal(request)
+        context, everyone = self.context, tuple(range(1, len(self.tests) + 1))
+
+        def decrypted(data: bytes) -> np.ndarray:  # the joint key is its own key
+            ciphertext = context.ciphertext_from_bytes(data)
+            return context.fuse([context.public_lead_partial(ciphertext), context.partial_decrypt(ciphertext, self.own_secret, lead=False)])
+
+        first = sum(decrypted(test.ciphertexts[0]) for test in self.tests) % P
+        second = sum(decrypted(test.ciphertexts[1]) for test in self.tests) % P
+        width = context.row_width
+        product = first * second % P
+        self.expected = (np.concatenate([np.roll(product[:width], -1), np.roll(product[width:], -1)]) + np.concatenate([first[width:], first[:width]])) % P
+        output = evaluate_self_test(context, self.tests)
+        others = [result.partials[0] for result in self.seen if result.members == everyone]
+        trivial = context.add_plain(context.subtract(output, output), self.expected)  # (Δ·expected, 0)
+        target = context.partial_to_bytes(context.public_lead_partial(trivial))
+        crafted = _partial_sum(context, target, [context.partial_to_bytes(context.public_lead_partial(output)), *others])
+        # What any keyholder's fusion (with its own lead term) now reads:
+        self.crafted_fusion = context.fuse(
+            [context.public_lead_partial(output), *(context.partial_from_bytes(data) for data in [*others, crafted])]
+        )
+        (own,) = [result for result in response.partials if result.members == everyone]
+        return dataclasses.replace(response, partials=(dataclasses.replace(own, partials=(crafted,)),))
+
+
+class ColludingCoordinatorPeer(LocalCeremonyPeer):
+    """Records every self-test reveal into `seen` and the sign request the coordinator sends."""
+
+    def __init__(self, party: DkgParty, identity: KeyholderIdentity, seen: list[QuorumPartials], signs: list[SignRequest]) -> None:
+        super().__init__(party, identity.public)
+        self.dkg_party = party
+        self._seen, self._signs = seen, signs
+
+    def call(self, call: Call[Request, Response], request: Request) -> Response:
+        if call is SIGN:
+            assert isinstance(request, SignRequest)
+            self._signs.append(request)
+        response = super().call(call, request)
+        if call is SELF_TEST_REVEAL:
+            assert isinstance(response, SelfTestResponse)
+            self._seen.extend(response.partials)
+        return response
+
+
+def _dishonest_ceremony(parties: int, threshold: int, dishonest: type, name: str) -> tuple[list[ColludingCoordinatorPeer], SignRequest, IntegrityFailure]:
+    """A ceremony whose last keyholder is `dishonest`: it must fail at the signatures. Returns
+    the peers, the sign request and the error the first keyholder refused with."""
+    context = FheContext()
+    identities = [KeyholderIdentity(f"{name}-{index}") for index in range(1, parties + 1)]
+    seen: list[QuorumPartials] = []
+    signs: list[SignRequest] = []
+    options = {"coordinator_key": COORDINATOR.verify_key}
+    parties_ = [DkgParty(context, identity, **options) for identity in identities[:-1]]  # type: ignore[arg-type]
+    last = dishonest(context, identities[-1], seen, **options) if dishonest is ShapesItsPartialsAfterTheOthers else dishonest(context, identities[-1], **options)
+    peers = [ColludingCoordinatorPeer(party, identity, seen, signs) for party, identity in zip([*parties_, last], identities)]
+    with pytest.raises(IntegrityFailure) as refused:
+        run_ceremony(context, peers, threshold, **KEYS)
+    (request,) = signs  # keyholder 1 refused to sign; nobody was asked after it
+    return peers, request, refused.value
+
+
+def _every_honest_keyholder_refuses(peers: list[ColludingCoordinatorPeer], request: SignRequest, match: str) -> None:
+    for peer in peers[:-1]:
+        with pytest.raises(IntegrityFailure, match=match):
+            peer.call(SIGN, request)
+        assert peer.dkg_party.phase is Phase.SELF_TEST_REVEALED  # it signed nothing
+        assert peer.dkg_party.outcome is None
+
+
+@pytest.mark.parametrize("parties, threshold", [(3, 3), (3, 2)])
+def test_a_substituted_last_link_of_the_key_chain_is_caught_by_the_self_test(parties: int, threshold: int) -> None:
+    """The joint key is keyholder n's own: the others' secret vectors do not come back through
+    any quorum, so no honest keyholder signs the transcript."""
+    peers, request, refused = _dishonest_ceremony(parties, threshold, SubstitutesTheLastLink, f"substitute-{parties}-{threshold}")
+    assert "does not decrypt correctly" in str(refused)
+    # The substitution is real: the published joint key is the attacker's own key alone.
+    attacker = peers[-1].dkg_party
+    assert attacker.own_secret is not None
+    _every_honest_keyholder_refuses(peers, request, "does not decrypt correctly")
+
+
+def test_a_substituted_last_link_with_a_colluding_coordinator_is_caught_by_the_commitments() -> None:
+    """n-of-n, the attacker revealed last, the coordinator showing it the others' partials: its
+    shaped partial makes the fusion decrypt every slot to what every keyholder expects (the
+    decryption check alone would pass, as it did when the coordinator ran the self-test), but
+    it is not the partial it committed to before seeing the others'; every honest keyholder
+    refuses to sign."""
+    peers, request, refused = _dishonest_ceremony(3, 3, ShapesItsPartialsAfterTheOthers, "collusion")
+    attacker = peers[-1].dkg_party
+    assert attacker.expected is not None and attacker.crafted_fusion is not None
+    assert np.array_equal(attacker.crafted_fusion, attacker.expected)  # the decryption check would pass
+    assert "keyholder 3's self-test partials are not the ones it committed to" in str(refused)
+    _every_honest_keyholder_refuses(peers, request, "not the ones it committed to")
+
+
+class CommitsToOtherPartials(DkgParty):
+    """Keyholder n committing to a digest of partials other than the ones it then reveals (it
+    reveals its honest partials)."""
+
+    def handle_self_test_commit(self, request: SelfTestCommitRequest) -> SelfTestCommitment:
+        honest = super().handle_self_test_commit(request)
+        self.honest_commitment = honest
+        return dataclasses.replace(honest, digest=partials_digest(()))
+
+    def handle_self_test_reveal(self, request: SelfTestRevealRequest) -> SelfTestResponse:
+        # Its own check would notice the lie: it answers as if it had told the truth.
+        commitments = tuple(self.honest_commitment if item.index == self.index else item for item in request.commitments)
+        return super().handle_self_test_reveal(dataclasses.replace(request, commitments=commitments))
+
+
+class RevealsOtherPartials(DkgParty):
+    """Keyholder n committing honestly and then revealing other partials — freshly drawn and
+    decrypting correctly (the flooding differs), just not the ones committed to."""
+
+    def __init__(self, context: FheContext, identity: KeyholderIdentity, **options: object) -> None:
+        super().__init__(context, identity, **options)  # type: ignore[arg-type]
+        self.context = context
+        self.tests: tuple = ()
+
+    def handle_self_test_commit(self, request: SelfTestCommitRequest) -> SelfTestCommitment:
+        self.tests = request.ciphertexts
+        return super().handle_self_test_commit(request)
+
+    def handle_self_test_reveal(self, request: SelfTestRevealRequest) -> SelfTestResponse:
+        response = super().handle_self_test_reveal(request)
+        output = evaluate_self_test(self.context, self.tests)
+        zero = np.zeros(self.context.slot_count, dtype=np.int64)
+        first = response.partials[0]
+        redrawn = self.context.shifted_partial(first.partials[0], output, zero)  # + a fresh flooding of 0
+        assert redrawn != first.partials[0]
+        return dataclasses.replace(response, partials=(dataclasses.replace(first, partials=(redrawn, *first.partials[1:])), *response.partials[1:]))
+
+
+@pytest.mark.parametrize("liar", [CommitsToOtherPartials, RevealsOtherPartials], ids=["commitment", "reveal"])
+def test_a_keyholder_whose_self_test_partials_do_not_match_its_commitment_is_caught(liar: type) -> None:
+    """Whether the commitment or the reveal is the lie — even with partials that decrypt
+    correctly — every honest keyholder refuses to sign."""
+    peers, request, refused = _dishonest_ceremony(2, 2, liar, f"liar-{liar.__name__}")
+    assert "keyholder 2's self-test partials are not the ones it committed to" in str(refused)
+    _every_honest_keyholder_refuses(peers, request, "not the ones it committed to")
