@@ -317,6 +317,13 @@ def parse_eligible(text: str) -> bytes:
     return check_verify_key(key, f"--eligible {text.strip()}")
 
 
+OPEN_STAG_WARNING = (
+    "warning: this stag is open (no --eligible list): anyone can mint identities, so the per-identity budget of "
+    "submissions and withdrawals does not bound what an operator colluding with participants learns about an "
+    "intendo through validity checks (docs/threat-model.md); list the participants with --eligible to bound it"
+)
+
+
 def command_stag_create(options: argparse.Namespace) -> int:
     from stagpack.edge.wire import MAX_LEVELS
     from stagpack.encoding import MIN_LEVELS, StagKind
@@ -348,9 +355,11 @@ def command_stag_create(options: argparse.Namespace) -> int:
     )
     spec.validate(max_levels, client.committee_id)  # the aggregator's own check, before sending
     stag_id = client.create_stag(spec)
+    if not eligibility:
+        print(OPEN_STAG_WARNING, file=sys.stderr)
     Output(options.json).emit(
         {"stag_id": hexid(stag_id), "kind": spec.kind.value, "levels": spec.levels, "epoch_millis": spec.epoch_millis,
-         "deadline_millis": spec.deadline_millis},
+         "deadline_millis": spec.deadline_millis, "open": not eligibility},
         [f"created {spec.kind.value} stag {hexid(stag_id)}",
          f"  {spec.levels} levels (full at {spec.levels - 1}), one hunt check every {spec.epoch_millis / 1000:g} s"
          + (f", closes in {deadline_after / 1000:g} s" if deadline_after else "")],

@@ -338,9 +338,24 @@ def test_stag_create_accepts_the_edges_of_the_ranges(client: FakeClient, capsys:
     (spec,) = client.created
     assert spec.levels == 8192 and spec.epoch_millis == 100 and spec.eligibility == (bytes.fromhex(key),)
     assert spec.deadline_millis - spec.opens_at_millis == pytest.approx(3_600_000, abs=5_000)
-    assert json.loads(out)["levels"] == 8192
+    assert json.loads(out)["levels"] == 8192 and json.loads(out)["open"] is False
+    assert "warning" not in errors
     code, _, errors = run(["stag", "create", "--kind", "count", "--levels", "2"], capsys)
     assert code == 0, errors
+
+
+def test_stag_create_warns_that_an_open_stag_does_not_bound_the_validity_oracle(
+    client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DESIGN.md §7: without an eligibility list an operator mints identities, and the
+    per-identity budget bounds nothing; the stag is still created, with the warning on stderr
+    (stdout stays the result, JSON included)."""
+    code, out, errors = run(["stag", "create", "--kind", "count", "--levels", "10", "--json"], capsys)
+    assert code == 0, errors
+    (spec,) = client.created
+    assert spec.eligibility == ()
+    assert json.loads(out)["open"] is True
+    assert errors.startswith("warning: this stag is open") and "--eligible" in errors
 
 
 def test_check_verify_key_refuses_what_is_not_a_curve_point() -> None:
