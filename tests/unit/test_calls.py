@@ -14,7 +14,7 @@ import hashlib
 import pytest
 
 from stagpack import codec
-from stagpack.calls import CREDENTIAL_NONCE_BYTES, CallCredential, ReplayGuard, SignedCredential, read_credential, sign_call
+from stagpack.calls import CREDENTIAL_NONCE_BYTES, ReplayGuard, SignedCredential, read_credential, sign_call
 from stagpack.committee import CommitteeInfo
 from stagpack.dkg.rounds import CEREMONY_ROUNDS, PLAN, SIGN
 from stagpack.errors import InvalidInput, Unauthenticated, WrongPhase
