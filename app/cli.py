@@ -126,6 +126,14 @@ def command_aggregator_key(options: argparse.Namespace) -> int:
     return 0
 
 
+def command_coordinator_key(options: argparse.Namespace) -> int:
+    from stagpack.participant.identity_file import COORDINATOR, load_or_create_identity_file
+
+    identity = load_or_create_identity_file(Path(options.identity), COORDINATOR)
+    Output(options.json).emit({"public_key": hexid(identity.verify_key), "file": str(options.identity)}, [hexid(identity.verify_key)])
+    return 0
+
+
 def command_ceremony(options: argparse.Namespace) -> int:
     from stagpack.app.console import progress_printer
     from stagpack.dkg import run_ceremony
@@ -596,6 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "the ceremony names it", aggregator))
     key.add_argument("--config", help="JSON configuration file")
     serve.add_argument("--config", help="JSON configuration file")
+
+    coordinator = commands.add_parser("coordinator", help="the key ceremony's coordinator identity").add_subparsers(
+        dest="action", required=True)
+    key = with_json(add("key", command_coordinator_key, "print the coordinator's public key (creating its identity if missing): "
+                        "every keyholder is configured with it (coordinator_key) before the ceremony", coordinator))
+    key.add_argument("--identity", default="coordinator.key", help="the coordinator's identity file (default %(default)s)")
 
     ceremony = with_json(add("ceremony", command_ceremony, "run the distributed key generation among keyholders"))
     ceremony.add_argument("--keyholder", action="append", required=True, metavar="ADDRESS",

@@ -506,3 +506,23 @@ def test_a_lock_held_by_another_process_is_not_taken_for_a_local_up(tmp_path: Pa
         code, _, errors = run(["local", "restart", "keyholder-1", "--dir", str(directory)], capsys)
     assert code == 2 and "not by a running `stagpack local up`" in errors
     assert not (directory / "control").exists(), "no request was left behind"
+
+
+def test_coordinator_and_aggregator_keys_are_created_once_and_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a deployment configures keyholders and the ceremony with: the same key on every run,
+    read back from the identity file the command created (the oracle: the file's own key)."""
+    from stagpack.participant.identity_file import AGGREGATOR, COORDINATOR, read_identity_file
+
+    path = tmp_path / "coordinator.key"
+    code, first, errors = run(["coordinator", "key", "--identity", str(path)], capsys)
+    assert code == 0, errors
+    assert first.strip() == read_identity_file(path, COORDINATOR).verify_key.hex()
+    code, again, _ = run(["coordinator", "key", "--identity", str(path), "--json"], capsys)
+    assert code == 0 and json.loads(again) == {"public_key": first.strip(), "file": str(path)}
+    monkeypatch.setenv("STAGPACK_AGGREGATOR_DATA_DIR", str(tmp_path / "aggregator"))
+    code, printed, errors = run(["aggregator", "key"], capsys)
+    assert code == 0, errors
+    assert printed.strip() == read_identity_file(tmp_path / "aggregator" / "identity.json", AGGREGATOR).verify_key.hex()
+    assert printed.strip() != first.strip()
