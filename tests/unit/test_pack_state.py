@@ -18,6 +18,8 @@ import pytest
 from support.unit import decrypt
 from stagpack import codec
 from stagpack.decrypt.circuit import layout_of
+from stagpack.decrypt.computation import SessionComputation, prescribed_family, read_step, session_outcome, sign_partials
+from stagpack.decrypt.steps import SessionFacts, next_step
 from stagpack.encoding import StagKind, Threshold
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import (
@@ -41,6 +43,17 @@ from stagpack.log import (
 )
 from stagpack.committee import CommitteeInfo, KeyholderSignature
 from stagpack.pack import IntendoStatus, PackLimits, PackState
+from stagpack.session import (
+    Committed,
+    MaskCommitment,
+    MaskReveal,
+    SessionKind,
+    SessionRef,
+    SignedCommitment,
+    SignedPartial,
+    Step,
+    committed_count,
+)
 from stagpack.stag import StagSpec
 
 T0 = 1_700_000_000_000
@@ -569,6 +582,95 @@ def test_a_batch_whose_noise_test_failed_is_deferred_and_its_intendos_validated_
     log.validate(valid=[ids[2]])
     assert log.state.validation_batch() == [ids[3]]  # no deferred left: batches again
     assert log.state.rejections == {log.state.record(ids[1]).envelope.statement.participant: 1}
+    log.counted_sum_matches()
+
+
+def _validation_session(log: Log, noisy_masks: dict[int, int] | None = None) -> SessionComputation:
+    """The next validation session over the replica's batch, with every keyholder of the
+    committee contributing its committed ciphertexts (fresh encryptions of uniform vectors;
+    `noisy_masks` adds κ to a keyholder's first mask) — the computation every party runs."""
+    context = log.context
+    snapshot = log.state.snapshot()
+    session = SessionRef(log.stag_id, SessionKind.VALIDATION, log.state.validation_batches + 1, snapshot.height, snapshot.head)
+    rng = np.random.default_rng(session.number)
+    commitments, reveals = [], []
+    for keyholder in (1, 2, 3):
+        masks = [
+            context.ciphertext_to_bytes(context.encrypt(context.joint_key, rng.integers(0, context.plaintext_modulus, context.slot_count)))
+            for _ in range(committed_count(SessionKind.VALIDATION))
+        ]
+        if noisy_masks and keyholder in noisy_masks:
+            masks[Committed.FIRST_MASK] = context.with_added_noise(masks[Committed.FIRST_MASK], noisy_masks[keyholder])
+        commitment = MaskCommitment(session, keyholder, tuple(hashlib.sha256(mask).digest() for mask in masks))
+        commitments.append(SignedCommitment(commitment, log.committee.identities[keyholder - 1].sign("mask-commitment", codec.encode(commitment))))
+        reveals.append(MaskReveal(keyholder, tuple(masks)))
+    return SessionComputation(context, snapshot, log.source, session, commitments, reveals, log.info)
+
+
+def _read_noise_steps(log: Log, computation: SessionComputation) -> tuple[list[Step], SessionFacts, list[SignedPartial]]:
+    """Run the session's steps up to its validity check, as the aggregator drives them: every
+    keyholder's signed partials for the prescribed family, read by `read_step`."""
+    committee, info = log.committee, log.info
+    facts, partials, taken = computation.initial_facts(), [], []
+    while (step := next_step(facts)) is not None and step not in (Step.BATCH, Step.EACH):
+        ciphertexts = computation.ciphertexts(step, facts)
+        digests = computation.digests(ciphertexts)
+        family = prescribed_family(info, set(computation.contributors))
+        for party, identity in zip(committee.parties, committee.identities):
+            shares = [party.partials(ciphertext, family) for ciphertext in ciphertexts]
+            partials.extend(sign_partials(identity.sign, computation.session, step, digests, shares))
+        facts = read_step(computation, info, step, facts, partials)
+        taken.append(step)
+    return taken, facts, partials
+
+
+def test_a_noisy_intendo_defers_its_batch_and_is_rejected_alone(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """Through SessionComputation and the step readers (what the aggregator and every keyholder
+    run), on real signed partials: a session whose noise test fails tests each contributor and
+    the intendos alone; a contributor with a noisy mask is left out of the masks of later
+    steps; a batch of several whose intendos are noisy is deferred, and each intendo is then
+    tested alone, the noisy one rejected without a validity check and counted against its
+    signer — each outcome applied by the pack."""
+    log = Log(committee2of3, limits=PackLimits(validation_batch=3)).genesis()
+    honest = [log.submit(person, level=level) for person, level in zip(people(2), (2, 5))]
+    noisy_person = SigningIdentity()
+    crafted = log.context.with_added_noise(log.encrypt(Threshold(3, 1)), 1 << 100)
+    log.plain[hashlib.sha256(crafted).digest()] = layout_of(log.context).thermometer(Threshold(3, 1), log.spec.levels)
+    noisy = log.envelope(noisy_person, crafted)
+    log.submit_envelope(noisy, crafted)
+    ids = [honest[0].intendo_id, honest[1].intendo_id, noisy.intendo_id]
+
+    computation = _validation_session(log, noisy_masks={3: 1 << 100})
+    initial = computation.initial_facts()
+    assert (initial.contributors, initial.noise_test, initial.batch_size) == ((1, 2, 3), True, 3)
+    taken, facts, partials = _read_noise_steps(log, computation)
+    assert taken == [Step.NOISE, Step.NOISE_EACH, Step.INPUT_NOISE]
+    assert facts.noise_passed is False and facts.clean == (1, 2) and facts.mask_contributors == (1, 2)  # keyholder 3 crafted its mask
+    assert facts.inputs_clean is False and next_step(facts) is None
+    outcome = session_outcome(computation, log.info, partials)
+    assert isinstance(outcome, ValidationOutcome)
+    assert (outcome.valid, outcome.invalid, outcome.deferred) == ((), (), tuple(ids))
+    log.apply(EntryKind.VALIDATION, ValidationCertificate(outcome, log.signatures("validation", outcome.digest())))
+    assert all(log.state.record(key).deferred for key in ids)
+
+    # Each alone: an honest one passes the one noise test and goes on to the validity check;
+    # the noisy one is rejected without one.
+    for key in ids:
+        assert log.state.validation_batch() == [key]
+        alone = _validation_session(log)
+        taken, facts, partials = _read_noise_steps(log, alone)
+        if key == noisy.intendo_id:
+            assert taken == [Step.NOISE, Step.NOISE_EACH, Step.INPUT_NOISE] and facts.clean == (1, 2, 3)
+            outcome = session_outcome(alone, log.info, partials)
+            assert isinstance(outcome, ValidationOutcome)
+            assert (outcome.valid, outcome.invalid, outcome.deferred) == ((), (key,), ())
+            log.apply(EntryKind.VALIDATION, ValidationCertificate(outcome, log.signatures("validation", outcome.digest())))
+        else:
+            assert taken == [Step.NOISE] and facts.noise_passed is True and facts.inputs_clean is True
+            assert next_step(facts) is Step.BATCH
+            log.validate(valid=[key])
+    assert [log.state.record(key).status for key in ids] == [IntendoStatus.COUNTED, IntendoStatus.COUNTED, IntendoStatus.REJECTED]
+    assert log.state.rejections == {noisy_person.verify_key: 1}
     log.counted_sum_matches()
 
 
