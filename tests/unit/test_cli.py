@@ -473,22 +473,33 @@ def test_local_up_refuses_impossible_shapes_before_starting_anything(
 
 
 def test_local_deployment_takes_fixed_ports_only_when_asked(tmp_path: Path) -> None:
+    import socket
+
     from stagpack.app.launcher import LocalDeployment, LocalDeploymentError, free_port, port_available
 
     free = LocalDeployment.create(tmp_path / "free", 2, 2)
     assert len({service.port for service in free.services}) == 3
-    base = next(port for port in (free_port() for _ in range(100)) if all(port_available(p) for p in range(port, port + 3)))
+    # two keyholders: the aggregator on base, keyholders on base + 1, + 2, replication on base + 3
+    base = next(port for port in (free_port() for _ in range(100)) if all(port_available(p) for p in range(port, port + 4)))
     fixed = LocalDeployment.create(tmp_path / "fixed", 2, 2, base_port=base)
     assert [service.port for service in fixed.services] == [base, base + 1, base + 2]
     assert json.loads(fixed.write_addresses().read_text()) == {
         "aggregator": f"127.0.0.1:{base}", "keyholders": [f"127.0.0.1:{base + 1}", f"127.0.0.1:{base + 2}"]}
-    import socket
 
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", base + 1))
+    # Hold a port first, then ask for the layout that puts keyholder 1 on it (other processes on
+    # this machine cannot take it in between).
+    for _ in range(100):
+        squatter = socket.socket()
+        squatter.bind(("127.0.0.1", 0))
         squatter.listen()
-        with pytest.raises(LocalDeploymentError, match=f"port {base + 1} \\(keyholder-1\\)"):
-            LocalDeployment.create(tmp_path / "taken", 2, 2, base_port=base)
+        taken = squatter.getsockname()[1]
+        if all(port_available(port) for port in (taken - 1, taken + 1, taken + 2)):
+            break
+        squatter.close()
+    else:
+        pytest.fail("no free run of four ports on 127.0.0.1")
+    with squatter, pytest.raises(LocalDeploymentError, match=f"port {taken} \\(keyholder-1\\)"):
+        LocalDeployment.create(tmp_path / "taken", 2, 2, base_port=taken - 1)
 
 
 def test_a_lock_held_by_another_process_is_not_taken_for_a_local_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
