@@ -138,6 +138,10 @@ def _release_ceremonies() -> Iterator[None]:
 @functools.lru_cache(maxsize=None)
 def ceremony(parties: int, threshold: int) -> Ceremony:
     """Run one real ceremony (cached: ceremonies cost seconds)."""
+    return _run(parties, threshold)
+
+
+def _run(parties: int, threshold: int) -> Ceremony:
     context = FheContext()
     identities = [KeyholderIdentity(f"dkg-test-{parties}-{threshold}-{index}") for index in range(1, parties + 1)]
     result = Ceremony(parties, threshold, context, identities)
@@ -155,12 +159,43 @@ def ceremony(parties: int, threshold: int) -> Ceremony:
     return result
 
 
-SHAPES = [(1, 1), (2, 2), (3, 2), (3, 3), (5, 3), pytest.param(7, 4, marks=pytest.mark.slow)]
+SHAPES = [(1, 1), (2, 2), (3, 2), (3, 3), (5, 3), pytest.param((7, 4), marks=pytest.mark.slow)]
+SHARED = {(1, 1), (2, 2), (3, 2), (3, 3)}  # small ceremonies other tests of this module use too
 
 
-@pytest.mark.parametrize("parties, threshold", SHAPES)
-def test_ceremony_produces_a_verified_transcript(parties: int, threshold: int) -> None:
-    result = ceremony(parties, threshold)
+@pytest.fixture(scope="class", params=SHAPES, ids=lambda shape: f"{shape[0]}-{shape[1]}")
+def shaped(request: pytest.FixtureRequest) -> Iterator[Ceremony]:
+    """One ceremony per shape. pytest runs every test of the class for one shape before the
+    next shape's, so a large committee (gigabytes of key material with n = 7) is let go once
+    its tests are done, the last one at the end of the class."""
+    parties, threshold = request.param
+    if (parties, threshold) in SHARED:
+        yield ceremony(parties, threshold)
+        return
+    result = _run(parties, threshold)
+    yield result
+    # pytest keeps the fixture's value until its teardown is over: drop what it holds.
+    result.peers.clear()
+    result.boxes.clear()
+    result.bundle = None
+    result.context = None  # type: ignore[assignment]
+    gc.collect()
+    FheContext.release_unused_evaluation_keys()
+
+
+class TestEveryShape:
+    """The ceremony and its keys, for each committee shape."""
+
+    def test_ceremony_produces_a_verified_transcript(self, shaped: Ceremony) -> None:
+        _verified_transcript(shaped)
+
+    def test_joint_key_encrypts_and_every_quorum_decrypts(self, shaped: Ceremony) -> None:
+        _every_quorum_decrypts(shaped)
+
+
+def _verified_transcript(shaped: Ceremony) -> None:
+    result = shaped
+    parties, threshold = result.parties, result.threshold
     bundle = result.bundle
     assert bundle is not None
     transcript = bundle.transcript
@@ -200,9 +235,9 @@ def test_ceremony_produces_a_verified_transcript(parties: int, threshold: int) -
         assert set(peer.outcome.backups) == expected_backups
 
 
-@pytest.mark.parametrize("parties, threshold", SHAPES)
-def test_joint_key_encrypts_and_every_quorum_decrypts(parties: int, threshold: int) -> None:
-    result = ceremony(parties, threshold)
+def _every_quorum_decrypts(shaped: Ceremony) -> None:
+    result = shaped
+    parties, threshold = result.parties, result.threshold
     context = result.context
     assert result.bundle is not None
     joint = context.public_key_from_bytes(result.bundle.joint_public_key)
@@ -218,11 +253,31 @@ def test_joint_key_encrypts_and_every_quorum_decrypts(parties: int, threshold: i
     expected = (np.concatenate([np.roll(product[:width], -1), np.roll(product[width:], -1)]) + np.concatenate([first[width:], first[:width]])) % P
     quorums = [tuple(range(1, parties + 1))]
     if threshold < parties:
-        quorums += list(combinations(range(1, parties + 1), threshold))
+        quorums += _quorums_to_decrypt_with(parties, threshold)
     for members in quorums:
         assert np.array_equal(decrypt(view, encrypted_first, members), first), members
     assert np.array_equal(decrypt(view, evaluated, quorums[-1]), expected)
     assert np.array_equal(decrypt(view, evaluated, quorums[0]), expected)
+
+
+EVERY_QUORUM_UP_TO = 10  # t-subsets tried one by one; beyond, a set that uses every backup share
+
+
+def _quorums_to_decrypt_with(parties: int, threshold: int) -> list[tuple[int, ...]]:
+    """Every quorum of t for the smaller committees. For 4-of-7 (35 quorums, 420 stand-in keys,
+    12 s) the cyclic windows of t keyholders: seven quorums in which every keyholder stands in
+    for every other at least once, so that every backup share decrypts; that any t-subset does is
+    what the ceremony's own self-test establishes (it passed, or no keyholder would have signed;
+    test_self_test_quorums_pin_every_keyholders_shares checks its family)."""
+    every = list(combinations(range(1, parties + 1), threshold))
+    if len(every) <= EVERY_QUORUM_UP_TO:
+        return every
+    windows = sorted({tuple(sorted((start + offset) % parties + 1 for offset in range(threshold))) for start in range(parties)})
+    for member in range(1, parties + 1):
+        for absent in range(1, parties + 1):
+            if absent != member:
+                assert any(member in window and absent not in window for window in windows), (member, absent)
+    return windows
 
 
 def test_distinct_ceremonies_give_distinct_committees() -> None:
@@ -728,6 +783,15 @@ class ColludingCoordinatorPeer(LocalCeremonyPeer):
             assert isinstance(response, SelfTestResponse)
             self._seen.extend(response.partials)
         return response
+
+
+@pytest.fixture(autouse=True)
+def _free_ceremonies_after_each_test() -> Iterator[None]:
+    """A failed ceremony's parties stay reachable through the exception's frames until the
+    collector runs, and it runs by object counts, not by the gigabytes OpenFHE holds: collect
+    after every test of this module (and hand the memory back to the system)."""
+    yield
+    FheContext.release_unused_evaluation_keys()
 
 
 def _dishonest_ceremony(parties: int, threshold: int, dishonest: type, name: str) -> tuple[list[ColludingCoordinatorPeer], SignRequest, IntegrityFailure]:
