@@ -21,8 +21,8 @@ import pytest
 
 from stagpack import codec
 from stagpack.decrypt import quorum_family
-from stagpack.decrypt.computation import SessionComputation, read_steps
-from stagpack.decrypt.steps import previous
+from stagpack.decrypt.computation import SessionComputation, facts_so_far, read_step
+from stagpack.decrypt.steps import SessionFacts, steps
 from stagpack.encoding import StagKind
 from stagpack.errors import CommitteeUnavailable, InvalidInput, InvalidSignature, PolicyRefusal, StagpackError, WrongPhase
 from stagpack.fhe import Ciphertext
@@ -89,8 +89,17 @@ def keyholder_warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFix
     return caplog
 
 
+# Every session first tests the noise of everything a party chose (DESIGN.md §3a); in the tests
+# below it passes (honest masks and intendos), which reveals nothing an operator could use, and
+# the steps that find whom to blame after a failed test never run. The policy tests are about
+# what comes after.
+BLAME_STEPS = (Step.NOISE_EACH, Step.INPUT_NOISE)
+
+
 class HandSession:
-    """One session driven by hand, as the aggregator (honest or not) would drive it."""
+    """One session driven by hand, as the aggregator (honest or not) would drive it. `start`
+    opens it, fixes the masks and serves its noise steps honestly (`noise_partials`), which
+    every later request carries among its prior partials."""
 
     def __init__(
         self,
@@ -108,6 +117,7 @@ class HandSession:
         self.session = SessionRef(stag.stag_id, kind, number, self.snapshot.height, self.snapshot.head)
         self.commitments: tuple[SignedCommitment, ...] = ()
         self.reveals: tuple[MaskReveal, ...] = ()
+        self.noise_partials: tuple[SignedPartial, ...] = ()
         self._computation: SessionComputation | None = None
 
     @property
@@ -120,7 +130,8 @@ class HandSession:
 
     def family(self, members: Sequence[int] | None = None) -> tuple[tuple[int, ...], ...]:
         """The prescribed family of quorums when `members` (default everyone) take part."""
-        family = quorum_family(self.committee.parties, self.committee.threshold, frozenset(members or self.everyone))
+        committee = self.committee
+        family = quorum_family(committee.parties, committee.threshold, frozenset(members or self.everyone), committee.fault_bound)
         return tuple(quorum.members for quorum in family)
 
     def open(self) -> HandSession:
@@ -132,22 +143,47 @@ class HandSession:
         self.reveals = tuple(keyholder.call(REVEAL_MASKS, request) for keyholder in self.keyholders)
         return self
 
+    def noise(self) -> HandSession:
+        """Serve the session's noise test honestly (everything passes)."""
+        computation = self.computation()
+        facts = computation.initial_facts()
+        request = self.request(Step.NOISE, computation.ciphertexts(Step.NOISE, facts))
+        self.noise_partials = tuple(partial for keyholder in self.keyholders for partial in keyholder.call(DECRYPT, request).partials)
+        facts = read_step(computation, self.committee, Step.NOISE, facts, self.noise_partials)
+        assert facts.noise_passed and facts.clean == computation.contributors
+        return self
+
     def start(self) -> HandSession:
-        return self.open().reveal()
+        return self.open().reveal().noise()
 
     def computation(self) -> SessionComputation:
         if self._computation is None:
             self._computation = SessionComputation(
-                self.context, self.snapshot, DictSource(self.stag.ciphertexts), self.session, self.commitments, self.reveals
+                self.context, self.snapshot, DictSource(self.stag.ciphertexts), self.session, self.commitments, self.reveals,
+                self.committee,
             )
         return self._computation
 
-    def ciphertexts(self, step: Step, **revealed: object) -> list[Ciphertext]:
-        """What `step` decrypts if the steps before it revealed `revealed` (candidates, level,
-        batch_valid), whether they did or not: the operator can compute anything."""
+    def facts(self, step: Step, **revealed: object) -> SessionFacts:
+        """The facts `step` would run after if the steps before it revealed `revealed`
+        (candidates, level, batch_valid), whether they did or not, and the noise test passed."""
         computation = self.computation()
-        facts = replace(computation.initial_facts(), through=previous(self.session.kind, step), **revealed)  # type: ignore[arg-type]
-        return computation.ciphertexts(step, facts)
+        order = [each for each in steps(self.session.kind) if each not in BLAME_STEPS]
+        before = order[order.index(step) - 1] if order.index(step) else None
+        facts = computation.initial_facts()
+        inputs_clean = True if self.session.kind is SessionKind.VALIDATION else None
+        return replace(
+            facts, through=before, noise_passed=True, clean=facts.contributors, inputs_clean=inputs_clean, **revealed  # type: ignore[arg-type]
+        )
+
+    def ciphertexts(self, step: Step, **revealed: object) -> list[Ciphertext]:
+        """What `step` decrypts if the steps before it revealed `revealed`: the operator can
+        compute anything."""
+        return self.computation().ciphertexts(step, self.facts(step, **revealed))
+
+    def read(self, partials: tuple[SignedPartial, ...]) -> SessionFacts:
+        """What the noise steps and `partials` reveal, read in the graph's order."""
+        return facts_so_far(self.computation(), self.committee, self.noise_partials + partials)
 
     def request(
         self,
@@ -162,6 +198,8 @@ class HandSession:
         digests = tuple(
             item if isinstance(item, bytes) else self.context.ciphertext_digest(item) for item in claimed  # type: ignore[arg-type]
         )
+        if step is not Step.NOISE:
+            prior = self.noise_partials + prior
         return DecryptRequest(
             self.session,
             step,
@@ -179,13 +217,14 @@ class HandSession:
         prior: tuple[SignedPartial, ...] = (),
         quorums: tuple[tuple[int, ...], ...] | None = None,
     ) -> tuple[SignedPartial, ...]:
-        """An honest step: every keyholder of the family decrypts what it recomputes too."""
+        """An honest step: every keyholder of the family decrypts what it recomputes too (the
+        noise steps' partials go along as prior partials)."""
         request = self.request(step, ciphertexts, prior, quorums=quorums)
         members = {member for quorum in request.quorums for member in quorum}
         return tuple(partial for keyholder in self.keyholders if keyholder.index in members for partial in keyholder.call(DECRYPT, request).partials)
 
     def certify_request(self, partials: tuple[SignedPartial, ...], outcome: object) -> CertifyRequest:
-        return CertifyRequest(self.session, self.commitments, self.reveals, partials, codec.encode(outcome))
+        return CertifyRequest(self.session, self.commitments, self.reveals, self.noise_partials + partials, codec.encode(outcome))
 
     def served(self, node: KeyholderNode) -> list[Step]:
         return [step for number, step in served_steps(node, self.stag.stag_id, self.session.kind) if number == self.session.number]
@@ -302,7 +341,9 @@ def test_a_stale_evaluation_is_refused_after_the_replica_moved_on(
     deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
     epoch = next_epoch(quiet)
-    stale = HandSession(deployment, quiet, SessionKind.HUNT, epoch).start()
+    # opened and its masks fixed, nothing decrypted yet (not even the noise test: a session that
+    # served any step is evaluated, and never opens again elsewhere; the next test)
+    stale = HandSession(deployment, quiet, SessionKind.HUNT, epoch).open().reveal()
     (check,) = stale.ciphertexts(Step.CHECK)
     quiet.submit_count(11)  # the log grows ...
     batch = replay_log(deployment, quiet.stag_id, quiet.ciphertexts).validation_batches + 1
@@ -336,7 +377,8 @@ def test_a_session_the_log_left_behind_is_erased_but_still_binds_the_policy(
     for node in deployment.nodes:
         (record,) = [r for r in node.session_records(quiet.stag_id) if r.session == old.session]
         assert record.erased and record.masks == ()
-        assert [step.step for step in record.served] == [Step.CHECK] and record.served[0].partials == ()
+        assert [step.step for step in record.served] == [Step.NOISE, Step.CHECK]
+        assert all(step.partials == () for step in record.served)
     # nothing of it can be served again, not even the partials already released ...
     request, reveal = old.request(Step.CHECK, [check]), RevealRequest(old.session, old.commitments)
     for keyholder in old.keyholders:
@@ -363,10 +405,10 @@ def test_an_earlier_epochs_hunt_is_erased_when_a_later_one_opens_at_the_same_hei
     request = earlier.request(Step.CHECK, [check])
     for keyholder in earlier.keyholders:
         refused(keyholder_warnings, lambda: keyholder.call(DECRYPT, request), PolicyRefusal, "masks were erased")
-    later.reveal()  # the later epoch's session goes on
+    later.reveal().noise()  # the later epoch's session goes on
     (check,) = later.ciphertexts(Step.CHECK)
     later.serve(Step.CHECK, [check])
-    assert all(later.served(node) == [Step.CHECK] for node in deployment.nodes)
+    assert all(later.served(node) == [Step.NOISE, Step.CHECK] for node in deployment.nodes)
 
 
 def test_one_hunt_check_per_epoch_and_only_once_due(
@@ -409,7 +451,9 @@ def test_only_the_prescribed_family_of_quorums_is_served(
     served: a family that keeps one keyholder in every quorum (its shift would go unchecked), a
     single quorum of all three (own partials only, nothing cross-checked), a t-quorum padded
     with another, the right quorums in another order or repeated — all refused, logged, and
-    nothing released."""
+    nothing released. The committee's fault bound is f = 1, so a family narrowed to two
+    keyholders (t, below t + f: one of them could shift unseen) is refused too, and so is one
+    naming a keyholder whose masks are not in the session."""
     hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
     (check,) = hand.ciphertexts(Step.CHECK)
     assert hand.family() == ((2, 3), (1, 3), (1, 2))
@@ -423,10 +467,14 @@ def test_only_the_prescribed_family_of_quorums_is_served(
     ):
         request = hand.request(Step.CHECK, [check], quorums=quorums)
         each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "not the prescribed family")
-    # quorums outside the committee, or that leave the asked keyholder out
-    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CHECK, [check], quorums=((1, 4),)), InvalidInput, "1..3")
+    # a family narrowed below t + f, whichever keyholders it keeps (the asked one among them or not)
+    assert hand.committee.fault_bound == 1
+    for quorums in (((1, 2),), ((2, 3),), ((1, 3),)):
+        request = hand.request(Step.CHECK, [check], quorums=quorums)
+        each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, r"t \+ f = 3")
+    # quorums outside the committee (no masks of theirs in the session)
+    each_keyholder_refuses(keyholder_warnings, hand, hand.request(Step.CHECK, [check], quorums=((1, 4),)), PolicyRefusal, "masks are not in the session")
     first = hand.keyholders[0]
-    refused(keyholder_warnings, lambda: first.call(DECRYPT, hand.request(Step.CHECK, [check], quorums=((2, 3),))), InvalidInput, "not in any quorum")
     with pytest.raises(StagpackError):
         first.call(DECRYPT, hand.request(Step.CHECK, [check], quorums=()))
     assert Step.CHECK not in hand.served(first.node)
@@ -435,15 +483,29 @@ def test_only_the_prescribed_family_of_quorums_is_served(
 
 
 def test_one_own_partial_per_step_whatever_the_family(
-    deployment: InProcessDeployment, quiet: MirroredStag
+    deployment_factory: Callable[..., InProcessDeployment], keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
     """Asked for one step with several prescribed families (all three live, then only two), a
     keyholder releases its own partial once and reuses it, adding the stand-ins the new family
-    needs; asking again with a family already served returns exactly what it returned before."""
-    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    computation = hand.computation()
+    needs; asking again with a family already served returns exactly what it returned before.
+
+    Several families are prescribed only where fewer than all keyholders may decrypt a step: a
+    2-of-3 committee with fault bound f = 0 (t live suffice; the module's committee has f = 1
+    and admits the one family of all three)."""
+    clock = ManualClock()
+    lenient = deployment_factory(3, 2, clock=clock, fault_bound=0)
+    quiet = MirroredStag.create(lenient, clock, StagKind.COUNT, 16, title="quiet, f = 0")
+    for _ in range(3):
+        quiet.submit_count(10)
+    quiet.validate()
+    hand = HandSession(lenient, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
     (check,) = hand.ciphertexts(Step.CHECK)
     first = hand.keyholders[0]
+    # t commitments are enough with f = 0, but never a set without the asked keyholder's own
+    others = (hand.commitments[1], hand.commitments[2])
+    refused(keyholder_warnings, lambda: first.call(REVEAL_MASKS, RevealRequest(hand.session, others)), PolicyRefusal, "own commitment")
+    # a family that leaves the asked keyholder out is refused by it
+    refused(keyholder_warnings, lambda: first.call(DECRYPT, hand.request(Step.CHECK, [check], quorums=((2, 3),))), InvalidInput, "not in any quorum")
     families = [hand.family(), hand.family((1, 2)), hand.family((1, 3))]
     assert families[1:] == [((1, 2),), ((1, 3),)]
     responses = [first.call(DECRYPT, hand.request(Step.CHECK, [check], quorums=family)).partials for family in families]
@@ -454,16 +516,21 @@ def test_one_own_partial_per_step_whatever_the_family(
         stand_ins = sorted((partial.statement.quorum, partial.statement.on_behalf_of) for partial in partials if partial.statement.quorum)
         assert stand_ins == sorted((quorum, absent) for quorum in family if 1 in quorum for absent in (1, 2, 3) if absent not in quorum)
     record = session_record(first.node, hand.session)
-    assert [(served.step, served.quorums) for served in record.served] == [(Step.CHECK, family) for family in families]
-    released_own = {(partial.statement.item, partial.data) for served in record.served for partial in served.partials if partial.statement.quorum == ()}
+    assert [(served.step, served.quorums) for served in record.served] == [(Step.NOISE, families[0])] + [(Step.CHECK, family) for family in families]
+    released_own = {
+        (partial.statement.item, partial.data)
+        for served in record.served if served.step is Step.CHECK
+        for partial in served.partials if partial.statement.quorum == ()
+    }
     assert len(released_own) == 1
     assert record.own_partials(Step.CHECK) == tuple(partial for partial in responses[0] if partial.statement.quorum == ())
     # The reused own partial fuses with the stand-ins made for the later family: keyholders 1
     # and 2 alone reveal the same check facts as all three.
     everyone = hand.serve(Step.CHECK, [check])
     pair = hand.serve(Step.CHECK, [check], quorums=families[1])
-    full = read_steps(computation, hand.committee, everyone, Step.CHECK)
-    assert read_steps(computation, hand.committee, pair, Step.CHECK).candidates == full.candidates == ()
+    full = hand.read(everyone)
+    assert full.through is Step.CHECK
+    assert hand.read(pair).candidates == full.candidates == ()
 
 
 # -- the order of steps -----------------------------------------------------------------------
@@ -474,7 +541,7 @@ def test_confirm_needs_the_check_partials(
 ) -> None:
     hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
     confirm = hand.ciphertexts(Step.CONFIRM, candidates=(5,))
-    request = hand.request(Step.CONFIRM, confirm, ())
+    request = hand.request(Step.CONFIRM, confirm, ())  # the noise step's partials only
     each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "no partial decryptions of the check step")
 
 
@@ -487,7 +554,8 @@ def test_nothing_is_confirmed_or_revealed_when_the_check_did_not_fire(
         confirm = hand.request(Step.CONFIRM, hand.ciphertexts(Step.CONFIRM, candidates=(level,)), check)
         each_keyholder_refuses(keyholder_warnings, hand, confirm, PolicyRefusal, "did not fire")
         membership = hand.request(Step.MEMBERSHIP, hand.ciphertexts(Step.MEMBERSHIP, level=level), check)
-        each_keyholder_refuses(keyholder_warnings, hand, membership, PolicyRefusal, "did not fire")
+        # refused by membership's own condition: with no candidate, no level was confirmed
+        each_keyholder_refuses(keyholder_warnings, hand, membership, PolicyRefusal, "no candidate level was confirmed")
     # nothing to certify either
     for keyholder in hand.keyholders:
         outcome = HuntOutcome(quiet.stag_id, hand.session.number, hand.session.height, hand.session.head, 11, 0, ())
@@ -552,15 +620,20 @@ def test_membership_only_at_the_confirmed_level_and_only_the_fused_outcome_is_si
 def test_masks_must_match_their_commitments(
     deployment: InProcessDeployment, quiet: MirroredStag, keyholder_warnings: pytest.LogCaptureFixture
 ) -> None:
-    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).start()
-    (check,) = hand.ciphertexts(Step.CHECK)
+    """The reveals are checked against the commitments when a keyholder first computes the
+    session's ciphertexts, i.e. at its first step, the noise test (it keeps that computation,
+    from the masks that matched, for the session's later steps)."""
+    hand = HandSession(deployment, quiet, SessionKind.HUNT, next_epoch(quiet)).open().reveal()
+    computation = hand.computation()
+    noise = computation.ciphertexts(Step.NOISE, computation.initial_facts())
     context = deployment.context
     own_mask = context.ciphertext_to_bytes(context.encrypt(context.joint_key, np.zeros(context.slot_count, dtype=np.int64)))
-    chosen = replace(hand.reveals[1], masks=(own_mask, hand.reveals[1].masks[1]))  # the operator's own "mask" (zero)
+    chosen = replace(hand.reveals[1], masks=(own_mask, *hand.reveals[1].masks[1:]))  # the operator's own "mask" (zero)
     swapped = replace(hand.reveals[1], masks=hand.reveals[2].masks)  # another keyholder's masks
     for reveals in ((hand.reveals[0], chosen, hand.reveals[2]), (hand.reveals[0], swapped, hand.reveals[2])):
-        request = hand.request(Step.CHECK, [check], reveals=reveals)
+        request = hand.request(Step.NOISE, noise, reveals=reveals)
         each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "do not match its commitment")
+    hand.noise()  # the genuine reveals are served (the refusals consumed nothing)
 
 
 def test_commitments_must_be_for_this_log_position_and_at_least_t(
@@ -580,14 +653,17 @@ def test_commitments_must_be_for_this_log_position_and_at_least_t(
     mixed = (hand.commitments[0], signed, hand.commitments[2])
     for keyholder in keyholders:
         refused(keyholder_warnings, lambda: keyholder.call(REVEAL_MASKS, RevealRequest(hand.session, mixed)), PolicyRefusal, "another session or log position")
-    # fewer than t contributors, and padding with a duplicate
-    alone = (hand.commitments[0],)
-    refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, alone)), PolicyRefusal, "at least t = 2")
+    # fewer than t contributors, or t but fewer than t + f (the committee's fault bound is 1),
+    # and padding with a duplicate
+    assert hand.committee.fault_bound == 1
+    for contributors in ((hand.commitments[0],), hand.commitments[:2]):
+        refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, contributors)), PolicyRefusal, r"at least t \+ f = 3")
     doubled = (hand.commitments[0], hand.commitments[0])
     refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, doubled)), InvalidInput, "two mask commitments")
-    # a commitment set without the keyholder's own
+    # a commitment set without the keyholder's own: with f = 1 it is short of t + f as well
+    # (test_one_own_partial_per_step_whatever_the_family asks a committee with f = 0)
     others = (hand.commitments[1], hand.commitments[2])
-    refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, others)), PolicyRefusal, "own commitment")
+    refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, others)), PolicyRefusal, r"at least t \+ f = 3")
     # a forged signature on a commitment
     forged = (hand.commitments[0], replace(hand.commitments[1], signature=flip_one_byte(hand.commitments[1].signature, 0)), hand.commitments[2])
     refused(keyholder_warnings, lambda: keyholders[0].call(REVEAL_MASKS, RevealRequest(hand.session, forged)), InvalidSignature, "mask-commitment signature does not verify")
@@ -595,7 +671,7 @@ def test_commitments_must_be_for_this_log_position_and_at_least_t(
         (record,) = [record for record in node.session_records(quiet.stag_id) if record.session.number == epoch]
         assert record.fixed_commitments == () and record.served == ()
     # once fixed, decrypting with any other commitment set is refused
-    hand.reveal()
+    hand.reveal().noise()
     (check,) = hand.ciphertexts(Step.CHECK)
     request = hand.request(Step.CHECK, [check], commitments=hand.commitments[:2], reveals=hand.reveals[:2])
     each_keyholder_refuses(keyholder_warnings, hand, request, PolicyRefusal, "not the ones whose commitments this keyholder fixed")
