@@ -3,6 +3,7 @@ that unit tests can decrypt directly (tests only: production code never holds th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -63,6 +64,8 @@ class KeyedCommittee(Committee):
     keyholder certificates and open backup boxes (tests only)."""
 
     identities: tuple[KeyholderIdentity, ...] = ()
+    dkg_parties: tuple[DkgParty, ...] = ()  # each keyholder's side of the ceremony, completed
+    progress: tuple[tuple[int, int], ...] = ()  # (done, total) as the ceremony reported it
 
 
 def make_committee(
@@ -72,8 +75,10 @@ def make_committee(
     AGGREGATOR (`fault_bound` defaults to the ceremony's: 1 where n > t)."""
     identities = tuple(KeyholderIdentity(f"{name}-{index}") for index in range(1, parties + 1))
     dkg_parties = [DkgParty(context, identity, coordinator_key=COORDINATOR.verify_key) for identity in identities]
+    progress: list[tuple[int, int]] = []
     bundle = run_ceremony(
         context, [LocalCeremonyPeer(party, identity.public) for party, identity in zip(dkg_parties, identities)], threshold,
+        lambda what, done, total: progress.append((done, total)),
         aggregator_key=AGGREGATOR.verify_key, coordinator_key=COORDINATOR.verify_key, fault_bound=fault_bound,
     )
     decrypting, secrets = [], []
@@ -81,4 +86,17 @@ def make_committee(
         assert party.outcome is not None
         decrypting.append(DecryptingParty(context, index, party.outcome.secret, party.outcome.backups, parties, threshold))
         secrets.append(party.outcome.secret)
-    return KeyedCommittee(context, bundle, decrypting, secrets, identities)
+    return KeyedCommittee(context, bundle, decrypting, secrets, identities, tuple(dkg_parties), tuple(progress))
+
+
+@functools.lru_cache(maxsize=None)
+def shared_committee(parties: int, threshold: int) -> KeyedCommittee:
+    """One t-of-n committee for several test modules (ceremonies of five or more keyholders cost
+    seconds, most of it the self-test): test_decrypt's 3-of-5 and test_dkg's are the same, and
+    test_dkg lets it go (`release_shared_committees`) once its tests of that shape are done."""
+    return make_committee(FheContext(), parties, threshold, f"shared-{threshold}-of-{parties}")
+
+
+def release_shared_committees() -> None:
+    shared_committee.cache_clear()
+    FheContext.release_unused_evaluation_keys()

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from support.unit import coefficient_regions, crafted_partial, family_shares_for, random_mask, shares_for, word_at, with_word
-from support.committees import make_committee
+from support.committees import shared_committee
 from stagpack.decrypt import circuit
 from stagpack.decrypt import (
     DecryptingParty,
@@ -648,8 +648,9 @@ def test_membership_of_many_pending_intendos_decodes_to_the_solver_members(commi
 
 @pytest.fixture(scope="module")
 def committee5of3():  # type: ignore[no-untyped-def]
-    """A 3-of-5 committee on its own FheContext (a context binds exactly one committee key)."""
-    return make_committee(FheContext(), 5, 3)
+    """A 3-of-5 committee on its own FheContext (a context binds exactly one committee key);
+    test_dkg checks the same ceremony (support.committees.shared_committee)."""
+    return shared_committee(5, 3)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from support.committees import AGGREGATOR, COORDINATOR
+from support.committees import AGGREGATOR, COORDINATOR, release_shared_committees, shared_committee
 from support.unit import coefficient_regions, decrypt
 from stagpack import codec
 from stagpack.decrypt import DecryptingParty, Quorum
@@ -101,6 +101,7 @@ class Ceremony:
     boxes: list[BackupBox] = field(default_factory=list)
     tampered: dict[str, str] = field(default_factory=dict)
     bundle: CommitteeBundle | None = None
+    progress: list[tuple[int, int]] = field(default_factory=list)  # (done, total) as reported
 
     def decrypting_parties(self) -> list[DecryptingParty]:
         parties = []
@@ -141,6 +142,16 @@ def ceremony(parties: int, threshold: int) -> Ceremony:
     return _run(parties, threshold)
 
 
+def _from_shared(parties: int, threshold: int) -> Ceremony:
+    """The ceremony test_decrypt's committee came from (support.committees.shared_committee),
+    seen as this module's Ceremony."""
+    committee = shared_committee(parties, threshold)
+    result = Ceremony(parties, threshold, committee.context, list(committee.identities), bundle=committee.bundle)
+    result.peers = [RecordingPeer(party, result, position) for position, party in enumerate(committee.dkg_parties)]
+    result.progress = list(committee.progress)
+    return result
+
+
 def _run(parties: int, threshold: int) -> Ceremony:
     context = FheContext()
     identities = [KeyholderIdentity(f"dkg-test-{parties}-{threshold}-{index}") for index in range(1, parties + 1)]
@@ -149,18 +160,16 @@ def _run(parties: int, threshold: int) -> Ceremony:
         RecordingPeer(DkgParty(context, identity, coordinator_key=COORDINATOR.verify_key), result, position)
         for position, identity in enumerate(identities)
     ]
-    steps = []
     result.bundle = run_ceremony(
-        context, result.peers, threshold, lambda what, done, total: steps.append((done, total)),
+        context, result.peers, threshold, lambda what, done, total: result.progress.append((done, total)),
         aggregator_key=AGGREGATOR.verify_key, coordinator_key=COORDINATOR.verify_key,
     )
-    assert [done for done, _ in steps] == list(range(1, len(steps) + 1))
-    assert steps[-1][0] == steps[-1][1]  # progress reaches 100%
     return result
 
 
 SHAPES = [(1, 1), (2, 2), (3, 2), (3, 3), (5, 3), pytest.param((7, 4), marks=pytest.mark.slow)]
 SHARED = {(1, 1), (2, 2), (3, 2), (3, 3)}  # small ceremonies other tests of this module use too
+ACROSS_MODULES = {(5, 3)}  # the same ceremony as test_decrypt's 3-of-5 committee
 
 
 @pytest.fixture(scope="class", params=SHAPES, ids=lambda shape: f"{shape[0]}-{shape[1]}")
@@ -172,13 +181,16 @@ def shaped(request: pytest.FixtureRequest) -> Iterator[Ceremony]:
     if (parties, threshold) in SHARED:
         yield ceremony(parties, threshold)
         return
-    result = _run(parties, threshold)
+    across = (parties, threshold) in ACROSS_MODULES
+    result = _from_shared(parties, threshold) if across else _run(parties, threshold)
     yield result
     # pytest keeps the fixture's value until its teardown is over: drop what it holds.
     result.peers.clear()
     result.boxes.clear()
     result.bundle = None
     result.context = None  # type: ignore[assignment]
+    if across:
+        release_shared_committees()
     gc.collect()
     FheContext.release_unused_evaluation_keys()
 
@@ -196,6 +208,8 @@ class TestEveryShape:
 def _verified_transcript(shaped: Ceremony) -> None:
     result = shaped
     parties, threshold = result.parties, result.threshold
+    assert [done for done, _ in result.progress] == list(range(1, len(result.progress) + 1))
+    assert result.progress[-1][0] == result.progress[-1][1]  # progress reaches 100%
     bundle = result.bundle
     assert bundle is not None
     transcript = bundle.transcript
@@ -785,11 +799,11 @@ class ColludingCoordinatorPeer(LocalCeremonyPeer):
         return response
 
 
-@pytest.fixture(autouse=True)
-def _free_ceremonies_after_each_test() -> Iterator[None]:
+@pytest.fixture
+def free_ceremony() -> Iterator[None]:
     """A failed ceremony's parties stay reachable through the exception's frames until the
     collector runs, and it runs by object counts, not by the gigabytes OpenFHE holds: collect
-    after every test of this module (and hand the memory back to the system)."""
+    after the test (and hand the memory back to the system)."""
     yield
     FheContext.release_unused_evaluation_keys()
 
@@ -820,6 +834,7 @@ def _every_honest_keyholder_refuses(peers: list[ColludingCoordinatorPeer], reque
 
 
 @pytest.mark.parametrize("parties, threshold", [(3, 3), (3, 2)])
+@pytest.mark.usefixtures("free_ceremony")
 def test_a_substituted_last_link_of_the_key_chain_is_caught_by_the_self_test(parties: int, threshold: int) -> None:
     """The joint key is keyholder n's own: the others' secret vectors do not come back through
     any quorum, so no honest keyholder signs the transcript."""
@@ -831,6 +846,7 @@ def test_a_substituted_last_link_of_the_key_chain_is_caught_by_the_self_test(par
     _every_honest_keyholder_refuses(peers, request, "does not decrypt correctly")
 
 
+@pytest.mark.usefixtures("free_ceremony")
 def test_a_substituted_last_link_with_a_colluding_coordinator_is_caught_by_the_commitments() -> None:
     """n-of-n, the attacker revealed last, the coordinator showing it the others' partials: its
     shaped partial makes the fusion decrypt every slot to what every keyholder expects (the
@@ -884,6 +900,7 @@ class RevealsOtherPartials(DkgParty):
 
 
 @pytest.mark.parametrize("liar", [CommitsToOtherPartials, RevealsOtherPartials], ids=["commitment", "reveal"])
+@pytest.mark.usefixtures("free_ceremony")
 def test_a_keyholder_whose_self_test_partials_do_not_match_its_commitment_is_caught(liar: type) -> None:
     """Whether the commitment or the reveal is the lie — even with partials that decrypt
     correctly — every honest keyholder refuses to sign."""
