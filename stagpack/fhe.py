@@ -654,10 +654,12 @@ class FheContext:
         return Ciphertext(self._context.Compress(ciphertext._native, self.evaluation_towers), self.evaluation_towers)
 
     def add(self, left: Ciphertext, right: Ciphertext) -> Ciphertext:
-        return Ciphertext(self._context.EvalAdd(left._native, right._native), self._same_level(left, right))
+        level = self._same_level(left, right)  # before OpenFHE sees them: it mixes levels wrongly
+        return Ciphertext(self._context.EvalAdd(left._native, right._native), level)
 
     def subtract(self, left: Ciphertext, right: Ciphertext) -> Ciphertext:
-        return Ciphertext(self._context.EvalSub(left._native, right._native), self._same_level(left, right))
+        level = self._same_level(left, right)
+        return Ciphertext(self._context.EvalSub(left._native, right._native), level)
 
     def add_many(self, ciphertexts: Iterable[Ciphertext]) -> Ciphertext:
         items = list(ciphertexts)
@@ -678,7 +680,8 @@ class FheContext:
 
     def multiply(self, left: Ciphertext, right: Ciphertext) -> Ciphertext:
         """Slot-wise product, relinearized (one multiplicative level)."""
-        return Ciphertext(self._context.EvalMult(left._native, right._native), self._same_level(left, right))
+        level = self._same_level(left, right)
+        return Ciphertext(self._context.EvalMult(left._native, right._native), level)
 
     def multiply_plain(self, ciphertext: Ciphertext, slots: npt.ArrayLike) -> Ciphertext:
         plaintext = self._plaintext(slots, ciphertext.towers)

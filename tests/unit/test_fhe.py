@@ -316,22 +316,9 @@ def test_encryptions_are_at_the_input_level_and_compress_goes_to_the_evaluation_
     assert np.array_equal(decrypt(committee3, context.rotate(ec, context.row_width)), np.concatenate([c[context.row_width :], c[: context.row_width]]))
 
 
-# add and subtract call OpenFHE before checking the levels (stagpack/fhe.py, FheContext.add and
-# .subtract: `Ciphertext(EvalAdd(...), self._same_level(...))` evaluates EvalAdd first), so
-# OpenFHE's own tower check raises a RuntimeError instead of stagpack's InvalidInput. Reported;
-# strict, so the marker must go when the check moves first.
-_LEVEL_CHECK_AFTER_OPENFHE = pytest.mark.xfail(
-    strict=True, raises=RuntimeError, reason="production bug: fhe.py add/subtract check the levels after OpenFHE's call"
-)
-
-
 @pytest.mark.parametrize(
     "operation",
-    [
-        pytest.param("add", marks=_LEVEL_CHECK_AFTER_OPENFHE),
-        pytest.param("subtract", marks=_LEVEL_CHECK_AFTER_OPENFHE),
-        "multiply",
-    ],
+    ["add", "subtract", "multiply"],
 )
 def test_operations_refuse_ciphertexts_of_different_levels(context, vectors, operation: str) -> None:  # type: ignore[no-untyped-def]
     """OpenFHE combines ciphertexts of different tower counts silently wrongly (a product of a
