@@ -5,7 +5,10 @@ session on a quiet pack (one that does not fire), then asks every keyholder dire
 `LocalKeyholder`, so every record crosses its byte encoding) for decryptions the policy forbids.
 Each row records how many keyholders refused, with which error, and whether the refusal was
 logged. Control rows (the honest check of the same session) must be served, which shows the
-refusals are the policy and not a broken session.
+refusals are the policy and not a broken session. Besides what is asked, the probe tries who
+asks: a credential with a forged signature, one from a caller the committee does not name, and
+an accepted credential presented again (every keyholder serves only the aggregator its
+transcript names, each credential once).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from typing import Callable
 
 import numpy as np
 
+from stagpack import codec
+from stagpack.calls import SignedCredential, sign_call
 from stagpack.decrypt import circuit
+from stagpack.identity import SigningIdentity
 from stagpack.keyholder.local import LocalKeyholder
 from stagpack.decrypt import quorum_family
 from stagpack.errors import StagpackError
@@ -160,9 +166,29 @@ def run_policy_checks(deployment: InProcessDeployment, clock: ManualClock, stag:
             for quorum in quorum_family(committee.parties, committee.threshold, frozenset(k.index for k in keyholders), committee.fault_bound)
         )
 
-        def decrypt(step: Step, claimed: bytes | tuple[bytes, ...], prior: tuple[SignedPartial, ...] = (), masks: tuple[MaskReveal, ...] = reveals) -> Callable[[LocalKeyholder], object]:
-            request = DecryptRequest(session, step, family, commitments, masks, prior, claimed if isinstance(claimed, tuple) else (claimed,))
+        def decrypt(step: Step, claimed: bytes | tuple[bytes, ...], prior: tuple[SignedPartial, ...] = (), masks: tuple[MaskReveal, ...] = reveals, quorums: tuple[tuple[int, ...], ...] = family) -> Callable[[LocalKeyholder], object]:
+            request = DecryptRequest(session, step, quorums, commitments, masks, prior, claimed if isinstance(claimed, tuple) else (claimed,))
             return lambda keyholder: keyholder.call(DECRYPT, request)
+
+        def signed_by(
+            identity: SigningIdentity, request: DecryptRequest, forge: bool = False, sent: dict[int, SignedCredential] | None = None
+        ) -> Callable[[LocalKeyholder], object]:
+            """The request with a credential made by `identity` (its signature replaced by another
+            key's when `forge`), handed to the keyholder as its transport would; `sent` keeps
+            each credential (to present it again)."""
+            body = codec.encode(request)
+
+            def call(keyholder: LocalKeyholder) -> object:
+                node = keyholder.node
+                credential = sign_call(identity, DECRYPT.rpc, node.identity.verify_key, body, clock())
+                if forge:
+                    forged = sign_call(SigningIdentity(), DECRYPT.rpc, node.identity.verify_key, body, clock())
+                    credential = replace(credential, signature=forged.signature)
+                if sent is not None:
+                    credential = sent.setdefault(keyholder.index, credential)
+                return node.dispatch(DECRYPT, DECRYPT.decode_request(body), credential)
+
+            return call
 
         # the noise test of every contributor's masks runs first, honestly (it reveals nothing)
         start = computation.initial_facts()
@@ -208,8 +234,21 @@ def run_policy_checks(deployment: InProcessDeployment, clock: ManualClock, stag:
                    decrypt(Step.CHECK, os.urandom(32), noise_partials))
         prober.ask("the honest check with one byte off", "a ciphertext the keyholder did not derive",
                    decrypt(Step.CHECK, hashlib.sha256(bytes(flipped)).digest(), noise_partials))
+        if committee.decrypting > 1:  # keyholders 1 .. t + f − 1: a family one keyholder short of t + f
+            narrowed = (tuple(range(1, committee.decrypting)),)
+            prober.ask(f"the honest check, by a family narrowed to {len(narrowed[0])} keyholders (below t + f = {committee.decrypting})",
+                       "a shift by up to f dishonest keyholders, unchecked",
+                       decrypt(Step.CHECK, context.ciphertext_digest(check), noise_partials, quorums=narrowed))
+        honest_request = DecryptRequest(session, Step.CHECK, family, commitments, reveals, noise_partials, (context.ciphertext_digest(check),))
+        prober.ask("the honest check with a forged credential (the aggregator's key, another key's signature)",
+                   "whatever anyone who can reach a keyholder asks", signed_by(deployment.aggregator_identity, honest_request, forge=True))
+        prober.ask("the honest check from a caller the committee does not name (a valid credential of its own key)",
+                   "whatever anyone who can reach a keyholder asks", signed_by(SigningIdentity(), honest_request))
+        accepted: dict[int, SignedCredential] = {}
         answers = prober.ask("control: the honest check of this session", "no hunt (the pack does not fire)",
-                             decrypt(Step.CHECK, context.ciphertext_digest(check), noise_partials), control=True)
+                             signed_by(deployment.aggregator_identity, honest_request, sent=accepted), control=True)
+        prober.ask("the control's accepted credential presented again (a replay)", "a recorded call, played back",
+                   signed_by(deployment.aggregator_identity, honest_request, sent=accepted))
         check_partials = noise_partials + tuple(
             partial for answer in answers if isinstance(answer, DecryptResponse) for partial in answer.partials
         )

@@ -39,11 +39,19 @@ def test_smoke_report_is_written_with_perfect_baselines_and_every_forbidden_requ
 
     policy = outcome.measurements.policy
     forbidden = [row for row in policy if not row.control]
-    assert len(forbidden) >= 9
+    assert len(forbidden) >= 13
     for row in forbidden:
         assert row.refused_by == row.asked, (row.request, row.message)
-        assert set(row.errors) <= {"PolicyRefusal", "WrongPhase"}, row
+        assert set(row.errors) <= {"PolicyRefusal", "WrongPhase", "Unauthenticated"}, row
         assert row.logged >= row.asked, row
+    # what is asked (a family narrowed below t + f among it) and who asks (forged, unnamed, replayed)
+    narrowed = [row for row in forbidden if "narrowed" in row.request]
+    assert len(narrowed) == 1 and narrowed[0].errors == ("PolicyRefusal",) and "t + f" in narrowed[0].message
+    callers = [row for row in forbidden if row.errors == ("Unauthenticated",)]
+    assert len(callers) == 3, [row.request for row in forbidden]
+    assert any("signature does not verify" in row.message for row in callers)
+    assert any("not one this service serves" in row.message for row in callers)
+    assert any("replay" in row.message for row in callers)
     controls = [row for row in policy if row.control]
     assert controls and all(row.refused_by == 0 for row in controls)
 
