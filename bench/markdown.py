@@ -11,6 +11,7 @@ from importlib import metadata
 import numpy as np
 
 from stagpack.bench.performance import ApplyCost, CeremonyCost, ClientCost, EvaluationCost, HuntCost, IngestCost, StorageCost
+from stagpack.bench.minority import MinorityResults
 from stagpack.bench.policy import PolicyRow
 from stagpack.bench.privacy import PrivacyResults
 from stagpack.bench.sizes import BenchSize
@@ -36,6 +37,7 @@ class Measurements:
     by_levels: list[EvaluationCost] = field(default_factory=list)
     hunts: list[HuntCost] = field(default_factory=list)
     ceremonies: list[CeremonyCost] = field(default_factory=list)
+    minority: MinorityResults | None = None
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
     warnings: dict[str, int] = field(default_factory=dict)  # stagpack log warnings by logger
     stages: list[tuple[str, float]] = field(default_factory=list)
@@ -104,6 +106,7 @@ def render_report(measured: Measurements, figures: tuple[str, ...]) -> str:
     ]
     lines += _summary(measured)
     lines += _privacy_section(measured)
+    lines += _minority_section(measured)
     lines += _performance_section(measured)
     lines += ["## Plots", ""] + [f"![{name}]({name})" for name in figures] + [""]
     lines += ["## Run time by stage", ""]
@@ -276,6 +279,58 @@ def _privacy_section(measured: Measurements) -> list[str]:
     return lines
 
 
+def _minority_section(measured: Measurements) -> list[str]:
+    minority = measured.minority
+    if minority is None:
+        return []
+    lines = [
+        "## Malicious minority",
+        "",
+        "The operator colluding with one keyholder of a 2-of-3 committee (`stagpack.bench.minority`, the attacks of "
+        "`stagpack.bench.attacks`), against the protocol with its defences off — no noise test, any t decrypt "
+        "(f = 0): a benchmark-only setting that production configuration refuses — and on (noise test, f = 1), in "
+        f"the same run, L = {minority.levels}. **Crafted mask**: keyholder 3's check mask carries κ = Δ/2^39 in its "
+        "noise; each epoch the operator reads the check's noise from the partials it fetched and estimates "
+        "c[ℓ] = d[ℓ] + ℓ at every level, scored against the plaintext solver, next to the best guess from public "
+        "facts (pack size and the threshold distribution). **Narrowed family**: the operator leaves keyholder 3 "
+        "out and keyholder 1 shifts its partials to fire a hunt that no threshold allows.",
+        "",
+    ]
+    rows = []
+    for setting in minority.settings:
+        crafted, narrowed = setting.crafted, setting.narrowed
+        rows.append([
+            setting.name, f"{setting.fault_bound}", "on" if setting.noise_test else "off",
+            f"{crafted.exact}/{crafted.epochs}", f"{crafted.accuracy:.0%}", f"{crafted.baseline:.0%}",
+            ", ".join(map(str, crafted.reported)) or "none",
+            f"{narrowed.forged}/{narrowed.attempts}", ", ".join(sorted(set(narrowed.outcomes))),
+        ])
+    lines += _table(
+        ["setting", "f", "noise test", "epochs c recovered exactly", "levels right (reading)", "levels right (public guess)",
+         "reported misbehaving", "forged hunts executed", "epoch results under the forger"],
+        rows,
+    )
+    cost_rows = [
+        [setting.name, _ms(1000 * setting.costs.validation_seconds), _ms(1000 * setting.costs.hunt_seconds),
+         _ms(1000 * setting.costs.quiet_seconds)]
+        for setting in minority.settings
+    ]
+    members = minority.settings[0].costs.members
+    if len(minority.settings) == 2:
+        off, on = (setting.costs for setting in minority.settings)
+        cost_rows.append([
+            "ratio on / off", f"{on.validation_seconds / off.validation_seconds:.2f}×",
+            f"{on.hunt_seconds / off.hunt_seconds:.2f}×", f"{on.quiet_seconds / off.quiet_seconds:.2f}×",
+        ])
+    lines += [
+        f"What the defences cost (attackers disarmed; wall clock, in-process): a validation batch of {members} "
+        f"intendos, the epoch that fires a {members}-member hunt, and a non-firing epoch of a {members}-intendo pack.",
+        "",
+    ]
+    lines += _table(["setting", f"validation batch ({members})", f"{members}-member hunt", "non-firing epoch"], cost_rows)
+    return lines
+
+
 def _performance_section(measured: Measurements) -> list[str]:
     client = measured.client
     assert client is not None
@@ -437,6 +492,21 @@ def summarize(measured: Measurements) -> dict[str, object]:
             for result in privacy.scenarios
         ],
         "uniformity": [{"pack": r.pack, "slots": r.slots, "zeros": r.zeros, "chi_square": r.chi_square} for r in privacy.uniformity],
+        "minority": None if measured.minority is None else {
+            "levels": measured.minority.levels,
+            "settings": [
+                {
+                    "name": m.name, "fault_bound": m.fault_bound, "noise_test": m.noise_test,
+                    "crafted_mask": {
+                        "epochs": m.crafted.epochs, "exact": m.crafted.exact, "accuracy": m.crafted.accuracy,
+                        "public_guess_accuracy": m.crafted.baseline, "reported": list(m.crafted.reported),
+                    },
+                    "narrowed_family": {"attempts": m.narrowed.attempts, "forged": m.narrowed.forged, "outcomes": m.narrowed.outcomes},
+                    "costs": dict(m.costs.__dict__),
+                }
+                for m in measured.minority.settings
+            ],
+        },
         "policy": [{"request": r.request, "refused_by": r.refused_by, "asked": r.asked, "errors": r.errors, "control": r.control} for r in measured.policy],
         "client": measured.client.__dict__ if measured.client else None,
         "ingest": [dict(i.__dict__, per_second=i.per_second) for i in measured.ingest],

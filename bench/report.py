@@ -39,6 +39,7 @@ from stagpack.bench.performance import (
     measure_replica_apply,
     measure_storage,
 )
+from stagpack.bench.minority import run_minority
 from stagpack.bench.policy import run_policy_checks
 from stagpack.bench.privacy import run_privacy
 from stagpack.bench.sizes import SIZES
@@ -110,6 +111,7 @@ def _measure(measured: Measurements, rng: np.random.Generator, progress: Progres
         )
         progress.stage("storage: what the keyholders' stores hold after the run")
         measured.storage = measure_storage(deployment)
+        measured.minority = run_minority(Path(scratch) / "minority", size, rng, progress)
     if size.grpc_ingest_count:
         progress.stage("performance: ingest over gRPC (LocalDeployment processes)")
         measured.ingest.append(measure_grpc_ingest(size.grpc_ingest_count, rng, progress))

@@ -55,6 +55,12 @@ class BenchSize:
     eval_repeat: int
     hunt_members: tuple[int, ...]
     ceremony_sizes: tuple[int, ...]
+    # the malicious-minority game (bench.minority): 2-of-3, defences off and on
+    minority_levels: int = 16
+    minority_epochs: int = 1  # crafted-mask epochs
+    minority_new_per_epoch: int = 3  # intendos added before each of them
+    minority_forgeries: int = 1  # epochs the narrowed-family forger tries
+    minority_members: int = 2  # the validation batch, the hunt and the quiet pack timed
 
 
 def distance_scenario(levels: int, size: int, far: int) -> Scenario:
@@ -96,6 +102,7 @@ DEFAULT = BenchSize(
     client_repeat=12, ingest_count=48, grpc_ingest_count=24,
     eval_sizes=(100, 1_000, 10_000), eval_levels=(16, 64, 256, 1024, 4096, 8192), eval_levels_pack=100, eval_repeat=5,
     hunt_members=(5, 20, 60), ceremony_sizes=(3, 5),
+    minority_levels=60, minority_epochs=6, minority_new_per_epoch=4, minority_forgeries=2, minority_members=60,
 )
 
 FULL = BenchSize(
@@ -105,6 +112,7 @@ FULL = BenchSize(
     client_repeat=30, ingest_count=200, grpc_ingest_count=100,
     eval_sizes=(100, 300, 1_000, 3_000, 10_000), eval_levels=(16, 64, 256, 1024, 4096, 8192), eval_levels_pack=100, eval_repeat=9,
     hunt_members=(5, 20, 60, 120), ceremony_sizes=(3, 5, 7),
+    minority_levels=60, minority_epochs=12, minority_new_per_epoch=4, minority_forgeries=3, minority_members=60,
 )
 
 SIZES = {size.name: size for size in (SMOKE, DEFAULT, FULL)}

@@ -11,36 +11,29 @@ the production code. The oracle is the plaintext solver.
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from support.faults import StepTracker
-
 from stagpack.app.inprocess import InProcessDeployment
-from stagpack.decrypt import DecryptingParty, PartialShare, Quorum
-from stagpack.decrypt.circuit import membership_slot
-from stagpack.decrypt.computation import SessionComputation, collect_step, facts_so_far
-from stagpack.decrypt.threshold import fuse, quorum_partials
+from stagpack.bench.attacks import (
+    DEFENDED, UNDEFENDED, CheckTap, CraftedNoiseMasks, Forger, Relay, StepWatch, read_check_noise,
+)
+from stagpack.decrypt import DecryptingParty
 from stagpack.encoding import StagKind, Threshold
 from stagpack.envelope import IntendoEnvelope
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure, PolicyRefusal
-from stagpack.fhe import Ciphertext, FheContext
 from stagpack.identity import SigningIdentity
 from stagpack.keyholder.local import LocalKeyholder, intercepting
-from stagpack.keyholder.node import RandomMasks
 from stagpack.participant.sdk import prepare_intendo
-from stagpack.pack import PackSnapshot
-from stagpack.session import DECRYPT, Committed, DecryptRequest, DecryptResponse, SessionKind, SessionRef, Step
+from stagpack.session import DECRYPT, Step
 from stagpack.solver import PackSolver
 from stagpack.stag import ManualClock, StagSpec
 
-# The protocol as it was: no noise test, and a step decrypted by any t keyholders.
-UNDEFENDED: dict[str, object] = {"fault_bound": 0, "noise_test": False, "allow_insecure": True}
-DEFENDED: dict[str, object] = {}  # the defaults: f = 1 where n > t, the noise test on
+# UNDEFENDED is the protocol as it was: no noise test, and a step decrypted by any t keyholders.
 
 LEVELS = 16
 EPOCH_MILLIS = 1_000
@@ -75,89 +68,15 @@ class Stag:
     def results(self) -> dict[int, str]:
         return {result.epoch: result.result.value for result in self.deployment.aggregator.status(self.stag_id).epochs}
 
-    def distance(self) -> np.ndarray:
+    def distance(self) -> npt.NDArray[np.int64]:
         """What the hunt check must hide: d[ℓ] = c[ℓ] − ℓ over the window, mod p."""
         counts = np.asarray(self.solver.counts(), dtype=np.int64)
         distance = np.zeros(LEVELS, dtype=np.int64)
         distance[1:] = counts[1:] - np.arange(1, LEVELS)
-        return np.mod(distance, self.deployment.context.plaintext_modulus)
+        return np.mod(distance, self.deployment.context.plaintext_modulus).astype(np.int64)
 
 
 # -- 1. a mask whose noise carries a known constant ------------------------------------------------
-
-READ_BITS = 39  # the attacker reads the check's noise this far below the plaintext
-
-
-class CraftedNoiseMasks:
-    """Keyholder 3's mask source: honest masks, except that the first mask of every hunt (the
-    check's) carries the constant κ = Δ/2^39 in its noise. The check is (d ⊙ window) ⊗ R, so its
-    noise then holds κ·(d ⊙ window): whoever fuses the check's partials scaled by 2^39 reads d,
-    how close every level is to firing, in the clear. The mask still decrypts to a uniform
-    vector: nothing about it looks wrong to a keyholder that only checks bytes."""
-
-    def __init__(self) -> None:
-        self.context: FheContext | None = None
-
-    def mask(self, session: SessionRef, which: int) -> bytes:
-        context = self.context
-        assert context is not None, "bind the deployment's context first"
-        honest = RandomMasks(context).mask(session, which)
-        if session.kind is not SessionKind.HUNT or which != Committed.FIRST_MASK:
-            return honest
-        modulus = 1
-        for tower in context.tower_moduli[: context.input_towers]:
-            modulus *= tower
-        kappa = round(modulus / (context.plaintext_modulus * 2**READ_BITS))
-        return context.with_added_noise(honest, kappa)
-
-
-class CheckTap:
-    """The operator's interceptor: keeps the CHECK step's request and every partial it fetches."""
-
-    def __init__(self) -> None:
-        self.request: DecryptRequest | None = None
-        self.partials: list[Any] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, keyholder: LocalKeyholder, call: Any, request: Any, forward: Callable[[Any], Any]) -> Any:
-        response = forward(request)
-        if call is DECRYPT and request.step is Step.CHECK:
-            with self._lock:
-                self.request = request
-                self.partials.extend(response.partials)
-        return response
-
-
-class _Logged:
-    """The ciphertext source the operator reads its own store through."""
-
-    def __init__(self, deployment: InProcessDeployment, stag_id: bytes) -> None:
-        self._aggregator, self._stag_id = deployment.aggregator, stag_id
-
-    def ciphertext(self, intendo_id: bytes) -> bytes:
-        return self._aggregator.ciphertext(self._stag_id, intendo_id)
-
-
-def operator_readings(deployment: InProcessDeployment, snapshot: PackSnapshot, tap: CheckTap) -> list[np.ndarray]:
-    """What the operator reads from the check's partials, per quorum: the fusion of the partials
-    each scaled by 2^39, minus 2^39 times the ordinary fusion — the check's noise, rounded
-    39 bits below the plaintext (FheContext.fuse_scaled)."""
-    context, aggregator = deployment.context, deployment.aggregator
-    request = tap.request
-    assert request is not None, "no check step was decrypted"
-    computation = SessionComputation(
-        context, snapshot, _Logged(deployment, snapshot.spec.stag_id), request.session, request.commitments,
-        request.reveals, aggregator.committee,
-    )
-    facts = facts_so_far(computation, aggregator.committee, request.prior)
-    (check,) = computation.ciphertexts(Step.CHECK, facts)
-    collected = collect_step(aggregator.committee, request.session, Step.CHECK, computation.digests([check]), tap.partials)
-    p = context.plaintext_modulus
-    readings = []
-    for quorum in collected.family:
-        partials = quorum_partials(context, check, quorum, collected.items[0])
-        readings.append(np.mod(context.fuse_scaled(partials, READ_BITS) - pow(2, READ_BITS, p) * context.fuse(partials), p))
-    return readings
 
 
 @pytest.mark.parametrize("defended", [False, True], ids=["undefended", "defended"])
@@ -181,7 +100,7 @@ def test_crafted_mask_noise_reads_how_close_the_pack_is(
     width = deployment.context.row_width
     distance = stag.distance()
     assert np.any(distance[1:]), "the test needs a pack whose distance is not zero"
-    readings = operator_readings(deployment, snapshot, tap)
+    readings = read_check_noise(deployment, snapshot, tap)
     leaked = [np.array_equal(reading[:LEVELS], distance) and np.array_equal(reading[width : width + LEVELS], distance) for reading in readings]
     if not defended:
         # The attack works: every quorum's check leaks d exactly — how many more intendos each
@@ -193,8 +112,7 @@ def test_crafted_mask_noise_reads_how_close_the_pack_is(
         # of the session, the check's noise is an honest one, and the reading is flooding.
         assert not any(leaked)
         assert set(deployment.aggregator.misbehaving_keyholders) == {3}
-        request = tap.request
-        assert request is not None
+        (request,) = tap.requests.values()
         assert any(partial.statement.step is Step.NOISE for partial in request.prior)
 
 
@@ -203,84 +121,19 @@ def test_crafted_mask_noise_reads_how_close_the_pack_is(
 FORGED_LEVEL = 2  # the hunt the attacker forges: the first two intendos, at level 2
 
 
-class Forger:
-    """Keyholder 1's partial source in a hunt: it waits for keyholder 2's partials of the step
-    (the colluding operator passes them on), fuses them with its own honest ones to learn the
-    step's plaintext z, and shifts its own partial by target − z, so that the quorum (1, 2)
-    reveals the attacker's target — a candidate at FORGED_LEVEL, its confirmation, and a
-    membership vector naming the first two intendos. Honest in every other step."""
-
-    def __init__(self, party: DecryptingParty, tracker: StepTracker, relay: Relay) -> None:
-        self.party, self.tracker, self.relay = party, tracker, relay
-        self.context: FheContext | None = None  # the deployment's, once it exists
-
-    def partials(self, ciphertext: Ciphertext, family: Sequence[Quorum], *, own: bool = True) -> list[PartialShare]:
-        shares = self.party.partials(ciphertext, family, own=own)
-        step = self.tracker.current.get(1)
-        if step not in (Step.CHECK, Step.CONFIRM, Step.MEMBERSHIP) or not own:
-            return shares
-        context = self.context
-        assert context is not None
-        theirs = self.relay.wait(step)
-        quorum = Quorum(3, 2, (1, 2))
-        plain = fuse(context, ciphertext, quorum, [*shares, *theirs])
-        shift = np.mod(self.target(context, step, plain) - plain, context.plaintext_modulus)
-        return [
-            replace(share, data=context.shifted_partial(share.data, ciphertext, shift)) if share.quorum == () else share
-            for share in shares
-        ]
-
-    @staticmethod
-    def target(context: FheContext, step: Step, plain: np.ndarray) -> np.ndarray:
-        width = context.row_width
-        if step is Step.CHECK:  # zero at the forged level in both rows: a candidate
-            target = plain.copy()
-            target[FORGED_LEVEL] = target[width + FORGED_LEVEL] = 0
-            return target
-        target = np.zeros_like(plain)  # confirmation: zero at the candidate
-        if step is Step.MEMBERSHIP:  # the first FORGED_LEVEL pending intendos, weight 1 each
-            target[membership_slot(0).column(FORGED_LEVEL, width)] = (1 << FORGED_LEVEL) - 1
-        return target
-
-
-class Relay:
-    """The operator's side of the collusion: keyholder 2's partials of each step, handed to the
-    forger as soon as keyholder 2 answers (the forger waits, with a bound, for them)."""
-
-    def __init__(self) -> None:
-        self._shares: dict[Step, list[PartialShare]] = {}
-        self._arrived = threading.Condition()
-
-    def __call__(self, keyholder: LocalKeyholder, call: Any, request: Any, forward: Callable[[Any], Any]) -> Any:
-        response = forward(request)
-        if call is DECRYPT and keyholder.index == 2:
-            assert isinstance(response, DecryptResponse)
-            shares = [
-                PartialShare(signed.statement.producer, signed.statement.on_behalf_of, signed.statement.quorum, signed.data)
-                for signed in response.partials
-            ]
-            with self._arrived:
-                self._shares[request.step] = shares
-                self._arrived.notify_all()
-        return response
-
-    def wait(self, step: Step) -> list[PartialShare]:
-        with self._arrived:
-            if not self._arrived.wait_for(lambda: step in self._shares, timeout=300):
-                raise TimeoutError(f"keyholder 2's {step.value} partials never arrived")
-            return self._shares.pop(step)
-
-
 def forging_deployment(
     deployment_factory: Callable[..., InProcessDeployment], clock: ManualClock, options: dict[str, object]
-) -> tuple[InProcessDeployment, Stag, StepTracker, Relay]:
-    tracker, relay = StepTracker(), Relay()
+) -> tuple[InProcessDeployment, Stag, StepWatch, Relay]:
+    tracker, relay = StepWatch(), Relay(source=2)
     forgers: list[Forger] = []
-    deployment = deployment_factory(
-        3, 2, clock=clock, partials={1: lambda party: forgers.append(Forger(party, tracker, relay)) or forgers[-1]}, **options
-    )
-    for forger in forgers:
-        forger.context = deployment.context
+
+    def forger(party: DecryptingParty) -> Forger:
+        forgers.append(Forger(party, tracker, relay, FORGED_LEVEL))
+        return forgers[-1]
+
+    deployment = deployment_factory(3, 2, clock=clock, partials={1: forger}, **options)
+    for made in forgers:
+        made.context = deployment.context
     stag = Stag(deployment, clock)
     for _ in range(4):
         stag.submit(9)  # each waits for nine others: nothing may fire
