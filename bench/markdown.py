@@ -176,6 +176,16 @@ def _summary(measured: Measurements) -> list[str]:
         )
     if measured.ceremonies:
         lines.append("- Key ceremony: " + ", ".join(f"n = {c.parties}: {c.seconds:.1f} s" for c in measured.ceremonies) + ".")
+    if measured.minority:
+        described = []
+        for setting in measured.minority.settings:
+            crafted, narrowed = setting.crafted, setting.narrowed
+            described.append(
+                f"{setting.name}: c recovered exactly in {crafted.exact}/{crafted.epochs} epochs through a crafted mask, "
+                f"{narrowed.forged}/{narrowed.attempts} forged hunts executed through a narrowed family"
+                + (f", keyholder(s) {', '.join(map(str, crafted.reported))} reported misbehaving" if crafted.reported else "")
+            )
+        lines.append("- Malicious minority (operator + one keyholder of 2-of-3): " + "; ".join(described) + ".")
     return lines + [""]
 
 
