@@ -55,6 +55,21 @@ def test_smoke_report_is_written_with_perfect_baselines_and_every_forbidden_requ
     controls = [row for row in policy if row.control]
     assert controls and all(row.refused_by == 0 for row in controls)
 
+    # The malicious-minority game: with the defences off the operator reads c exactly (the oracle:
+    # the plaintext solver) and the forger's hunt executes; with them on, neither, and the
+    # crafted-mask keyholder is reported.
+    minority = outcome.measurements.minority
+    assert minority is not None and "## Malicious minority" in text
+    off, on = minority.settings
+    assert (off.fault_bound, off.noise_test, on.fault_bound, on.noise_test) == (0, False, 1, True)
+    assert off.crafted.epochs == on.crafted.epochs > 0
+    assert off.crafted.exact == off.crafted.epochs and off.crafted.accuracy == 1.0
+    assert on.crafted.exact == 0 and on.crafted.accuracy < on.crafted.baseline
+    assert off.crafted.reported == () and on.crafted.reported == (3,)
+    assert off.narrowed.forged == off.narrowed.attempts > 0 and set(off.narrowed.outcomes) == {"hunt"}
+    assert on.narrowed.forged == 0 and set(on.narrowed.outcomes) == {"committee-unavailable"}
+    assert all(setting.costs.hunt_seconds > 0 and setting.costs.quiet_seconds > 0 for setting in minority.settings)
+
     # Every stag's sessions but the ones at its last log position (its latest hunt, and a
     # validation batch at the same height) are erased, and an erased record is a fraction of a whole one.
     storage = outcome.measurements.storage
