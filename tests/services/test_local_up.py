@@ -144,7 +144,8 @@ class LocalUp:
 
 @pytest.fixture(scope="module")
 def local_up(scratch: Callable[[str], Path]) -> Iterator[LocalUp]:
-    deployment = LocalUp(scratch("local-up") / "var" / "local", free_base_port(KEYHOLDERS + 1))
+    # the aggregator, the keyholders and the aggregator's internal replication port
+    deployment = LocalUp(scratch("local-up") / "var" / "local", free_base_port(KEYHOLDERS + 2))
     try:
         yield deployment
     finally:
@@ -152,7 +153,7 @@ def local_up(scratch: Callable[[str], Path]) -> Iterator[LocalUp]:
 
 
 def test_local_up_refuses_ports_in_use(tmp_path: Path) -> None:
-    base = free_base_port(KEYHOLDERS + 1)
+    base = free_base_port(KEYHOLDERS + 2)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", base + 2))
         squatter.listen()

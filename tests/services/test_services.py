@@ -19,6 +19,7 @@ import pytest
 
 from stagpack import codec
 from stagpack.encoding import StagKind, Threshold
+from stagpack.identity import SigningIdentity
 from stagpack.app.launcher import LocalDeployment, health_status
 from stagpack.log import CertificateBundle
 from stagpack.edge.wire import spec_from_proto
@@ -48,7 +49,7 @@ def test_ceremony_over_grpc_gives_every_keyholder_the_signed_committee(services:
     from stagpack.edge.remote import RemoteKeyholder
 
     for index, service in enumerate(deployment.keyholders, start=1):
-        info = RemoteKeyholder(service.address, index).info()
+        info = RemoteKeyholder(service.address, SigningIdentity(), index).info()  # GetIdentity is public: any caller
         assert info.ready and bytes(info.committee_id) == bundle.committee_id and info.index == index
         assert bytes(info.verify_key) == body.participants[index - 1].verify_key
         assert health_status(service.address) == "SERVING"

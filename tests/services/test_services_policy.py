@@ -1,15 +1,18 @@
 """A malicious aggregator, talking gRPC straight to real keyholder processes.
 
-The keyholders run as processes (3 of them, any 2 decrypt); the test plays the aggregator: it
-serves the log the keyholders replicate and sends them whatever it likes. Everything that would
-let an operator read a threshold or probe a pack must be refused (PERMISSION_DENIED or
-FAILED_PRECONDITION), logged by the keyholder, and reveal nothing.
+The keyholders run as processes (3 of them, any 2 decrypt, fault bound 1: every step is
+decrypted by all three); the test plays the aggregator: it serves the log the keyholders
+replicate and sends them whatever it likes, signing its calls with the deployment's aggregator
+identity (the one the committee transcript names, from the launcher's identity file).
+Everything that would let an operator read a threshold or probe a pack must be refused
+(PERMISSION_DENIED or FAILED_PRECONDITION), logged by the keyholder, and reveal nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,11 +25,14 @@ from stagpack.edge.remote import RemoteKeyholder
 from stagpack.decrypt import quorum_family
 from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import PolicyRefusal, StagpackError, WrongPhase
-from stagpack.decrypt.computation import SessionComputation, read_steps
+from stagpack.decrypt.computation import SessionComputation, facts_so_far, read_step
 from stagpack.identity import SigningIdentity
 from stagpack.app.launcher import LocalDeployment
+from stagpack.participant.identity_file import AGGREGATOR, read_identity_file
 from stagpack.participant.sdk import prepare_intendo
-from stagpack.session import DECRYPT, OPEN_SESSION, REVEAL_MASKS, DecryptRequest, RevealRequest, SessionKind, SessionRef, Step
+from stagpack.session import (
+    DECRYPT, OPEN_SESSION, REVEAL_MASKS, DecryptRequest, RevealRequest, SessionKind, SessionRef, SignedPartial, Step,
+)
 from stagpack.stag import StagSpec, now_millis
 
 from support.services import wait_for
@@ -43,8 +49,16 @@ class Operator:
         self.service = service
         assert service.aggregator is not None
         self.aggregator: Aggregator = service.aggregator
-        self.keyholders = [RemoteKeyholder(kh.address, index) for index, kh in enumerate(deployment.keyholders, start=1)]
-        self.family = tuple(q.members for q in quorum_family(3, 2, frozenset({1, 2, 3})))
+        # the operator signs as the aggregator the committee serves (what a dishonest operator holds)
+        identity = read_identity_file(deployment.aggregator_identity_path, AGGREGATOR)
+        committee = self.aggregator.committee
+        assert committee.aggregator_key == identity.verify_key and committee.fault_bound == 1
+        self.keyholders = [
+            RemoteKeyholder(kh.address, identity, index, verify_key=committee.verify_key(index))
+            for index, kh in enumerate(deployment.keyholders, start=1)
+        ]
+        self.noise: dict[SessionRef, tuple[SignedPartial, ...]] = {}
+        self.family = tuple(q.members for q in quorum_family(3, 2, frozenset({1, 2, 3}), committee.fault_bound))
 
     def stag(self, thresholds: list[int], epoch_millis: int = 300) -> StagSpec:
         spec = StagSpec.new(
@@ -68,21 +82,35 @@ class Operator:
         return spec.current_epoch(now_millis())
 
     def session(self, spec: StagSpec, epoch: int) -> tuple[SessionRef, SessionComputation, tuple, tuple]:
-        """Open and reveal a hunt session honestly; return what a decrypt request needs."""
+        """Open and reveal a hunt session honestly and run its noise test (the first step, which
+        reveals nothing; `self.noise` keeps its partials, which every later request carries);
+        return what a decrypt request needs."""
         snapshot = self.aggregator.snapshot(spec.stag_id)
         ref = SessionRef(spec.stag_id, SessionKind.HUNT, epoch, snapshot.height, snapshot.head)
         commitments = tuple(keyholder.call(OPEN_SESSION, ref) for keyholder in self.keyholders)
         reveals = tuple(keyholder.call(REVEAL_MASKS, RevealRequest(ref, commitments)) for keyholder in self.keyholders)
         computation = SessionComputation(
-            self.aggregator.context, snapshot, _Source(self.aggregator, spec.stag_id), ref, commitments, reveals
+            self.aggregator.context, snapshot, _Source(self.aggregator, spec.stag_id), ref, commitments, reveals,
+            self.aggregator.committee,
         )
+        claimed = computation.digests(computation.ciphertexts(Step.NOISE, computation.initial_facts()))
+        noise: tuple[SignedPartial, ...] = ()
+        for index in (1, 2, 3):
+            noise += self.decrypt(ref, Step.NOISE, commitments, reveals, claimed, keyholder=index).partials
+        facts = read_step(computation, self.aggregator.committee, Step.NOISE, computation.initial_facts(), noise)
+        assert facts.noise_passed and facts.clean == (1, 2, 3)
+        self.noise[ref] = noise
         return ref, computation, commitments, reveals
 
     def decrypt(self, ref: SessionRef, step: Step, commitments: tuple, reveals: tuple, claimed: tuple[bytes, ...], prior: tuple = (), keyholder: int = 1):
+        """Ask one keyholder for `step`; the session's noise-test partials go along with `prior`."""
+        if step is not Step.NOISE:
+            prior = self.noise[ref] + tuple(prior)
         request = DecryptRequest(ref, step, self.family, commitments, reveals, prior, claimed)
         return self.keyholders[keyholder - 1].call(DECRYPT, request)
 
     def check_partials(self, ref: SessionRef, computation: SessionComputation, commitments: tuple, reveals: tuple) -> tuple:
+        """The check step's partials from every keyholder."""
         claimed = computation.digests(check(computation))
         partials: tuple = ()
         for index in (1, 2, 3):
@@ -100,8 +128,10 @@ class _Source:
 
 
 def check(computation: SessionComputation) -> list:
-    """The session's hunt-check ciphertexts (the first step: nothing revealed before it)."""
-    return computation.ciphertexts(Step.CHECK, computation.initial_facts())
+    """The session's hunt-check ciphertexts (after the noise test, which every contributor's
+    masks pass)."""
+    facts = computation.initial_facts()
+    return computation.ciphertexts(Step.CHECK, replace(facts, through=Step.NOISE, noise_passed=True, clean=facts.contributors))
 
 
 @pytest.fixture(scope="module")
@@ -195,11 +225,12 @@ def test_membership_without_a_fired_hunt_is_refused(operator: Operator) -> None:
     epoch = operator.next_due_epoch(spec)
     ref, computation, commitments, reveals = operator.session(spec, epoch)
     check_partials = operator.check_partials(ref, computation, commitments, reveals)
-    facts = read_steps(computation, operator.aggregator.committee, check_partials, Step.CHECK)
-    assert facts.candidates == ()
-    for step in (Step.CONFIRM, Step.MEMBERSHIP):
+    facts = facts_so_far(computation, operator.aggregator.committee, operator.noise[ref] + check_partials)
+    assert facts.through is Step.CHECK and facts.candidates == ()
+    # membership is refused by its own condition: with no candidate, no level was confirmed
+    for step, reason in ((Step.CONFIRM, "did not fire"), (Step.MEMBERSHIP, "no candidate level was confirmed")):
         error = refused(
             lambda: operator.decrypt(ref, step, commitments, reveals, (os.urandom(32),), prior=check_partials), PolicyRefusal
         )
-        assert "did not fire" in str(error)
-    assert "did not fire" in keyholder_log(operator)
+        assert reason in str(error)
+        assert reason in keyholder_log(operator)

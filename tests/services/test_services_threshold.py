@@ -5,8 +5,10 @@ included) is visited in an order that kills or restarts one keyholder at a time 
 test_services_seven.py); in each, a new
 batch of intendos creates a fixed point above the executed level, and the hunt that follows
 must equal the plaintext solver's. Below quorum the epoch is "committee-unavailable", nothing
-is revealed, and it resolves once keyholders return. A keyholder whose partial decryptions are
-dishonest is caught.
+is revealed, and it resolves once keyholders return. Those committees have fault bound f = 0
+(t live keyholders suffice); with the default f = 1 every step needs t + 1 (tests/protocol has
+that waiting). A keyholder whose partial decryptions are dishonest is caught (committees with
+the default f = 1, and one with f = 0 and no spare).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ FAULTY_KEYHOLDER = Path(__file__).resolve().parents[1] / "support" / "workers" /
 
 @pytest.fixture(scope="module")
 def two_of_three(scratch: Callable[[str], Path]) -> Iterator[Services]:
-    yield from deployment_fixture(scratch("t2of3"), 3, 2)
+    yield from deployment_fixture(scratch("t2of3"), 3, 2, fault_bound=0)
 
 
 def test_every_pattern_of_one_killed_keyholder_of_three(two_of_three: Services) -> None:
@@ -60,7 +62,7 @@ def test_below_quorum_the_epoch_waits_and_nothing_is_lost(two_of_three: Services
 
 @pytest.fixture(scope="module")
 def three_of_five(scratch: Callable[[str], Path]) -> Iterator[Services]:
-    yield from deployment_fixture(scratch("t3of5"), 5, 3)
+    yield from deployment_fixture(scratch("t3of5"), 5, 3, fault_bound=0)
 
 
 @pytest.mark.slow
@@ -70,8 +72,9 @@ def test_every_pattern_of_up_to_two_killed_keyholders_of_five(three_of_five: Ser
 
 def test_a_keyholder_shifting_its_partials_is_caught_and_left_out(tmp_path: Path) -> None:
     """A crafted attack: keyholder 3 decrypts ct + 1 instead of ct. With all five live the
-    quorums disagree; the aggregator finds the keyholder by leaving each out in turn (four remain,
-    still cross-checking each other) and the hunt equals the solver's."""
+    quorums disagree; the aggregator finds the keyholder by leaving each out in turn (four remain:
+    t + f with the default f = 1, still cross-checking each other) and the hunt equals the
+    solver's."""
     deployment = LocalDeployment.create(
         tmp_path, 5, 3, tick_millis=150, extra_environment={"STAGPACK_TEST_FAULT": "shift"}
     )
@@ -104,17 +107,21 @@ def test_a_keyholder_that_decrypts_wrongly_fails_the_ceremony_self_test(tmp_path
         deployment.stop()
 
 
-def test_garbage_partials_with_no_spare_keyholder_reveal_nothing(tmp_path: Path) -> None:
-    """A faulty keyholder in a committee with no spare (2 of 3 live, one of them faulty): the
-    corruption is detected, the epoch ends in an integrity failure, and no hunt is revealed."""
+@pytest.mark.parametrize("fault_bound", [0, 1])
+def test_garbage_partials_with_no_spare_keyholder_reveal_nothing(tmp_path: Path, fault_bound: int) -> None:
+    """A faulty keyholder in a committee with no spare: with f = 0, 2 of 3 live (keyholder 3
+    killed), one of them faulty; with f = 1, all three live, one faulty (leaving it out would
+    leave t, not t + f). The corruption is detected, the epoch ends in an integrity failure, and
+    no hunt is revealed."""
     deployment = LocalDeployment.create(
-        tmp_path, 3, 2, tick_millis=150, extra_environment={"STAGPACK_TEST_FAULT": "garbage"}
+        tmp_path, 3, 2, tick_millis=150, extra_environment={"STAGPACK_TEST_FAULT": "garbage"}, fault_bound=fault_bound
     )
     deployment.service("keyholder-2").program = [sys.executable, str(FAULTY_KEYHOLDER)]
     deployment.start()
     try:
         services = Services(deployment)
-        deployment.service("keyholder-3").kill()
+        if fault_bound == 0:
+            deployment.service("keyholder-3").kill()
         stag = services.new_stag(levels=20, epoch_millis=800)
         for _ in range(2):
             services.submit(stag, Threshold.count(1, levels=20))

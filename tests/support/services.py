@@ -252,8 +252,10 @@ def visit_every_pattern(services: Services, parties: int, threshold: int, walk: 
     return visited
 
 
-def deployment_fixture(directory: Path, parties: int, threshold: int) -> Iterator[Services]:
-    deployment = LocalDeployment.create(directory, parties, threshold, tick_millis=150)
+def deployment_fixture(directory: Path, parties: int, threshold: int, fault_bound: int | None = None) -> Iterator[Services]:
+    """A started deployment; `fault_bound` is the committee's f (default 1 where n > t, when
+    every step needs t + 1 keyholders live): kill patterns of up to n − t keyholders need 0."""
+    deployment = LocalDeployment.create(directory, parties, threshold, tick_millis=150, fault_bound=fault_bound)
     deployment.start()
     try:
         yield Services(deployment)
