@@ -141,13 +141,15 @@ def test_capital_hunts_in_sequence(deployment, clock) -> None:  # type: ignore[n
 
 
 def test_packs_that_never_fire_report_no_hunt(deployment, clock) -> None:  # type: ignore[no-untyped-def]
+    """Two epochs of the same pack (three before the noise test doubled a session's cost: the
+    second epoch already shows that an unchanged pack keeps giving "no-hunt")."""
     rng = random.Random(99)
     count = MirroredStag.create(deployment, clock, StagKind.COUNT, 32)
     capital = MirroredStag.create(deployment, clock, StagKind.CAPITAL, 64)
     for _ in range(6):
         count.submit_count(rng.randint(24, 30))  # all high: the pack never reaches them
         capital.submit_capital(rng.randint(1, 4), rng.randint(50, 63))
-    for _ in range(3):  # the same pack, epoch after epoch
+    for _ in range(2):  # the same pack, epoch after epoch
         reports = run_epochs([count, capital])
         assert [report.result for report in reports] == ["no-hunt", "no-hunt"]
     for stag in (count, capital):
