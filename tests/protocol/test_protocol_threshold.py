@@ -211,10 +211,11 @@ def test_with_fault_bound_one_a_2_of_3_committee_waits_for_every_keyholder(
     epoch ends "committee-unavailable" with nothing served (as below quorum); once it is back
     the same epoch is retried and resolves like the solver. A keyholder that drops in the middle
     of a hunt (before membership) stops the session the same way; back, the session resumes
-    where it stopped and every keyholder certifies."""
+    where it stopped and every keyholder certifies. (One offline pattern: which keyholder is
+    offline does not matter to the count; the f = 0 test above visits each.)"""
     stag = MirroredStag.create(three, clock, StagKind.COUNT, 16)
     aggregator = three.aggregator
-    for pattern in [(1,), (3,)]:
+    for pattern in [(1,)]:
         submit_a_firing_round(stag)
         with offline(three, pattern):
             stag.clock.advance(stag.spec.epoch_millis)
