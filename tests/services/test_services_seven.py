@@ -11,21 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from support.services import deployment_fixture, neighbour_walk, patterns, visit_every_pattern
+from support.services import covering_walk, deployment_fixture, patterns, visit_every_pattern
 
 pytestmark = [pytest.mark.processes]
 
 
 @pytest.mark.slow
 def test_killed_keyholders_of_seven(tmp_path: Path) -> None:
-    """n=7, t=4. All 64 patterns take about 26 minutes on 2 cores (each pattern is a
+    """n=7, t=4. All 64 patterns take well over half an hour on 2 cores (each pattern is a
     validation and a hunt among up to seven keyholder processes), too long for every CI run:
-    by default a walk of 16 patterns (every size up to n − t, the lead included, every
-    keyholder killed); STAGPACK_EVERY_PATTERN=1 visits all 64 (run and passed: docs/benchmarks.md).
+    by default a walk of 6 patterns (every size up to n − t, the lead included, every keyholder
+    killed; it was 16 before the noise test doubled a session's cost, and the in-process tests
+    visit every pattern of 3-of-5); STAGPACK_EVERY_PATTERN=1 visits all 64.
     The committee has fault bound f = 0 (with the default f = 1 every step needs five)."""
     every = os.environ.get("STAGPACK_EVERY_PATTERN") == "1"
-    walk = patterns(7, 4) if every else neighbour_walk(7, 4)
-    assert len(walk) == (64 if every else 16) and len(set(walk)) == len(walk)
+    walk = patterns(7, 4) if every else covering_walk(7, 4)
+    assert len(walk) == (64 if every else 6) and len(set(walk)) == len(walk)
     assert {len(pattern) for pattern in walk} == {0, 1, 2, 3} and set().union(*walk) == set(range(1, 8))
     for services in deployment_fixture(tmp_path, 7, 4, fault_bound=0):  # t live suffice
         assert visit_every_pattern(services, 7, 4, walk) == len(walk)

@@ -219,17 +219,18 @@ def fire_next_hunt(services: Services, stag: TrackedStag, batch: int = 3) -> Non
     wait_for(lambda: stag.check_new_hunts(services.client) or stag.hunts_checked > before, "the next hunt", 240)
 
 
-def neighbour_walk(parties: int, threshold: int) -> list[frozenset[int]]:
-    """A walk through runs of neighbouring killed keyholders (cyclically), one kill or restart
-    per step: {}, {1}, {1,2}, {1,2,3}, {2,3}, {2,3,4}, … — every size up to n − t, the lead
-    included, every keyholder killed."""
+def covering_walk(parties: int, threshold: int) -> list[frozenset[int]]:
+    """A short walk through kill patterns that still has every size up to n − t (the lead,
+    keyholder 1, in the first ones) and kills every keyholder at least once: {}, {1}, {1, 2}, …,
+    {1, …, n − t}, then runs of n − t further keyholders (the last run wraps around to keyholder
+    1). 4-of-7: {}, {1}, {1,2}, {1,2,3}, {4,5,6}, {7,1,2}; 3-of-5: {}, {1}, {1,2}, {3,4}, {5,1}."""
     most = parties - threshold
-    walk = [frozenset[int](), frozenset({1})]
-    for start in range(1, parties + 1):
-        for size in range(2, most + 1):
-            walk.append(frozenset((start - 1 + offset) % parties + 1 for offset in range(size)))
-        walk.append(frozenset((start + offset) % parties + 1 for offset in range(most - 1)))
-    return list(dict.fromkeys(walk))[: 2 * parties + 2]
+    walk = [frozenset(range(1, size + 1)) for size in range(most + 1)]
+    start = most + 1
+    while start <= parties:
+        walk.append(frozenset((start - 1 + offset) % parties + 1 for offset in range(most)))
+        start += most
+    return walk
 
 
 def visit_every_pattern(services: Services, parties: int, threshold: int, walk: list[frozenset[int]] | None = None) -> int:
