@@ -23,7 +23,7 @@ from stagpack.decrypt.steps import binding
 from stagpack.dkg import CommitteeBundle
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import AlreadyExists, CommitteeUnavailable, IntegrityFailure, NotFound, StagpackError
-from stagpack.fhe import FheContext, KeyMaterial
+from stagpack.fhe import FheContext, KeyMaterial, release_memory
 from stagpack.log import (
     EntryKind,
     HuntCertificate,
@@ -435,6 +435,8 @@ class Aggregator:
                 self._store.delete_session(stag_id, kind, number)
             log.error("%s %d of stag %s aborted, nothing revealed: %s", kind.value, number, stag_id.hex()[:12], error)
             raise
+        finally:
+            release_memory()  # the session's ciphertexts are garbage now
         write, _ = self._locks(stag_id)
         if kind is SessionKind.VALIDATION:
             assert isinstance(result.outcome, ValidationOutcome)

@@ -24,16 +24,21 @@ from stagpack.edge.keyholder_store import SqliteKeyholderStore
 from stagpack.edge.remote import RemoteLog
 from stagpack.edge.rpc import INTERNAL_MESSAGE_LIMIT, HealthReporter, add_servicer, enable_reflection, new_server, servicer_method
 from stagpack.errors import InvalidInput
-from stagpack.fhe import FheContext
+from stagpack.fhe import FheContext, release_memory
 from stagpack.identity import KeyholderIdentity, Sealer, SealingCost
 from stagpack.decrypt.threshold import PartialSource
 from stagpack.keyholder.node import KeyholderNode, MaskSource
-from stagpack.session import SESSION_CALLS
+from stagpack.session import CERTIFY, DECRYPT, SESSION_CALLS
 from stagpack.v1 import keyholder_pb2, keyholder_pb2_grpc
 
 log = logging.getLogger("stagpack.keyholder")
 
 SERVICE_NAME = "stagpack.v1.Keyholder"
+# A step's request carries every earlier partial (tens of megabytes with seven keyholders) and
+# builds ciphertexts in C++ memory that Python's collector does not weigh: a service process
+# frees them after each such call (stagpack.fhe.release_memory) instead of growing by hundreds
+# of megabytes per session.
+RELEASING_CALLS = (DECRYPT, CERTIFY)
 
 
 class KeyholderServicer(keyholder_pb2_grpc.KeyholderServicer):
@@ -52,7 +57,11 @@ class KeyholderServicer(keyholder_pb2_grpc.KeyholderServicer):
         def handle(_: object, request: keyholder_pb2.Record, context: grpc.ServicerContext) -> keyholder_pb2.Record:
             was_ready = node.ready
             credential = read_credential(call.rpc, bytes(request.credential))
-            response = node.dispatch(call, call.decode_request(bytes(request.body)), credential)
+            try:
+                response = node.dispatch(call, call.decode_request(bytes(request.body)), credential)
+            finally:
+                if call in RELEASING_CALLS:
+                    release_memory()
             if node.ready and not was_ready:
                 on_ready()
             return keyholder_pb2.Record(body=codec.encode(response))

@@ -318,6 +318,16 @@ def _return_freed_memory() -> None:
         pass
 
 
+def release_memory() -> None:
+    """Free the OpenFHE objects nothing refers to any more and return the memory to the system.
+
+    A session's ciphertexts are tens of megabytes of C++ memory behind a few small Python
+    objects, so Python's collector (which counts objects, not bytes) and glibc's heap keep them
+    long after a session ends; a long-running service calls this when a session is over."""
+    gc.collect()
+    _return_freed_memory()
+
+
 # --- the context -----------------------------------------------------------------------------
 
 
