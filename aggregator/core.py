@@ -23,7 +23,7 @@ from stagpack.decrypt.steps import binding
 from stagpack.dkg import CommitteeBundle
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import AlreadyExists, CommitteeUnavailable, IntegrityFailure, NotFound, StagpackError
-from stagpack.fhe import FheContext, KeyMaterial, release_memory
+from stagpack.fhe import FheContext, KeyMaterial
 from stagpack.log import (
     EntryKind,
     HuntCertificate,
@@ -168,9 +168,13 @@ class Aggregator:
         clock: Callable[[], int] = now_millis,
         recheck_unchanged: bool = False,
         observer: DecryptionObserver | None = None,
+        after_session: Callable[[], None] | None = None,
     ) -> None:
+        """`after_session` runs after every session, finished or not: a service process frees
+        the session's ciphertexts there (stagpack.fhe.release_memory)."""
         self.context = context
         self._recheck_unchanged = recheck_unchanged  # evaluate every epoch even if nothing changed
+        self._after_session = after_session
         self.bundle = bundle
         self.committee = load_bundle(context, bundle)
         self._store = store
@@ -436,7 +440,8 @@ class Aggregator:
             log.error("%s %d of stag %s aborted, nothing revealed: %s", kind.value, number, stag_id.hex()[:12], error)
             raise
         finally:
-            release_memory()  # the session's ciphertexts are garbage now
+            if self._after_session is not None:
+                self._after_session()
         write, _ = self._locks(stag_id)
         if kind is SessionKind.VALIDATION:
             assert isinstance(result.outcome, ValidationOutcome)

@@ -41,7 +41,7 @@ from stagpack.edge.wire import (
     withdrawal_from_proto,
 )
 from stagpack.errors import CommitteeUnavailable, InvalidInput, StagpackError
-from stagpack.fhe import FheContext
+from stagpack.fhe import FheContext, release_memory
 from stagpack.log import LogRange
 from stagpack.pack import PackLimits
 from stagpack.participant.identity_file import AGGREGATOR, load_or_create_identity_file
@@ -223,7 +223,8 @@ class AggregatorService:
         self._store = SqliteAggregatorStore(data / "aggregator.db")
         self._ledger = SqliteLedger(data / "ledger.db")
         self.aggregator = Aggregator(
-            self.context, bundle, self._store, clients, self._ledger, recheck_unchanged=self.config.recheck_unchanged
+            self.context, bundle, self._store, clients, self._ledger, recheck_unchanged=self.config.recheck_unchanged,
+            after_session=release_memory,
         )
         self.health.serving()
         self.replication_health.serving()

@@ -34,7 +34,7 @@ from stagpack.committee import Transcript
 from stagpack.dkg.rounds import CEREMONY_ROUNDS, COMPLETE, PLAN
 from stagpack.dkg.messages import Acknowledgement, CeremonyPlan, CompleteRequest
 from stagpack.errors import PolicyRefusal, StagpackError, UnverifiedEvidence, WrongPhase
-from stagpack.fhe import Ciphertext, FheContext, KeyMaterial, release_memory
+from stagpack.fhe import Ciphertext, FheContext, KeyMaterial
 from stagpack.identity import KeyholderIdentity, PublicIdentity, Sealer
 from stagpack.keyholder import policy
 from stagpack.keyholder.replica import LogSource, Replicas
@@ -316,7 +316,6 @@ class KeyholderNode:
             for key in list(self._computations):
                 if key[0] in ended:
                     self._computations.pop(key, None)
-            release_memory()
             log.info("keyholder %s erased the masks and partials of %d finished session(s)", self.identity.name, len(finished))
 
     def reveal(self, request: RevealRequest) -> MaskReveal:
