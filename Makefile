@@ -30,7 +30,7 @@ demo: $(STAMP)
 # Everything: stubs current, mypy --strict, then every tier (slow tests included). CI runs this.
 # Each tier runs in its own pytest process, and all three run even when one fails: the
 # in-process deployments leave the test process gigabytes larger, and the service tests (a
-# 4-of-7 committee is eight processes of up to 2 GB each) need that memory back.
+# 4-of-7 committee is eight processes of 2–4 GB each) need that memory back.
 test: $(STAMP) proto-check typecheck
 	@status=0; \
 	for tier in unit protocol services; do \

@@ -323,7 +323,8 @@ def release_memory() -> None:
 
     A session's ciphertexts are tens of megabytes of C++ memory behind a few small Python
     objects, so Python's collector (which counts objects, not bytes) and glibc's heap keep them
-    long after a session ends; a long-running service calls this when a session is over."""
+    long after a session ends; a service process calls this after each decryption step
+    (keyholder) or session (aggregator)."""
     gc.collect()
     _return_freed_memory()
 
