@@ -93,6 +93,7 @@ class SessionComputation:
         self.seed = circuit.session_seed(session.session_id, [codec.encode(committed[index]) for index in self.contributors])
         self._parsed: dict[tuple[int, Committed], Ciphertext] = {}
         self._cache: dict[tuple[object, ...], list[Ciphertext]] = {}
+        self._batch_intendos: list[Ciphertext] | None = None
         self._validity_terms: list[circuit.ValidityTerms] | None = None
         self.read_cache: dict[tuple[object, ...], SessionFacts] = {}  # see read_step
 
@@ -172,7 +173,13 @@ class SessionComputation:
         return circuit.noise_test(self.context, tested, self.committed(keyholder, Committed.PAD), scalars)
 
     def _intendos(self) -> list[Ciphertext]:
-        return [self.context.ciphertext_from_bytes(self.source.ciphertext(intendo_id)) for intendo_id, _ in self._batch()]
+        """The batch's intendos (input level), read and parsed once for the noise test and the
+        validity terms."""
+        if self._batch_intendos is None:
+            self._batch_intendos = [
+                self.context.ciphertext_from_bytes(self.source.ciphertext(intendo_id)) for intendo_id, _ in self._batch()
+            ]
+        return self._batch_intendos
 
     def _pack_sum(self) -> Ciphertext:
         if self.state.counted_sum is None or self.state.counted == 0:
@@ -191,11 +198,8 @@ class SessionComputation:
         """Each batch intendo's validity terms (input level)."""
         if self._validity_terms is None:
             self._validity_terms = [
-                circuit.validity_terms(
-                    self.context, self.context.ciphertext_from_bytes(self.source.ciphertext(intendo_id)), weight,
-                    self.spec.levels, self.seed, intendo_id,
-                )
-                for intendo_id, weight in self._batch()
+                circuit.validity_terms(self.context, intendo, weight, self.spec.levels, self.seed, intendo_id)
+                for intendo, (intendo_id, weight) in zip(self._intendos(), self._batch())
             ]
         return self._validity_terms
 
