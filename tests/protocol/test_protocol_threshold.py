@@ -49,49 +49,43 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-def start_switchable(
+def switchable(
     directory: Path, parties: int, threshold: int, clock: Callable[[], int], fault_bound: int | None = None
-) -> InProcessDeployment:
+) -> Iterator[InProcessDeployment]:
+    """A deployment whose keyholders' partial sources a test can switch (SOURCES), for a fixture
+    to yield from; with no `fault_bound` the committee takes the default f = 1."""
     sources = PartialSources()
     deployment = start_deployment(
         directory, parties, threshold, clock, partials=sources.factories(parties), fault_bound=fault_bound  # type: ignore[arg-type]
     )
+    assert deployment.aggregator.committee.fault_bound == (1 if fault_bound is None else fault_bound)
     SOURCES[id(deployment)] = sources
-    return deployment
+    yield deployment
+    SOURCES.pop(id(deployment))
 
 
 @pytest.fixture(scope="module")
 def three(scratch: Callable[[str], Path], clock: ManualClock) -> Iterator[InProcessDeployment]:
     """n=3, t=2, f=1 (the default): every step needs all three."""
-    deployment = start_switchable(scratch("three"), 3, 2, clock)
-    assert deployment.aggregator.committee.fault_bound == 1
-    yield deployment
-    SOURCES.pop(id(deployment))
+    yield from switchable(scratch("three"), 3, 2, clock)
 
 
 @pytest.fixture(scope="module")
 def three_lenient(scratch: Callable[[str], Path], clock: ManualClock) -> Iterator[InProcessDeployment]:
     """n=3, t=2, f=0: any two decrypt."""
-    deployment = start_switchable(scratch("three-lenient"), 3, 2, clock, fault_bound=0)
-    yield deployment
-    SOURCES.pop(id(deployment))
+    yield from switchable(scratch("three-lenient"), 3, 2, clock, fault_bound=0)
 
 
 @pytest.fixture(scope="module")
 def five(scratch: Callable[[str], Path], clock: ManualClock) -> Iterator[InProcessDeployment]:
     """n=5, t=3, f=1 (the default): every step needs four."""
-    deployment = start_switchable(scratch("five"), 5, 3, clock)
-    assert deployment.aggregator.committee.fault_bound == 1
-    yield deployment
-    SOURCES.pop(id(deployment))
+    yield from switchable(scratch("five"), 5, 3, clock)
 
 
 @pytest.fixture(scope="module")
 def five_lenient(scratch: Callable[[str], Path], clock: ManualClock) -> Iterator[InProcessDeployment]:
     """n=5, t=3, f=0: any three decrypt."""
-    deployment = start_switchable(scratch("five-lenient"), 5, 3, clock, fault_bound=0)
-    yield deployment
-    SOURCES.pop(id(deployment))
+    yield from switchable(scratch("five-lenient"), 5, 3, clock, fault_bound=0)
 
 
 @contextmanager
