@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 from stagpack import codec
+from stagpack.accounts import Account, Balance, Transfer
 from stagpack.aggregator.committee import KeyholderClient
 from stagpack.aggregator.ledger import Executor
 from stagpack.aggregator.sessions import SessionProgress, SessionRunner
@@ -22,7 +23,8 @@ from stagpack.decrypt.computation import DecryptionObserver
 from stagpack.decrypt.steps import binding
 from stagpack.dkg import CommitteeBundle
 from stagpack.envelope import IntendoEnvelope, Withdrawal
-from stagpack.errors import AlreadyExists, CommitteeUnavailable, IntegrityFailure, NotFound, StagpackError
+from stagpack.encoding import StagKind
+from stagpack.errors import AlreadyExists, CommitteeUnavailable, InsufficientFunds, IntegrityFailure, NotFound, StagpackError, WrongPhase
 from stagpack.fhe import FheContext, KeyMaterial
 from stagpack.log import (
     EntryKind,
@@ -31,10 +33,11 @@ from stagpack.log import (
     LogEntry,
     ValidationCertificate,
     ValidationOutcome,
+    Void,
     decode_body,
 )
 from stagpack.committee import CommitteeInfo
-from stagpack.pack import IntendoRecord, PackLimits, PackSnapshot, PackState
+from stagpack.pack import IntendoRecord, IntendoStatus, PackLimits, PackSnapshot, PackState
 from stagpack.session import SessionKind
 from stagpack.stag import StagSpec, now_millis
 
@@ -68,6 +71,7 @@ class StagStatus:
     executed: int
     withdrawn: int
     rejected: int
+    voided: int
     remaining_capacity: int
     executed_level: int
     epochs: tuple[EpochResult, ...]
@@ -186,13 +190,19 @@ class Aggregator:
         self._write_locks: dict[bytes, threading.Lock] = {}
         self._session_locks: dict[bytes, threading.Lock] = {}
         self._guard = threading.Lock()
+        # Escrow checks and the writes they guard (capital submissions, releases, a hunt's
+        # certificate and its execution) run under one lock, taken before any stag's write lock.
+        self._accounts = threading.Lock()
         self._hunts_changed = threading.Condition()
         self.committee_status = CommitteeStatus(True)  # or why the last session could not reach a quorum
         self._tick_log = TickLog(clock)
+        # (signer, capital tag) -> the hunt certificate that spent that escrow account
+        self._spent: dict[tuple[bytes, str], HuntCertificate] = {}
         for stag_id in store.stag_ids():
             self._packs[stag_id] = self._replay(stag_id)
             for certificate in self._packs[stag_id].hunts:  # an executor may have missed one before a crash
                 self._executor.execute(self._packs[stag_id].require_spec(), certificate)
+                self._note_spent(certificate)
         log.info("aggregator ready: %d stags, committee %s", len(self._packs), self.committee.committee_id.hex()[:12])
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -254,14 +264,89 @@ class Aggregator:
         return stag_id
 
     def submit(self, envelope: IntendoEnvelope, ciphertext: bytes) -> SubmitReceipt:
-        """Check and durably log a signed intendo; it counts once a validation session passed it."""
+        """Check and durably log a signed intendo; it counts once a validation session passed it.
+        A capital intendo enters only while the escrow account it names covers its weight."""
         stag_id = envelope.statement.stag_id
         pack = self._pack(stag_id)
         write, _ = self._locks(stag_id)
-        with write:
+        with self._accounts, write:
             pack.check_submission(envelope, ciphertext, self._clock())
+            if pack.require_spec().kind is StagKind.CAPITAL:
+                self._require_escrow(Account(envelope.statement.participant, envelope.statement.capital_tag), envelope.statement.weight)
             entry = self._append(pack, EntryKind.SUBMISSION, envelope, envelope.intendo_id, ciphertext)
         return SubmitReceipt(envelope.intendo_id, entry.height)
+
+    def _require_escrow(self, account: Account, weight: int) -> None:
+        """The account covers `weight` and no hunt has spent it yet. Call with the accounts lock."""
+        spent = self._spent.get((account.owner, account.tag))
+        if spent is not None:
+            raise WrongPhase(
+                f"account {account.describe()} was spent by the hunt of stag {spent.outcome.stag_id.hex()[:12]} at epoch "
+                f"{spent.outcome.epoch}: a capital tag backs intendos until one of them executes; back new ones with another tag"
+            )
+        balance = self._executor.balance(account)
+        if balance < weight:
+            raise InsufficientFunds(
+                f"account {account.describe()} holds {balance}, less than the intendo's weight {weight}: deposit first"
+            )
+
+    def _note_spent(self, certificate: HuntCertificate) -> None:
+        for member in certificate.outcome.members:
+            statement = member.statement
+            if statement.capital_tag:
+                self._spent.setdefault((statement.participant, statement.capital_tag), certificate)
+
+    def _void_spent(self, pack: PackState) -> None:
+        """Void the stag's live intendos whose escrow account another stag's hunt spent, each by
+        a log entry citing that hunt's certificate (DESIGN.md §10.1). Runs before anything of
+        the stag is evaluated (`run_due`, with its session lock), so its next session counts
+        without them. Call without the accounts lock."""
+        write, _ = self._locks(pack.stag_id)
+        with self._accounts, write:
+            voids = []
+            for intendo_id, record in pack.intendos.items():
+                account = record.backing
+                if account is None or record.status not in (IntendoStatus.AWAITING, IntendoStatus.COUNTED):
+                    continue
+                certificate = self._spent.get((account.owner, account.tag))
+                if certificate is not None and certificate.outcome.stag_id != pack.stag_id:
+                    voids.append(Void(intendo_id, certificate))
+            for void in voids:
+                self._append(pack, EntryKind.VOID, void)
+                log.info(
+                    "stag %s: intendo %s voided: its escrow account was spent by the hunt of stag %s at epoch %d",
+                    pack.stag_id.hex()[:12], void.intendo_id.hex()[:12], void.certificate.outcome.stag_id.hex()[:12],
+                    void.certificate.outcome.epoch,
+                )
+
+    def _held(self, account: Account) -> int:
+        """The largest weight among live intendos `account` backs (they are mutually exclusive:
+        at most one of them executes). Call with the accounts lock."""
+        held = 0
+        for stag_id, pack in list(self._packs.items()):
+            write, _ = self._locks(stag_id)
+            with write:
+                held = max(held, pack.held(account))
+        return held
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    def balance(self, account: Account) -> Balance:
+        """An account's escrow and how much of it live intendos hold."""
+        account.check()
+        with self._accounts:
+            return Balance(account, self._executor.balance(account), self._held(account))
+
+    def transfer(self, transfer: Transfer) -> Balance:
+        """Apply an owner-signed deposit or release; a release may not touch what a live
+        intendo holds. Durable before it returns."""
+        transfer.verify(self._clock())
+        account = transfer.statement.account
+        with self._accounts:
+            held = self._held(account)
+            balance = self._executor.transfer(transfer, held, self._clock())
+        log.info("%s of %d on account %s", transfer.statement.kind.value, transfer.statement.amount, account.describe())
+        return Balance(account, balance, held)
 
     def withdraw(self, withdrawal: Withdrawal) -> int:
         """Durably log a signed withdrawal. Waits while a session of the stag is running (a
@@ -311,6 +396,7 @@ class Aggregator:
                 executed=counts["executed"],
                 withdrawn=counts["withdrawn"],
                 rejected=counts["rejected"],
+                voided=counts["voided"],
                 remaining_capacity=spec.levels - 1 - pack.reserved_weight,
                 executed_level=pack.executed_level,
                 epochs=tuple(self._store.epochs(stag_id)),
@@ -367,19 +453,23 @@ class Aggregator:
         with session_lock:
             spec = pack.require_spec()
             epoch = spec.current_epoch(self._clock())
-            results = self._store.epochs(stag_id)
-            done = {result.epoch for result in results if result.result is not EpochOutcome.COMMITTEE_UNAVAILABLE}
-            due = epoch >= 1 and spec.epoch_allowed(epoch) and epoch not in done and epoch > pack.last_hunt_epoch
+
+            def due() -> bool:  # asked again after resuming: a resumed hunt may have been this epoch's
+                done = {r.epoch for r in self._store.epochs(stag_id) if r.result is not EpochOutcome.COMMITTEE_UNAVAILABLE}
+                return epoch >= 1 and spec.epoch_allowed(epoch) and epoch not in done and epoch > pack.last_hunt_epoch
+
             try:
                 self._resume(pack)
+                self._void_spent(pack)
                 while pack.validation_batch():
                     self._run_session(pack, SessionKind.VALIDATION, pack.validation_batches + 1, pack.snapshot(), None)
             except CommitteeUnavailable:
-                if due:  # the epoch's check cannot run either: say so, and retry later
+                if due():  # the epoch's check cannot run either: say so, and retry later
                     self._record_epoch(stag_id, epoch, EpochOutcome.COMMITTEE_UNAVAILABLE, pack.height)
                 raise
-            if not due:
+            if not due():
                 return
+            results = self._store.epochs(stag_id)
             # Nothing happened since the last evaluation: the same pack gives the same answer (a
             # fixed point always shows), so the epoch passes without a session — less work, and
             # fewer decryptions of the same pack (the log height is public anyway).
@@ -457,11 +547,13 @@ class Aggregator:
             return
         assert isinstance(result.outcome, HuntOutcome)
         certificate = HuntCertificate(result.outcome, result.signatures)
-        with write:
-            self._append(pack, EntryKind.HUNT, certificate)
-        self._record_epoch(stag_id, number, EpochOutcome.HUNT, snapshot.height)
-        self._store.delete_session(stag_id, kind, number)
-        self._executor.execute(pack.require_spec(), certificate)
+        with self._accounts:  # no release between the certificate and the payment it makes
+            with write:
+                self._append(pack, EntryKind.HUNT, certificate)
+            self._record_epoch(stag_id, number, EpochOutcome.HUNT, snapshot.height)
+            self._store.delete_session(stag_id, kind, number)
+            self._executor.execute(pack.require_spec(), certificate)
+            self._note_spent(certificate)
         log.info(
             "stag %s: hunt at epoch %d, level %d, %d members",
             stag_id.hex()[:12], number, result.outcome.level, len(result.outcome.members),

@@ -332,6 +332,17 @@ OPEN_STAG_WARNING = (
 )
 
 
+def parse_account(text: str, what: str) -> Any:
+    """An account as PUBLIC_KEY:TAG (the key in hex)."""
+    from stagpack.accounts import Account, check_tag
+    from stagpack.identity import check_verify_key
+
+    key, separator, tag = text.strip().partition(":")
+    if not separator:
+        raise InvalidInput(f"{what}: give an account as PUBLIC_KEY:TAG (the owner's key in hex, then its tag); got {text.strip()[:80]!r}")
+    return Account(check_verify_key(parse_hex(key, what), f"{what} key"), check_tag(tag, f"{what} tag"))
+
+
 def command_stag_create(options: argparse.Namespace) -> int:
     from stagpack.edge.wire import MAX_LEVELS
     from stagpack.encoding import MIN_LEVELS, StagKind
@@ -349,6 +360,11 @@ def command_stag_create(options: argparse.Namespace) -> int:
         raise InvalidInput(f"--deadline must be a positive duration (e.g. 30m); got {options.deadline!r}")
     eligibility = tuple(parse_eligible(key) for key in options.eligible or ())
     payload = Path(options.payload_file).read_bytes() if options.payload_file else b""
+    beneficiary = parse_account(options.beneficiary, "--beneficiary") if options.beneficiary else None
+    if options.kind == "capital" and beneficiary is None:
+        raise InvalidInput("a capital stag pays its hunts' capital to --beneficiary PUBLIC_KEY:TAG (an escrow account)")
+    if options.kind == "count" and beneficiary is not None:
+        raise InvalidInput("--beneficiary is for capital stags: a count stag moves no money")
 
     client = _client(options)
     context, _ = client.encryption_context()
@@ -359,7 +375,7 @@ def command_stag_create(options: argparse.Namespace) -> int:
     spec = StagSpec.new(
         committee=client.committee_id, kind=StagKind(options.kind), levels=options.levels, title=options.title,
         eligibility=eligibility, epoch_millis=epoch_millis, opens_at_millis=opens,
-        deadline_millis=opens + deadline_after if deadline_after else 0, payload=payload,
+        deadline_millis=opens + deadline_after if deadline_after else 0, payload=payload, beneficiary=beneficiary,
     )
     spec.validate(max_levels, client.committee_id)  # the aggregator's own check, before sending
     stag_id = client.create_stag(spec)
@@ -413,10 +429,13 @@ def command_stag_status(options: argparse.Namespace) -> int:
     hunts = [{"epoch": h.epoch, "level": h.level, "log_height": h.log_height, "members": len(h.members),
               "executed_weight": _executed_weight(h)} for h in status.hunts]
     epochs = [{"epoch": e.epoch, "result": e.result, "log_height": e.log_height, "at_millis": e.at_millis} for e in status.epochs]
+    beneficiary = (f"{hexid(status.spec.beneficiary.owner)}:{status.spec.beneficiary.tag}"
+                   if status.spec.HasField("beneficiary") else None)
     document = {
-        "stag_id": options.stag, "title": status.spec.title, "levels": status.spec.levels, "log_height": status.log_height,
+        "stag_id": options.stag, "title": status.spec.title, "kind": kind_name(status.spec.kind), "beneficiary": beneficiary,
+        "levels": status.spec.levels, "log_height": status.log_height,
         "live_intendos": status.live_intendos, "awaiting_validation": status.awaiting_validation,
-        "withdrawn": status.withdrawn, "rejected": status.rejected, "executed": status.executed,
+        "withdrawn": status.withdrawn, "rejected": status.rejected, "voided": status.voided, "executed": status.executed,
         "remaining_capacity": status.remaining_capacity, "accepting": status.accepting, "hunts": hunts,
         "epochs": epochs, "next_epoch_at_millis": status.next_epoch_at_millis, "committee": status.committee,
     }
@@ -425,10 +444,13 @@ def command_stag_status(options: argparse.Namespace) -> int:
     lines = [
         f"stag {options.stag} {status.spec.title!r} (log height {status.log_height})",
         f"  {status.live_intendos} live intendos ({status.awaiting_validation} awaiting validation), "
-        f"{status.withdrawn} withdrawn, {status.rejected} rejected; capacity left {status.remaining_capacity}",
+        f"{status.withdrawn} withdrawn, {status.rejected} rejected"
+        + (f", {status.voided} voided (escrow spent elsewhere)" if status.voided else "")
+        + f"; capacity left {status.remaining_capacity}",
         f"  {len(epochs)} epochs checked{last}; {len(hunts)} hunts"
         + "".join(f"\n    epoch {h['epoch']} (log height {h['log_height']}): level {h['level']}, "
                   f"{h['members']} members executed" for h in hunts),
+        *([f"  capital paid to {beneficiary}"] if beneficiary else []),
         f"  committee: {status.committee}",
         "  (how close the pack is to firing is not known to anyone, the operator included)",
     ]
@@ -470,13 +492,52 @@ def command_submit(options: argparse.Namespace) -> int:
             raise InvalidInput("give --others N for a count stag, or --amount A --total C for a capital stag")
         threshold = capital_threshold(spec, options.amount, options.total)
         condition = f"I commit {options.amount} if the total reaches {options.total}"
-    prepared = client.prepare(spec, _identity(options), threshold)
+        if options.tag is None:
+            raise InvalidInput("a capital intendo names the escrow account backing it: --tag TAG (see `stagpack account`)")
+    if options.others is not None and options.tag is not None:
+        raise InvalidInput("--tag is for capital stags: a count intendo commits no money")
+    prepared = client.prepare(spec, _identity(options), threshold, options.tag or "")
     intendo_id, height = client.submit(prepared)
     Output(options.json).emit(
         {"intendo_id": hexid(intendo_id), "log_height": height, "ciphertext_bytes": len(prepared.ciphertext)},
         [f"submitted intendo {hexid(intendo_id)}", f"  \"{condition}\" — encrypted locally ({len(prepared.ciphertext):,} bytes); "
          f"only whether a hunt fires is ever decrypted"],
     )
+    return 0
+
+
+def _balance_document(balance: Any) -> dict[str, Any]:
+    return {"owner": hexid(balance.account.owner), "tag": balance.account.tag, "balance": balance.balance,
+            "held": balance.held, "releasable": balance.releasable}
+
+
+def _balance_line(balance: Any) -> str:
+    return (f"account {hexid(balance.account.owner)}:{balance.account.tag}: {balance.balance} "
+            f"({balance.held} held by a live intendo, {balance.releasable} releasable)")
+
+
+def command_account_transfer(options: argparse.Namespace) -> int:
+    from stagpack.accounts import TransferKind, check_amount, check_tag
+
+    kind = TransferKind(options.action)
+    check_tag(options.tag, "--tag")
+    check_amount(options.amount, "--amount")
+    identity = _identity(options)
+    balance = _client(options).transfer(identity, kind, options.tag, options.amount)
+    verb = "deposited" if kind is TransferKind.DEPOSIT else "released"
+    Output(options.json).emit(_balance_document(balance), [f"{verb} {options.amount}", "  " + _balance_line(balance)])
+    return 0
+
+
+def command_account_balance(options: argparse.Namespace) -> int:
+    from stagpack.accounts import Account, check_tag
+    from stagpack.identity import check_verify_key
+
+    if (options.identity is None) == (options.owner is None):
+        raise InvalidInput("give the account's owner: --identity FILE or --owner PUBLIC_KEY")
+    owner = _identity(options).verify_key if options.identity else check_verify_key(parse_hex(options.owner, "--owner"), "--owner")
+    balance = _client(options).balance(Account(owner, check_tag(options.tag, "--tag")))
+    Output(options.json).emit(_balance_document(balance), [_balance_line(balance)])
     return 0
 
 
@@ -684,6 +745,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--eligible", action="append", metavar="PUBLIC_KEY",
                         help="restrict to this participant's Ed25519 public key (64 hex digits); repeat for each")
     create.add_argument("--payload-file", help="opaque execution payload handed to the executor")
+    create.add_argument("--beneficiary", metavar="PUBLIC_KEY:TAG",
+                        help="capital stags (required): the escrow account a hunt's capital is paid to")
     with_aggregator(add("list", command_stag_list, "list stags", stag))
     status = with_aggregator(add("status", command_stag_status, "public status of a stag (never its progress)", stag))
     status.add_argument("stag", help="stag id (hex)")
@@ -695,6 +758,24 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--others", type=int, help="count stag: I will if at least N others do")
     submit.add_argument("--amount", type=int, help="capital stag: units I commit")
     submit.add_argument("--total", type=int, help="capital stag: if the total reaches this")
+    submit.add_argument("--tag", help="capital stag: your escrow account backing the amount (`stagpack account deposit`)")
+
+    account = commands.add_parser(
+        "account", help="escrow accounts that back capital intendos",
+        description="Escrow accounts: money an owner holds under a capital tag. A capital intendo names the tag "
+        "that backs it and may enter a stag only while the account holds its weight; when its hunt executes, "
+        "the weight is paid to the stag's beneficiary.",
+    ).add_subparsers(dest="action", required=True)
+    for action, help_text in (("deposit", "put money into your account (signed by your identity)"),
+                              ("release", "take money out of your account; what a live intendo holds stays")):
+        transfer = with_aggregator(add(action, command_account_transfer, help_text, account))
+        transfer.add_argument("--identity", required=True, help="the owner's identity file")
+        transfer.add_argument("--tag", required=True, help="the capital tag (1-64 characters of A-Z a-z 0-9 . _ -)")
+        transfer.add_argument("--amount", type=int, required=True, help="units (1 .. 2^53)")
+    balance = with_aggregator(add("balance", command_account_balance, "an account's balance and what live intendos hold", account))
+    balance.add_argument("--identity", help="the owner's identity file")
+    balance.add_argument("--owner", metavar="PUBLIC_KEY", help="or the owner's public key (hex)")
+    balance.add_argument("--tag", required=True)
 
     withdraw = with_aggregator(add("withdraw", command_withdraw, "withdraw your intendo"))
     withdraw.add_argument("--identity", required=True)

@@ -1,4 +1,5 @@
-"""`stagpack demo`: a committee, a count stag and a capital stag, hundreds of participants.
+"""`stagpack demo`: a committee, a count stag and a capital stag, hundreds of participants; then
+one escrow account backing two stags.
 
 Participants with heterogeneous thresholds arrive in waves and some withdraw, epoch after epoch.
 Each epoch prints only what an outside observer (or the operator) sees: pack sizes and "no hunt".
@@ -19,16 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from stagpack.accounts import Account, TransferKind
 from stagpack.aggregator.store import EpochOutcome
 from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import StagpackError
 from stagpack.identity import SigningIdentity
 from stagpack.participant.sdk import PreparedIntendo
 from stagpack.solver import HeightOracle
+from stagpack.solver.market import MarketReference
 from stagpack.stag import StagSpec
 
 EPOCH_MILLIS = 6000
 WAIT_SECONDS = 600
+ESCROW_TAG = "savings"  # the escrow account that backs each demo participant's capital intendo
 
 
 @dataclass
@@ -45,8 +49,11 @@ class Backend(Protocol):
     committee_id: bytes
 
     def create_stag(self, spec: StagSpec) -> bytes: ...
-    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold) -> PreparedIntendo: ...
+    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold, tag: str = "") -> PreparedIntendo: ...
     def submit(self, prepared: PreparedIntendo) -> bytes: ...
+    def deposit(self, identity: SigningIdentity, tag: str, amount: int) -> None: ...
+    def balance(self, account: Account) -> int: ...
+    def intendo_state(self, stag_id: bytes, intendo_id: bytes) -> str: ...
     def withdraw(self, identity: SigningIdentity, stag_id: bytes, intendo_id: bytes) -> int: ...
     def view(self, stag_id: bytes) -> PublicView: ...
     def counted_at(self, stag_id: bytes, intendo_id: bytes) -> int: ...
@@ -73,11 +80,20 @@ class ServiceBackend:
     def create_stag(self, spec: StagSpec) -> bytes:
         return self.client.create_stag(spec)
 
-    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold) -> PreparedIntendo:
-        return self.client.prepare(spec, identity, threshold)
+    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold, tag: str = "") -> PreparedIntendo:
+        return self.client.prepare(spec, identity, threshold, tag)
 
     def submit(self, prepared: PreparedIntendo) -> bytes:
         return self.client.submit(prepared)[0]
+
+    def deposit(self, identity: SigningIdentity, tag: str, amount: int) -> None:
+        self.client.transfer(identity, TransferKind.DEPOSIT, tag, amount)
+
+    def balance(self, account: Account) -> int:
+        return self.client.balance(account).balance
+
+    def intendo_state(self, stag_id: bytes, intendo_id: bytes) -> str:
+        return str(self.client.intendo_status(stag_id, intendo_id).status)
 
     def withdraw(self, identity: SigningIdentity, stag_id: bytes, intendo_id: bytes) -> int:
         return self.client.withdraw(identity, stag_id, intendo_id)
@@ -122,13 +138,25 @@ class InProcessBackend:
     def create_stag(self, spec: StagSpec) -> bytes:
         return self.aggregator.create_stag(spec)
 
-    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold) -> PreparedIntendo:
+    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold, tag: str = "") -> PreparedIntendo:
         from stagpack.participant.sdk import prepare_intendo
 
-        return prepare_intendo(self.deployment.context, self.deployment.context.joint_key, spec, identity, threshold)
+        context = self.deployment.context
+        return prepare_intendo(context, context.joint_key, spec, identity, threshold, capital_tag=tag)
 
     def submit(self, prepared: PreparedIntendo) -> bytes:
         return self.aggregator.submit(prepared.envelope, prepared.ciphertext).intendo_id
+
+    def deposit(self, identity: SigningIdentity, tag: str, amount: int) -> None:
+        from stagpack.participant.sdk import prepare_transfer
+
+        self.aggregator.transfer(prepare_transfer(identity, TransferKind.DEPOSIT, tag, amount))
+
+    def balance(self, account: Account) -> int:
+        return self.aggregator.balance(account).balance
+
+    def intendo_state(self, stag_id: bytes, intendo_id: bytes) -> str:
+        return self.aggregator.intendo(stag_id, intendo_id).status.value
 
     def withdraw(self, identity: SigningIdentity, stag_id: bytes, intendo_id: bytes) -> int:
         from stagpack.participant.sdk import prepare_withdrawal
@@ -250,6 +278,74 @@ def _report_new_hunts(stag: SimulatedStag, view: PublicView) -> None:
         stag.hunts_seen += 1
 
 
+SCENE_EPOCH_MILLIS = 20_000  # long enough to validate every intendo before the first check
+
+
+def _multiplexing_scene(backend: Backend, started: float) -> list[str]:
+    """Dana backs two stags with the same escrow account; both would fire in the same epoch. The
+    stag created first (the liquidity bootstrap) fires and spends her account, so her intendo
+    in the supply lock is voided and the lock is evaluated without it. Every figure is checked
+    against the plaintext reference (`solver.market.MarketReference`); returns the mismatches."""
+    print("\nMultiplexing: one escrow account backs two stags at once; whichever fires first applies.")
+    reference = MarketReference()
+    now = int(time.time() * 1000)
+    stags = {}
+    for name, title, opens in (("bootstrap", "Bootstrap the liquidity pool (units of $100)", now),
+                               ("lock", "Lock the supply for a year (units of $100)", now + 1000)):
+        beneficiary = Account(SigningIdentity().verify_key, name)
+        spec = StagSpec.new(committee=backend.committee_id, kind=StagKind.CAPITAL, levels=64, title=title,
+                            epoch_millis=SCENE_EPOCH_MILLIS, opens_at_millis=opens, beneficiary=beneficiary)
+        backend.create_stag(spec)
+        reference.create_stag(spec.stag_id, 64, beneficiary)
+        stags[name] = spec
+    people = {name: SigningIdentity() for name in ("dana", "eli", "fay", "gus")}
+    plan = [  # (who, stag, amount, "if the total reaches")
+        ("dana", "bootstrap", 10, 30), ("dana", "lock", 10, 25),
+        ("eli", "bootstrap", 12, 30), ("fay", "bootstrap", 8, 30), ("gus", "lock", 15, 25),
+    ]
+    deposits = {"dana": 10, "eli": 12, "fay": 8, "gus": 15}
+    for who, amount in deposits.items():
+        backend.deposit(people[who], "treasury", amount)
+        reference.deposit(Account(people[who].verify_key, "treasury"), amount)
+    intendos = {}
+    for who, stag, amount, total in plan:
+        prepared = backend.prepare(stags[stag], people[who], Threshold.capital(amount, total, levels=64), "treasury")
+        intendos[(who, stag)] = backend.submit(prepared)
+        reference.submit(stags[stag].stag_id, intendos[(who, stag)], Account(people[who].verify_key, "treasury"), total, amount)
+        print(f"  {who:4} commits {amount:2} to the {stag:9} if its total reaches {total} (escrow: {who}'s treasury account)")
+    print("  dana's 10 back both; alone, each stag would fire at its target (10+12+8 = 30, 10+15 = 25)")
+    expected = reference.epoch(1)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        bootstrap, lock = backend.view(stags["bootstrap"].stag_id), backend.view(stags["lock"].stag_id)
+        if bootstrap.hunts and any(height == lock.height and result.checked for _, result, height in lock.epochs):
+            break
+        time.sleep(0.25)
+    else:
+        return ["multiplexing: the first epoch did not complete"]
+    mismatches = []
+    hunt = expected[stags["bootstrap"].stag_id]
+    assert hunt is not None
+    if set(bootstrap.hunts[0][3]) != set(hunt.members) or bootstrap.hunts[0][1] != hunt.level or lock.hunts:
+        mismatches.append("multiplexing: the hunts differ from the reference")
+    print(f"[{time.monotonic() - started:6.1f} s] the bootstrap fires at {bootstrap.hunts[0][1]} with dana, eli and fay; "
+          f"dana's intendo in the lock is {backend.intendo_state(stags['lock'].stag_id, intendos[('dana', 'lock')])}; "
+          f"the lock does {'' if lock.hunts else 'not '}fire (gus alone: 15 of 25)")
+    if backend.intendo_state(stags["lock"].stag_id, intendos[("dana", "lock")]) != reference.status(intendos[("dana", "lock")]):
+        mismatches.append("multiplexing: dana's lock intendo is not voided as the reference says")
+    for who in people:
+        account = Account(people[who].verify_key, "treasury")
+        if backend.balance(account) != reference.balance(account):
+            mismatches.append(f"multiplexing: {who}'s balance differs from the reference")
+    pool = stags["bootstrap"].beneficiary
+    assert pool is not None
+    print(f"  balances: dana {backend.balance(Account(people['dana'].verify_key, 'treasury'))} (10 paid once), "
+          f"gus {backend.balance(Account(people['gus'].verify_key, 'treasury'))} (still backing the lock), "
+          f"liquidity pool {backend.balance(pool)}"
+          + ("  — the plaintext reference agrees ✓" if not mismatches else "  — MISMATCH with the reference"))
+    return mismatches
+
+
 def run_demo(options: argparse.Namespace) -> int:
     rng = random.Random(options.seed)
     started = time.monotonic()
@@ -267,7 +363,11 @@ def run_demo(options: argparse.Namespace) -> int:
             ("count", StagKind.COUNT, 160, "Switch the town to the new co-op grid if enough households do"),
             ("capital", StagKind.CAPITAL, 2000, "Fund the community solar roof (units of $100)"),
         ):
-            spec = StagSpec.new(committee=backend.committee_id, kind=kind, levels=levels, title=title, epoch_millis=EPOCH_MILLIS)
+            beneficiary = Account(SigningIdentity().verify_key, "roof") if kind is StagKind.CAPITAL else None
+            spec = StagSpec.new(
+                committee=backend.committee_id, kind=kind, levels=levels, title=title, epoch_millis=EPOCH_MILLIS,
+                beneficiary=beneficiary,
+            )
             population = [Participant(SigningIdentity(), threshold, description) for threshold, description in _population(rng, kind, per_stag, levels)]
             stag = SimulatedStag(name, spec, population, HeightOracle(levels))
             stag.stag_id = backend.create_stag(spec)
@@ -282,7 +382,10 @@ def run_demo(options: argparse.Namespace) -> int:
                 arrivals = {}
                 for stag in stags:
                     arriving = [p for p in stag.participants if p.state == "waiting"][: len(stag.participants) // waves + 1] if wave < waves else []
-                    prepared = list(pool.map(lambda p, stag=stag: backend.prepare(stag.spec, p.identity, p.threshold), arriving))
+                    tag = ESCROW_TAG if stag.spec.kind is StagKind.CAPITAL else ""
+                    for participant in arriving if tag else ():  # each backs its amount with an escrow deposit
+                        backend.deposit(participant.identity, tag, participant.threshold.weight)
+                    prepared = list(pool.map(lambda p, stag=stag, tag=tag: backend.prepare(stag.spec, p.identity, p.threshold, tag), arriving))
                     for participant, intendo in zip(arriving, prepared):
                         participant.intendo_id = backend.submit(intendo)
                         participant.state = "live"
@@ -307,6 +410,7 @@ def run_demo(options: argparse.Namespace) -> int:
                     _report_epochs(stag, view, time.monotonic() - started)
                     _report_new_hunts(stag, view)
         mismatches = [message for stag in stags for message in stag.mismatches]
+        mismatches += _multiplexing_scene(backend, started)
         print(f"\ndone in {time.monotonic() - started:.0f} s: "
               + ", ".join(f"{stag.name} stag {stag.hunts_seen} hunt(s)" for stag in stags)
               + ("; every hunt matched the plaintext solver" if not mismatches else f"; {len(mismatches)} MISMATCHES"))

@@ -32,12 +32,15 @@ from stagpack.edge.rpc import (
     status_code,
 )
 from stagpack.edge.wire import (
+    account_from_proto,
+    balance_to_proto,
     bundle_exists,
     envelope_from_proto,
     hunt_to_proto,
     load_bundle_files,
     spec_from_proto,
     spec_to_proto,
+    transfer_from_proto,
     withdrawal_from_proto,
 )
 from stagpack.errors import CommitteeUnavailable, InvalidInput, StagpackError
@@ -102,7 +105,7 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
         return aggregator_pb2.StagStatus(
             stag_id=request.stag_id, spec=spec_to_proto(status.spec), log_height=status.height,
             live_intendos=status.live_intendos, awaiting_validation=status.awaiting_validation, counted=status.counted,
-            executed=status.executed, withdrawn=status.withdrawn, rejected=status.rejected,
+            executed=status.executed, withdrawn=status.withdrawn, rejected=status.rejected, voided=status.voided,
             remaining_capacity=status.remaining_capacity, executed_level=status.executed_level,
             epochs=[
                 aggregator_pb2.EpochResult(epoch=e.epoch, result=e.result.value, at_millis=e.at_millis, log_height=e.height)
@@ -135,6 +138,16 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
             weight=statement.weight, submitted_at_height=record.height, counted_at_height=record.counted_at,
             closed_at_height=record.closed_at,
         )
+
+    @servicer_method
+    def Transfer(self, request: aggregator_pb2.TransferRequest, context: grpc.ServicerContext) -> aggregator_pb2.AccountBalance:
+        return balance_to_proto(self._aggregator().transfer(transfer_from_proto(request)))
+
+    @servicer_method
+    def GetBalance(self, request: aggregator_pb2.GetBalanceRequest, context: grpc.ServicerContext) -> aggregator_pb2.AccountBalance:
+        if not request.HasField("account"):
+            raise InvalidInput("account is missing")
+        return balance_to_proto(self._aggregator().balance(account_from_proto(request.account)))
 
     def WatchHunts(self, request: aggregator_pb2.WatchHuntsRequest, context: grpc.ServicerContext) -> Iterator[aggregator_pb2.Hunt]:
         reject_malformed(request, context)

@@ -8,7 +8,8 @@ from typing import Iterator
 from stagpack import codec
 from stagpack.edge.sqlite import Database, blob, integer
 from stagpack.errors import NotFound
-from stagpack.keyholder.store import SessionRecord, StoredCommittee, StoreFootprint
+from stagpack.accounts import Account
+from stagpack.keyholder.store import BindingHunt, SessionRecord, StoredCommittee, StoreFootprint
 from stagpack.log import LogEntry
 
 SCHEMA = """
@@ -39,6 +40,19 @@ CREATE TABLE IF NOT EXISTS sessions (
     record BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_by_stag ON sessions (stag_id);
+CREATE TABLE IF NOT EXISTS spent_accounts (
+    owner BLOB NOT NULL,
+    tag TEXT NOT NULL,
+    stag_id BLOB NOT NULL,
+    epoch INTEGER NOT NULL,
+    PRIMARY KEY (owner, tag)
+);
+CREATE TABLE IF NOT EXISTS binding_hunts (
+    stag_id BLOB NOT NULL,
+    epoch INTEGER NOT NULL,
+    accounts BLOB NOT NULL,
+    PRIMARY KEY (stag_id, epoch)
+);
 """
 
 
@@ -116,6 +130,28 @@ class SqliteKeyholderStore:
                 "UPDATE sessions SET record = ? WHERE session_id = ?",
                 [(codec.encode(record.erase()), record.session.session_id) for record in records],
             )
+
+    # escrow accounts spent by hunts, and capital hunts that bound this keyholder
+    def record_spent(self, account: Account, stag_id: bytes, epoch: int) -> None:
+        with self._database.transaction() as connection:
+            connection.execute("INSERT OR IGNORE INTO spent_accounts VALUES (?, ?, ?, ?)", (account.owner, account.tag, stag_id, epoch))
+
+    def spent_by(self, account: Account) -> tuple[bytes, int] | None:
+        row = self._database.query_one("SELECT stag_id, epoch FROM spent_accounts WHERE owner = ? AND tag = ?", (account.owner, account.tag))
+        return None if row is None else (blob(row[0]), integer(row[1]))
+
+    def mark_binding(self, binding: BindingHunt) -> None:
+        with self._database.transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO binding_hunts VALUES (?, ?, ?)", (binding.stag_id, binding.epoch, codec.encode(binding))
+            )
+
+    def clear_binding(self, stag_id: bytes, epoch: int) -> None:
+        with self._database.transaction() as connection:
+            connection.execute("DELETE FROM binding_hunts WHERE stag_id = ? AND epoch = ?", (stag_id, epoch))
+
+    def binding_hunts(self) -> list[BindingHunt]:
+        return [codec.decode(BindingHunt, blob(row[0])) for row in self._database.query("SELECT accounts FROM binding_hunts")]
 
     def footprint(self) -> StoreFootprint:
         """How much the store holds (record payloads; SQLite's own page overhead not counted)."""

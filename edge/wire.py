@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stagpack import codec
+from stagpack.accounts import MAX_AMOUNT, Account, Balance, Transfer, TransferKind, TransferStatement
 from stagpack.aggregator.store import EpochOutcome
 from stagpack.dkg import CommitteeBundle
 from stagpack.committee import Transcript
@@ -62,6 +63,7 @@ def spec_to_proto(spec: StagSpec) -> common_pb2.StagSpec:
         committee=spec.committee, kind=kind_to_proto(spec.kind), levels=spec.levels, title=spec.title,
         eligibility=list(spec.eligibility), epoch_millis=spec.epoch_millis, opens_at_millis=spec.opens_at_millis,
         deadline_millis=spec.deadline_millis, payload=spec.payload, nonce=spec.nonce,
+        beneficiary=None if spec.beneficiary is None else account_to_proto(spec.beneficiary),
     )
 
 
@@ -79,8 +81,61 @@ def spec_from_proto(message: common_pb2.StagSpec) -> StagSpec:
         opens_at_millis=_signed("spec.opens_at_millis", message.opens_at_millis),
         deadline_millis=_signed("spec.deadline_millis", message.deadline_millis),
         payload=bytes(message.payload),
+        beneficiary=account_from_proto(message.beneficiary) if message.HasField("beneficiary") else None,
         nonce=bytes(message.nonce),
     )
+
+
+def account_to_proto(account: Account) -> common_pb2.Account:
+    return common_pb2.Account(owner=account.owner, tag=account.tag)
+
+
+def account_from_proto(message: common_pb2.Account) -> Account:
+    return Account(bytes(message.owner), message.tag)
+
+
+_TRANSFER_KINDS = {
+    TransferKind.DEPOSIT: aggregator_pb2.TRANSFER_KIND_DEPOSIT,
+    TransferKind.RELEASE: aggregator_pb2.TRANSFER_KIND_RELEASE,
+}
+
+
+def transfer_to_proto(transfer: Transfer) -> aggregator_pb2.TransferRequest:
+    statement = transfer.statement
+    return aggregator_pb2.TransferRequest(
+        statement=aggregator_pb2.TransferStatement(
+            kind=_TRANSFER_KINDS[statement.kind], account=account_to_proto(statement.account), amount=statement.amount,
+            nonce=statement.nonce, expires_at_millis=statement.expires_at_millis,
+        ),
+        signature=transfer.signature,
+    )
+
+
+def transfer_from_proto(message: aggregator_pb2.TransferRequest) -> Transfer:
+    if not message.HasField("statement") or not message.statement.HasField("account"):
+        raise InvalidInput("transfer.statement.account is missing")
+    statement = message.statement
+    kinds = {value: kind for kind, value in _TRANSFER_KINDS.items()}
+    if statement.kind not in kinds:
+        raise InvalidInput("transfer.statement.kind must be TRANSFER_KIND_DEPOSIT or TRANSFER_KIND_RELEASE")
+    return Transfer(
+        TransferStatement(
+            kind=kinds[statement.kind],
+            account=account_from_proto(statement.account),
+            amount=_bounded("transfer.statement.amount", statement.amount, MAX_AMOUNT),
+            nonce=bytes(statement.nonce),
+            expires_at_millis=_signed("transfer.statement.expires_at_millis", statement.expires_at_millis),
+        ),
+        bytes(message.signature),
+    )
+
+
+def balance_to_proto(balance: Balance) -> aggregator_pb2.AccountBalance:
+    return aggregator_pb2.AccountBalance(account=account_to_proto(balance.account), balance=balance.balance, held=balance.held)
+
+
+def balance_from_proto(message: aggregator_pb2.AccountBalance) -> Balance:
+    return Balance(account_from_proto(message.account), int(message.balance), int(message.held))
 
 
 def envelope_to_proto(envelope: IntendoEnvelope) -> common_pb2.IntendoEnvelope:
@@ -89,6 +144,7 @@ def envelope_to_proto(envelope: IntendoEnvelope) -> common_pb2.IntendoEnvelope:
         statement=common_pb2.IntendoStatement(
             stag_id=statement.stag_id, participant=statement.participant, ciphertext_digest=statement.ciphertext_digest,
             weight=statement.weight, nonce=statement.nonce, expires_at_millis=statement.expires_at_millis,
+            capital_tag=statement.capital_tag,
         ),
         signature=envelope.signature,
     )
@@ -104,6 +160,7 @@ def envelope_from_proto(message: common_pb2.IntendoEnvelope) -> IntendoEnvelope:
             participant=bytes(statement.participant),
             ciphertext_digest=bytes(statement.ciphertext_digest),
             weight=_bounded("envelope.statement.weight", statement.weight, 1 << 31),
+            capital_tag=statement.capital_tag,
             nonce=bytes(statement.nonce),
             expires_at_millis=_signed("envelope.statement.expires_at_millis", statement.expires_at_millis),
         ),

@@ -38,10 +38,12 @@ from stagpack.fhe import Ciphertext, FheContext, KeyMaterial
 from stagpack.identity import KeyholderIdentity, PublicIdentity, Sealer
 from stagpack.keyholder import policy
 from stagpack.keyholder.replica import LogSource, Replicas
-from stagpack.keyholder.store import KeyholderStore, ServedStep, SessionRecord, StoredCommittee, StoreFootprint
-from stagpack.log import EntryKind, HuntCertificate, decode_body
+from stagpack.keyholder.store import BindingHunt, KeyholderStore, ServedStep, SessionRecord, StoredCommittee, StoreFootprint
+from stagpack.accounts import Account
+from stagpack.encoding import StagKind
+from stagpack.log import EntryKind, HuntCertificate, HuntOutcome, decode_body
 from stagpack.committee import CommitteeInfo
-from stagpack.pack import PackLimits
+from stagpack.pack import PackLimits, PackState
 from stagpack.session import (
     SESSION_CALLS,
     CertifyRequest,
@@ -59,6 +61,8 @@ from stagpack.session import (
 from stagpack.stag import now_millis
 
 log = logging.getLogger("stagpack.keyholder")
+
+CATCH_UP_ENTRIES = 64  # how far past an unfinished hunt's height a keyholder looks for its certificate
 
 
 class MaskSource(Protocol):
@@ -167,7 +171,9 @@ class KeyholderNode:
         self.index = index
         party = DecryptingParty(context, index, secret, backups, committee.parties, committee.threshold)
         self._party = self._partial_source(party)
-        self._replicas = Replicas(context, committee, self._store, self._source, self._limits, self._clock)
+        self._replicas = Replicas(
+            context, committee, self._store, self._source, self._limits, self._clock, on_hunt=self._note_hunt
+        )
         log.info(
             "keyholder %s ready: keyholder %d of %d (t=%d) in committee %s",
             self.identity.name, index, committee.parties, committee.threshold, committee.committee_id.hex()[:12],
@@ -270,12 +276,66 @@ class KeyholderNode:
             policy.require_not_reevaluated(existing, session)
             records = self._store.sessions(session.stag_id)  # decoded once for both
             policy.may_open(session, state, records, self._clock())
+            self._check_escrow(session, state)
             self._erase_finished_sessions(session, records)
             masks = tuple(self._masks.mask(session, which) for which in range(committed_count(session.kind)))
             commitment = MaskCommitment(session, self.index, tuple(hashlib.sha256(mask).digest() for mask in masks))
             signed = SignedCommitment(commitment, self.identity.sign("mask-commitment", codec.encode(commitment)))
             self._store.save_session(SessionRecord(session, masks, signed, (), (), 0, b"", erased=False))
             return signed
+
+    # -- escrow (multiplexing, DESIGN.md §10.1) ------------------------------------------------
+
+    def _note_hunt(self, certificate: HuntCertificate) -> None:
+        """A hunt this keyholder certified or saw in a log: the escrow accounts its members
+        spent, and it is no longer an unfinished binding hunt."""
+        outcome = certificate.outcome
+        for member in outcome.members:
+            statement = member.statement
+            if statement.capital_tag:
+                self._store.record_spent(Account(statement.participant, statement.capital_tag), outcome.stag_id, outcome.epoch)
+        self._store.clear_binding(outcome.stag_id, outcome.epoch)
+
+    def _check_escrow(self, session: SessionRef, state: PackState) -> bool:
+        """Policy rule 1's escrow rules for a capital stag's hunt; False for any other session."""
+        if session.kind is not SessionKind.HUNT or state.require_spec().kind is not StagKind.CAPITAL:
+            return False
+        policy.require_unspent(state, self._store.spent_by)
+        bindings = [binding for binding in self._store.binding_hunts() if binding.stag_id != session.stag_id]
+        if bindings:
+            self._catch_up(bindings)
+            bindings = [binding for binding in self._store.binding_hunts() if binding.stag_id != session.stag_id]
+            policy.require_unspent(state, self._store.spent_by)
+        policy.require_no_binding_overlap(state, bindings)
+        return True
+
+    def _catch_up(self, bindings: Sequence[BindingHunt]) -> None:
+        """Look ahead in the logs of other stags' unfinished binding hunts for their certificates
+        (this keyholder may not have been asked to certify): entries are read, not applied — the
+        replica stays at the hunt's height so that an unfinished session can still finish — and
+        a certificate counts once the committee's signatures on it verify."""
+        committee, _, replicas = self._require_ready()
+        for binding in bindings:
+            lock = replicas.lock(binding.stag_id)
+            if not lock.acquire(blocking=False):
+                continue  # busy: left for the next attempt
+            try:
+                height = replicas.state(binding.stag_id).height
+                for ahead in range(height, height + CATCH_UP_ENTRIES):
+                    ((entry, _),) = list(self._source.read_log(binding.stag_id, ahead, ahead + 1))
+                    if entry.kind is not EntryKind.HUNT:
+                        continue
+                    certificate = decode_body(entry, HuntCertificate)
+                    outcome = certificate.outcome
+                    if outcome.stag_id == binding.stag_id and outcome.epoch == binding.epoch:
+                        committee.check_quorum_signatures("hunt", outcome.digest(), certificate.signatures)
+                        self._note_hunt(certificate)
+                        break
+            except (StagpackError, ValueError) as error:  # the log ends there, or a bad entry: still unfinished
+                log.info("keyholder %s: the hunt of stag %s at epoch %d is not recorded yet (%s)",
+                         self.identity.name, binding.stag_id.hex()[:12], binding.epoch, error)
+            finally:
+                lock.release()
 
     def _hold_for_unrecorded_hunt(self, session: SessionRef, replicas: Replicas) -> None:
         """Before syncing past a fired hunt's height, the log range must record the hunt."""
@@ -372,6 +432,9 @@ class KeyholderNode:
             if binds(session.kind, step) and not record.fired_level:
                 # Durable before any binding partial leaves: the hunt can no longer be a dry run.
                 assert facts.level is not None
+                state = replicas.state(session.stag_id)
+                if self._check_escrow(session, state):
+                    self._store.mark_binding(BindingHunt(session.stag_id, session.number, policy.pending_accounts(state)))
                 record = replace(record, fired_level=facts.level)
                 self._store.save_session(record)
             released = record.own_partials(step)  # one own partial per ciphertext, ever
@@ -397,6 +460,8 @@ class KeyholderNode:
             digest = outcome.digest()
             domain = "hunt" if session.kind is SessionKind.HUNT else "validation"
             self._store.save_session(replace(record, certified=digest))
+            if isinstance(outcome, HuntOutcome):
+                self._note_hunt(HuntCertificate(outcome, ()))
             return CertifyResponse(self.index, self.identity.sign(domain, digest))
 
 

@@ -18,7 +18,11 @@ will help) with its reason; `KeyholderNode` applies them in this order and logs 
    - a hunt check only for the current epoch of the stag (due, and not yet superseded beyond the
      clock skew), after the last epoch checked, on a pack with counted intendos; a validation
      session only for the next batch;
-   - a session that was already evaluated is not opened again at another height.
+   - a session that was already evaluated is not opened again at another height;
+   - a capital stag's hunt only on a pack that counts no intendo whose escrow account a hunt
+     of another stag spent (the log must void it first), and not while another capital hunt
+     that may execute intendos backed by the same accounts is bound but unfinished on this
+     keyholder (multiplexing, DESIGN.md §10.1: no escrow is spent twice).
 2. Masks
    - the commitments come from at least t + f distinct committee members (f: the committee's
      fault bound), all for this session and log position, with this keyholder's own among them;
@@ -37,13 +41,14 @@ will help) with its reason; `KeyholderNode` applies them in this order and logs 
    - the step graph allows the step after those facts;
    - the ciphertext the aggregator claims is exactly this keyholder's recomputation.
 4. One own partial per ciphertext, ever: every fresh partial is another flooding sample.
-5. A binding step (membership) is recorded durably before its partials leave.
+5. A binding step (membership) is recorded durably before its partials leave — for a capital
+   stag with the escrow accounts the hunt may spend, after checking rule 1's escrow rules again.
 6. Certify only the outcome this keyholder fused itself.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from stagpack.decrypt.computation import SessionComputation, facts_before
 from stagpack.decrypt.quorum import Quorum, quorum_family
@@ -52,7 +57,8 @@ from stagpack.calls import Call
 from stagpack.dkg.rounds import CEREMONY_ROUNDS
 from stagpack.errors import CommitteeUnavailable, InvalidInput, PolicyRefusal, Unauthenticated, UnverifiedEvidence, WrongPhase
 from stagpack.identity import verify_signature
-from stagpack.keyholder.store import SessionRecord
+from stagpack.accounts import Account
+from stagpack.keyholder.store import BindingHunt, SessionRecord
 from stagpack.committee import CommitteeInfo
 from stagpack.pack import PackState
 from stagpack.session import SESSION_CALLS, SessionKind, SessionRef, SignedCommitment, SignedPartial, Step, committed_count
@@ -129,6 +135,39 @@ def may_open(session: SessionRef, state: PackState, records: Sequence[SessionRec
             raise PolicyRefusal(f"the next validation batch is {state.validation_batches + 1}, not {session.number}")
         if not state.validation_batch():
             raise WrongPhase("no intendos await validation")
+
+
+def require_unspent(state: PackState, spent_by: Callable[[Account], tuple[bytes, int] | None]) -> None:
+    """A capital hunt does not evaluate a pack that still counts an intendo whose escrow account
+    a hunt of another stag spent (by `spent_by`, what this keyholder has seen): the aggregator
+    must void it in the log first, or the account would pay twice."""
+    for intendo_id, record in state.pending():
+        account = record.backing
+        spent = None if account is None else spent_by(account)
+        if account is not None and spent is not None and spent[0] != state.stag_id:
+            raise WrongPhase(
+                f"intendo {intendo_id.hex()[:12]} is backed by account {account.describe()}, which the hunt of stag "
+                f"{spent[0].hex()[:12]} at epoch {spent[1]} spent: the log must void it before this stag hunts"
+            )
+
+
+def pending_accounts(state: PackState) -> tuple[Account, ...]:
+    """The escrow accounts backing the intendos a hunt of `state` could execute."""
+    return tuple(sorted({record.backing for _, record in state.pending() if record.backing is not None}, key=lambda a: (a.owner, a.tag)))
+
+
+def require_no_binding_overlap(state: PackState, bindings: Sequence[BindingHunt]) -> None:
+    """Two capital hunts that could execute intendos backed by the same escrow account are
+    never bound at once on this keyholder: the second waits until the first is finished (and
+    its spent accounts voided). Any two families of t + f keyholders share an honest one, so
+    two such hunts cannot both reveal their members."""
+    accounts = set(pending_accounts(state))
+    for binding in bindings:
+        if binding.stag_id != state.stag_id and accounts.intersection(binding.accounts):
+            raise WrongPhase(
+                f"the hunt of stag {binding.stag_id.hex()[:12]} at epoch {binding.epoch} may execute intendos backed by "
+                "the same escrow accounts and is not finished: this hunt waits for it"
+            )
 
 
 # -- 2. masks ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from stagpack.envelope import IntendoEnvelope
 from stagpack.errors import IntegrityFailure, PolicyRefusal, StagpackError
 from stagpack.fhe import FheContext
 from stagpack.keyholder.store import KeyholderStore
-from stagpack.log import EntryKind, LogEntry, decode_body
+from stagpack.log import EntryKind, HuntCertificate, LogEntry, decode_body
 from stagpack.committee import CommitteeInfo
 from stagpack.pack import PackLimits, PackState
 
@@ -47,7 +47,11 @@ class Replicas:
         source: LogSource,
         limits: PackLimits,
         clock: Callable[[], int],
+        on_hunt: Callable[[HuntCertificate], None] | None = None,
     ) -> None:
+        """`on_hunt` sees every hunt certificate a replica applies (the keyholder notes the
+        escrow accounts it spent)."""
+        self._on_hunt = on_hunt
         self._context = context
         self._committee = committee
         self._store = store
@@ -112,6 +116,8 @@ class Replicas:
                 self._states.pop(stag_id, None)
                 raise IntegrityFailure(reason) from None
             self._store.append_entry(entry, ciphertext if intendo_id is not None else None, intendo_id)
+            if entry.kind is EntryKind.HUNT and self._on_hunt is not None:
+                self._on_hunt(decode_body(entry, HuntCertificate))
         if state.height != height:
             raise PolicyRefusal(f"the aggregator's log for this stag ends at height {state.height}, not {height}")
         return state

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterator, Protocol
 
+from stagpack.accounts import Account
 from stagpack.log import LogEntry
 from stagpack.session import SessionRef, SignedCommitment, SignedPartial, Step
 
@@ -70,6 +71,19 @@ class SessionRecord:
 
 
 @dataclass(frozen=True)
+class BindingHunt:
+    """A capital stag's hunt this keyholder released binding partials for, not yet finished
+    (certified by this keyholder or recorded in its replica), and the escrow accounts of the
+    intendos it could execute."""
+
+    WIRE_NAME = "stagpack.keyholder.BindingHunt.v1"
+
+    stag_id: bytes
+    epoch: int
+    accounts: tuple[Account, ...]
+
+
+@dataclass(frozen=True)
 class StoredCommittee:
     transcript: bytes
     joint_public_key: bytes
@@ -109,5 +123,13 @@ class KeyholderStore(Protocol):
     def erase_sessions(self, records: list[SessionRecord]) -> None:
         """Replace `records` by their erased versions, in one transaction."""
         ...
+    def record_spent(self, account: Account, stag_id: bytes, epoch: int) -> None:
+        """Remember that a hunt of `stag_id` at `epoch` spent `account` (the first one counts)."""
+        ...
+
+    def spent_by(self, account: Account) -> tuple[bytes, int] | None: ...
+    def mark_binding(self, binding: BindingHunt) -> None: ...
+    def clear_binding(self, stag_id: bytes, epoch: int) -> None: ...
+    def binding_hunts(self) -> list[BindingHunt]: ...
     def footprint(self) -> StoreFootprint: ...
     def close(self) -> None: ...

@@ -13,6 +13,7 @@ from typing import Iterator, TypeVar
 import grpc
 
 from stagpack import codec
+from stagpack.accounts import Account, Balance, TransferKind
 from stagpack.committee import Transcript
 from stagpack.encoding import Threshold
 from stagpack.envelope import Withdrawal
@@ -21,10 +22,18 @@ from stagpack.fhe import FheContext, FheParameters, PublicKey
 from stagpack.edge.rpc import PUBLIC_MESSAGE_LIMIT, channel, error_from_rpc
 from stagpack.identity import SigningIdentity
 from stagpack.log import CertificateBundle
-from stagpack.participant.sdk import PreparedIntendo, prepare_intendo, prepare_withdrawal
+from stagpack.participant.sdk import PreparedIntendo, prepare_intendo, prepare_transfer, prepare_withdrawal
 from stagpack.stag import StagSpec
 from stagpack.v1 import aggregator_pb2, aggregator_pb2_grpc
-from stagpack.edge.wire import envelope_to_proto, spec_from_proto, spec_to_proto, withdrawal_to_proto
+from stagpack.edge.wire import (
+    account_to_proto,
+    balance_from_proto,
+    envelope_to_proto,
+    spec_from_proto,
+    spec_to_proto,
+    transfer_to_proto,
+    withdrawal_to_proto,
+)
 
 Message = TypeVar("Message")
 
@@ -111,11 +120,11 @@ class AggregatorClient:
             raise IntegrityFailure("the aggregator returned a spec that does not hash to the stag id")
         return spec
 
-    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold) -> PreparedIntendo:
+    def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold, capital_tag: str = "") -> PreparedIntendo:
         context, joint = self.encryption_context()
         if spec.committee != self.committee_id:
             raise IntegrityFailure("the stag belongs to another committee")
-        return prepare_intendo(context, joint, spec, identity, threshold)
+        return prepare_intendo(context, joint, spec, identity, threshold, capital_tag=capital_tag)
 
     def submit(self, prepared: PreparedIntendo) -> tuple[bytes, int]:
         request = aggregator_pb2.SubmitIntendoRequest(envelope=envelope_to_proto(prepared.envelope), ciphertext=prepared.ciphertext)
@@ -129,6 +138,15 @@ class AggregatorClient:
             aggregator_pb2.WithdrawIntendoResponse,
         )
         return int(response.log_height)
+
+    def transfer(self, identity: SigningIdentity, kind: TransferKind, tag: str, amount: int) -> Balance:
+        """Deposit into, or release from, the identity's escrow account `tag`."""
+        request = transfer_to_proto(prepare_transfer(identity, kind, tag, amount))
+        return balance_from_proto(self._rpc("Transfer", request, aggregator_pb2.AccountBalance))
+
+    def balance(self, account: Account) -> Balance:
+        request = aggregator_pb2.GetBalanceRequest(account=account_to_proto(account))
+        return balance_from_proto(self._rpc("GetBalance", request, aggregator_pb2.AccountBalance))
 
     def intendo_status(self, stag_id: bytes, intendo_id: bytes) -> aggregator_pb2.IntendoStatus:
         return self._rpc(

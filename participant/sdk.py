@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from stagpack.accounts import Transfer, TransferKind, check_amount, check_tag
 from stagpack.encoding import SlotLayout, StagKind, Threshold
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import InvalidInput
@@ -53,14 +54,21 @@ def prepare_intendo(
     identity: SigningIdentity,
     threshold: Threshold,
     *,
+    capital_tag: str = "",
     valid_for_millis: int = DEFAULT_VALIDITY_MILLIS,
 ) -> PreparedIntendo:
-    """Encode the thermometer, encrypt it under the joint key, sign the envelope."""
+    """Encode the thermometer, encrypt it under the joint key, sign the envelope. A capital
+    intendo names `capital_tag`, the signer's escrow account that backs its weight."""
+    if spec.kind is StagKind.CAPITAL:
+        check_tag(capital_tag, "the capital tag (the escrow account backing the intendo)")
+    elif capital_tag:
+        raise InvalidInput("a count intendo names no capital tag")
     layout = SlotLayout(context.slot_count, context.plaintext_modulus)
     slots = layout.thermometer(threshold, spec.levels)
     ciphertext = context.ciphertext_to_bytes(context.encrypt(joint_key, slots))
     envelope = IntendoEnvelope.sign(
-        identity, spec.stag_id, hashlib.sha256(ciphertext).digest(), threshold.weight, now_millis() + valid_for_millis
+        identity, spec.stag_id, hashlib.sha256(ciphertext).digest(), threshold.weight, now_millis() + valid_for_millis,
+        capital_tag,
     )
     return PreparedIntendo(envelope, ciphertext)
 
@@ -69,3 +77,12 @@ def prepare_withdrawal(
     identity: SigningIdentity, stag_id: bytes, intendo_id: bytes, *, valid_for_millis: int = DEFAULT_VALIDITY_MILLIS
 ) -> Withdrawal:
     return Withdrawal.sign(identity, stag_id, intendo_id, now_millis() + valid_for_millis)
+
+
+def prepare_transfer(
+    identity: SigningIdentity, kind: TransferKind, tag: str, amount: int, *, valid_for_millis: int = DEFAULT_VALIDITY_MILLIS
+) -> Transfer:
+    """A deposit into, or a release from, the signer's escrow account `tag`."""
+    check_tag(tag)
+    check_amount(amount)
+    return Transfer.sign(identity, kind, tag, amount, now_millis() + valid_for_millis)

@@ -22,29 +22,36 @@ DIGEST_SIZE = 32
 class IntendoStatement:
     """What a participant signs when it submits an intendo."""
 
-    WIRE_NAME = "stagpack.IntendoStatement.v1"
+    WIRE_NAME = "stagpack.IntendoStatement.v2"
 
     stag_id: bytes
     participant: bytes  # Ed25519 public key
     ciphertext_digest: bytes  # SHA-256 of the canonical ciphertext bytes
     weight: int  # a_i: 1 for count stags, the committed units for capital stags (public)
+    capital_tag: str  # capital stags: the participant's escrow account backing the weight; count stags: ""
     nonce: bytes
     expires_at_millis: int
 
 
 @dataclass(frozen=True)
 class IntendoEnvelope:
-    WIRE_NAME = "stagpack.IntendoEnvelope.v1"
+    WIRE_NAME = "stagpack.IntendoEnvelope.v2"
 
     statement: IntendoStatement
     signature: bytes
 
     @classmethod
     def sign(
-        cls, identity: SigningIdentity, stag_id: bytes, ciphertext_digest: bytes, weight: int, expires_at_millis: int
+        cls,
+        identity: SigningIdentity,
+        stag_id: bytes,
+        ciphertext_digest: bytes,
+        weight: int,
+        expires_at_millis: int,
+        capital_tag: str = "",
     ) -> IntendoEnvelope:
         statement = IntendoStatement(
-            stag_id, identity.verify_key, ciphertext_digest, weight, os.urandom(NONCE_SIZE), expires_at_millis
+            stag_id, identity.verify_key, ciphertext_digest, weight, capital_tag, os.urandom(NONCE_SIZE), expires_at_millis
         )
         return cls(statement, identity.sign("intendo", codec.encode(statement)))
 
@@ -61,6 +68,8 @@ class IntendoEnvelope:
             raise InvalidInput(f"the nonce must be {NONCE_SIZE} bytes")
         if type(statement.weight) is not int or statement.weight < 1:
             raise InvalidInput("the weight must be a positive integer")
+        if not isinstance(statement.capital_tag, str) or len(statement.capital_tag) > 64:
+            raise InvalidInput("the capital tag must be a string of at most 64 characters")
         check_verify_key(statement.participant, "participant key")
         verify_signature(statement.participant, "intendo", codec.encode(statement), self.signature)
 

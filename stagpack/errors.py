@@ -68,3 +68,8 @@ class KeyholderUnreachable(StagpackError):
 
 class CryptoFailure(StagpackError):
     """The cryptographic backend failed in a way that is not the caller's fault."""
+
+
+class InsufficientFunds(WrongPhase):
+    """An escrow account holds too little for the intendo or release asked of it (deposit first,
+    or withdraw the intendo it backs)."""

@@ -27,6 +27,7 @@ class EntryKind(str, enum.Enum):
     WITHDRAWAL = "withdrawal"
     VALIDATION = "validation"
     HUNT = "hunt"
+    VOID = "void"
 
 
 @dataclass(frozen=True)
@@ -165,12 +166,33 @@ class CertificateBundle:
         self.certificate.verify(CommitteeInfo.from_transcript(self.transcript), self.spec)
 
 
+@dataclass(frozen=True)
+class Void:
+    """A live capital intendo that can no longer execute: another stag's hunt, whose certificate
+    this cites, executed an intendo backed by the same escrow account (DESIGN.md §10.1,
+    multiplexing: intendos that share a signer and a capital tag are mutually exclusive)."""
+
+    WIRE_NAME = "stagpack.Void.v1"
+
+    intendo_id: bytes
+    certificate: HuntCertificate
+
+    def spending_member(self, participant: bytes, capital_tag: str) -> IntendoEnvelope | None:
+        """The certified member backed by the account (participant, capital_tag), if any."""
+        for member in self.certificate.outcome.members:
+            statement = member.statement
+            if statement.participant == participant and statement.capital_tag == capital_tag:
+                return member
+        return None
+
+
 BODY_TYPES: dict[EntryKind, type] = {
     EntryKind.GENESIS: StagSpec,
     EntryKind.SUBMISSION: IntendoEnvelope,
     EntryKind.WITHDRAWAL: Withdrawal,
     EntryKind.VALIDATION: ValidationCertificate,
     EntryKind.HUNT: HuntCertificate,
+    EntryKind.VOID: Void,
 }
 Body = TypeVar("Body")
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from stagpack.encoding import StagKind
+from stagpack.accounts import Account, check_tag
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import AlreadyExists, IntegrityFailure, InvalidInput, NotFound, RateLimited, WrongPhase
 from stagpack.fhe import Ciphertext, FheContext
-from stagpack.log import GENESIS_PREVIOUS, EntryKind, HuntCertificate, LogEntry, ValidationCertificate, decode_body
+from stagpack.log import GENESIS_PREVIOUS, EntryKind, HuntCertificate, LogEntry, ValidationCertificate, Void, decode_body
 from stagpack.committee import CommitteeInfo
 from stagpack.stag import StagSpec
 
@@ -31,6 +32,7 @@ class IntendoStatus(str, enum.Enum):
     EXECUTED = "executed"
     WITHDRAWN = "withdrawn"
     REJECTED = "rejected"
+    VOIDED = "voided"  # its escrow was spent by another stag's hunt
 
 
 LIVE = (IntendoStatus.AWAITING, IntendoStatus.COUNTED, IntendoStatus.EXECUTED)
@@ -64,6 +66,12 @@ class IntendoRecord:
     @property
     def weight(self) -> int:
         return self.envelope.statement.weight
+
+    @property
+    def backing(self) -> Account | None:
+        """The escrow account backing a capital intendo (None for a count intendo)."""
+        statement = self.envelope.statement
+        return Account(statement.participant, statement.capital_tag) if statement.capital_tag else None
 
 
 @dataclass
@@ -108,6 +116,17 @@ class PackState:
         """Counted, not yet executed intendos in log order: the candidates of the next hunt."""
         return [(key, record) for key, record in self.intendos.items() if record.status is IntendoStatus.COUNTED]
 
+    def held(self, account: Account) -> int:
+        """The weight of this stag's live intendo backed by `account` (0 if none): escrow that
+        may not be released while the intendo can still execute."""
+        intendo_id = self.live_by_participant.get(account.owner)
+        if intendo_id is None:
+            return 0
+        record = self.intendos[intendo_id]
+        if record.status in (IntendoStatus.AWAITING, IntendoStatus.COUNTED) and record.backing == account:
+            return record.weight
+        return 0
+
     def awaiting(self) -> list[bytes]:
         return [key for key, record in self.intendos.items() if record.status is IntendoStatus.AWAITING]
 
@@ -149,6 +168,10 @@ class PackState:
             raise AlreadyExists("this identity already has a live intendo in the stag; withdraw it first")
         if spec.kind is StagKind.COUNT and statement.weight != 1:
             raise InvalidInput("count intendos have weight 1")
+        if spec.kind is StagKind.COUNT and statement.capital_tag:
+            raise InvalidInput("count intendos name no capital tag")
+        if spec.kind is StagKind.CAPITAL:
+            check_tag(statement.capital_tag, "the capital tag backing the intendo")
         if not 1 <= statement.weight <= spec.levels - 1:
             raise InvalidInput(f"the weight must be in 1..{spec.levels - 1}")
         if self.reserved_weight + statement.weight > spec.levels - 1:
@@ -211,6 +234,8 @@ class PackState:
             self._apply_validation(entry, decode_body(entry, ValidationCertificate), source)
         elif entry.kind is EntryKind.HUNT:
             self._apply_hunt(entry, decode_body(entry, HuntCertificate))
+        elif entry.kind is EntryKind.VOID:
+            self._apply_void(entry, decode_body(entry, Void), source)
         self.height = entry.height
         self.head = entry.digest()
         self.last_accepted_at = entry.accepted_at_millis
@@ -301,6 +326,34 @@ class PackState:
         self.executed_level = outcome.level
         self.last_hunt_epoch = outcome.epoch
         self.hunts.append(certificate)
+
+    def check_void(self, void: Void) -> IntendoRecord:
+        """A void must cite a hunt certificate the committee signed, of another stag, that
+        executed an intendo backed by the same escrow account as the live intendo it voids."""
+        record = self.intendos.get(void.intendo_id)
+        if record is None:
+            raise InvalidInput("the void names no intendo of this stag")
+        if record.status not in (IntendoStatus.AWAITING, IntendoStatus.COUNTED):
+            raise WrongPhase(f"only a live intendo can be voided; this one is {record.status.value}")
+        statement = record.envelope.statement
+        if not statement.capital_tag:
+            raise InvalidInput("only a capital intendo can be voided: a count intendo spends no escrow")
+        outcome = void.certificate.outcome
+        if outcome.stag_id == self.stag_id:
+            raise InvalidInput("a void cites a hunt of another stag (a stag's own members execute, not void)")
+        if void.spending_member(statement.participant, statement.capital_tag) is None:
+            raise InvalidInput("the cited hunt executed nothing backed by this intendo's escrow account")
+        self.committee.check_quorum_signatures("hunt", outcome.digest(), void.certificate.signatures)
+        return record
+
+    def _apply_void(self, entry: LogEntry, void: Void, source: CiphertextSource) -> None:
+        record = self.check_void(void)
+        if record.status is IntendoStatus.COUNTED:
+            self._uncount(void.intendo_id, source)
+        record.status = IntendoStatus.VOIDED
+        record.closed_at = entry.height
+        self.live_by_participant.pop(record.envelope.statement.participant, None)
+        self.reserved_weight -= record.weight
 
     def _count(self, intendo_id: bytes, source: CiphertextSource) -> None:
         """Add a validated intendo to S at the evaluation level (its noise was shown bounded at

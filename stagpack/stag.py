@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from stagpack import codec
+from stagpack.accounts import Account
 from stagpack.encoding import MIN_LEVELS, StagKind
 from stagpack.errors import InvalidInput
 from stagpack.identity import check_verify_key, digest
@@ -47,7 +48,7 @@ class ManualClock:
 class StagSpec:
     """Everything that defines a stag. `eligibility` empty means open to any identity."""
 
-    WIRE_NAME = "stagpack.StagSpec.v1"
+    WIRE_NAME = "stagpack.StagSpec.v2"
 
     committee: bytes  # the committee (transcript digest) whose key encrypts this stag
     kind: StagKind
@@ -58,6 +59,7 @@ class StagSpec:
     opens_at_millis: int
     deadline_millis: int  # 0: no deadline
     payload: bytes  # opaque to stagpack; handed to the executor when a hunt fires
+    beneficiary: Account | None  # capital stags: the account a hunt's capital is paid to
     nonce: bytes
 
     @classmethod
@@ -73,6 +75,7 @@ class StagSpec:
         opens_at_millis: int | None = None,
         deadline_millis: int = 0,
         payload: bytes = b"",
+        beneficiary: Account | None = None,
     ) -> StagSpec:
         return cls(
             committee=committee,
@@ -84,6 +87,7 @@ class StagSpec:
             opens_at_millis=now_millis() if opens_at_millis is None else opens_at_millis,
             deadline_millis=deadline_millis,
             payload=payload,
+            beneficiary=beneficiary,
             nonce=os.urandom(16),
         )
 
@@ -115,6 +119,12 @@ class StagSpec:
             raise InvalidInput("the deadline must be after the opening time")
         if len(self.payload) > MAX_PAYLOAD_BYTES:
             raise InvalidInput(f"the payload is larger than {MAX_PAYLOAD_BYTES} bytes")
+        if self.kind is StagKind.CAPITAL:
+            if self.beneficiary is None:
+                raise InvalidInput("a capital stag names the beneficiary account its hunts pay (owner key and tag)")
+            self.beneficiary.check("beneficiary")
+        elif self.beneficiary is not None:
+            raise InvalidInput("a count stag moves no money: it has no beneficiary")
         if len(self.nonce) != 16:
             raise InvalidInput("the stag nonce must be 16 bytes")
 

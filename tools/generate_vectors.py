@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.vectors import to_json  # noqa: E402
 
 from stagpack import codec  # noqa: E402
+from stagpack.accounts import Account, Transfer, TransferKind, TransferStatement  # noqa: E402
 from stagpack.aggregator.sessions import SessionProgress  # noqa: E402
 from stagpack.calls import CallCredential, SignedCredential  # noqa: E402
 from stagpack.committee import CommitteeInfo, KeyholderSignature, Participant, Transcript, TranscriptBody, TranscriptSignature  # noqa: E402
@@ -31,7 +32,7 @@ from stagpack.encoding import StagKind  # noqa: E402
 from stagpack.envelope import IntendoEnvelope, IntendoStatement, Withdrawal, WithdrawalStatement  # noqa: E402
 from stagpack.identity import KeyholderIdentity, SigningIdentity  # noqa: E402
 from stagpack.keyholder.node import SealedBackup, SealedBackups  # noqa: E402
-from stagpack.keyholder.store import ServedStep, SessionRecord  # noqa: E402
+from stagpack.keyholder.store import BindingHunt, ServedStep, SessionRecord  # noqa: E402
 from stagpack.log import (  # noqa: E402
     CertificateBundle,
     EntryKind,
@@ -41,6 +42,7 @@ from stagpack.log import (  # noqa: E402
     LogRange,
     ValidationCertificate,
     ValidationOutcome,
+    Void,
 )
 from stagpack.session import MaskCommitment, MaskReveal, PartialStatement, SessionKind, SessionRef, SignedCommitment, SignedPartial, Step  # noqa: E402
 from stagpack.stag import StagSpec  # noqa: E402
@@ -87,9 +89,23 @@ def records() -> list[object]:
     spec = StagSpec(
         committee=committee.committee_id, kind=StagKind.COUNT, levels=16, title="Strike if 9 of us do",
         eligibility=tuple(sorted((alice.verify_key, bob.verify_key))), epoch_millis=10_000,
-        opens_at_millis=1_790_000_000_000, deadline_millis=1_790_086_400_000, payload=b"execute: strike", nonce=seeded("nonce")[:16],
+        opens_at_millis=1_790_000_000_000, deadline_millis=1_790_086_400_000, payload=b"execute: strike", beneficiary=None,
+        nonce=seeded("nonce")[:16],
     )
-    statement = IntendoStatement(spec.stag_id, alice.verify_key, seeded("ciphertext"), 1, seeded("alice-nonce")[:16], 1_790_000_600_000)
+    statement = IntendoStatement(spec.stag_id, alice.verify_key, seeded("ciphertext"), 1, "", seeded("alice-nonce")[:16], 1_790_000_600_000)
+    # A capital stag paying its hunts to a cooperative's account, an intendo backed by Bob's
+    # "savings" escrow, and the deposit that funds it.
+    capital_spec = StagSpec(
+        committee=committee.committee_id, kind=StagKind.CAPITAL, levels=2048, title="Fund the solar roof (units of $100)",
+        eligibility=(), epoch_millis=60_000, opens_at_millis=1_790_000_000_000, deadline_millis=0, payload=b"",
+        beneficiary=Account(alice.verify_key, "roof-fund"), nonce=seeded("capital-nonce")[:16],
+    )
+    capital_statement = IntendoStatement(
+        capital_spec.stag_id, bob.verify_key, seeded("capital-ciphertext"), 10, "savings", seeded("bob-nonce")[:16], 1_790_000_600_000
+    )
+    capital_envelope = IntendoEnvelope(capital_statement, bob.sign("intendo", codec.encode(capital_statement)))
+    transfer_statement = TransferStatement(TransferKind.DEPOSIT, Account(bob.verify_key, "savings"), 10, seeded("deposit")[:16], 1_790_000_500_000)
+    transfer = Transfer(transfer_statement, bob.sign("transfer", codec.encode(transfer_statement)))
     envelope = IntendoEnvelope(statement, alice.sign("intendo", codec.encode(statement)))
     withdrawal_statement = WithdrawalStatement(spec.stag_id, envelope.intendo_id, alice.verify_key, seeded("withdraw")[:16], 1_790_000_700_000)
     withdrawal = Withdrawal(withdrawal_statement, alice.sign("withdrawal", codec.encode(withdrawal_statement)))
@@ -127,6 +143,9 @@ def records() -> list[object]:
         SealedBackups((SealedBackup(1, b"sealed share of keyholder 1"), SealedBackup(3, b"sealed share of keyholder 3"))),
         BackupHeader(body.ceremony_id, 1, 2),
         deferral, plan, *tests, *partials, commitment_to_partials, log_range, credential, signed_credential,
+        capital_spec, capital_statement, capital_envelope, transfer_statement, transfer,
+        Void(capital_envelope.intendo_id, hunt_certificate),
+        BindingHunt(capital_spec.stag_id, 4, (Account(bob.verify_key, "savings"),)),
     ]
 
 

@@ -75,6 +75,16 @@ class AggregatorStub:
                 request_serializer=stagpack_dot_v1_dot_aggregator__pb2.WatchHuntsRequest.SerializeToString,
                 response_deserializer=stagpack_dot_v1_dot_aggregator__pb2.Hunt.FromString,
                 _registered_method=True)
+        self.Transfer = channel.unary_unary(
+                '/stagpack.v1.Aggregator/Transfer',
+                request_serializer=stagpack_dot_v1_dot_aggregator__pb2.TransferRequest.SerializeToString,
+                response_deserializer=stagpack_dot_v1_dot_aggregator__pb2.AccountBalance.FromString,
+                _registered_method=True)
+        self.GetBalance = channel.unary_unary(
+                '/stagpack.v1.Aggregator/GetBalance',
+                request_serializer=stagpack_dot_v1_dot_aggregator__pb2.GetBalanceRequest.SerializeToString,
+                response_deserializer=stagpack_dot_v1_dot_aggregator__pb2.AccountBalance.FromString,
+                _registered_method=True)
 
 
 class AggregatorServicer:
@@ -135,6 +145,20 @@ class AggregatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Transfer(self, request, context):
+        """Escrow accounts (the executor's): an owner-signed deposit or release, applied once per
+        nonce and durable when acknowledged. A release may not touch what a live intendo holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBalance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AggregatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +201,16 @@ def add_AggregatorServicer_to_server(servicer, server):
                     servicer.WatchHunts,
                     request_deserializer=stagpack_dot_v1_dot_aggregator__pb2.WatchHuntsRequest.FromString,
                     response_serializer=stagpack_dot_v1_dot_aggregator__pb2.Hunt.SerializeToString,
+            ),
+            'Transfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.Transfer,
+                    request_deserializer=stagpack_dot_v1_dot_aggregator__pb2.TransferRequest.FromString,
+                    response_serializer=stagpack_dot_v1_dot_aggregator__pb2.AccountBalance.SerializeToString,
+            ),
+            'GetBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalance,
+                    request_deserializer=stagpack_dot_v1_dot_aggregator__pb2.GetBalanceRequest.FromString,
+                    response_serializer=stagpack_dot_v1_dot_aggregator__pb2.AccountBalance.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +429,60 @@ class Aggregator:
             '/stagpack.v1.Aggregator/WatchHunts',
             stagpack_dot_v1_dot_aggregator__pb2.WatchHuntsRequest.SerializeToString,
             stagpack_dot_v1_dot_aggregator__pb2.Hunt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Transfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stagpack.v1.Aggregator/Transfer',
+            stagpack_dot_v1_dot_aggregator__pb2.TransferRequest.SerializeToString,
+            stagpack_dot_v1_dot_aggregator__pb2.AccountBalance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stagpack.v1.Aggregator/GetBalance',
+            stagpack_dot_v1_dot_aggregator__pb2.GetBalanceRequest.SerializeToString,
+            stagpack_dot_v1_dot_aggregator__pb2.AccountBalance.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,7 +18,7 @@ STAG_KIND_COUNT: StagKind
 STAG_KIND_CAPITAL: StagKind
 
 class StagSpec(_message.Message):
-    __slots__ = ("committee", "kind", "levels", "title", "eligibility", "epoch_millis", "opens_at_millis", "deadline_millis", "payload", "nonce")
+    __slots__ = ("committee", "kind", "levels", "title", "eligibility", "epoch_millis", "opens_at_millis", "deadline_millis", "payload", "nonce", "beneficiary")
     COMMITTEE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     LEVELS_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class StagSpec(_message.Message):
     DEADLINE_MILLIS_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
+    BENEFICIARY_FIELD_NUMBER: _ClassVar[int]
     committee: bytes
     kind: StagKind
     levels: int
@@ -39,23 +40,34 @@ class StagSpec(_message.Message):
     deadline_millis: int
     payload: bytes
     nonce: bytes
-    def __init__(self, committee: _Optional[bytes] = ..., kind: _Optional[_Union[StagKind, str]] = ..., levels: _Optional[int] = ..., title: _Optional[str] = ..., eligibility: _Optional[_Iterable[bytes]] = ..., epoch_millis: _Optional[int] = ..., opens_at_millis: _Optional[int] = ..., deadline_millis: _Optional[int] = ..., payload: _Optional[bytes] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+    beneficiary: Account
+    def __init__(self, committee: _Optional[bytes] = ..., kind: _Optional[_Union[StagKind, str]] = ..., levels: _Optional[int] = ..., title: _Optional[str] = ..., eligibility: _Optional[_Iterable[bytes]] = ..., epoch_millis: _Optional[int] = ..., opens_at_millis: _Optional[int] = ..., deadline_millis: _Optional[int] = ..., payload: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., beneficiary: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+
+class Account(_message.Message):
+    __slots__ = ("owner", "tag")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    owner: bytes
+    tag: str
+    def __init__(self, owner: _Optional[bytes] = ..., tag: _Optional[str] = ...) -> None: ...
 
 class IntendoStatement(_message.Message):
-    __slots__ = ("stag_id", "participant", "ciphertext_digest", "weight", "nonce", "expires_at_millis")
+    __slots__ = ("stag_id", "participant", "ciphertext_digest", "weight", "nonce", "expires_at_millis", "capital_tag")
     STAG_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_MILLIS_FIELD_NUMBER: _ClassVar[int]
+    CAPITAL_TAG_FIELD_NUMBER: _ClassVar[int]
     stag_id: bytes
     participant: bytes
     ciphertext_digest: bytes
     weight: int
     nonce: bytes
     expires_at_millis: int
-    def __init__(self, stag_id: _Optional[bytes] = ..., participant: _Optional[bytes] = ..., ciphertext_digest: _Optional[bytes] = ..., weight: _Optional[int] = ..., nonce: _Optional[bytes] = ..., expires_at_millis: _Optional[int] = ...) -> None: ...
+    capital_tag: str
+    def __init__(self, stag_id: _Optional[bytes] = ..., participant: _Optional[bytes] = ..., ciphertext_digest: _Optional[bytes] = ..., weight: _Optional[int] = ..., nonce: _Optional[bytes] = ..., expires_at_millis: _Optional[int] = ..., capital_tag: _Optional[str] = ...) -> None: ...
 
 class IntendoEnvelope(_message.Message):
     __slots__ = ("statement", "signature")

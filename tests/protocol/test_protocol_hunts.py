@@ -184,7 +184,8 @@ def test_a_full_capital_stag_accepts_again_after_a_withdrawal(deployment, clock)
     big = stag.submit_capital(9, 15)
     stag.submit_capital(6, 15)  # 15 = L - 1: full, and a fixed point
     prepared = prepare_intendo(
-        deployment.context, deployment.context.joint_key, stag.spec, SigningIdentity(), Threshold.capital(1, 1, levels=levels)
+        deployment.context, deployment.context.joint_key, stag.spec, SigningIdentity(), Threshold.capital(1, 1, levels=levels),
+        capital_tag="main",
     )
     with pytest.raises(InvalidInput, match="full"):
         deployment.aggregator.submit(prepared.envelope, prepared.ciphertext)

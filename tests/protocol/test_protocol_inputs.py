@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
+from stagpack.accounts import Account
 from stagpack.encoding import SlotLayout, StagKind, Threshold
 from stagpack.envelope import IntendoEnvelope
 from stagpack.errors import RateLimited
@@ -25,7 +26,7 @@ from stagpack.app.inprocess import InProcessDeployment
 from stagpack.solver import PackSolver
 from stagpack.stag import ManualClock, StagSpec
 
-from support.protocol import start_deployment
+from support.protocol import TAG, deposit, start_deployment
 
 P = 65537
 
@@ -65,7 +66,11 @@ def malformed(layout: SlotLayout, levels: int) -> dict[str, tuple[SlotVector, in
 def submit_vector(deployment: InProcessDeployment, clock: ManualClock, spec: StagSpec, identity: SigningIdentity, vector: SlotVector, weight: int) -> bytes:
     context = deployment.context
     ciphertext = context.ciphertext_to_bytes(context.encrypt(context.joint_key, vector))
-    envelope = IntendoEnvelope.sign(identity, spec.stag_id, hashlib.sha256(ciphertext).digest(), weight, clock() + 600_000)
+    tag = ""
+    if spec.kind is StagKind.CAPITAL:
+        tag = TAG
+        deposit(deployment.aggregator, identity, weight)
+    envelope = IntendoEnvelope.sign(identity, spec.stag_id, hashlib.sha256(ciphertext).digest(), weight, clock() + 600_000, tag)
     return deployment.aggregator.submit(envelope, ciphertext).intendo_id
 
 
@@ -75,7 +80,10 @@ def test_malformed_ciphertexts_are_rejected_and_hunts_still_match_the_solver(
     system, clock = deployment
     aggregator = system.aggregator
     levels = 40
-    spec = StagSpec.new(committee=aggregator.committee.committee_id, kind=StagKind.CAPITAL, levels=levels, epoch_millis=1000, opens_at_millis=clock())
+    spec = StagSpec.new(
+        committee=aggregator.committee.committee_id, kind=StagKind.CAPITAL, levels=levels, epoch_millis=1000, opens_at_millis=clock(),
+        beneficiary=Account(SigningIdentity().verify_key, "proceeds"),
+    )
     aggregator.create_stag(spec)
     layout = SlotLayout(system.context.slot_count, P)
     solver = PackSolver(levels)

@@ -18,13 +18,15 @@ from typing import Callable, Iterator
 import pytest
 
 from stagpack import codec
+from stagpack.accounts import Account
+from stagpack.edge.ledger import SqliteLedger
 from stagpack.encoding import StagKind, Threshold
 from stagpack.identity import SigningIdentity
 from stagpack.app.launcher import LocalDeployment, health_status
 from stagpack.log import CertificateBundle
 from stagpack.edge.wire import spec_from_proto
 
-from support.services import Services, random_count_thresholds, wait_for
+from support.services import CAPITAL_TAG, Services, random_count_thresholds, wait_for
 
 pytestmark = [pytest.mark.processes]
 
@@ -162,8 +164,23 @@ def test_kill_minus_nine_loses_no_acknowledged_intendo_and_hunts_stay_right(serv
     services.settle(stag)
     stag.check_new_hunts(services.client)
     assert stag.hunts_checked >= 1, "the pack was built to fire"
-    assert stag.oracle.expected_hunt(int(services.client.status(stag.stag_id).log_height)) is None
+    status = services.client.status(stag.stag_id)
+    assert stag.oracle.expected_hunt(int(status.log_height)) is None
     assert len(stag.members) == 68
+    # money across the kills: the beneficiary holds exactly what the hunts executed, every
+    # executed member's account paid its weight once, and the ledger (read beside the running
+    # aggregator) conserves what was deposited
+    assert stag.spec.beneficiary is not None
+    assert services.client.balance(stag.spec.beneficiary).balance == status.executed_level > 0
+    ledger = SqliteLedger(deployment.directory / "aggregator" / "ledger.db")
+    try:
+        assert ledger.totals().conserved and ledger.totals().released == 0
+        executed = ledger.executions(stag.stag_id)
+        assert sum(execution.weight for execution in executed) == status.executed_level
+        for execution in executed:
+            assert ("paid", execution.weight) in ledger.movements(Account(execution.participant, CAPITAL_TAG))
+    finally:
+        ledger.close()
 
 
 def test_watchers_receive_each_hunt_with_a_certificate_that_verifies(services: Services, tmp_path: Path) -> None:

@@ -4,7 +4,10 @@
 byte-encoded between parties) and mirrors every submission, withdrawal and hunt in the plaintext
 `PackSolver`, the independent oracle: after each epoch the FHE result must equal the solver's
 exactly (hunt level, members in log order, executed weight), the certificate must verify on its
-own, and the ledger must have applied the hunt exactly once.
+own, and the ledger must have applied the hunt exactly once. In a capital stag every intendo is
+backed by an escrow deposit of its weight; after each epoch every account must hold its deposits
+less what its executed intendos paid, the beneficiary what the solver executed, and the ledger
+must conserve money.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from collections import defaultdict
+
+from stagpack.accounts import Account, Transfer, TransferKind
 from stagpack.decrypt import DecryptingParty
 from stagpack.decrypt.computation import DecryptionObserver
 from stagpack.encoding import StagKind, Threshold
@@ -29,6 +35,14 @@ from stagpack.stag import ManualClock, StagSpec
 
 
 EPOCH_MILLIS = 1_000
+TAG = "main"  # the escrow account that backs every capital intendo of the mirrored stags
+FAR_FUTURE = 2**62
+
+
+def deposit(aggregator: object, identity: SigningIdentity, amount: int, tag: str = TAG) -> None:
+    """Deposit `amount` into the identity's escrow account `tag` (what a participant does before
+    submitting a capital intendo)."""
+    aggregator.transfer(Transfer.sign(identity, TransferKind.DEPOSIT, tag, amount, FAR_FUTURE))  # type: ignore[attr-defined]
 
 
 def start_deployment(
@@ -71,6 +85,7 @@ class MirroredStag:
     identities: dict[bytes, SigningIdentity] = field(default_factory=dict)
     ciphertexts: dict[bytes, bytes] = field(default_factory=dict)
     reports: list[EpochReport] = field(default_factory=list)
+    deposited: dict[bytes, int] = field(default_factory=lambda: defaultdict(int))  # owner -> units deposited under TAG
 
     @classmethod
     def create(
@@ -91,6 +106,7 @@ class MirroredStag:
             title=title,
             epoch_millis=epoch_millis,
             opens_at_millis=clock(),
+            beneficiary=Account(SigningIdentity().verify_key, "proceeds") if kind is StagKind.CAPITAL else None,
         )
         stag_id = aggregator.create_stag(spec)
         return cls(deployment, clock, stag_id, PackSolver(levels))
@@ -121,7 +137,13 @@ class MirroredStag:
         """Encrypt, sign and submit an intendo; the solver learns its plaintext."""
         identity = identity or SigningIdentity()
         deployment = self.deployment
-        prepared = prepare_intendo(deployment.context, deployment.context.joint_key, self.spec, identity, threshold)
+        capital = self.spec.kind is StagKind.CAPITAL
+        if capital:
+            deposit(self.aggregator, identity, threshold.weight)
+            self.deposited[identity.verify_key] += threshold.weight
+        prepared = prepare_intendo(
+            deployment.context, deployment.context.joint_key, self.spec, identity, threshold, capital_tag=TAG if capital else ""
+        )
         self.aggregator.submit(prepared.envelope, prepared.ciphertext)
         self.solver.insert(prepared.intendo_id, threshold.level, threshold.weight)
         self.identities[prepared.intendo_id] = identity
@@ -209,6 +231,22 @@ class MirroredStag:
         assert status.remaining_capacity == self.levels - 1 - self.solver.total_weight
         ledger_ids = [execution.intendo_id for execution in self.deployment.ledger.executions(self.stag_id)]
         assert sorted(ledger_ids) == sorted(self.solver.executed_ids())  # type: ignore[type-var]
+        if self.spec.kind is StagKind.CAPITAL:
+            self.check_money()
+
+    def check_money(self) -> None:
+        """Every account holds its deposits less what its executed intendos paid; the
+        beneficiary holds what the solver executed; the ledger conserves money."""
+        ledger = self.deployment.ledger
+        paid: dict[bytes, int] = defaultdict(int)
+        for intendo_id in self.solver.executed_ids():
+            statement = self.aggregator.intendo(self.stag_id, intendo_id).envelope.statement
+            paid[statement.participant] += statement.weight
+        for owner, deposited in self.deposited.items():
+            assert ledger.balance(Account(owner, TAG)) == deposited - paid[owner]
+        beneficiary = self.spec.beneficiary
+        assert ledger.balance(beneficiary) == self.solver.executed_level
+        assert ledger.totals().conserved
 
 
 def run_epochs(stags: Sequence[MirroredStag]) -> list[EpochReport]:

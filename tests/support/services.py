@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+from stagpack.accounts import Account, TransferKind
 from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import NotFound, StagpackError
 from stagpack.identity import SigningIdentity
@@ -27,6 +28,7 @@ from stagpack.stag import StagSpec, now_millis
 
 T = TypeVar("T")
 WORKER = Path(__file__).parent / "workers" / "submit_worker.py"
+CAPITAL_TAG = "main"  # the escrow account that backs each participant's capital intendo
 
 
 def wait_for(condition: Callable[[], T], what: str, seconds: float = 180.0, interval: float = 0.1) -> T:
@@ -108,6 +110,8 @@ class Services:
         self.client = AggregatorClient(self.address, timeout_seconds=60)
 
     def new_stag(self, kind: StagKind = StagKind.COUNT, levels: int = 40, epoch_millis: int = 1500, **extra: object) -> TrackedStag:
+        if kind is StagKind.CAPITAL:
+            extra.setdefault("beneficiary", Account(SigningIdentity().verify_key, "proceeds"))
         spec = StagSpec.new(
             committee=self.client.committee_id, kind=kind, levels=levels, epoch_millis=epoch_millis,
             opens_at_millis=now_millis(), **extra,  # type: ignore[arg-type]
@@ -117,7 +121,12 @@ class Services:
 
     def submit(self, stag: TrackedStag, threshold: Threshold, seed: bytes | None = None) -> Member:
         member = Member(seed or os.urandom(32), threshold)
-        prepared = self.client.prepare(stag.spec, SigningIdentity(member.seed), threshold)
+        identity = SigningIdentity(member.seed)
+        tag = ""
+        if stag.spec.kind is StagKind.CAPITAL:
+            tag = CAPITAL_TAG
+            self.client.transfer(identity, TransferKind.DEPOSIT, tag, threshold.weight)
+        prepared = self.client.prepare(stag.spec, identity, threshold, tag)
         member.intendo_id, member.height = self.client.submit(prepared)
         stag.members[member.intendo_id] = member
         stag.oracle.intendo(member.intendo_id, threshold.level, threshold.weight)

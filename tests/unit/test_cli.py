@@ -333,15 +333,72 @@ def test_stag_create_accepts_the_edges_of_the_ranges(client: FakeClient, capsys:
 
     key = SigningIdentity().verify_key.hex()
     code, out, errors = run(["stag", "create", "--kind", "capital", "--levels", "8192", "--epoch", "100ms",
-                             "--deadline", "1h", "--eligible", key, "--eligible", key.upper(), "--json"], capsys)
+                             "--deadline", "1h", "--eligible", key, "--eligible", key.upper(), "--json",
+                             "--beneficiary", f"{key}:roof.fund-2"], capsys)
     assert code == 0, errors
     (spec,) = client.created
     assert spec.levels == 8192 and spec.epoch_millis == 100 and spec.eligibility == (bytes.fromhex(key),)
+    assert (spec.beneficiary.owner, spec.beneficiary.tag) == (bytes.fromhex(key), "roof.fund-2")
     assert spec.deadline_millis - spec.opens_at_millis == pytest.approx(3_600_000, abs=5_000)
     assert json.loads(out)["levels"] == 8192 and json.loads(out)["open"] is False
     assert "warning" not in errors
     code, _, errors = run(["stag", "create", "--kind", "count", "--levels", "2"], capsys)
     assert code == 0, errors
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        (["--kind", "capital"], "--beneficiary PUBLIC_KEY:TAG"),  # a capital stag must say whom it pays
+        (["--kind", "capital", "--beneficiary", "ab" * 32], "PUBLIC_KEY:TAG"),
+        (["--kind", "capital", "--beneficiary", "02" + "00" * 31 + ":roof"], "--beneficiary key"),
+        (["--kind", "capital", "--beneficiary", "VALID:a b"], "--beneficiary tag"),
+        (["--kind", "count", "--beneficiary", "VALID:roof"], "count stag moves no money"),
+    ],
+)
+def test_stag_create_refuses_a_missing_or_malformed_beneficiary(
+    arguments: list[str], complaint: str, client: FakeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stagpack.identity import SigningIdentity
+
+    key = SigningIdentity().verify_key.hex()
+    arguments = [argument.replace("VALID", key) for argument in arguments]
+    code, out, errors = run(["stag", "create", "--levels", "10", *arguments], capsys)
+    assert code == 2 and complaint in errors and "internal error" not in errors, errors
+    assert not client.created and not out
+
+
+def test_account_commands_sign_transfers_and_print_balances(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from stagpack.accounts import Account, Balance, TransferKind
+
+    transfers: list[tuple[bytes, TransferKind, str, int]] = []
+
+    def transfer(identity: Any, kind: TransferKind, tag: str, amount: int) -> Balance:
+        transfers.append((identity.verify_key, kind, tag, amount))
+        return Balance(Account(identity.verify_key, tag), 70, 25)
+
+    client.transfer = transfer  # type: ignore[attr-defined]
+    client.balance = lambda account: Balance(account, 70, 25)  # type: ignore[attr-defined]
+    assert run(["identity", "create", "--out", str(tmp_path / "alice.key")], capsys)[0] == 0
+    alice = ["--identity", str(tmp_path / "alice.key")]
+    code, out, errors = run(["account", "deposit", *alice, "--tag", "savings", "--amount", "70", "--json"], capsys)
+    assert code == 0, errors
+    document = json.loads(out)
+    assert (document["tag"], document["balance"], document["held"], document["releasable"]) == ("savings", 70, 25, 45)
+    ((owner, kind, tag, amount),) = transfers
+    assert (kind, tag, amount, owner.hex()) == (TransferKind.DEPOSIT, "savings", 70, document["owner"])
+    code, out, errors = run(["account", "balance", "--owner", owner.hex(), "--tag", "savings"], capsys)
+    assert code == 0 and "70 (25 held by a live intendo, 45 releasable)" in out, (out, errors)
+    for bad, complaint in ((["--amount", "0"], "--amount"), (["--amount", "-3"], "--amount"),
+                           (["--amount", str(2**60)], "--amount"), (["--tag", "no spaces", "--amount", "1"], "--tag")):
+        arguments = ["account", "release", *alice, *(["--tag", "savings"] if "--tag" not in bad else []), *bad]
+        code, _, errors = run(arguments, capsys)
+        assert code == 2 and complaint in errors, (bad, errors)
+    assert len(transfers) == 1, "refused input never reached the aggregator"
+    code, _, errors = run(["account", "balance", "--tag", "savings"], capsys)
+    assert code == 2 and "--identity FILE or --owner" in errors
 
 
 def test_stag_create_warns_that_an_open_stag_does_not_bound_the_validity_oracle(

@@ -25,11 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stagpack import codec
+from stagpack.accounts import Account, Transfer, TransferKind
 from stagpack.edge.aggregator_service import AggregatorServicer
 from stagpack.committee import Transcript
 from stagpack.encoding import StagKind, Threshold
 from stagpack.envelope import IntendoEnvelope
-from stagpack.errors import InvalidInput
+from stagpack.errors import InvalidInput, WrongPhase
 from stagpack.fhe import FheContext
 from stagpack.edge.rpc import PUBLIC_MESSAGE_LIMIT, add_servicer, new_server
 from stagpack.identity import SigningIdentity
@@ -39,7 +40,7 @@ from stagpack.participant.client import AggregatorClient
 from stagpack.session import DecryptRequest, SessionRef
 from stagpack.stag import ManualClock, StagSpec
 from stagpack.v1 import aggregator_pb2, common_pb2
-from stagpack.edge.wire import envelope_to_proto, spec_to_proto
+from stagpack.edge.wire import account_to_proto, envelope_to_proto, spec_to_proto, transfer_to_proto
 
 FUZZ_EXAMPLES = int(os.environ.get("STAGPACK_FUZZ_EXAMPLES", "60"))
 ACCEPTABLE = {
@@ -265,7 +266,10 @@ def test_fuzz_record_decoders_on_random_bytes(data: bytes, record_type: type) ->
 @fuzz_settings
 @given(st.lists(mutations(), min_size=1, max_size=4))
 def test_fuzz_record_decoders_on_mutated_records(changes: list[tuple[str, int, int]]) -> None:
-    spec = StagSpec.new(committee=bytes(32), kind=StagKind.CAPITAL, levels=50, title="t", eligibility=(b"\x01" * 32,))
+    spec = StagSpec.new(
+        committee=bytes(32), kind=StagKind.CAPITAL, levels=50, title="t", eligibility=(b"\x01" * 32,),
+        beneficiary=Account(b"\x02" * 32, "proceeds"),
+    )
     entry = LogEntry(spec.stag_id, 1, bytes(32), 5, EntryKind.GENESIS, codec.encode(spec))
     data = codec.encode(entry)
     for change in changes:
@@ -342,3 +346,141 @@ def test_fuzz_every_public_method_with_raw_bytes(api: PublicApi, method: str, pa
         assert code is not grpc.StatusCode.UNAVAILABLE or method == "WatchHunts"
     if method in ("SubmitIntendo", "WithdrawIntendo"):
         assert api.height() == height
+
+
+# --- escrow accounts ---------------------------------------------------------------------------
+
+
+def balance_of(api: PublicApi, identity: SigningIdentity, tag: str = "main") -> tuple[int, int]:
+    balance = api.client.balance(Account(identity.verify_key, tag))
+    return balance.balance, balance.held
+
+
+def capital_stag(api: PublicApi) -> StagSpec:
+    spec = StagSpec.new(
+        committee=api.client.committee_id, kind=StagKind.CAPITAL, levels=30, epoch_millis=1000, opens_at_millis=api.clock(),
+        beneficiary=Account(SigningIdentity().verify_key, "proceeds"),
+    )
+    api.client.create_stag(spec)
+    return spec
+
+
+def expect_refused(api: PublicApi, spec: StagSpec, action: Callable[[], object], error: type[Exception], phrase: str) -> None:
+    """`action` fails with `error` saying `phrase`, and neither the log nor any balance changed."""
+    height = api.client.status(spec.stag_id).log_height
+    totals = api.deployment.ledger.totals()
+    with pytest.raises(error, match=phrase):
+        action()
+    assert api.client.status(spec.stag_id).log_height == height
+    assert api.deployment.ledger.totals() == totals
+
+
+def test_capital_intendos_enter_only_while_their_escrow_covers_them(api: PublicApi) -> None:
+    """Over the wire an escrow shortfall is FAILED_PRECONDITION (`WrongPhase`: deposit, then
+    retry); nothing is logged and no money moves."""
+    client = api.client
+    spec, second = capital_stag(api), capital_stag(api)
+    alice = SigningIdentity()
+    five = client.prepare(spec, alice, Threshold.capital(5, 12, levels=30), "main")
+    expect_refused(api, spec, lambda: client.submit(five), WrongPhase, "holds 0, less than the intendo's weight 5")
+    client.transfer(alice, TransferKind.DEPOSIT, "main", 4)
+    expect_refused(api, spec, lambda: client.submit(five), WrongPhase, "holds 4")
+    client.transfer(alice, TransferKind.DEPOSIT, "main", 3)
+    intendo_id, _ = client.submit(five)
+    assert balance_of(api, alice) == (7, 5)
+    # the live intendo holds its weight: only the rest may be released
+    expect_refused(api, spec, lambda: client.transfer(alice, TransferKind.RELEASE, "main", 3), WrongPhase, "at most 2")
+    assert client.transfer(alice, TransferKind.RELEASE, "main", 2).balance == 5
+    # multiplexing: the same account backs an intendo in a second stag; they are mutually
+    # exclusive, so the account holds the larger weight, not the sum
+    seven = client.prepare(second, alice, Threshold.capital(7, 9, levels=30), "main")
+    expect_refused(api, second, lambda: client.submit(seven), WrongPhase, "holds 5, less than the intendo's weight 7")
+    client.submit(client.prepare(second, alice, Threshold.capital(4, 9, levels=30), "main"))
+    assert balance_of(api, alice) == (5, 5)
+    # withdrawn, the first intendo holds nothing any more; the second still holds its 4
+    client.withdraw(alice, spec.stag_id, intendo_id)
+    assert balance_of(api, alice) == (5, 4)
+    assert client.transfer(alice, TransferKind.RELEASE, "main", 1).balance == 4
+    expect_refused(api, spec, lambda: client.transfer(alice, TransferKind.RELEASE, "main", 1), WrongPhase, "at most 0")
+    assert api.deployment.ledger.totals().conserved
+
+
+def test_intendos_name_a_tag_exactly_when_their_stag_moves_money(api: PublicApi) -> None:
+    spec = capital_stag(api)
+    person = SigningIdentity()
+    api.client.transfer(person, TransferKind.DEPOSIT, "main", 10)
+    ciphertext = api.client.prepare(spec, person, Threshold.capital(2, 5, levels=30), "main").ciphertext
+    digest = hashlib.sha256(ciphertext).digest()
+    untagged = IntendoEnvelope.sign(person, spec.stag_id, digest, 2, api.clock() + 600_000)
+    assert submit(api, untagged, ciphertext)[0] is grpc.StatusCode.INVALID_ARGUMENT
+    bad_tag = IntendoEnvelope.sign(person, spec.stag_id, digest, 2, api.clock() + 600_000, "no spaces")
+    code, details = submit(api, bad_tag, ciphertext)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and "capital tag" in details, details
+    valid = api.valid_ciphertext
+    tagged_count = IntendoEnvelope.sign(person, api.spec.stag_id, hashlib.sha256(valid).digest(), 1, api.clock() + 600_000, "main")
+    assert submit(api, tagged_count, valid) == (grpc.StatusCode.INVALID_ARGUMENT, "count intendos name no capital tag")
+    # a capital stag names the account it pays; a count stag names none
+    committee = api.client.committee_id
+    unpaid = StagSpec.new(committee=committee, kind=StagKind.CAPITAL, levels=30, epoch_millis=1000)
+    paying_count = StagSpec.new(committee=committee, kind=StagKind.COUNT, levels=30, epoch_millis=1000, beneficiary=Account(person.verify_key, "x"))
+    not_a_key = dataclasses.replace(unpaid, beneficiary=Account(b"\x01" * 32, "proceeds"))
+    for spec_case in (unpaid, paying_count, not_a_key):
+        assert api.call("CreateStag", aggregator_pb2.CreateStagRequest(spec=spec_to_proto(spec_case))) is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_hostile_transfers_get_clear_errors_and_move_nothing(api: PublicApi) -> None:
+    alice, mallory = SigningIdentity(), SigningIdentity()
+    api.client.transfer(alice, TransferKind.DEPOSIT, "main", 50)
+    ledger = api.deployment.ledger
+    totals = ledger.totals()
+
+    def request(
+        kind: TransferKind = TransferKind.RELEASE, amount: int = 10, signer: SigningIdentity = alice, expires: int = 600_000,
+        **changes: object,
+    ) -> aggregator_pb2.TransferRequest:
+        """A release (or deposit) signed by `signer`; `changes` are made after signing."""
+        signed = Transfer.sign(signer, kind, "main", amount, api.clock() + expires)
+        statement = dataclasses.replace(signed.statement, **changes)
+        return transfer_to_proto(Transfer(statement, signed.signature))
+
+    def status(message: aggregator_pb2.TransferRequest) -> tuple[grpc.StatusCode, str]:
+        try:
+            api.stub.Transfer(message, timeout=30)
+        except grpc.RpcError as error:
+            return error.code(), error.details()  # type: ignore[attr-defined]
+        return grpc.StatusCode.OK, ""
+
+    unspecified = request()
+    unspecified.statement.kind = aggregator_pb2.TRANSFER_KIND_UNSPECIFIED
+    huge = request()
+    huge.statement.amount = 2**63
+    zero = request()
+    zero.statement.amount = 0
+    inflated = request(amount=1)
+    inflated.statement.amount = 40
+    cases = {
+        "no statement": (aggregator_pb2.TransferRequest(), grpc.StatusCode.INVALID_ARGUMENT, "missing"),
+        "an unknown kind": (unspecified, grpc.StatusCode.INVALID_ARGUMENT, "kind"),
+        "an amount of 2^63": (huge, grpc.StatusCode.INVALID_ARGUMENT, "amount"),
+        "an amount of 0": (zero, grpc.StatusCode.INVALID_ARGUMENT, "amount"),
+        "mallory releasing alice's money": (
+            request(signer=mallory, account=Account(alice.verify_key, "main")), grpc.StatusCode.INVALID_ARGUMENT, "signature",
+        ),
+        "a release inflated after signing": (inflated, grpc.StatusCode.INVALID_ARGUMENT, "signature"),
+        "an expired release": (request(expires=-1), grpc.StatusCode.INVALID_ARGUMENT, "expired"),
+        "a release of more than the balance": (request(amount=51), grpc.StatusCode.FAILED_PRECONDITION, "at most 50"),
+        "a short nonce": (request(nonce=b"n"), grpc.StatusCode.INVALID_ARGUMENT, "nonce"),
+        "a tag outside the alphabet": (request(account=Account(alice.verify_key, "a/b")), grpc.StatusCode.INVALID_ARGUMENT, "tag"),
+        "an owner that is not a key": (request(account=Account(b"\x01" * 32, "main")), grpc.StatusCode.INVALID_ARGUMENT, "key"),
+    }
+    for name, (message, code, phrase) in cases.items():
+        got, details = status(message)
+        assert got is code and phrase in details, (name, got, details)
+    assert ledger.totals() == totals, "no hostile transfer moved money"
+    replayed = request(amount=5)
+    assert status(replayed)[0] is grpc.StatusCode.OK
+    assert status(replayed) == (grpc.StatusCode.ALREADY_EXISTS, "this release was already applied (replay)")
+    assert balance_of(api, alice) == (45, 0)
+    assert api.call("GetBalance", aggregator_pb2.GetBalanceRequest()) is grpc.StatusCode.INVALID_ARGUMENT
+    bad = aggregator_pb2.GetBalanceRequest(account=account_to_proto(Account(alice.verify_key, "")))
+    assert api.call("GetBalance", bad) is grpc.StatusCode.INVALID_ARGUMENT

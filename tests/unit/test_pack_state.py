@@ -17,6 +17,7 @@ import pytest
 
 from support.unit import decrypt
 from stagpack import codec
+from stagpack.accounts import Account
 from stagpack.decrypt.circuit import layout_of
 from stagpack.decrypt.computation import SessionComputation, prescribed_family, read_step, session_outcome, sign_partials
 from stagpack.decrypt.steps import SessionFacts, next_step
@@ -40,6 +41,7 @@ from stagpack.log import (
     LogEntry,
     ValidationCertificate,
     ValidationOutcome,
+    Void,
 )
 from stagpack.committee import CommitteeInfo, KeyholderSignature
 from stagpack.pack import IntendoStatus, PackLimits, PackState
@@ -82,6 +84,7 @@ class Log:
             epoch_millis=1000,
             opens_at_millis=T0,
             deadline_millis=deadline,
+            beneficiary=Account(SigningIdentity().verify_key, "proceeds") if kind is StagKind.CAPITAL else None,
         )
         self.source = Ciphertexts()
         self.state = PackState(self.context, self.info, self.spec.stag_id, limits or PackLimits())
@@ -115,9 +118,16 @@ class Log:
         self.plain[hashlib.sha256(data).digest()] = vector
         return data
 
-    def envelope(self, identity: SigningIdentity, ciphertext: bytes, weight: int = 1, *, stag_id: bytes | None = None, expires: int | None = None) -> IntendoEnvelope:
+    def envelope(
+        self, identity: SigningIdentity, ciphertext: bytes, weight: int = 1, *, stag_id: bytes | None = None,
+        expires: int | None = None, tag: str | None = None,
+    ) -> IntendoEnvelope:
+        """A signed envelope; a capital stag's names the escrow tag "main" unless `tag` says otherwise."""
+        if tag is None:
+            tag = "main" if self.spec.kind is StagKind.CAPITAL else ""
         return IntendoEnvelope.sign(
-            identity, stag_id or self.stag_id, hashlib.sha256(ciphertext).digest(), weight, self.now + HOUR if expires is None else expires
+            identity, stag_id or self.stag_id, hashlib.sha256(ciphertext).digest(), weight,
+            self.now + HOUR if expires is None else expires, tag,
         )
 
     def submit(self, identity: SigningIdentity, level: int = 1, weight: int = 1) -> IntendoEnvelope:
@@ -764,3 +774,57 @@ def test_hunt_certificates_must_be_consistent_and_in_sequence(log: Log) -> None:
     log.apply(EntryKind.HUNT, log.hunt(envelopes[2:], epoch=4))
     assert log.state.executed_level == 3
 
+
+
+# --- voids (multiplexing, DESIGN.md §10.1) ---------------------------------------------------------
+
+
+def test_a_void_cites_a_certified_hunt_that_spent_the_same_account(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """Replicas check every void against what the certificate it cites says: another stag's
+    hunt, signed by t keyholders, that executed an intendo backed by the voided intendo's
+    escrow account. Anything else stops the replica (and so never reaches the log)."""
+    first = Log(committee2of3, kind=StagKind.CAPITAL, levels=20).genesis()
+    second = Log(committee2of3, kind=StagKind.CAPITAL, levels=20).genesis()
+    alice, bob, carol = people(3)
+    spending = first.submit(alice, level=3, weight=3)
+    first.validate(valid=[spending.intendo_id])
+    certificate = first.hunt([spending])
+    first.apply(EntryKind.HUNT, certificate)
+    backed = second.submit(alice, level=5, weight=4)  # alice's "main" account backs both
+    other_tag = second.encrypt(Threshold(5, 2))
+    bobs = second.envelope(bob, other_tag, 2, tag="savings")
+    second.submit_envelope(bobs, other_tag)
+    carols = second.submit(carol, level=5, weight=1)
+    second.validate(valid=[backed.intendo_id, bobs.intendo_id, carols.intendo_id])
+    forged = HuntCertificate(certificate.outcome, (certificate.signatures[0],))  # one signature short of t
+    stranger = KeyholderIdentity("stranger")
+    impostor = HuntCertificate(certificate.outcome, (certificate.signatures[0], KeyholderSignature(2, stranger.sign("hunt", certificate.outcome.digest()))))
+    for error, void in (
+        (InvalidSignature, Void(backed.intendo_id, forged)),
+        (InvalidSignature, Void(backed.intendo_id, impostor)),
+        (InvalidInput, Void(bobs.intendo_id, certificate)),  # the hunt spent alice's account, not bob's
+        (InvalidInput, Void(carols.intendo_id, certificate)),
+        (InvalidInput, Void(bytes(32), certificate)),
+    ):
+        second.expect_refused(error, EntryKind.VOID, void)
+    own = second.hunt([carols], level=None, epoch=1)  # the stag's own hunt executes, it does not void
+    second.expect_refused(InvalidInput, EntryKind.VOID, Void(carols.intendo_id, own))
+    before = second.state.reserved_weight
+    second.apply(EntryKind.VOID, Void(backed.intendo_id, certificate))
+    record = second.state.record(backed.intendo_id)
+    assert record.status is IntendoStatus.VOIDED and second.state.reserved_weight == before - 4
+    assert backed.intendo_id not in [intendo_id for intendo_id, _ in second.state.pending()]
+    second.counted_sum_matches()  # uncounted like a withdrawal
+    second.expect_refused(WrongPhase, EntryKind.VOID, Void(backed.intendo_id, certificate))  # voided once
+
+
+def test_a_count_intendo_is_never_voided(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    capital = Log(committee2of3, kind=StagKind.CAPITAL, levels=20).genesis()
+    count = Log(committee2of3, levels=20).genesis()
+    alice = SigningIdentity()
+    spending = capital.submit(alice, level=2, weight=2)
+    capital.validate(valid=[spending.intendo_id])
+    certificate = capital.hunt([spending])
+    counted = count.submit(alice, level=1)
+    count.validate(valid=[counted.intendo_id])
+    count.expect_refused(InvalidInput, EntryKind.VOID, Void(counted.intendo_id, certificate))

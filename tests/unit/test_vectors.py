@@ -26,6 +26,7 @@ from stagpack.calls import ReplayGuard, SignedCredential
 from stagpack.committee import CommitteeInfo, Transcript
 from stagpack.dkg.messages import QuorumPartials, SelfTestCiphertexts, SelfTestCommitment
 from stagpack.dkg.party import partials_digest, self_test_digest, self_test_quorums
+from stagpack.accounts import Transfer
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import Unauthenticated
 from stagpack.log import CertificateBundle, HuntCertificate, LogRange, ValidationCertificate
@@ -60,8 +61,12 @@ def test_the_signatures_in_the_vectors_verify() -> None:
     for vector in VECTORS:
         cls = record_type(vector["type"])
         by_type.setdefault(cls, []).append(from_json(cls, vector["fields"]))
-    (envelope,) = by_type[IntendoEnvelope]
-    envelope.verify()
+    count_envelope, capital_envelope = by_type[IntendoEnvelope]
+    count_envelope.verify()
+    capital_envelope.verify()
+    assert (count_envelope.statement.capital_tag, capital_envelope.statement.capital_tag) == ("", "savings")
+    (transfer,) = by_type[Transfer]
+    transfer.verify(transfer.statement.expires_at_millis)  # an owner-signed deposit, signed under "transfer"
     (withdrawal,) = by_type[Withdrawal]
     withdrawal.verify()
     (transcript,) = by_type[Transcript]
@@ -106,7 +111,8 @@ def test_the_signed_transcript_commits_to_the_self_test_records() -> None:
 def test_every_signed_or_stored_record_kind_has_a_vector() -> None:
     covered = {vector["wire_name"] for vector in VECTORS}
     for wire_name in (
-        "stagpack.StagSpec.v1", "stagpack.IntendoEnvelope.v1", "stagpack.Withdrawal.v1", "stagpack.LogEntry.v1",
+        "stagpack.StagSpec.v2", "stagpack.IntendoEnvelope.v2", "stagpack.Transfer.v1", "stagpack.Void.v1",
+            "stagpack.keyholder.BindingHunt.v1", "stagpack.Withdrawal.v1", "stagpack.LogEntry.v1",
         "stagpack.MaskCommitment.v1", "stagpack.PartialStatement.v1", "stagpack.HuntCertificate.v1",
         "stagpack.ValidationOutcome.v2", "stagpack.ValidationCertificate.v1", "stagpack.TranscriptBody.v2",
         "stagpack.Transcript.v1", "stagpack.CertificateBundle.v1", "stagpack.CeremonyPlan.v2",

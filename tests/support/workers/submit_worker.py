@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import sys
 
-from stagpack.encoding import Threshold
+from stagpack.accounts import TransferKind
+from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import StagpackError
 from stagpack.identity import SigningIdentity
 from stagpack.participant.client import AggregatorClient
@@ -24,7 +25,15 @@ def main() -> int:
     spec = client.spec(stag_id)
     for item in job["intendos"]:
         identity = SigningIdentity(bytes.fromhex(item["seed"]))
-        prepared = client.prepare(spec, identity, Threshold(item["level"], item["weight"]))
+        tag = ""
+        if spec.kind is StagKind.CAPITAL:  # back the intendo with an escrow deposit of its weight
+            tag = "main"
+            try:
+                client.transfer(identity, TransferKind.DEPOSIT, tag, item["weight"])
+            except StagpackError as error:
+                print(json.dumps({"seed": item["seed"], "error": f"deposit: {error}"}), flush=True)
+                return 1
+        prepared = client.prepare(spec, identity, Threshold(item["level"], item["weight"]), tag)
         # Announce the intendo before sending it: if this process or the aggregator dies in
         # flight, the test can still find out whether it was committed.
         print(json.dumps({"seed": item["seed"], "sending": prepared.intendo_id.hex()}), flush=True)

@@ -1,0 +1,293 @@
+"""Capital across stags, end to end: escrow, one account backing several stags, voids.
+
+The oracle is `solver.market.MarketReference`, the plaintext reference of DESIGN.md §10.1: a
+randomized run of several capital stags whose participants back intendos in more than one stag
+with the same escrow account must agree with it exactly after every epoch — every hunt (level
+and members), every intendo's status (voided ones included), every account's balance and the
+beneficiaries' — and the ledger must conserve money throughout.
+
+The attacks are the operator's: skip the voids so that an account pays twice, or run a second
+capital hunt while one that may spend the same accounts is bound but unfinished. Each runs
+with the keyholders' escrow rule switched off, where the account is asked to pay twice, and
+with it on, where the second hunt waits and nothing is spent twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from stagpack.accounts import Account, Transfer, TransferKind
+from stagpack.aggregator.sessions import SessionProgress, SessionRunner
+from stagpack.app.inprocess import InProcessDeployment
+from stagpack.encoding import StagKind, Threshold
+from stagpack.errors import CommitteeUnavailable, IntegrityFailure, StagpackError, WrongPhase
+from stagpack.identity import SigningIdentity
+from stagpack.keyholder import policy
+from stagpack.log import EntryKind, HuntCertificate, Void, decode_body
+from stagpack.participant.sdk import prepare_intendo, prepare_withdrawal
+from stagpack.session import SessionKind
+from stagpack.solver.market import MarketReference
+from stagpack.stag import ManualClock, StagSpec
+
+from support.protocol import FAR_FUTURE, start_deployment
+
+EPOCH_MILLIS = 1_000
+LEVELS = 24
+STATUSES = {"awaiting-validation": "live", "counted": "live", "executed": "executed", "withdrawn": "withdrawn", "voided": "voided"}
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Iterator[tuple[InProcessDeployment, ManualClock]]:
+    clock = ManualClock()
+    yield start_deployment(tmp_path, 3, 2, clock), clock
+
+
+@dataclass
+class Market:
+    """Capital stags of one deployment, every write mirrored in the plaintext reference."""
+
+    deployment: InProcessDeployment
+    clock: ManualClock
+    reference: MarketReference = field(default_factory=MarketReference)
+    stags: list[StagSpec] = field(default_factory=list)
+    intendos: dict[bytes, tuple[bytes, SigningIdentity]] = field(default_factory=dict)  # id -> (stag id, signer)
+    accounts: set[Account] = field(default_factory=set)
+
+    @property
+    def aggregator(self):  # type: ignore[no-untyped-def]
+        return self.deployment.aggregator
+
+    def create(self) -> StagSpec:
+        beneficiary = Account(SigningIdentity().verify_key, "fund")
+        spec = StagSpec.new(
+            committee=self.aggregator.committee.committee_id, kind=StagKind.CAPITAL, levels=LEVELS,
+            epoch_millis=EPOCH_MILLIS, opens_at_millis=self.clock(), beneficiary=beneficiary,
+        )
+        self.aggregator.create_stag(spec)
+        self.reference.create_stag(spec.stag_id, LEVELS, beneficiary)
+        self.stags.append(spec)
+        self.accounts.add(beneficiary)
+        return spec
+
+    def deposit(self, person: SigningIdentity, tag: str, amount: int) -> None:
+        self.aggregator.transfer(Transfer.sign(person, TransferKind.DEPOSIT, tag, amount, FAR_FUTURE))
+        self.reference.deposit(Account(person.verify_key, tag), amount)
+        self.accounts.add(Account(person.verify_key, tag))
+
+    def release(self, person: SigningIdentity, tag: str, amount: int) -> bool:
+        """Both refuse or both apply."""
+        account = Account(person.verify_key, tag)
+        try:
+            self.reference.release(account, amount)
+        except StagpackError:
+            with pytest.raises(WrongPhase):
+                self.aggregator.transfer(Transfer.sign(person, TransferKind.RELEASE, tag, amount, FAR_FUTURE))
+            return False
+        self.aggregator.transfer(Transfer.sign(person, TransferKind.RELEASE, tag, amount, FAR_FUTURE))
+        return True
+
+    def submit(self, spec: StagSpec, person: SigningIdentity, tag: str, weight: int, total: int) -> bytes | None:
+        """Submit; the reference and the aggregator must agree on whether escrow admits it."""
+        context = self.deployment.context
+        prepared = prepare_intendo(
+            context, context.joint_key, spec, person, Threshold.capital(weight, total, levels=LEVELS), capital_tag=tag
+        )
+        try:
+            self.reference.submit(spec.stag_id, prepared.intendo_id, Account(person.verify_key, tag), total, weight)
+        except StagpackError as expected:
+            with pytest.raises(type(expected)):
+                self.aggregator.submit(prepared.envelope, prepared.ciphertext)
+            return None
+        self.aggregator.submit(prepared.envelope, prepared.ciphertext)
+        self.intendos[prepared.intendo_id] = (spec.stag_id, person)
+        return prepared.intendo_id
+
+    def withdraw(self, intendo_id: bytes) -> None:
+        stag_id, person = self.intendos[intendo_id]
+        self.aggregator.withdraw(prepare_withdrawal(person, stag_id, intendo_id))
+        self.reference.withdraw(intendo_id)
+
+    def run_epoch(self) -> dict[bytes, HuntCertificate | None]:
+        """One epoch of every stag in creation order (as the scheduler runs them), checked
+        against the reference: hunts, statuses, balances, conservation."""
+        self.clock.advance(EPOCH_MILLIS)
+        epoch = self.stags[0].current_epoch(self.clock())
+        for spec in self.stags:
+            self.aggregator.run_due(spec.stag_id)
+        expected = self.reference.epoch(epoch)
+        certified: dict[bytes, HuntCertificate | None] = {}
+        for spec in self.stags:
+            hunts = [c for c in self.aggregator.hunts(spec.stag_id) if c.outcome.epoch == epoch]
+            hunt = expected[spec.stag_id]
+            if hunt is None:
+                assert hunts == [], (epoch, spec.title)
+                certified[spec.stag_id] = None
+                continue
+            (certificate,) = hunts
+            assert (certificate.outcome.level, certificate.outcome.member_ids) == (hunt.level, hunt.members)
+            certified[spec.stag_id] = certificate
+        for intendo_id, (stag_id, _) in self.intendos.items():
+            status = self.aggregator.intendo(stag_id, intendo_id).status.value
+            assert STATUSES[status] == self.reference.status(intendo_id), (intendo_id.hex()[:8], status)
+        ledger = self.deployment.ledger
+        for account in self.accounts:
+            assert ledger.balance(account) == self.reference.balance(account), account.describe()
+            balance = self.aggregator.balance(account)
+            assert balance.held == self.reference.held(account)
+        totals = ledger.totals()
+        assert totals.conserved and self.reference.conserved
+        assert (totals.deposited, totals.released) == (self.reference.deposited, self.reference.released)
+        return certified
+
+
+def test_one_account_backing_several_stags_matches_the_reference(market: tuple[InProcessDeployment, ManualClock]) -> None:
+    """Three capital stags; eight people, each with one or two escrow accounts that back
+    intendos in several stags at once; random deposits, releases and withdrawals between epochs.
+    Every epoch equals the reference — which hunts fire, with which members, which intendos the
+    first hunt to spend an account voids elsewhere — and so does every balance."""
+    deployment, clock = market
+    rng = random.Random(20261130)
+    world = Market(deployment, clock)
+    stags = [world.create() for _ in range(3)]
+    people = [SigningIdentity() for _ in range(8)]
+    tags = {person.verify_key: ["main"] + (["side"] if rng.random() < 0.5 else []) for person in people}
+    for person in people:
+        for tag in tags[person.verify_key]:
+            world.deposit(person, tag, rng.randint(2, 6))
+    live: dict[tuple[bytes, bytes], bytes] = {}  # (person, stag) -> live intendo
+    actions: dict[tuple[bytes, bytes], int] = defaultdict(int)
+    voided = executed = 0
+    for _ in range(5):
+        for _ in range(rng.randint(4, 7)):
+            person, spec = rng.choice(people), rng.choice(stags)
+            key = (person.verify_key, spec.stag_id)
+            if key in live or actions[key] >= 3:
+                continue
+            tag = rng.choice(tags[person.verify_key])
+            intendo = world.submit(spec, person, tag, rng.randint(1, 4), rng.randint(3, 12))
+            actions[key] += 1
+            if intendo is not None:
+                live[key] = intendo
+        if live and rng.random() < 0.5:
+            key = rng.choice(sorted(live))
+            if world.reference.status(live[key]) == "live":
+                world.withdraw(live.pop(key))
+                actions[key] += 1
+        person = rng.choice(people)
+        world.release(person, rng.choice(tags[person.verify_key]), rng.randint(1, 3))
+        world.deposit(rng.choice(people), "main", rng.randint(1, 3))
+        world.run_epoch()
+        for key, intendo in list(live.items()):
+            if world.reference.status(intendo) != "live":
+                voided += world.reference.status(intendo) == "voided"
+                executed += world.reference.status(intendo) == "executed"
+                del live[key]
+    assert executed and voided, "the run exercised hunts and voids"
+    # every void in a log cites the certificate that spent the same account
+    for spec in stags:
+        height = deployment.aggregator.status(spec.stag_id).height
+        for entry, _ in deployment.aggregator.read_log(spec.stag_id, 0, height):
+            if entry.kind is EntryKind.VOID:
+                void = decode_body(entry, Void)
+                _, person = world.intendos[void.intendo_id]
+                assert any(m.statement.participant == person.verify_key for m in void.certificate.outcome.members)
+
+
+# --- the operator's attacks ------------------------------------------------------------------
+
+
+def _two_stags_one_account(world: Market) -> tuple[StagSpec, StagSpec, SigningIdentity]:
+    """Alice's "main" account (5) backs an intendo of weight 3 in each of two stags; alone, each
+    is a fixed point at 3: both stags would fire in the first epoch."""
+    first, second = world.create(), world.create()
+    alice = SigningIdentity()
+    world.deposit(alice, "main", 5)
+    world.submit(first, alice, "main", 3, 3)
+    world.submit(second, alice, "main", 3, 3)
+    return first, second, alice
+
+
+@pytest.mark.parametrize("defended", [False, True], ids=["undefended", "defended"])
+def test_skipping_the_void_cannot_spend_an_account_twice(
+    defended: bool, market: tuple[InProcessDeployment, ManualClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator does not void: the second stag's pack still counts alice's intendo after the
+    first stag's hunt spent her account. Without the keyholders' rule the committee certifies a
+    second hunt that the account cannot pay; with it, the second stag waits for the void."""
+    deployment, clock = market
+    world = Market(deployment, clock)
+    first, second, alice = _two_stags_one_account(world)
+    monkeypatch.setattr(type(deployment.aggregator), "_void_spent", lambda self, pack: None)
+    if not defended:
+        monkeypatch.setattr(policy, "require_unspent", lambda state, spent_by: None)
+    clock.advance(EPOCH_MILLIS)
+    deployment.aggregator.run_due(first.stag_id)
+    assert len(deployment.aggregator.hunts(first.stag_id)) == 1
+    account = Account(alice.verify_key, "main")
+    assert deployment.ledger.balance(account) == 2
+    if not defended:
+        with pytest.raises(IntegrityFailure, match="cannot pay 3"):
+            deployment.aggregator.run_due(second.stag_id)
+        (double,) = deployment.aggregator.hunts(second.stag_id)  # certified, and unpayable
+        assert double.outcome.members[0].statement.participant == alice.verify_key
+        return
+    with pytest.raises(CommitteeUnavailable, match="spent"):
+        deployment.aggregator.run_due(second.stag_id)
+    assert deployment.aggregator.hunts(second.stag_id) == []
+    assert deployment.ledger.balance(account) == 2 and deployment.ledger.totals().conserved
+    monkeypatch.undo()  # the operator voids after all: the second stag goes on without alice
+    clock.advance(EPOCH_MILLIS)
+    deployment.aggregator.run_due(second.stag_id)
+    assert deployment.aggregator.hunts(second.stag_id) == []
+    (intendo_id,) = [i for i, (stag_id, _) in world.intendos.items() if stag_id == second.stag_id]
+    assert deployment.aggregator.intendo(second.stag_id, intendo_id).status.value == "voided"
+
+
+@pytest.mark.parametrize("defended", [False, True], ids=["undefended", "defended"])
+def test_a_second_hunt_waits_while_one_sharing_its_accounts_is_bound(
+    defended: bool, market: tuple[InProcessDeployment, ManualClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first stag's hunt reveals its members but its certificate is not collected (the
+    operator stops there); the operator then runs the second stag, which counts an intendo
+    backed by the same account. Without the keyholders' rule both hunts certify alice's
+    intendo — an account asked to pay twice; with it, the second hunt waits until the first is
+    finished, and then goes on without the voided intendo."""
+    deployment, clock = market
+    world = Market(deployment, clock)
+    first, second, alice = _two_stags_one_account(world)
+    certify: Callable[..., object] = SessionRunner._certify
+
+    def withheld(self: SessionRunner, progress: SessionProgress, *args: object) -> object:
+        if progress.session.kind is SessionKind.HUNT:
+            raise CommitteeUnavailable("the operator withholds the certification")
+        return certify(self, progress, *args)
+
+    monkeypatch.setattr(SessionRunner, "_certify", withheld)
+    if not defended:
+        monkeypatch.setattr(policy, "require_no_binding_overlap", lambda state, bindings: None)
+    clock.advance(EPOCH_MILLIS)
+    with pytest.raises(CommitteeUnavailable, match="withholds"):
+        deployment.aggregator.run_due(first.stag_id)  # bound: membership revealed, not certified
+    monkeypatch.setattr(SessionRunner, "_certify", certify)
+    if not defended:
+        deployment.aggregator.run_due(second.stag_id)
+        assert len(deployment.aggregator.hunts(second.stag_id)) == 1  # alice paid here
+        with pytest.raises(IntegrityFailure, match="cannot pay 3"):
+            deployment.aggregator.run_due(first.stag_id)  # the bound hunt finishes: she pays again
+        return
+    with pytest.raises(CommitteeUnavailable, match="not finished"):
+        deployment.aggregator.run_due(second.stag_id)
+    assert deployment.aggregator.hunts(second.stag_id) == []
+    deployment.aggregator.run_due(first.stag_id)  # the bound hunt is finished first
+    assert len(deployment.aggregator.hunts(first.stag_id)) == 1
+    clock.advance(EPOCH_MILLIS)
+    deployment.aggregator.run_due(second.stag_id)
+    assert deployment.aggregator.hunts(second.stag_id) == []
+    assert deployment.ledger.balance(Account(alice.verify_key, "main")) == 2
+    assert deployment.ledger.totals().conserved
