@@ -201,8 +201,8 @@ class Aggregator:
         for stag_id in store.stag_ids():
             self._packs[stag_id] = self._replay(stag_id)
             for certificate in self._packs[stag_id].hunts:  # an executor may have missed one before a crash
-                self._executor.execute(self._packs[stag_id].require_spec(), certificate)
                 self._note_spent(certificate)
+                self._executor.execute(self._packs[stag_id].require_spec(), certificate)
         log.info("aggregator ready: %d stags, committee %s", len(self._packs), self.committee.committee_id.hex()[:12])
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -296,6 +296,15 @@ class Aggregator:
             if statement.capital_tag:
                 self._spent.setdefault((statement.participant, statement.capital_tag), certificate)
 
+    def _spent_elsewhere(self, stag_id: bytes, snapshot: PackSnapshot) -> Account | None:
+        """An account a pending intendo of `snapshot` names that another stag's hunt spent."""
+        for _, envelope in snapshot.pending:
+            statement = envelope.statement
+            certificate = self._spent.get((statement.participant, statement.capital_tag)) if statement.capital_tag else None
+            if certificate is not None and certificate.outcome.stag_id != stag_id:
+                return Account(statement.participant, statement.capital_tag)
+        return None
+
     def _void_spent(self, pack: PackState) -> None:
         """Void the stag's live intendos whose escrow account another stag's hunt spent, each by
         a log entry citing that hunt's certificate (DESIGN.md §10.1). Runs before anything of
@@ -310,7 +319,7 @@ class Aggregator:
                     continue
                 certificate = self._spent.get((account.owner, account.tag))
                 if certificate is not None and certificate.outcome.stag_id != pack.stag_id:
-                    voids.append(Void(intendo_id, certificate))
+                    voids.append(Void(intendo_id, certificate, self._pack(certificate.outcome.stag_id).require_spec()))
             for void in voids:
                 self._append(pack, EntryKind.VOID, void)
                 log.info(
@@ -321,7 +330,7 @@ class Aggregator:
 
     def _held(self, account: Account) -> int:
         """The largest weight among live intendos `account` backs (they are mutually exclusive:
-        at most one of them executes). Call with the accounts lock."""
+        at most one of them executes). Exact only under the accounts lock."""
         held = 0
         for stag_id, pack in list(self._packs.items()):
             write, _ = self._locks(stag_id)
@@ -333,14 +342,13 @@ class Aggregator:
 
     def balance(self, account: Account) -> Balance:
         """An account's escrow and how much of it live intendos hold."""
-        account.check()
-        with self._accounts:
-            return Balance(account, self._executor.balance(account), self._held(account))
+        account.check()  # read-only: no accounts lock (a query must not hold up submissions and payments)
+        return Balance(account, self._executor.balance(account), self._held(account))
 
     def transfer(self, transfer: Transfer) -> Balance:
         """Apply an owner-signed deposit or release; a release may not touch what a live
         intendo holds. Durable before it returns."""
-        transfer.verify(self._clock())
+        transfer.verify(self._clock(), self.committee.committee_id)
         account = transfer.statement.account
         with self._accounts:
             held = self._held(account)
@@ -356,6 +364,11 @@ class Aggregator:
         write, session = self._locks(stag_id)
         with session, write:
             pack.check_withdrawal(withdrawal, self._clock())
+            bound = [u.number for u in self._store.unfinished_sessions()
+                     if u.stag_id == stag_id and u.kind is SessionKind.HUNT and _binding(codec.decode(SessionProgress, u.progress))]
+            if bound:
+                # its members may already be known to keyholders: the certificate must still find them pending
+                raise WrongPhase(f"the hunt of epoch {bound[0]} of this stag is being certified; withdraw after it")
             return self._append(pack, EntryKind.WITHDRAWAL, withdrawal).height
 
     def stag_ids(self) -> list[bytes]:
@@ -459,8 +472,8 @@ class Aggregator:
                 return epoch >= 1 and spec.epoch_allowed(epoch) and epoch not in done and epoch > pack.last_hunt_epoch
 
             try:
-                self._resume(pack)
                 self._void_spent(pack)
+                self._resume(pack)
                 while pack.validation_batch():
                     self._run_session(pack, SessionKind.VALIDATION, pack.validation_batches + 1, pack.snapshot(), None)
             except CommitteeUnavailable:
@@ -495,6 +508,17 @@ class Aggregator:
                 self._store.delete_session(pack.stag_id, unfinished.kind, number)
                 continue
             snapshot = pack.snapshot() if progress.session.height == pack.height else self._replay(pack.stag_id, progress.session.height).snapshot()
+            spent = self._spent_elsewhere(pack.stag_id, snapshot) if unfinished.kind is SessionKind.HUNT else None
+            if spent is not None:
+                # Keyholders refuse every step of a hunt that counts an account another stag's
+                # hunt spent (docs/protocol.md §6a), so this one can never finish; fewer than t
+                # of them can have served its membership (any two families of t + f share an
+                # honest keyholder), so nothing was revealed. The next epoch checks afresh, after
+                # the void.
+                log.warning("%s can never finish: it counts account %s, spent by stag %s; dropped",
+                            progress.session.describe(), spent.describe(), self._spent[(spent.owner, spent.tag)].outcome.stag_id.hex()[:12])
+                self._store.delete_session(pack.stag_id, unfinished.kind, number)
+                continue
             log.info("resuming %s", progress.session.describe())
             self._run_session(pack, unfinished.kind, number, snapshot, progress)
 
@@ -552,8 +576,8 @@ class Aggregator:
                 self._append(pack, EntryKind.HUNT, certificate)
             self._record_epoch(stag_id, number, EpochOutcome.HUNT, snapshot.height)
             self._store.delete_session(stag_id, kind, number)
+            self._note_spent(certificate)  # spent once certified, whatever the executor does next
             self._executor.execute(pack.require_spec(), certificate)
-            self._note_spent(certificate)
         log.info(
             "stag %s: hunt at epoch %d, level %d, %d members",
             stag_id.hex()[:12], number, result.outcome.level, len(result.outcome.members),

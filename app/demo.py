@@ -150,7 +150,7 @@ class InProcessBackend:
     def deposit(self, identity: SigningIdentity, tag: str, amount: int) -> None:
         from stagpack.participant.sdk import prepare_transfer
 
-        self.aggregator.transfer(prepare_transfer(identity, TransferKind.DEPOSIT, tag, amount))
+        self.aggregator.transfer(prepare_transfer(identity, self.committee_id, TransferKind.DEPOSIT, tag, amount))
 
     def balance(self, account: Account) -> int:
         return self.aggregator.balance(account).balance

@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS transfer_nonces (
 """
 
 
+MAX_BALANCE = 2**62  # what a beneficiary may accumulate from hunts
+
+
 @dataclass(frozen=True)
 class LedgerTotals:
     """Every unit that entered and left the ledger, and what its accounts hold."""
@@ -184,8 +187,11 @@ def _move(connection: sqlite3.Connection, account: Account, change: int, kind: s
     balance = _balance(connection, account) + change
     if balance < 0:
         raise IntegrityFailure(f"account {account.describe()} cannot pay {-change}: it holds {balance - change}")
-    if balance > MAX_AMOUNT:
-        raise InvalidInput(f"account {account.describe()} would hold more than {MAX_AMOUNT}")
+    # Deposits stop at MAX_AMOUNT; what a hunt pays a beneficiary is never refused for size
+    # (a certified hunt must execute), and 2^62 is far above anything hunts can pay (each pays
+    # less than its stag's levels) while every sum still fits 64 bits.
+    if balance > (MAX_AMOUNT if kind == "deposit" else MAX_BALANCE):
+        raise InvalidInput(f"account {account.describe()} would hold more than {MAX_AMOUNT}: deposit less")
     connection.execute(
         "INSERT INTO accounts VALUES (?, ?, ?) ON CONFLICT (owner, tag) DO UPDATE SET balance = excluded.balance",
         (account.owner, account.tag, balance),

@@ -105,7 +105,7 @@ def transfer_to_proto(transfer: Transfer) -> aggregator_pb2.TransferRequest:
     return aggregator_pb2.TransferRequest(
         statement=aggregator_pb2.TransferStatement(
             kind=_TRANSFER_KINDS[statement.kind], account=account_to_proto(statement.account), amount=statement.amount,
-            nonce=statement.nonce, expires_at_millis=statement.expires_at_millis,
+            nonce=statement.nonce, expires_at_millis=statement.expires_at_millis, committee=statement.committee,
         ),
         signature=transfer.signature,
     )
@@ -121,6 +121,7 @@ def transfer_from_proto(message: aggregator_pb2.TransferRequest) -> Transfer:
     return Transfer(
         TransferStatement(
             kind=kinds[statement.kind],
+            committee=bytes(statement.committee),
             account=account_from_proto(statement.account),
             amount=_bounded("transfer.statement.amount", statement.amount, MAX_AMOUNT),
             nonce=bytes(statement.nonce),

@@ -62,7 +62,7 @@ from stagpack.stag import now_millis
 
 log = logging.getLogger("stagpack.keyholder")
 
-CATCH_UP_ENTRIES = 64  # how far past an unfinished hunt's height a keyholder looks for its certificate
+CATCH_UP_ENTRIES = 4096  # how far past an unfinished hunt's height a keyholder looks for its certificate
 
 
 class MaskSource(Protocol):
@@ -123,6 +123,7 @@ class KeyholderNode:
         self._party: PartialSource | None = None
         self._replicas: Replicas | None = None
         self._computations: dict[tuple[bytes, bytes], SessionComputation] = {}
+        self._escrow_lock = threading.RLock()  # escrow checks and what they record, across stags
         stored = store.load_committee()
         if stored is not None:
             self._load_committee(stored)
@@ -275,8 +276,9 @@ class KeyholderNode:
                 return existing.commitment
             policy.require_not_reevaluated(existing, session)
             records = self._store.sessions(session.stag_id)  # decoded once for both
-            policy.may_open(session, state, records, self._clock())
-            self._check_escrow(session, state)
+            policy.may_open(session, state, records, self._clock(), self._dead_hunts(session.stag_id))
+            with self._escrow_lock:
+                self._check_escrow(session, state)
             self._erase_finished_sessions(session, records)
             masks = tuple(self._masks.mask(session, which) for which in range(committed_count(session.kind)))
             commitment = MaskCommitment(session, self.index, tuple(hashlib.sha256(mask).digest() for mask in masks))
@@ -288,23 +290,43 @@ class KeyholderNode:
 
     def _note_hunt(self, certificate: HuntCertificate) -> None:
         """A hunt this keyholder certified or saw in a log: the escrow accounts its members
-        spent, and it is no longer an unfinished binding hunt."""
+        spent, and it is no longer an unfinished binding hunt. Idempotent."""
         outcome = certificate.outcome
-        for member in outcome.members:
-            statement = member.statement
-            if statement.capital_tag:
-                self._store.record_spent(Account(statement.participant, statement.capital_tag), outcome.stag_id, outcome.epoch)
-        self._store.clear_binding(outcome.stag_id, outcome.epoch)
+        with self._escrow_lock:
+            for member in outcome.members:
+                statement = member.statement
+                if statement.capital_tag:
+                    self._store.record_spent(Account(statement.participant, statement.capital_tag), outcome.stag_id, outcome.epoch)
+            self._store.clear_binding(outcome.stag_id, outcome.epoch)
 
-    def _check_escrow(self, session: SessionRef, state: PackState) -> bool:
-        """Policy rule 1's escrow rules for a capital stag's hunt; False for any other session."""
+    def _dead(self, binding: BindingHunt) -> bool:
+        """A bound hunt that can never finish: it counts an account another stag's hunt spent."""
+        for account in binding.accounts:
+            spent = self._store.spent_by(account)
+            if spent is not None and spent[0] != binding.stag_id:
+                return True
+        return False
+
+    def _dead_hunts(self, stag_id: bytes) -> frozenset[int]:
+        return frozenset(b.epoch for b in self._store.binding_hunts() if b.stag_id == stag_id and self._dead(b))
+
+    def _live_bindings(self, stag_id: bytes) -> list[BindingHunt]:
+        """Other stags' bound, unfinished hunts that can still finish."""
+        return [b for b in self._store.binding_hunts() if b.stag_id != stag_id and not self._dead(b)]
+
+    def _check_escrow(self, session: SessionRef, state: PackState, *, bound: bool = False) -> bool:
+        """Policy rule 1's escrow rules for a capital stag's hunt (`bound`: this hunt is itself
+        bound already, only the spent accounts are checked); False for any other session. Call
+        with the escrow lock."""
         if session.kind is not SessionKind.HUNT or state.require_spec().kind is not StagKind.CAPITAL:
             return False
         policy.require_unspent(state, self._store.spent_by)
-        bindings = [binding for binding in self._store.binding_hunts() if binding.stag_id != session.stag_id]
+        if bound:
+            return True
+        bindings = self._live_bindings(session.stag_id)
         if bindings:
             self._catch_up(bindings)
-            bindings = [binding for binding in self._store.binding_hunts() if binding.stag_id != session.stag_id]
+            bindings = self._live_bindings(session.stag_id)
             policy.require_unspent(state, self._store.spent_by)
         policy.require_no_binding_overlap(state, bindings)
         return True
@@ -321,7 +343,7 @@ class KeyholderNode:
                 continue  # busy: left for the next attempt
             try:
                 height = replicas.state(binding.stag_id).height
-                for ahead in range(height, height + CATCH_UP_ENTRIES):
+                for ahead in range(height, height + CATCH_UP_ENTRIES):  # until the log ends (NotFound)
                     ((entry, _),) = list(self._source.read_log(binding.stag_id, ahead, ahead + 1))
                     if entry.kind is not EntryKind.HUNT:
                         continue
@@ -342,7 +364,7 @@ class KeyholderNode:
         state = replicas.state(session.stag_id)
         if session.height <= state.height:
             return
-        fired = policy.unrecorded_fired_hunts(self._store.sessions(session.stag_id), state.last_hunt_epoch)
+        fired = policy.unrecorded_fired_hunts(self._store.sessions(session.stag_id), state.last_hunt_epoch, self._dead_hunts(session.stag_id))
         if not fired:
             return
         recorded = set()
@@ -433,10 +455,11 @@ class KeyholderNode:
                 # Durable before any binding partial leaves: the hunt can no longer be a dry run.
                 assert facts.level is not None
                 state = replicas.state(session.stag_id)
-                if self._check_escrow(session, state):
-                    self._store.mark_binding(BindingHunt(session.stag_id, session.number, policy.pending_accounts(state)))
-                record = replace(record, fired_level=facts.level)
-                self._store.save_session(record)
+                with self._escrow_lock:  # check and record at once: no other hunt binds in between
+                    if self._check_escrow(session, state):
+                        self._store.mark_binding(BindingHunt(session.stag_id, session.number, policy.pending_accounts(state)))
+                    record = replace(record, fired_level=facts.level)
+                    self._store.save_session(record)
             released = record.own_partials(step)  # one own partial per ciphertext, ever
             shares = [party.partials(ciphertext, family, own=not released) for ciphertext in ciphertexts]
             partials = released + sign_partials(self.identity.sign, session, step, digests, shares)
@@ -459,9 +482,12 @@ class KeyholderNode:
             assert outcome is not None
             digest = outcome.digest()
             domain = "hunt" if session.kind is SessionKind.HUNT else "validation"
-            self._store.save_session(replace(record, certified=digest))
-            if isinstance(outcome, HuntOutcome):
-                self._note_hunt(HuntCertificate(outcome, ()))
+            with self._escrow_lock:  # sign a hunt only if no account it may spend was spent meanwhile
+                if isinstance(outcome, HuntOutcome) and record.fired_level:
+                    self._check_escrow(session, replicas.state(session.stag_id), bound=True)
+                self._store.save_session(replace(record, certified=digest))
+                if isinstance(outcome, HuntOutcome):
+                    self._note_hunt(HuntCertificate(outcome, ()))
             return CertifyResponse(self.index, self.identity.sign(domain, digest))
 
 

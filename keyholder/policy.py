@@ -82,12 +82,17 @@ def callers_for(call: Call[Any, Any], committee: CommitteeInfo | None, coordinat
 # -- 1. opening a session ---------------------------------------------------------------------
 
 
-def unrecorded_fired_hunts(records: Sequence[SessionRecord], last_recorded_epoch: int) -> list[int]:
-    """Epochs whose hunt this keyholder served membership for and the log does not record yet."""
+def unrecorded_fired_hunts(records: Sequence[SessionRecord], last_recorded_epoch: int, dead: frozenset[int] = frozenset()) -> list[int]:
+    """Epochs whose hunt this keyholder served membership for and the log does not record yet
+    — except `dead` ones: capital hunts that count an escrow account another stag's certified
+    hunt spent. Keyholders refuse every further step of those, so they never finish, and fewer
+    than t keyholders can have served their membership (docs/protocol.md §6a): they hold
+    nothing back."""
     return [
         record.session.number
         for record in records
         if record.fired_level and record.session.kind is SessionKind.HUNT and record.session.number > last_recorded_epoch
+        and record.session.number not in dead
     ]
 
 
@@ -112,10 +117,13 @@ def require_not_reevaluated(existing: SessionRecord | None, session: SessionRef)
         )
 
 
-def may_open(session: SessionRef, state: PackState, records: Sequence[SessionRecord], now_millis: int) -> None:
-    """Whether `session` may open on the replica `state` (synced to the session's height)."""
+def may_open(
+    session: SessionRef, state: PackState, records: Sequence[SessionRecord], now_millis: int, dead: frozenset[int] = frozenset()
+) -> None:
+    """Whether `session` may open on the replica `state` (synced to the session's height);
+    `dead`: the stag's bound hunts that can never finish (`unrecorded_fired_hunts`)."""
     spec = state.require_spec()
-    require_hunts_recorded(unrecorded_fired_hunts(records, state.last_hunt_epoch), set())
+    require_hunts_recorded(unrecorded_fired_hunts(records, state.last_hunt_epoch, dead), set())
     if session.kind is SessionKind.HUNT:
         if not spec.epoch_allowed(session.number):
             raise PolicyRefusal(f"epoch {session.number} is not an epoch of this stag")

@@ -82,6 +82,8 @@ class Replicas:
             for entry in self._store.entries(stag_id):
                 ciphertext = self._ciphertext_of(entry)
                 state.apply(entry, ciphertext, source)
+                if entry.kind is EntryKind.HUNT and self._on_hunt is not None:  # again: a crash may have cut it short
+                    self._on_hunt(decode_body(entry, HuntCertificate))
             self._states[stag_id] = state
         return state
 

@@ -141,7 +141,7 @@ class AggregatorClient:
 
     def transfer(self, identity: SigningIdentity, kind: TransferKind, tag: str, amount: int) -> Balance:
         """Deposit into, or release from, the identity's escrow account `tag`."""
-        request = transfer_to_proto(prepare_transfer(identity, kind, tag, amount))
+        request = transfer_to_proto(prepare_transfer(identity, self.committee_id, kind, tag, amount))
         return balance_from_proto(self._rpc("Transfer", request, aggregator_pb2.AccountBalance))
 
     def balance(self, account: Account) -> Balance:

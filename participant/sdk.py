@@ -80,9 +80,11 @@ def prepare_withdrawal(
 
 
 def prepare_transfer(
-    identity: SigningIdentity, kind: TransferKind, tag: str, amount: int, *, valid_for_millis: int = DEFAULT_VALIDITY_MILLIS
+    identity: SigningIdentity, committee: bytes, kind: TransferKind, tag: str, amount: int, *,
+    valid_for_millis: int = DEFAULT_VALIDITY_MILLIS,
 ) -> Transfer:
-    """A deposit into, or a release from, the signer's escrow account `tag`."""
+    """A deposit into, or a release from, the signer's escrow account `tag` in the ledger of
+    `committee` (the committee id: a statement moves money in that ledger only)."""
     check_tag(tag)
     check_amount(amount)
-    return Transfer.sign(identity, kind, tag, amount, now_millis() + valid_for_millis)
+    return Transfer.sign(identity, committee, kind, tag, amount, now_millis() + valid_for_millis)

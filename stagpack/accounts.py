@@ -25,6 +25,7 @@ from stagpack.errors import InvalidInput
 from stagpack.identity import SigningIdentity, check_verify_key, verify_signature
 
 MAX_AMOUNT = 2**53  # exact in every JSON reader; balances stay below it too
+MAX_VALIDITY_MILLIS = 24 * 3_600_000  # a signed transfer expires within a day of being applied
 TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -71,6 +72,7 @@ class TransferStatement:
     WIRE_NAME = "stagpack.TransferStatement.v1"
 
     kind: TransferKind
+    committee: bytes  # the committee whose executor keeps the account: a statement moves money in one ledger
     account: Account
     amount: int
     nonce: bytes
@@ -85,22 +87,30 @@ class Transfer:
     signature: bytes
 
     @classmethod
-    def sign(cls, identity: SigningIdentity, kind: TransferKind, tag: str, amount: int, expires_at_millis: int) -> Transfer:
-        statement = TransferStatement(kind, Account(identity.verify_key, tag), amount, os.urandom(NONCE_SIZE), expires_at_millis)
+    def sign(
+        cls, identity: SigningIdentity, committee: bytes, kind: TransferKind, tag: str, amount: int, expires_at_millis: int
+    ) -> Transfer:
+        statement = TransferStatement(
+            kind, committee, Account(identity.verify_key, tag), amount, os.urandom(NONCE_SIZE), expires_at_millis
+        )
         return cls(statement, identity.sign("transfer", codec.encode(statement)))
 
-    def verify(self, at_millis: int) -> None:
-        """Check every field and the owner's signature (not yet whether the nonce is fresh:
-        the ledger remembers nonces)."""
+    def verify(self, at_millis: int, committee: bytes) -> None:
+        """Check every field and the owner's signature, for the ledger of `committee` at time
+        `at_millis` (not yet whether the nonce is fresh: the ledger remembers nonces)."""
         statement = self.statement
         if not isinstance(statement.kind, TransferKind):
             raise InvalidInput("unknown transfer kind")
+        if statement.committee != committee:
+            raise InvalidInput(f"the {statement.kind.value} is signed for another committee's ledger")
         statement.account.check()
         check_amount(statement.amount)
         if len(statement.nonce) != NONCE_SIZE:
             raise InvalidInput(f"the nonce must be {NONCE_SIZE} bytes")
         if statement.expires_at_millis < at_millis:
             raise InvalidInput(f"the {statement.kind.value} has expired")
+        if statement.expires_at_millis > at_millis + MAX_VALIDITY_MILLIS:
+            raise InvalidInput(f"the {statement.kind.value} is valid for more than a day: sign one that expires sooner")
         verify_signature(statement.account.owner, "transfer", codec.encode(statement), self.signature)
 
 

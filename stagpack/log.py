@@ -176,6 +176,7 @@ class Void:
 
     intendo_id: bytes
     certificate: HuntCertificate
+    spec: StagSpec  # the spending hunt's stag: ties the certificate to this committee
 
     def spending_member(self, participant: bytes, capital_tag: str) -> IntendoEnvelope | None:
         """The certified member backed by the account (participant, capital_tag), if any."""

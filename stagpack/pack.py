@@ -343,7 +343,9 @@ class PackState:
             raise InvalidInput("a void cites a hunt of another stag (a stag's own members execute, not void)")
         if void.spending_member(statement.participant, statement.capital_tag) is None:
             raise InvalidInput("the cited hunt executed nothing backed by this intendo's escrow account")
-        self.committee.check_quorum_signatures("hunt", outcome.digest(), void.certificate.signatures)
+        if void.spec.kind is not StagKind.CAPITAL:
+            raise InvalidInput("the cited hunt is of a count stag: it spent no escrow")
+        void.certificate.verify(self.committee, void.spec)  # this committee's stag, consistent, t signatures
         return record
 
     def _apply_void(self, entry: LogEntry, void: Void, source: CiphertextSource) -> None:

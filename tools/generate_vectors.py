@@ -104,7 +104,9 @@ def records() -> list[object]:
         capital_spec.stag_id, bob.verify_key, seeded("capital-ciphertext"), 10, "savings", seeded("bob-nonce")[:16], 1_790_000_600_000
     )
     capital_envelope = IntendoEnvelope(capital_statement, bob.sign("intendo", codec.encode(capital_statement)))
-    transfer_statement = TransferStatement(TransferKind.DEPOSIT, Account(bob.verify_key, "savings"), 10, seeded("deposit")[:16], 1_790_000_500_000)
+    transfer_statement = TransferStatement(
+        TransferKind.DEPOSIT, committee.committee_id, Account(bob.verify_key, "savings"), 10, seeded("deposit")[:16], 1_790_000_500_000
+    )
     transfer = Transfer(transfer_statement, bob.sign("transfer", codec.encode(transfer_statement)))
     envelope = IntendoEnvelope(statement, alice.sign("intendo", codec.encode(statement)))
     withdrawal_statement = WithdrawalStatement(spec.stag_id, envelope.intendo_id, alice.verify_key, seeded("withdraw")[:16], 1_790_000_700_000)
@@ -144,7 +146,7 @@ def records() -> list[object]:
         BackupHeader(body.ceremony_id, 1, 2),
         deferral, plan, *tests, *partials, commitment_to_partials, log_range, credential, signed_credential,
         capital_spec, capital_statement, capital_envelope, transfer_statement, transfer,
-        Void(capital_envelope.intendo_id, hunt_certificate),
+        Void(capital_envelope.intendo_id, hunt_certificate, spec),
         BindingHunt(capital_spec.stag_id, 4, (Account(bob.verify_key, "savings"),)),
     ]
 

@@ -213,18 +213,20 @@ class Hunt(_message.Message):
     def __init__(self, stag_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., level: _Optional[int] = ..., log_height: _Optional[int] = ..., members: _Optional[_Iterable[_Union[HuntMember, _Mapping]]] = ..., certificate_bundle: _Optional[bytes] = ...) -> None: ...
 
 class TransferStatement(_message.Message):
-    __slots__ = ("kind", "account", "amount", "nonce", "expires_at_millis")
+    __slots__ = ("kind", "account", "amount", "nonce", "expires_at_millis", "committee")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_MILLIS_FIELD_NUMBER: _ClassVar[int]
+    COMMITTEE_FIELD_NUMBER: _ClassVar[int]
     kind: TransferKind
     account: _common_pb2.Account
     amount: int
     nonce: bytes
     expires_at_millis: int
-    def __init__(self, kind: _Optional[_Union[TransferKind, str]] = ..., account: _Optional[_Union[_common_pb2.Account, _Mapping]] = ..., amount: _Optional[int] = ..., nonce: _Optional[bytes] = ..., expires_at_millis: _Optional[int] = ...) -> None: ...
+    committee: bytes
+    def __init__(self, kind: _Optional[_Union[TransferKind, str]] = ..., account: _Optional[_Union[_common_pb2.Account, _Mapping]] = ..., amount: _Optional[int] = ..., nonce: _Optional[bytes] = ..., expires_at_millis: _Optional[int] = ..., committee: _Optional[bytes] = ...) -> None: ...
 
 class TransferRequest(_message.Message):
     __slots__ = ("statement", "signature")

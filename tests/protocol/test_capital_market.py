@@ -35,7 +35,7 @@ from stagpack.session import SessionKind
 from stagpack.solver.market import MarketReference
 from stagpack.stag import ManualClock, StagSpec
 
-from support.protocol import FAR_FUTURE, start_deployment
+from support.protocol import HOUR, start_deployment
 
 EPOCH_MILLIS = 1_000
 LEVELS = 24
@@ -75,8 +75,11 @@ class Market:
         self.accounts.add(beneficiary)
         return spec
 
+    def signed(self, person: SigningIdentity, kind: TransferKind, tag: str, amount: int) -> Transfer:
+        return Transfer.sign(person, self.aggregator.committee.committee_id, kind, tag, amount, self.clock() + HOUR)
+
     def deposit(self, person: SigningIdentity, tag: str, amount: int) -> None:
-        self.aggregator.transfer(Transfer.sign(person, TransferKind.DEPOSIT, tag, amount, FAR_FUTURE))
+        self.aggregator.transfer(self.signed(person, TransferKind.DEPOSIT, tag, amount))
         self.reference.deposit(Account(person.verify_key, tag), amount)
         self.accounts.add(Account(person.verify_key, tag))
 
@@ -87,9 +90,9 @@ class Market:
             self.reference.release(account, amount)
         except StagpackError:
             with pytest.raises(WrongPhase):
-                self.aggregator.transfer(Transfer.sign(person, TransferKind.RELEASE, tag, amount, FAR_FUTURE))
+                self.aggregator.transfer(self.signed(person, TransferKind.RELEASE, tag, amount))
             return False
-        self.aggregator.transfer(Transfer.sign(person, TransferKind.RELEASE, tag, amount, FAR_FUTURE))
+        self.aggregator.transfer(self.signed(person, TransferKind.RELEASE, tag, amount))
         return True
 
     def submit(self, spec: StagSpec, person: SigningIdentity, tag: str, weight: int, total: int) -> bytes | None:
@@ -249,15 +252,17 @@ def test_skipping_the_void_cannot_spend_an_account_twice(
     assert deployment.aggregator.intendo(second.stag_id, intendo_id).status.value == "voided"
 
 
-@pytest.mark.parametrize("defended", [False, True], ids=["undefended", "defended"])
+@pytest.mark.parametrize("rules", ["none", "spent accounts only", "both"])
 def test_a_second_hunt_waits_while_one_sharing_its_accounts_is_bound(
-    defended: bool, market: tuple[InProcessDeployment, ManualClock], monkeypatch: pytest.MonkeyPatch
+    rules: str, market: tuple[InProcessDeployment, ManualClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first stag's hunt reveals its members but its certificate is not collected (the
     operator stops there); the operator then runs the second stag, which counts an intendo
-    backed by the same account. Without the keyholders' rule both hunts certify alice's
-    intendo — an account asked to pay twice; with it, the second hunt waits until the first is
-    finished, and then goes on without the voided intendo."""
+    backed by the same account. With neither keyholder rule both hunts certify alice's intendo:
+    an account asked to pay twice. With only the spent-account rule the second hunt executes,
+    and the first — which can now never be signed — is dropped and its stag goes on without
+    alice. With both, the second hunt waits until the first is finished, and then goes on
+    without the voided intendo."""
     deployment, clock = market
     world = Market(deployment, clock)
     first, second, alice = _two_stags_one_account(world)
@@ -269,17 +274,39 @@ def test_a_second_hunt_waits_while_one_sharing_its_accounts_is_bound(
         return certify(self, progress, *args)
 
     monkeypatch.setattr(SessionRunner, "_certify", withheld)
-    if not defended:
+    if rules != "both":
         monkeypatch.setattr(policy, "require_no_binding_overlap", lambda state, bindings: None)
+    if rules == "none":  # and the operator resumes the first hunt although it spends a spent account
+        monkeypatch.setattr(policy, "require_unspent", lambda state, spent_by: None)
+        monkeypatch.setattr(type(deployment.aggregator), "_spent_elsewhere", lambda self, stag_id, snapshot: None)
+        monkeypatch.setattr(type(deployment.aggregator), "_void_spent", lambda self, pack: None)
     clock.advance(EPOCH_MILLIS)
     with pytest.raises(CommitteeUnavailable, match="withholds"):
         deployment.aggregator.run_due(first.stag_id)  # bound: membership revealed, not certified
+    (alices_first,) = [i for i, (stag_id, _) in world.intendos.items() if stag_id == first.stag_id]
+    with pytest.raises(WrongPhase, match="being certified"):  # its members stay until it is certified
+        deployment.aggregator.withdraw(prepare_withdrawal(alice, first.stag_id, alices_first))
     monkeypatch.setattr(SessionRunner, "_certify", certify)
-    if not defended:
+    account = Account(alice.verify_key, "main")
+    if rules == "none":
         deployment.aggregator.run_due(second.stag_id)
         assert len(deployment.aggregator.hunts(second.stag_id)) == 1  # alice paid here
         with pytest.raises(IntegrityFailure, match="cannot pay 3"):
             deployment.aggregator.run_due(first.stag_id)  # the bound hunt finishes: she pays again
+        return
+    if rules == "spent accounts only":
+        deployment.aggregator.run_due(second.stag_id)
+        assert len(deployment.aggregator.hunts(second.stag_id)) == 1  # alice paid here
+        deployment.aggregator.run_due(first.stag_id)  # dead: dropped, and alice's intendo voided
+        assert deployment.aggregator.hunts(first.stag_id) == []
+        assert deployment.aggregator.intendo(first.stag_id, alices_first).status.value == "voided"
+        eli = SigningIdentity()
+        world.deposit(eli, "main", 4)
+        world.submit(first, eli, "main", 4, 10)
+        clock.advance(EPOCH_MILLIS)
+        deployment.aggregator.run_due(first.stag_id)  # keyholders no longer hold the stag for the dead hunt
+        assert [r.result.value for r in deployment.aggregator.status(first.stag_id).epochs][-1] == "no-hunt"
+        assert deployment.ledger.balance(account) == 2 and deployment.ledger.totals().conserved
         return
     with pytest.raises(CommitteeUnavailable, match="not finished"):
         deployment.aggregator.run_due(second.stag_id)
@@ -289,5 +316,5 @@ def test_a_second_hunt_waits_while_one_sharing_its_accounts_is_bound(
     clock.advance(EPOCH_MILLIS)
     deployment.aggregator.run_due(second.stag_id)
     assert deployment.aggregator.hunts(second.stag_id) == []
-    assert deployment.ledger.balance(Account(alice.verify_key, "main")) == 2
+    assert deployment.ledger.balance(account) == 2
     assert deployment.ledger.totals().conserved

@@ -31,18 +31,19 @@ from stagpack.pack import PackState
 from stagpack.participant.sdk import capital_threshold, count_threshold, prepare_intendo, prepare_withdrawal
 from stagpack.session import SessionKind, Step
 from stagpack.solver import Hunt, PackSolver
-from stagpack.stag import ManualClock, StagSpec
+from stagpack.stag import ManualClock, StagSpec, now_millis
 
 
 EPOCH_MILLIS = 1_000
 TAG = "main"  # the escrow account that backs every capital intendo of the mirrored stags
-FAR_FUTURE = 2**62
+HOUR = 3_600_000
 
 
 def deposit(aggregator: object, identity: SigningIdentity, amount: int, tag: str = TAG) -> None:
     """Deposit `amount` into the identity's escrow account `tag` (what a participant does before
     submitting a capital intendo)."""
-    aggregator.transfer(Transfer.sign(identity, TransferKind.DEPOSIT, tag, amount, FAR_FUTURE))  # type: ignore[attr-defined]
+    committee = aggregator.committee.committee_id  # type: ignore[attr-defined]
+    aggregator.transfer(Transfer.sign(identity, committee, TransferKind.DEPOSIT, tag, amount, now_millis() + HOUR))  # type: ignore[attr-defined]
 
 
 def start_deployment(

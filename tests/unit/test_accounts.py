@@ -27,12 +27,13 @@ from stagpack.stag import StagSpec
 
 NOW = 1_790_000_000_000
 LATER = NOW + 3_600_000
+COMMITTEE = bytes(range(32))
 DEPOSIT, RELEASE = TransferKind.DEPOSIT, TransferKind.RELEASE
 
 
 def transfer(identity: SigningIdentity, kind: TransferKind, amount: int, tag: str = "main") -> Transfer:
-    transfer = Transfer.sign(identity, kind, tag, amount, LATER)
-    transfer.verify(NOW)
+    transfer = Transfer.sign(identity, COMMITTEE, kind, tag, amount, LATER)
+    transfer.verify(NOW, COMMITTEE)
     return transfer
 
 
@@ -91,19 +92,24 @@ def test_refused_transfers_change_nothing(ledger: SqliteLedger) -> None:
     # what is signed is what moves: another owner's key, another amount, an expired statement
     stolen = dataclasses.replace(release, statement=dataclasses.replace(release.statement, account=Account(mallory.verify_key, "main")))
     with pytest.raises(InvalidSignature):
-        stolen.verify(NOW)
+        stolen.verify(NOW, COMMITTEE)
     inflated = dataclasses.replace(release, statement=dataclasses.replace(release.statement, amount=1000))
     with pytest.raises(InvalidSignature):
-        inflated.verify(NOW)
+        inflated.verify(NOW, COMMITTEE)
     with pytest.raises(InvalidInput, match="expired"):
-        release.verify(LATER + 1)
+        release.verify(LATER + 1, COMMITTEE)
+    # a statement moves money in one committee's ledger, and is valid for a day at most
+    with pytest.raises(InvalidInput, match="another committee"):
+        release.verify(NOW, bytes(32))
+    with pytest.raises(InvalidInput, match="more than a day"):
+        Transfer.sign(alice, COMMITTEE, RELEASE, "main", 1, NOW + 25 * 3_600_000).verify(NOW, COMMITTEE)
     assert ledger.totals().conserved
 
 
 @pytest.mark.parametrize("amount", [0, -1, MAX_AMOUNT + 1, 2**64, True])
 def test_amounts_outside_the_range_are_refused(amount: int) -> None:
     with pytest.raises(InvalidInput, match="amount|fit 64 bits"):  # 2^64 does not even encode
-        Transfer.sign(SigningIdentity(), DEPOSIT, "main", amount, LATER).verify(NOW)
+        Transfer.sign(SigningIdentity(), COMMITTEE, DEPOSIT, "main", amount, LATER).verify(NOW, COMMITTEE)
 
 
 @pytest.mark.parametrize("tag", ["", "-lead", "a b", "x" * 65, "tab\t", "ünï"])
@@ -111,7 +117,7 @@ def test_tags_outside_the_alphabet_are_refused(tag: str) -> None:
     with pytest.raises(InvalidInput, match="tag"):
         check_tag(tag)
     with pytest.raises(InvalidInput, match="tag"):
-        Transfer.sign(SigningIdentity(), DEPOSIT, tag, 1, LATER).verify(NOW)
+        Transfer.sign(SigningIdentity(), COMMITTEE, DEPOSIT, tag, 1, LATER).verify(NOW, COMMITTEE)
 
 
 def test_a_hunt_pays_each_member_weight_to_the_beneficiary_once(ledger: SqliteLedger) -> None:
@@ -203,3 +209,19 @@ def test_random_hunts_and_transfers_conserve_money(ledger: SqliteLedger) -> None
             paid += weight
         totals = ledger.totals()
         assert totals.conserved and ledger.balance(fund) == paid
+
+
+def test_a_full_beneficiary_account_cannot_make_a_certified_hunt_unpayable(ledger: SqliteLedger) -> None:
+    """The creator of a stag fills its beneficiary account to the deposit limit, hoping the
+    hunt's payment is refused for size after the hunt is certified (members' escrow would then
+    be released while the certificate stands). What a hunt pays is never refused for size."""
+    creator, alice = SigningIdentity(), SigningIdentity()
+    beneficiary = Account(creator.verify_key, "main")
+    spec = capital_spec(beneficiary)
+    ledger.transfer(transfer(creator, DEPOSIT, MAX_AMOUNT), 0, NOW)
+    ledger.transfer(transfer(alice, DEPOSIT, 5), 0, NOW)
+    assert ledger.execute(spec, hunt(spec, 1, [(alice, 5, "main")]))
+    assert ledger.balance(beneficiary) == MAX_AMOUNT + 5 and ledger.balance(Account(alice.verify_key, "main")) == 0
+    with pytest.raises(InvalidInput, match="deposit less"):
+        ledger.transfer(transfer(creator, DEPOSIT, 1), 0, NOW)
+    assert ledger.totals().conserved

@@ -439,7 +439,7 @@ def test_hostile_transfers_get_clear_errors_and_move_nothing(api: PublicApi) -> 
         **changes: object,
     ) -> aggregator_pb2.TransferRequest:
         """A release (or deposit) signed by `signer`; `changes` are made after signing."""
-        signed = Transfer.sign(signer, kind, "main", amount, api.clock() + expires)
+        signed = Transfer.sign(signer, api.client.committee_id, kind, "main", amount, api.clock() + expires)
         statement = dataclasses.replace(signed.statement, **changes)
         return transfer_to_proto(Transfer(statement, signed.signature))
 

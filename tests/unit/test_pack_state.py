@@ -799,23 +799,27 @@ def test_a_void_cites_a_certified_hunt_that_spent_the_same_account(committee2of3
     forged = HuntCertificate(certificate.outcome, (certificate.signatures[0],))  # one signature short of t
     stranger = KeyholderIdentity("stranger")
     impostor = HuntCertificate(certificate.outcome, (certificate.signatures[0], KeyholderSignature(2, stranger.sign("hunt", certificate.outcome.digest()))))
+    spec = first.spec
+    foreign_committee = dataclasses.replace(spec, committee=bytes(32))
     for error, void in (
-        (InvalidSignature, Void(backed.intendo_id, forged)),
-        (InvalidSignature, Void(backed.intendo_id, impostor)),
-        (InvalidInput, Void(bobs.intendo_id, certificate)),  # the hunt spent alice's account, not bob's
-        (InvalidInput, Void(carols.intendo_id, certificate)),
-        (InvalidInput, Void(bytes(32), certificate)),
+        (InvalidSignature, Void(backed.intendo_id, forged, spec)),
+        (InvalidSignature, Void(backed.intendo_id, impostor, spec)),
+        (InvalidInput, Void(bobs.intendo_id, certificate, spec)),  # the hunt spent alice's account, not bob's
+        (InvalidInput, Void(carols.intendo_id, certificate, spec)),
+        (InvalidInput, Void(bytes(32), certificate, spec)),
+        (InvalidInput, Void(backed.intendo_id, certificate, second.spec)),  # the spec is not the hunt's stag
+        (InvalidInput, Void(backed.intendo_id, certificate, foreign_committee)),  # nor of this committee
     ):
         second.expect_refused(error, EntryKind.VOID, void)
     own = second.hunt([carols], level=None, epoch=1)  # the stag's own hunt executes, it does not void
-    second.expect_refused(InvalidInput, EntryKind.VOID, Void(carols.intendo_id, own))
+    second.expect_refused(InvalidInput, EntryKind.VOID, Void(carols.intendo_id, own, second.spec))
     before = second.state.reserved_weight
-    second.apply(EntryKind.VOID, Void(backed.intendo_id, certificate))
+    second.apply(EntryKind.VOID, Void(backed.intendo_id, certificate, spec))
     record = second.state.record(backed.intendo_id)
     assert record.status is IntendoStatus.VOIDED and second.state.reserved_weight == before - 4
     assert backed.intendo_id not in [intendo_id for intendo_id, _ in second.state.pending()]
     second.counted_sum_matches()  # uncounted like a withdrawal
-    second.expect_refused(WrongPhase, EntryKind.VOID, Void(backed.intendo_id, certificate))  # voided once
+    second.expect_refused(WrongPhase, EntryKind.VOID, Void(backed.intendo_id, certificate, spec))  # voided once
 
 
 def test_a_count_intendo_is_never_voided(committee2of3) -> None:  # type: ignore[no-untyped-def]
@@ -827,4 +831,4 @@ def test_a_count_intendo_is_never_voided(committee2of3) -> None:  # type: ignore
     certificate = capital.hunt([spending])
     counted = count.submit(alice, level=1)
     count.validate(valid=[counted.intendo_id])
-    count.expect_refused(InvalidInput, EntryKind.VOID, Void(counted.intendo_id, certificate))
+    count.expect_refused(InvalidInput, EntryKind.VOID, Void(counted.intendo_id, certificate, capital.spec))

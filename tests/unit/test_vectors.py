@@ -66,7 +66,7 @@ def test_the_signatures_in_the_vectors_verify() -> None:
     capital_envelope.verify()
     assert (count_envelope.statement.capital_tag, capital_envelope.statement.capital_tag) == ("", "savings")
     (transfer,) = by_type[Transfer]
-    transfer.verify(transfer.statement.expires_at_millis)  # an owner-signed deposit, signed under "transfer"
+    transfer.verify(transfer.statement.expires_at_millis, transfer.statement.committee)  # an owner-signed deposit, signed under "transfer"
     (withdrawal,) = by_type[Withdrawal]
     withdrawal.verify()
     (transcript,) = by_type[Transcript]
