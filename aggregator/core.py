@@ -8,6 +8,7 @@ handed to the executor and announced to watchers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -269,9 +270,10 @@ class Aggregator:
         stag_id = envelope.statement.stag_id
         pack = self._pack(stag_id)
         write, _ = self._locks(stag_id)
-        with self._accounts, write:
+        capital = pack.require_spec().kind is StagKind.CAPITAL
+        with self._accounts if capital else contextlib.nullcontext(), write:  # count stags move no money
             pack.check_submission(envelope, ciphertext, self._clock())
-            if pack.require_spec().kind is StagKind.CAPITAL:
+            if capital:
                 self._require_escrow(Account(envelope.statement.participant, envelope.statement.capital_tag), envelope.statement.weight)
             entry = self._append(pack, EntryKind.SUBMISSION, envelope, envelope.intendo_id, ciphertext)
         return SubmitReceipt(envelope.intendo_id, entry.height)
