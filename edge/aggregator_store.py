@@ -8,24 +8,12 @@ from typing import Iterator
 
 from stagpack import codec
 from stagpack.aggregator.store import EpochOutcome, EpochResult, UnfinishedSession
-from stagpack.edge.sqlite import Database, blob, integer, text
+from stagpack.edge.sqlite import LOG_TABLES, Database, blob, integer, text
 from stagpack.errors import NotFound
 from stagpack.log import LogEntry
 from stagpack.session import SessionKind
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS log_entries (
-    stag_id BLOB NOT NULL,
-    height INTEGER NOT NULL,
-    entry BLOB NOT NULL,
-    PRIMARY KEY (stag_id, height)
-);
-CREATE TABLE IF NOT EXISTS ciphertexts (
-    stag_id BLOB NOT NULL,
-    intendo_id BLOB NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (stag_id, intendo_id)
-);
+SCHEMA = LOG_TABLES + """
 CREATE TABLE IF NOT EXISTS epochs (
     stag_id BLOB NOT NULL,
     epoch INTEGER NOT NULL,

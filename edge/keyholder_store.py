@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Iterator
 
 from stagpack import codec
-from stagpack.edge.sqlite import Database, blob, integer
+from stagpack.edge.sqlite import LOG_TABLES, Database, blob, integer
 from stagpack.errors import NotFound
 from stagpack.accounts import Account
 from stagpack.keyholder.store import BindingHunt, SessionRecord, StoredCommittee, StoreFootprint
 from stagpack.log import LogEntry
 
-SCHEMA = """
+SCHEMA = LOG_TABLES + """
 CREATE TABLE IF NOT EXISTS committee (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     transcript BLOB NOT NULL,
@@ -21,18 +21,6 @@ CREATE TABLE IF NOT EXISTS committee (
     rotation BLOB NOT NULL,
     sealed_secret BLOB NOT NULL,
     sealed_backups BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log_entries (
-    stag_id BLOB NOT NULL,
-    height INTEGER NOT NULL,
-    entry BLOB NOT NULL,
-    PRIMARY KEY (stag_id, height)
-);
-CREATE TABLE IF NOT EXISTS ciphertexts (
-    stag_id BLOB NOT NULL,
-    intendo_id BLOB NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (stag_id, intendo_id)
 );
 CREATE TABLE IF NOT EXISTS sessions (
     session_id BLOB PRIMARY KEY,

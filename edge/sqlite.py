@@ -16,6 +16,24 @@ from typing import Iterator
 from stagpack.errors import IntegrityFailure
 
 
+# A stag's log and its submissions' ciphertexts, as the aggregator and every keyholder replica
+# store them (`stagpack.edge.aggregator_store`, `stagpack.edge.keyholder_store`).
+LOG_TABLES = """
+CREATE TABLE IF NOT EXISTS log_entries (
+    stag_id BLOB NOT NULL,
+    height INTEGER NOT NULL,
+    entry BLOB NOT NULL,
+    PRIMARY KEY (stag_id, height)
+);
+CREATE TABLE IF NOT EXISTS ciphertexts (
+    stag_id BLOB NOT NULL,
+    intendo_id BLOB NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (stag_id, intendo_id)
+);
+"""
+
+
 class Database:
     """One SQLite connection used from many threads, serialized by a lock."""
 
