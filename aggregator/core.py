@@ -19,7 +19,7 @@ from stagpack.accounts import Account, Balance, Transfer
 from stagpack.aggregator.committee import KeyholderClient
 from stagpack.aggregator.ledger import Executor
 from stagpack.aggregator.sessions import SessionProgress, SessionRunner
-from stagpack.aggregator.store import AggregatorStore, EpochOutcome, EpochResult
+from stagpack.aggregator.store import AggregatorStore, EpochOutcome, EpochResult, SessionCost
 from stagpack.decrypt.computation import DecryptionObserver
 from stagpack.decrypt.steps import binding
 from stagpack.dkg import CommitteeBundle
@@ -73,6 +73,7 @@ class StagStatus:
     withdrawn: int
     rejected: int
     voided: int
+    cost: SessionCost  # what the committee has spent on the stag's sessions
     remaining_capacity: int
     executed_level: int
     epochs: tuple[EpochResult, ...]
@@ -412,6 +413,7 @@ class Aggregator:
                 withdrawn=counts["withdrawn"],
                 rejected=counts["rejected"],
                 voided=counts["voided"],
+                cost=self._store.cost(stag_id),
                 remaining_capacity=spec.levels - 1 - pack.reserved_weight,
                 executed_level=pack.executed_level,
                 epochs=tuple(self._store.epochs(stag_id)),
@@ -556,6 +558,7 @@ class Aggregator:
             log.error("%s %d of stag %s aborted, nothing revealed: %s", kind.value, number, stag_id.hex()[:12], error)
             raise
         finally:
+            self._store.add_cost(stag_id, self._runner.cost)
             if self._after_session is not None:
                 self._after_session()
         write, _ = self._locks(stag_id)

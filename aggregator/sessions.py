@@ -19,7 +19,7 @@ from typing import Sequence
 
 from stagpack import codec
 from stagpack.aggregator.committee import KeyholderClient
-from stagpack.aggregator.store import AggregatorStore
+from stagpack.aggregator.store import AggregatorStore, SessionCost
 from stagpack.calls import Call, Request, Response
 from stagpack.decrypt import Quorum, family_members, quorum_family
 from stagpack.decrypt.computation import DecryptionObserver, SessionComputation, facts_so_far, read_step
@@ -37,6 +37,7 @@ from stagpack.session import (
     REVEAL_MASKS,
     CertifyRequest,
     DecryptRequest,
+    DecryptResponse,
     MaskReveal,
     RevealRequest,
     SessionKind,
@@ -86,6 +87,7 @@ class SessionRunner:
         self.suspects: set[int] = set()  # keyholders whose partials failed to fuse consistently
         self.misbehaving: dict[int, str] = {}  # keyholders caught misbehaving, and how (logged)
         self.last_live: set[int] = set(self._clients)
+        self.cost = SessionCost()  # what the current (or last) session has spent so far
         self._pool = ThreadPoolExecutor(max_workers=max(len(self._clients), 1), thread_name_prefix="keyholder-call")
 
     # -- helpers ------------------------------------------------------------------------------
@@ -109,6 +111,7 @@ class SessionRunner:
             except StagpackError as error:
                 return error
 
+        self.cost += SessionCost(calls=len(indices))
         results = dict(zip(indices, self._pool.map(attempt, indices)))
         for index, result in results.items():
             if result is None:
@@ -127,6 +130,7 @@ class SessionRunner:
     ) -> SessionResult:
         """Run (or resume) one session on `snapshot`; raise CommitteeUnavailable below quorum."""
         session = SessionRef(snapshot.spec.stag_id, kind, number, snapshot.height, snapshot.head)
+        self.cost = SessionCost(sessions=1)
         if progress is not None and progress.session != session:
             raise InvalidInput("saved progress belongs to another session")
         live = set(self._clients) - self.suspects
@@ -224,6 +228,8 @@ class SessionRunner:
         )
         members = family_members(family)
         responses = self._call_all(live, members, DECRYPT, request)
+        received = [p for response in responses.values() if isinstance(response, DecryptResponse) for p in response.partials]
+        self.cost += SessionCost(partials=len(received), partial_bytes=sum(len(p.data) for p in received))
         partials: list[SignedPartial] = []
         for index in members:
             response = responses[index]
@@ -272,6 +278,7 @@ class SessionRunner:
                 self.suspects |= excluded
                 live -= excluded
                 log.error("excluding keyholder(s) %s: their partial decryptions were corrupt", sorted(excluded))
+            self.cost += SessionCost(steps=1)
             return partials, revealed
 
     def _certify(self, progress: SessionProgress, outcome: Outcome, live: set[int]) -> tuple[KeyholderSignature, ...]:

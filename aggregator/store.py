@@ -44,6 +44,25 @@ class EpochResult:
 
 
 @dataclass(frozen=True)
+class SessionCost:
+    """What the committee spent on a stag's sessions (metered by the aggregator, so that fees
+    can be set from measurements): sessions run, steps decrypted, calls to keyholders, partial
+    decryptions received and their bytes. Failed and retried work counts too."""
+
+    sessions: int = 0
+    steps: int = 0
+    calls: int = 0
+    partials: int = 0
+    partial_bytes: int = 0
+
+    def __add__(self, other: SessionCost) -> SessionCost:
+        return SessionCost(
+            self.sessions + other.sessions, self.steps + other.steps, self.calls + other.calls,
+            self.partials + other.partials, self.partial_bytes + other.partial_bytes,
+        )
+
+
+@dataclass(frozen=True)
 class UnfinishedSession:
     """A session whose progress was saved and that has no outcome yet."""
 
@@ -65,4 +84,6 @@ class AggregatorStore(Protocol):
     def save_session(self, stag_id: bytes, kind: SessionKind, number: int, progress: bytes) -> None: ...
     def delete_session(self, stag_id: bytes, kind: SessionKind, number: int) -> None: ...
     def unfinished_sessions(self) -> list[UnfinishedSession]: ...
+    def add_cost(self, stag_id: bytes, cost: SessionCost) -> None: ...
+    def cost(self, stag_id: bytes) -> SessionCost: ...
     def close(self) -> None: ...

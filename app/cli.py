@@ -436,6 +436,9 @@ def command_stag_status(options: argparse.Namespace) -> int:
         "levels": status.spec.levels, "log_height": status.log_height,
         "live_intendos": status.live_intendos, "awaiting_validation": status.awaiting_validation,
         "withdrawn": status.withdrawn, "rejected": status.rejected, "voided": status.voided, "executed": status.executed,
+        "cost": {"sessions": status.cost.sessions, "steps": status.cost.steps, "keyholder_calls": status.cost.keyholder_calls,
+                 "partial_decryptions": status.cost.partial_decryptions,
+                 "partial_decryption_bytes": status.cost.partial_decryption_bytes},
         "remaining_capacity": status.remaining_capacity, "accepting": status.accepting, "hunts": hunts,
         "epochs": epochs, "next_epoch_at_millis": status.next_epoch_at_millis, "committee": status.committee,
     }
@@ -451,7 +454,8 @@ def command_stag_status(options: argparse.Namespace) -> int:
         + "".join(f"\n    epoch {h['epoch']} (log height {h['log_height']}): level {h['level']}, "
                   f"{h['members']} members executed" for h in hunts),
         *([f"  capital paid to {beneficiary}"] if beneficiary else []),
-        f"  committee: {status.committee}",
+        f"  committee: {status.committee}; work so far: {status.cost.sessions} sessions, {status.cost.steps} decryption "
+        f"steps, {status.cost.partial_decryptions} partial decryptions ({status.cost.partial_decryption_bytes / 1e6:.1f} MB)",
         "  (how close the pack is to firing is not known to anyone, the operator included)",
     ]
     Output(options.json).emit(document, lines)

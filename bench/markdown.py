@@ -10,7 +10,7 @@ from importlib import metadata
 
 import numpy as np
 
-from stagpack.bench.performance import ApplyCost, CeremonyCost, ClientCost, EvaluationCost, HuntCost, IngestCost, StorageCost
+from stagpack.bench.performance import ApplyCost, CeremonyCost, ClientCost, EvaluationCost, HuntCost, IngestCost, MeteredStag, StorageCost
 from stagpack.bench.minority import MinorityResults
 from stagpack.bench.policy import PolicyRow
 from stagpack.bench.privacy import PrivacyResults
@@ -33,6 +33,7 @@ class Measurements:
     ingest: list[IngestCost] = field(default_factory=list)
     replica: list[ApplyCost] = field(default_factory=list)
     storage: list[StorageCost] = field(default_factory=list)
+    metering: list[MeteredStag] = field(default_factory=list)
     by_size: list[EvaluationCost] = field(default_factory=list)
     by_levels: list[EvaluationCost] = field(default_factory=list)
     hunts: list[HuntCost] = field(default_factory=list)
@@ -385,6 +386,7 @@ def _performance_section(measured: Measurements) -> list[str]:
     lines += _table(["entry kind", "entries", "intendos carried/counted", "mean per entry", "entries/s"], rows)
     lines += [f"Plaintext solver for comparison: {insert_rate:,.0f} inserts/s.", ""]
     lines += _storage_section(measured)
+    lines += _metering_section(measured)
     lines += [
         "### Epoch evaluation vs pack size",
         "",
@@ -433,6 +435,30 @@ def _storage_section(measured: Measurements) -> list[str]:
             f"≈ {_bytes(sessions * cost.whole_session_mean_bytes)}" if footprint.whole_sessions else "—",
         ])
     lines += _table(["keyholder", "log entries", "intendo ciphertexts", "sessions erased", "sessions whole", "all kept whole"], rows)
+    return lines
+
+
+def _metering_section(measured: Measurements) -> list[str]:
+    if not measured.metering:
+        return []
+    lines = [
+        "### Metered committee work per stag",
+        "",
+        "What `stag status` reports for every stag of the in-process deployment at the end of the run (sessions, "
+        "decryption steps, keyholder calls, partial decryptions received and their bytes, failed and retried work "
+        "included): the measurements fees per submission and per epoch can be set from. Per epoch: the stag's totals "
+        "over the epochs it was evaluated in (its validation sessions included).",
+        "",
+    ]
+    rows = []
+    for stag in measured.metering:
+        cost, epochs = stag.cost, max(stag.epochs, 1)
+        rows.append([
+            stag.title, str(stag.intendos), str(stag.epochs), str(cost.sessions), str(cost.steps), f"{cost.calls:,}",
+            f"{cost.partials:,}", _bytes(cost.partial_bytes), _bytes(cost.partial_bytes / epochs),
+        ])
+    lines += _table(["stag", "intendos", "epochs", "sessions", "steps", "keyholder calls", "partial decryptions",
+                     "partial bytes", "bytes per epoch"], rows)
     return lines
 
 
@@ -502,6 +528,11 @@ def summarize(measured: Measurements) -> dict[str, object]:
             for result in privacy.scenarios
         ],
         "uniformity": [{"pack": r.pack, "slots": r.slots, "zeros": r.zeros, "chi_square": r.chi_square} for r in privacy.uniformity],
+        "metering": [
+            {"stag": m.title, "intendos": m.intendos, "epochs": m.epochs, "sessions": m.cost.sessions, "steps": m.cost.steps,
+             "keyholder_calls": m.cost.calls, "partial_decryptions": m.cost.partials, "partial_bytes": m.cost.partial_bytes}
+            for m in measured.metering
+        ],
         "minority": None if measured.minority is None else {
             "levels": measured.minority.levels,
             "settings": [

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from stagpack import codec
+from stagpack.aggregator.store import SessionCost
 from stagpack.decrypt import circuit
 from stagpack.dkg import DkgParty, LocalCeremonyPeer, run_ceremony
 from stagpack.encoding import StagKind, Threshold
@@ -212,6 +213,28 @@ class StorageCost:
     def whole_session_mean_bytes(self) -> float:
         whole = self.footprint.whole_sessions
         return self.footprint.whole_session_bytes / whole if whole else float("nan")
+
+
+@dataclass(frozen=True)
+class MeteredStag:
+    """What the committee spent on one stag of the run, as `stag status` meters it."""
+
+    title: str
+    intendos: int  # submitted over the run
+    epochs: int  # evaluated (checked)
+    cost: SessionCost
+
+
+def measure_metering(deployment: InProcessDeployment) -> list[MeteredStag]:
+    """Every stag's metered work at the end of the run (what fees per submission and per epoch
+    can be set from)."""
+    rows = []
+    for stag_id in deployment.aggregator.stag_ids():
+        status = deployment.aggregator.status(stag_id)
+        intendos = status.live_intendos + status.withdrawn + status.rejected + status.voided
+        epochs = sum(1 for result in status.epochs if result.result.checked)
+        rows.append(MeteredStag(status.spec.title or stag_id.hex()[:12], intendos, epochs, status.cost))
+    return rows
 
 
 def measure_storage(deployment: InProcessDeployment) -> list[StorageCost]:

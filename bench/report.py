@@ -37,6 +37,7 @@ from stagpack.bench.performance import (
     measure_hunts,
     measure_ingest,
     measure_replica_apply,
+    measure_metering,
     measure_storage,
 )
 from stagpack.bench.minority import run_minority
@@ -111,6 +112,7 @@ def _measure(measured: Measurements, rng: np.random.Generator, progress: Progres
         )
         progress.stage("storage: what the keyholders' stores hold after the run")
         measured.storage = measure_storage(deployment)
+        measured.metering = measure_metering(deployment)
         measured.minority = run_minority(Path(scratch) / "minority", size, rng, progress)
     if size.grpc_ingest_count:
         progress.stage("performance: ingest over gRPC (LocalDeployment processes)")

@@ -106,6 +106,10 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
             stag_id=request.stag_id, spec=spec_to_proto(status.spec), log_height=status.height,
             live_intendos=status.live_intendos, awaiting_validation=status.awaiting_validation, counted=status.counted,
             executed=status.executed, withdrawn=status.withdrawn, rejected=status.rejected, voided=status.voided,
+            cost=aggregator_pb2.SessionCost(
+                sessions=status.cost.sessions, steps=status.cost.steps, keyholder_calls=status.cost.calls,
+                partial_decryptions=status.cost.partials, partial_decryption_bytes=status.cost.partial_bytes,
+            ),
             remaining_capacity=status.remaining_capacity, executed_level=status.executed_level,
             epochs=[
                 aggregator_pb2.EpochResult(epoch=e.epoch, result=e.result.value, at_millis=e.at_millis, log_height=e.height)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from stagpack import codec
-from stagpack.aggregator.store import EpochOutcome, EpochResult, UnfinishedSession
+from stagpack.aggregator.store import EpochOutcome, EpochResult, SessionCost, UnfinishedSession
 from stagpack.edge.sqlite import LOG_TABLES, Database, blob, integer, text
 from stagpack.errors import NotFound
 from stagpack.log import LogEntry
@@ -28,6 +28,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     number INTEGER NOT NULL,
     progress BLOB NOT NULL,
     PRIMARY KEY (stag_id, kind, number)
+);
+CREATE TABLE IF NOT EXISTS costs (
+    stag_id BLOB PRIMARY KEY,
+    sessions INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    calls INTEGER NOT NULL,
+    partials INTEGER NOT NULL,
+    partial_bytes INTEGER NOT NULL
 );
 """
 
@@ -90,6 +98,19 @@ class SqliteAggregatorStore:
     def unfinished_sessions(self) -> list[UnfinishedSession]:
         rows = self._database.query("SELECT stag_id, kind, number, progress FROM sessions ORDER BY stag_id, number")
         return [UnfinishedSession(blob(row[0]), SessionKind(text(row[1])), integer(row[2]), blob(row[3])) for row in rows]
+
+    def add_cost(self, stag_id: bytes, cost: SessionCost) -> None:
+        with self._database.transaction() as connection:
+            connection.execute(
+                "INSERT INTO costs VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (stag_id) DO UPDATE SET "
+                "sessions = sessions + excluded.sessions, steps = steps + excluded.steps, calls = calls + excluded.calls, "
+                "partials = partials + excluded.partials, partial_bytes = partial_bytes + excluded.partial_bytes",
+                (stag_id, cost.sessions, cost.steps, cost.calls, cost.partials, cost.partial_bytes),
+            )
+
+    def cost(self, stag_id: bytes) -> SessionCost:
+        row = self._database.query_one("SELECT sessions, steps, calls, partials, partial_bytes FROM costs WHERE stag_id = ?", (stag_id,))
+        return SessionCost() if row is None else SessionCost(*(integer(value) for value in row))
 
     def close(self) -> None:
         self._database.close()

@@ -26,15 +26,15 @@ _sym_db = _symbol_database.Default()
 from stagpack.v1 import common_pb2 as stagpack_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstagpack/v1/aggregator.proto\x12\x0bstagpack.v1\x1a\x18stagpack/v1/common.proto\"\x1d\n\x1bGetEncryptionContextRequest\"k\n\x11\x45ncryptionContext\x12\x12\n\nparameters\x18\x01 \x01(\x0c\x12\x18\n\x10joint_public_key\x18\x02 \x01(\x0c\x12\x12\n\ntranscript\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ommittee_id\x18\x04 \x01(\x0c\"8\n\x11\x43reateStagRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stagpack.v1.StagSpec\"%\n\x12\x43reateStagResponse\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\"\x12\n\x10ListStagsRequest\"<\n\x11ListStagsResponse\x12\'\n\x05stags\x18\x01 \x03(\x0b\x32\x18.stagpack.v1.StagSummary\"b\n\x0bStagSummary\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.stagpack.v1.StagKind\x12\x0e\n\x06levels\x18\x03 \x01(\r\x12\r\n\x05title\x18\x04 \x01(\t\"\'\n\x14GetStagStatusRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\"S\n\x0b\x45pochResult\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x11\n\tat_millis\x18\x03 \x01(\x03\x12\x12\n\nlog_height\x18\x04 \x01(\x04\"\xa6\x03\n\nStagStatus\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.stagpack.v1.StagSpec\x12\x12\n\nlog_height\x18\x03 \x01(\x04\x12\x15\n\rlive_intendos\x18\x04 \x01(\r\x12\x1b\n\x13\x61waiting_validation\x18\x05 \x01(\r\x12\x0f\n\x07\x63ounted\x18\x06 \x01(\r\x12\x10\n\x08\x65xecuted\x18\x07 \x01(\r\x12\x11\n\twithdrawn\x18\x08 \x01(\r\x12\x10\n\x08rejected\x18\t \x01(\r\x12\x1a\n\x12remaining_capacity\x18\n \x01(\r\x12\x16\n\x0e\x65xecuted_level\x18\x0b \x01(\r\x12(\n\x06\x65pochs\x18\x0c \x03(\x0b\x32\x18.stagpack.v1.EpochResult\x12 \n\x05hunts\x18\r \x03(\x0b\x32\x11.stagpack.v1.Hunt\x12\x11\n\taccepting\x18\x0e \x01(\x08\x12\x1c\n\x14next_epoch_at_millis\x18\x0f \x01(\x03\x12\x11\n\tcommittee\x18\x10 \x01(\t\x12\x0e\n\x06voided\x18\x11 \x01(\r\"Z\n\x14SubmitIntendoRequest\x12.\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1c.stagpack.v1.IntendoEnvelope\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\"?\n\x15SubmitIntendoResponse\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x12\n\nlog_height\x18\x02 \x01(\x04\"E\n\x16WithdrawIntendoRequest\x12+\n\nwithdrawal\x18\x01 \x01(\x0b\x32\x17.stagpack.v1.Withdrawal\"-\n\x17WithdrawIntendoResponse\x12\x12\n\nlog_height\x18\x01 \x01(\x04\">\n\x17GetIntendoStatusRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x12\n\nintendo_id\x18\x02 \x01(\x0c\"\xaa\x01\n\rIntendoStatus\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x13\n\x0bparticipant\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\x1b\n\x13submitted_at_height\x18\x05 \x01(\x04\x12\x19\n\x11\x63ounted_at_height\x18\x06 \x01(\x04\x12\x18\n\x10\x63losed_at_height\x18\x07 \x01(\x04\"9\n\x11WatchHuntsRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x13\n\x0b\x61\x66ter_epoch\x18\x02 \x01(\x04\"E\n\nHuntMember\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x13\n\x0bparticipant\x18\x02 \x01(\x0c\x12\x0e\n\x06weight\x18\x03 \x01(\x04\"\x8f\x01\n\x04Hunt\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05level\x18\x03 \x01(\x04\x12\x12\n\nlog_height\x18\x04 \x01(\x04\x12(\n\x07members\x18\x05 \x03(\x0b\x32\x17.stagpack.v1.HuntMember\x12\x1a\n\x12\x63\x65rtificate_bundle\x18\x06 \x01(\x0c\"\xb0\x01\n\x11TransferStatement\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.stagpack.v1.TransferKind\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x19\n\x11\x65xpires_at_millis\x18\x05 \x01(\x03\x12\x11\n\tcommittee\x18\x06 \x01(\x0c\"W\n\x0fTransferRequest\x12\x31\n\tstatement\x18\x01 \x01(\x0b\x32\x1e.stagpack.v1.TransferStatement\x12\x11\n\tsignature\x18\x02 \x01(\x0c\":\n\x11GetBalanceRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\"V\n\x0e\x41\x63\x63ountBalance\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x04\x12\x0c\n\x04held\x18\x03 \x01(\x04*c\n\x0cTransferKind\x12\x1d\n\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSFER_KIND_DEPOSIT\x10\x01\x12\x19\n\x15TRANSFER_KIND_RELEASE\x10\x02\x32\xb7\x06\n\nAggregator\x12`\n\x14GetEncryptionContext\x12(.stagpack.v1.GetEncryptionContextRequest\x1a\x1e.stagpack.v1.EncryptionContext\x12M\n\nCreateStag\x12\x1e.stagpack.v1.CreateStagRequest\x1a\x1f.stagpack.v1.CreateStagResponse\x12J\n\tListStags\x12\x1d.stagpack.v1.ListStagsRequest\x1a\x1e.stagpack.v1.ListStagsResponse\x12K\n\rGetStagStatus\x12!.stagpack.v1.GetStagStatusRequest\x1a\x17.stagpack.v1.StagStatus\x12V\n\rSubmitIntendo\x12!.stagpack.v1.SubmitIntendoRequest\x1a\".stagpack.v1.SubmitIntendoResponse\x12\\\n\x0fWithdrawIntendo\x12#.stagpack.v1.WithdrawIntendoRequest\x1a$.stagpack.v1.WithdrawIntendoResponse\x12T\n\x10GetIntendoStatus\x12$.stagpack.v1.GetIntendoStatusRequest\x1a\x1a.stagpack.v1.IntendoStatus\x12\x41\n\nWatchHunts\x12\x1e.stagpack.v1.WatchHuntsRequest\x1a\x11.stagpack.v1.Hunt0\x01\x12\x45\n\x08Transfer\x12\x1c.stagpack.v1.TransferRequest\x1a\x1b.stagpack.v1.AccountBalance\x12I\n\nGetBalance\x12\x1e.stagpack.v1.GetBalanceRequest\x1a\x1b.stagpack.v1.AccountBalanceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstagpack/v1/aggregator.proto\x12\x0bstagpack.v1\x1a\x18stagpack/v1/common.proto\"\x1d\n\x1bGetEncryptionContextRequest\"k\n\x11\x45ncryptionContext\x12\x12\n\nparameters\x18\x01 \x01(\x0c\x12\x18\n\x10joint_public_key\x18\x02 \x01(\x0c\x12\x12\n\ntranscript\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ommittee_id\x18\x04 \x01(\x0c\"8\n\x11\x43reateStagRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stagpack.v1.StagSpec\"%\n\x12\x43reateStagResponse\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\"\x12\n\x10ListStagsRequest\"<\n\x11ListStagsResponse\x12\'\n\x05stags\x18\x01 \x03(\x0b\x32\x18.stagpack.v1.StagSummary\"b\n\x0bStagSummary\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.stagpack.v1.StagKind\x12\x0e\n\x06levels\x18\x03 \x01(\r\x12\r\n\x05title\x18\x04 \x01(\t\"\'\n\x14GetStagStatusRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\"S\n\x0b\x45pochResult\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x11\n\tat_millis\x18\x03 \x01(\x03\x12\x12\n\nlog_height\x18\x04 \x01(\x04\"\xce\x03\n\nStagStatus\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.stagpack.v1.StagSpec\x12\x12\n\nlog_height\x18\x03 \x01(\x04\x12\x15\n\rlive_intendos\x18\x04 \x01(\r\x12\x1b\n\x13\x61waiting_validation\x18\x05 \x01(\r\x12\x0f\n\x07\x63ounted\x18\x06 \x01(\r\x12\x10\n\x08\x65xecuted\x18\x07 \x01(\r\x12\x11\n\twithdrawn\x18\x08 \x01(\r\x12\x10\n\x08rejected\x18\t \x01(\r\x12\x1a\n\x12remaining_capacity\x18\n \x01(\r\x12\x16\n\x0e\x65xecuted_level\x18\x0b \x01(\r\x12(\n\x06\x65pochs\x18\x0c \x03(\x0b\x32\x18.stagpack.v1.EpochResult\x12 \n\x05hunts\x18\r \x03(\x0b\x32\x11.stagpack.v1.Hunt\x12\x11\n\taccepting\x18\x0e \x01(\x08\x12\x1c\n\x14next_epoch_at_millis\x18\x0f \x01(\x03\x12\x11\n\tcommittee\x18\x10 \x01(\t\x12\x0e\n\x06voided\x18\x11 \x01(\r\x12&\n\x04\x63ost\x18\x12 \x01(\x0b\x32\x18.stagpack.v1.SessionCost\"\x86\x01\n\x0bSessionCost\x12\x10\n\x08sessions\x18\x01 \x01(\x04\x12\r\n\x05steps\x18\x02 \x01(\x04\x12\x17\n\x0fkeyholder_calls\x18\x03 \x01(\x04\x12\x1b\n\x13partial_decryptions\x18\x04 \x01(\x04\x12 \n\x18partial_decryption_bytes\x18\x05 \x01(\x04\"Z\n\x14SubmitIntendoRequest\x12.\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1c.stagpack.v1.IntendoEnvelope\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\"?\n\x15SubmitIntendoResponse\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x12\n\nlog_height\x18\x02 \x01(\x04\"E\n\x16WithdrawIntendoRequest\x12+\n\nwithdrawal\x18\x01 \x01(\x0b\x32\x17.stagpack.v1.Withdrawal\"-\n\x17WithdrawIntendoResponse\x12\x12\n\nlog_height\x18\x01 \x01(\x04\">\n\x17GetIntendoStatusRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x12\n\nintendo_id\x18\x02 \x01(\x0c\"\xaa\x01\n\rIntendoStatus\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x13\n\x0bparticipant\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\x1b\n\x13submitted_at_height\x18\x05 \x01(\x04\x12\x19\n\x11\x63ounted_at_height\x18\x06 \x01(\x04\x12\x18\n\x10\x63losed_at_height\x18\x07 \x01(\x04\"9\n\x11WatchHuntsRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x13\n\x0b\x61\x66ter_epoch\x18\x02 \x01(\x04\"E\n\nHuntMember\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x13\n\x0bparticipant\x18\x02 \x01(\x0c\x12\x0e\n\x06weight\x18\x03 \x01(\x04\"\x8f\x01\n\x04Hunt\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05level\x18\x03 \x01(\x04\x12\x12\n\nlog_height\x18\x04 \x01(\x04\x12(\n\x07members\x18\x05 \x03(\x0b\x32\x17.stagpack.v1.HuntMember\x12\x1a\n\x12\x63\x65rtificate_bundle\x18\x06 \x01(\x0c\"\xb0\x01\n\x11TransferStatement\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.stagpack.v1.TransferKind\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x19\n\x11\x65xpires_at_millis\x18\x05 \x01(\x03\x12\x11\n\tcommittee\x18\x06 \x01(\x0c\"W\n\x0fTransferRequest\x12\x31\n\tstatement\x18\x01 \x01(\x0b\x32\x1e.stagpack.v1.TransferStatement\x12\x11\n\tsignature\x18\x02 \x01(\x0c\":\n\x11GetBalanceRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\"V\n\x0e\x41\x63\x63ountBalance\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x04\x12\x0c\n\x04held\x18\x03 \x01(\x04*c\n\x0cTransferKind\x12\x1d\n\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSFER_KIND_DEPOSIT\x10\x01\x12\x19\n\x15TRANSFER_KIND_RELEASE\x10\x02\x32\xb7\x06\n\nAggregator\x12`\n\x14GetEncryptionContext\x12(.stagpack.v1.GetEncryptionContextRequest\x1a\x1e.stagpack.v1.EncryptionContext\x12M\n\nCreateStag\x12\x1e.stagpack.v1.CreateStagRequest\x1a\x1f.stagpack.v1.CreateStagResponse\x12J\n\tListStags\x12\x1d.stagpack.v1.ListStagsRequest\x1a\x1e.stagpack.v1.ListStagsResponse\x12K\n\rGetStagStatus\x12!.stagpack.v1.GetStagStatusRequest\x1a\x17.stagpack.v1.StagStatus\x12V\n\rSubmitIntendo\x12!.stagpack.v1.SubmitIntendoRequest\x1a\".stagpack.v1.SubmitIntendoResponse\x12\\\n\x0fWithdrawIntendo\x12#.stagpack.v1.WithdrawIntendoRequest\x1a$.stagpack.v1.WithdrawIntendoResponse\x12T\n\x10GetIntendoStatus\x12$.stagpack.v1.GetIntendoStatusRequest\x1a\x1a.stagpack.v1.IntendoStatus\x12\x41\n\nWatchHunts\x12\x1e.stagpack.v1.WatchHuntsRequest\x1a\x11.stagpack.v1.Hunt0\x01\x12\x45\n\x08Transfer\x12\x1c.stagpack.v1.TransferRequest\x1a\x1b.stagpack.v1.AccountBalance\x12I\n\nGetBalance\x12\x1e.stagpack.v1.GetBalanceRequest\x1a\x1b.stagpack.v1.AccountBalanceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stagpack.v1.aggregator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSFERKIND']._serialized_start=2245
-  _globals['_TRANSFERKIND']._serialized_end=2344
+  _globals['_TRANSFERKIND']._serialized_start=2422
+  _globals['_TRANSFERKIND']._serialized_end=2521
   _globals['_GETENCRYPTIONCONTEXTREQUEST']._serialized_start=71
   _globals['_GETENCRYPTIONCONTEXTREQUEST']._serialized_end=100
   _globals['_ENCRYPTIONCONTEXT']._serialized_start=102
@@ -54,33 +54,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EPOCHRESULT']._serialized_start=531
   _globals['_EPOCHRESULT']._serialized_end=614
   _globals['_STAGSTATUS']._serialized_start=617
-  _globals['_STAGSTATUS']._serialized_end=1039
-  _globals['_SUBMITINTENDOREQUEST']._serialized_start=1041
-  _globals['_SUBMITINTENDOREQUEST']._serialized_end=1131
-  _globals['_SUBMITINTENDORESPONSE']._serialized_start=1133
-  _globals['_SUBMITINTENDORESPONSE']._serialized_end=1196
-  _globals['_WITHDRAWINTENDOREQUEST']._serialized_start=1198
-  _globals['_WITHDRAWINTENDOREQUEST']._serialized_end=1267
-  _globals['_WITHDRAWINTENDORESPONSE']._serialized_start=1269
-  _globals['_WITHDRAWINTENDORESPONSE']._serialized_end=1314
-  _globals['_GETINTENDOSTATUSREQUEST']._serialized_start=1316
-  _globals['_GETINTENDOSTATUSREQUEST']._serialized_end=1378
-  _globals['_INTENDOSTATUS']._serialized_start=1381
-  _globals['_INTENDOSTATUS']._serialized_end=1551
-  _globals['_WATCHHUNTSREQUEST']._serialized_start=1553
-  _globals['_WATCHHUNTSREQUEST']._serialized_end=1610
-  _globals['_HUNTMEMBER']._serialized_start=1612
-  _globals['_HUNTMEMBER']._serialized_end=1681
-  _globals['_HUNT']._serialized_start=1684
-  _globals['_HUNT']._serialized_end=1827
-  _globals['_TRANSFERSTATEMENT']._serialized_start=1830
-  _globals['_TRANSFERSTATEMENT']._serialized_end=2006
-  _globals['_TRANSFERREQUEST']._serialized_start=2008
-  _globals['_TRANSFERREQUEST']._serialized_end=2095
-  _globals['_GETBALANCEREQUEST']._serialized_start=2097
-  _globals['_GETBALANCEREQUEST']._serialized_end=2155
-  _globals['_ACCOUNTBALANCE']._serialized_start=2157
-  _globals['_ACCOUNTBALANCE']._serialized_end=2243
-  _globals['_AGGREGATOR']._serialized_start=2347
-  _globals['_AGGREGATOR']._serialized_end=3170
+  _globals['_STAGSTATUS']._serialized_end=1079
+  _globals['_SESSIONCOST']._serialized_start=1082
+  _globals['_SESSIONCOST']._serialized_end=1216
+  _globals['_SUBMITINTENDOREQUEST']._serialized_start=1218
+  _globals['_SUBMITINTENDOREQUEST']._serialized_end=1308
+  _globals['_SUBMITINTENDORESPONSE']._serialized_start=1310
+  _globals['_SUBMITINTENDORESPONSE']._serialized_end=1373
+  _globals['_WITHDRAWINTENDOREQUEST']._serialized_start=1375
+  _globals['_WITHDRAWINTENDOREQUEST']._serialized_end=1444
+  _globals['_WITHDRAWINTENDORESPONSE']._serialized_start=1446
+  _globals['_WITHDRAWINTENDORESPONSE']._serialized_end=1491
+  _globals['_GETINTENDOSTATUSREQUEST']._serialized_start=1493
+  _globals['_GETINTENDOSTATUSREQUEST']._serialized_end=1555
+  _globals['_INTENDOSTATUS']._serialized_start=1558
+  _globals['_INTENDOSTATUS']._serialized_end=1728
+  _globals['_WATCHHUNTSREQUEST']._serialized_start=1730
+  _globals['_WATCHHUNTSREQUEST']._serialized_end=1787
+  _globals['_HUNTMEMBER']._serialized_start=1789
+  _globals['_HUNTMEMBER']._serialized_end=1858
+  _globals['_HUNT']._serialized_start=1861
+  _globals['_HUNT']._serialized_end=2004
+  _globals['_TRANSFERSTATEMENT']._serialized_start=2007
+  _globals['_TRANSFERSTATEMENT']._serialized_end=2183
+  _globals['_TRANSFERREQUEST']._serialized_start=2185
+  _globals['_TRANSFERREQUEST']._serialized_end=2272
+  _globals['_GETBALANCEREQUEST']._serialized_start=2274
+  _globals['_GETBALANCEREQUEST']._serialized_end=2332
+  _globals['_ACCOUNTBALANCE']._serialized_start=2334
+  _globals['_ACCOUNTBALANCE']._serialized_end=2420
+  _globals['_AGGREGATOR']._serialized_start=2524
+  _globals['_AGGREGATOR']._serialized_end=3347
 # @@protoc_insertion_point(module_scope)

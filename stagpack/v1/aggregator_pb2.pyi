@@ -87,7 +87,7 @@ class EpochResult(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., result: _Optional[str] = ..., at_millis: _Optional[int] = ..., log_height: _Optional[int] = ...) -> None: ...
 
 class StagStatus(_message.Message):
-    __slots__ = ("stag_id", "spec", "log_height", "live_intendos", "awaiting_validation", "counted", "executed", "withdrawn", "rejected", "remaining_capacity", "executed_level", "epochs", "hunts", "accepting", "next_epoch_at_millis", "committee", "voided")
+    __slots__ = ("stag_id", "spec", "log_height", "live_intendos", "awaiting_validation", "counted", "executed", "withdrawn", "rejected", "remaining_capacity", "executed_level", "epochs", "hunts", "accepting", "next_epoch_at_millis", "committee", "voided", "cost")
     STAG_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     LOG_HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class StagStatus(_message.Message):
     NEXT_EPOCH_AT_MILLIS_FIELD_NUMBER: _ClassVar[int]
     COMMITTEE_FIELD_NUMBER: _ClassVar[int]
     VOIDED_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
     stag_id: bytes
     spec: _common_pb2.StagSpec
     log_height: int
@@ -122,7 +123,22 @@ class StagStatus(_message.Message):
     next_epoch_at_millis: int
     committee: str
     voided: int
-    def __init__(self, stag_id: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ..., log_height: _Optional[int] = ..., live_intendos: _Optional[int] = ..., awaiting_validation: _Optional[int] = ..., counted: _Optional[int] = ..., executed: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., remaining_capacity: _Optional[int] = ..., executed_level: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[EpochResult, _Mapping]]] = ..., hunts: _Optional[_Iterable[_Union[Hunt, _Mapping]]] = ..., accepting: _Optional[bool] = ..., next_epoch_at_millis: _Optional[int] = ..., committee: _Optional[str] = ..., voided: _Optional[int] = ...) -> None: ...
+    cost: SessionCost
+    def __init__(self, stag_id: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ..., log_height: _Optional[int] = ..., live_intendos: _Optional[int] = ..., awaiting_validation: _Optional[int] = ..., counted: _Optional[int] = ..., executed: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., remaining_capacity: _Optional[int] = ..., executed_level: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[EpochResult, _Mapping]]] = ..., hunts: _Optional[_Iterable[_Union[Hunt, _Mapping]]] = ..., accepting: _Optional[bool] = ..., next_epoch_at_millis: _Optional[int] = ..., committee: _Optional[str] = ..., voided: _Optional[int] = ..., cost: _Optional[_Union[SessionCost, _Mapping]] = ...) -> None: ...
+
+class SessionCost(_message.Message):
+    __slots__ = ("sessions", "steps", "keyholder_calls", "partial_decryptions", "partial_decryption_bytes")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    KEYHOLDER_CALLS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_DECRYPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_DECRYPTION_BYTES_FIELD_NUMBER: _ClassVar[int]
+    sessions: int
+    steps: int
+    keyholder_calls: int
+    partial_decryptions: int
+    partial_decryption_bytes: int
+    def __init__(self, sessions: _Optional[int] = ..., steps: _Optional[int] = ..., keyholder_calls: _Optional[int] = ..., partial_decryptions: _Optional[int] = ..., partial_decryption_bytes: _Optional[int] = ...) -> None: ...
 
 class SubmitIntendoRequest(_message.Message):
     __slots__ = ("envelope", "ciphertext")

@@ -20,8 +20,13 @@ def test_smoke_report_is_written_with_perfect_baselines_and_every_forbidden_requ
 
     text = outcome.report.read_text()
     assert text.startswith("# stagpack benchmark report")
-    for section in ("## 1. Privacy", "### Decryption policy", "## 2. Performance", "### Keyholder storage"):
+    for section in ("## 1. Privacy", "### Decryption policy", "## 2. Performance", "### Keyholder storage",
+                    "### Metered committee work per stag"):
         assert section in text
+    # every stag's metered work: the privacy packs ran sessions, and their partial decryptions were counted
+    metering = outcome.measurements.metering
+    assert any(m.epochs and m.cost.sessions >= m.epochs and m.cost.steps >= 2 * m.cost.sessions for m in metering)
+    assert all(m.cost.partial_bytes > m.cost.partials * 1000 for m in metering if m.cost.partials)
     pngs = sorted(outcome.directory.glob("*.png"))
     assert pngs and all(png.stat().st_size > 0 for png in pngs)
     assert (outcome.directory / "results.json").exists()

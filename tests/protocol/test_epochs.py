@@ -99,3 +99,50 @@ def test_a_stag_failing_every_tick_is_logged_when_its_reason_changes_and_once_a_
     assert logged() == [f"stag {stalled.hex()[:12]}: runs succeed again after 7 failed"]
     ticks.failed(stalled, "keyholder 3 refused: stale session")  # after a success, the same reason is news again
     assert logged() == [f"stag {stalled.hex()[:12]}: keyholder 3 refused: stale session"]
+
+
+def test_the_committees_work_on_a_stag_is_metered_as_the_keyholders_record_it(tmp_path: Path) -> None:
+    """`stag status` reports what the committee spent on a stag — sessions, decryption steps,
+    keyholder calls, partial decryptions and their bytes — so that fees can be set from
+    measurements. The oracle is the keyholders' own durable records of what they served."""
+    clock = ManualClock()
+    system = InProcessDeployment.start(tmp_path, 3, 2, clock=clock)  # f = 1: every keyholder decrypts every step
+    aggregator = system.aggregator
+    spec = StagSpec.new(committee=aggregator.committee.committee_id, kind=StagKind.COUNT, levels=20, epoch_millis=1000, opens_at_millis=clock())
+    aggregator.create_stag(spec)
+    served: dict[tuple[int, bytes, str], tuple[int, int]] = {}  # (keyholder, session, step) -> (partials, bytes)
+    certified: set[bytes] = set()
+
+    def absorb() -> None:
+        """Read the records before a later session erases their partials."""
+        for node in system.nodes:
+            for record in node.session_records(spec.stag_id):
+                if record.certified:
+                    certified.add(record.session.session_id)
+                for step in record.served:
+                    if step.partials:
+                        served[(node.index, record.session.session_id, step.step.value)] = (
+                            len(step.partials), sum(len(partial.data) for partial in step.partials)
+                        )
+
+    for level in (9, 12, 15):  # never fires
+        prepared = prepare_intendo(system.context, system.context.joint_key, spec, SigningIdentity(), Threshold(level, 1))
+        aggregator.submit(prepared.envelope, prepared.ciphertext)
+    aggregator.run_due(spec.stag_id)  # epoch 0: the validation session only
+    absorb()
+    clock.advance(1000)
+    aggregator.run_due(spec.stag_id)  # epoch 1: the hunt check
+    absorb()
+    assert [result.result.value for result in aggregator.status(spec.stag_id).epochs] == ["no-hunt"]
+    sessions = {session for _, session, _ in served}
+    steps = {(session, step) for _, session, step in served}
+    n = len(system.nodes)
+    assert all(len({k for k, s, t in served if (s, t) == pair}) == n for pair in steps)  # everyone served every step
+    cost = aggregator.status(spec.stag_id).cost
+    assert (cost.sessions, cost.steps) == (len(sessions), len(steps)) == (2, len(steps))
+    assert cost.partials == sum(count for count, _ in served.values())
+    assert cost.partial_bytes == sum(size for _, size in served.values()) > 0
+    # per session: open and reveal on every keyholder, every step on every keyholder, and a
+    # certification where there was an outcome (the validation; the quiet hunt has none)
+    assert len(certified) == 1
+    assert cost.calls == len(sessions) * 2 * n + len(steps) * n + len(certified) * n

@@ -266,16 +266,21 @@ def test_stag_status_json_reports_log_heights(client: FakeClient, certified_hunt
         epochs=[aggregator_pb2.EpochResult(epoch=2, result="no-hunt", at_millis=1000, log_height=5),
                 aggregator_pb2.EpochResult(epoch=4, result="hunt", at_millis=2000, log_height=7)],
         hunts=[hunt_to_proto(certified_hunt.certificate, spec, certified_hunt.transcript)],
-        accepting=True, committee="available",
+        accepting=True, committee="available", voided=2,
+        cost=aggregator_pb2.SessionCost(sessions=4, steps=11, keyholder_calls=45, partial_decryptions=60, partial_decryption_bytes=2_500_000),
     )
     code, out, _ = run(["stag", "status", spec.stag_id.hex(), "--json"], capsys)
     assert code == 0
     document = json.loads(out)
+    assert document["voided"] == 2 and document["kind"] == "count" and document["beneficiary"] is None
+    assert document["cost"] == {"sessions": 4, "steps": 11, "keyholder_calls": 45, "partial_decryptions": 60,
+                                "partial_decryption_bytes": 2_500_000}
     assert [(e["epoch"], e["result"], e["log_height"]) for e in document["epochs"]] == [(2, "no-hunt", 5), (4, "hunt", 7)]
     assert document["log_height"] == 9
     assert [(h["epoch"], h["log_height"], h["executed_weight"]) for h in document["hunts"]] == [(4, 7, 2)]
     code, out, _ = run(["stag", "status", spec.stag_id.hex()], capsys)
     assert code == 0 and "log height 7" in out
+    assert "2 voided" in out and "4 sessions, 11 decryption steps, 60 partial decryptions (2.5 MB)" in out
 
 
 # --- stag create: ranges and keys ---------------------------------------------------------------
