@@ -598,17 +598,17 @@ def test_every_offline_pattern_of_five_resolves_like_the_solver(
     five_lenient: InProcessDeployment, clock: ManualClock
 ) -> None:
     """Patterns of at most two of five keyholders offline on one stag sequence: none, each one
-    alone, and three pairs that the service tier's walk does not take (every pair's quorum
-    decrypts the ceremony's self-test, which every committee of five runs; all 16 patterns took
-    3.5 minutes here, STAGPACK_EVERY_PATTERN=1 visits them); then three offline (below quorum)
+    alone, and a pair that the service tier's walk does not take (every pair's quorum decrypts
+    the ceremony's self-test, which every committee of five runs; all 16 patterns took 3.5
+    minutes here, STAGPACK_EVERY_PATTERN=1 visits them); then three offline (below quorum)
     and back; then a corrupt keyholder beside an offline one: four live, and leaving it out
     would leave exactly t, so the epoch ends with nothing revealed. f = 0 (with f = 1, four
     live are needed)."""
     five = five_lenient
     stag = MirroredStag.create(five, clock, StagKind.COUNT, 64)
     every = [()] + [tuple(pattern) for size in (1, 2) for pattern in itertools.combinations(range(1, 6), size)]
-    patterns = every if os.environ.get("STAGPACK_EVERY_PATTERN") == "1" else [p for p in every if len(p) < 2] + [(2, 3), (4, 5), (1, 3)]
-    assert len(patterns) in (9, 16) and set(patterns) <= set(every)
+    patterns = every if os.environ.get("STAGPACK_EVERY_PATTERN") == "1" else [p for p in every if len(p) < 2] + [(2, 3)]
+    assert len(patterns) in (7, 16) and set(patterns) <= set(every)
     run_patterns(five, stag, patterns)
     aggregator = five.aggregator
     submit_a_firing_round(stag)

@@ -21,8 +21,8 @@ def test_killed_keyholders_of_seven(tmp_path: Path) -> None:
     """n=7, t=4. All 64 patterns take well over half an hour on 2 cores (each pattern is a
     validation and a hunt among up to seven keyholder processes), too long for every CI run:
     by default a walk of 6 patterns (every size up to n − t, the lead included, every keyholder
-    killed; it was 16 before the noise test doubled a session's cost, and the in-process tests
-    visit every pattern of 3-of-5); STAGPACK_EVERY_PATTERN=1 visits all 64.
+    killed; it was 16 before the noise test doubled a session's cost, and every committee's
+    ceremony decrypts its self-test with every quorum); STAGPACK_EVERY_PATTERN=1 visits all 64.
     The committee has fault bound f = 0 (with the default f = 1 every step needs five)."""
     every = os.environ.get("STAGPACK_EVERY_PATTERN") == "1"
     walk = patterns(7, 4) if every else covering_walk(7, 4)

@@ -70,7 +70,7 @@ def three_of_five(scratch: Callable[[str], Path]) -> Iterator[Services]:
 def test_every_pattern_of_up_to_two_killed_keyholders_of_five(three_of_five: Services) -> None:
     """By default a walk of 5 patterns with every size up to n − t, the lead included, every
     keyholder killed (all 16 took 8 minutes on 2 cores once the noise test doubled a session's
-    cost; tests/protocol visits nine others in process, and every committee's ceremony decrypts
+    cost; tests/protocol visits seven in process, and every committee's ceremony decrypts
     its self-test with every quorum); STAGPACK_EVERY_PATTERN=1 visits all 16 in both tiers."""
     every = os.environ.get("STAGPACK_EVERY_PATTERN") == "1"
     walk = patterns(5, 3) if every else covering_walk(5, 3)
