@@ -198,8 +198,8 @@ class Aggregator:
         self._hunts_changed = threading.Condition()
         self.committee_status = CommitteeStatus(True)  # or why the last session could not reach a quorum
         self._tick_log = TickLog(clock)
-        # (signer, capital tag) -> the hunt certificate that spent that escrow account
-        self._spent: dict[tuple[bytes, str], HuntCertificate] = {}
+        # escrow account -> the hunt certificate that spent it
+        self._spent: dict[Account, HuntCertificate] = {}
         for stag_id in store.stag_ids():
             self._packs[stag_id] = self._replay(stag_id)
             for certificate in self._packs[stag_id].hunts:  # an executor may have missed one before a crash
@@ -281,7 +281,7 @@ class Aggregator:
 
     def _require_escrow(self, account: Account, weight: int) -> None:
         """The account covers `weight` and no hunt has spent it yet. Call with the accounts lock."""
-        spent = self._spent.get((account.owner, account.tag))
+        spent = self._spent.get(account)
         if spent is not None:
             raise WrongPhase(
                 f"account {account.describe()} was spent by the hunt of stag {spent.outcome.stag_id.hex()[:12]} at epoch "
@@ -294,18 +294,22 @@ class Aggregator:
             )
 
     def _note_spent(self, certificate: HuntCertificate) -> None:
-        for member in certificate.outcome.members:
-            statement = member.statement
-            if statement.capital_tag:
-                self._spent.setdefault((statement.participant, statement.capital_tag), certificate)
+        for account in certificate.outcome.spent_accounts():
+            self._spent.setdefault(account, certificate)
 
-    def _spent_elsewhere(self, stag_id: bytes, snapshot: PackSnapshot) -> Account | None:
+    def _spent_by_another(self, account: Account | None, stag_id: bytes) -> HuntCertificate | None:
+        """The certificate of another stag's hunt that spent `account`, if any."""
+        certificate = None if account is None else self._spent.get(account)
+        return certificate if certificate is not None and certificate.outcome.stag_id != stag_id else None
+
+    def _spent_elsewhere(self, stag_id: bytes, snapshot: PackSnapshot) -> tuple[Account, HuntCertificate] | None:
         """An account a pending intendo of `snapshot` names that another stag's hunt spent."""
         for _, envelope in snapshot.pending:
             statement = envelope.statement
-            certificate = self._spent.get((statement.participant, statement.capital_tag)) if statement.capital_tag else None
-            if certificate is not None and certificate.outcome.stag_id != stag_id:
-                return Account(statement.participant, statement.capital_tag)
+            account = Account(statement.participant, statement.capital_tag) if statement.capital_tag else None
+            certificate = self._spent_by_another(account, stag_id)
+            if account is not None and certificate is not None:
+                return account, certificate
         return None
 
     def _void_spent(self, pack: PackState) -> None:
@@ -317,11 +321,10 @@ class Aggregator:
         with self._accounts, write:
             voids = []
             for intendo_id, record in pack.intendos.items():
-                account = record.backing
-                if account is None or record.status not in (IntendoStatus.AWAITING, IntendoStatus.COUNTED):
+                if record.status not in (IntendoStatus.AWAITING, IntendoStatus.COUNTED):
                     continue
-                certificate = self._spent.get((account.owner, account.tag))
-                if certificate is not None and certificate.outcome.stag_id != pack.stag_id:
+                certificate = self._spent_by_another(record.backing, pack.stag_id)
+                if certificate is not None:
                     voids.append(Void(intendo_id, certificate, self._pack(certificate.outcome.stag_id).require_spec()))
             for void in voids:
                 self._append(pack, EntryKind.VOID, void)
@@ -519,8 +522,9 @@ class Aggregator:
                 # of them can have served its membership (any two families of t + f share an
                 # honest keyholder), so nothing was revealed. The next epoch checks afresh, after
                 # the void.
+                account, certificate = spent
                 log.warning("%s can never finish: it counts account %s, spent by stag %s; dropped",
-                            progress.session.describe(), spent.describe(), self._spent[(spent.owner, spent.tag)].outcome.stag_id.hex()[:12])
+                            progress.session.describe(), account.describe(), certificate.outcome.stag_id.hex()[:12])
                 self._store.delete_session(pack.stag_id, unfinished.kind, number)
                 continue
             log.info("resuming %s", progress.session.describe())

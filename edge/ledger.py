@@ -123,7 +123,7 @@ class SqliteLedger:
         return True
 
     def balance(self, account: Account) -> int:
-        row = self._database.query_one("SELECT balance FROM accounts WHERE owner = ? AND tag = ?", (account.owner, account.tag))
+        row = self._database.query_one(_BALANCE, (account.owner, account.tag))
         return integer(row[0]) if row else 0
 
     def transfer(self, transfer: Transfer, held: int, at_millis: int) -> int:
@@ -177,8 +177,11 @@ class SqliteLedger:
         self._database.close()
 
 
+_BALANCE = "SELECT balance FROM accounts WHERE owner = ? AND tag = ?"
+
+
 def _balance(connection: sqlite3.Connection, account: Account) -> int:
-    row = connection.execute("SELECT balance FROM accounts WHERE owner = ? AND tag = ?", (account.owner, account.tag)).fetchone()
+    row = connection.execute(_BALANCE, (account.owner, account.tag)).fetchone()
     return integer(row[0]) if row else 0
 
 

@@ -39,7 +39,6 @@ from stagpack.identity import KeyholderIdentity, PublicIdentity, Sealer
 from stagpack.keyholder import policy
 from stagpack.keyholder.replica import LogSource, Replicas
 from stagpack.keyholder.store import BindingHunt, KeyholderStore, ServedStep, SessionRecord, StoredCommittee, StoreFootprint
-from stagpack.accounts import Account
 from stagpack.encoding import StagKind
 from stagpack.log import EntryKind, HuntCertificate, HuntOutcome, decode_body
 from stagpack.committee import CommitteeInfo
@@ -293,10 +292,8 @@ class KeyholderNode:
         spent, and it is no longer an unfinished binding hunt. Idempotent."""
         outcome = certificate.outcome
         with self._escrow_lock:
-            for member in outcome.members:
-                statement = member.statement
-                if statement.capital_tag:
-                    self._store.record_spent(Account(statement.participant, statement.capital_tag), outcome.stag_id, outcome.epoch)
+            for account in outcome.spent_accounts():
+                self._store.record_spent(account, outcome.stag_id, outcome.epoch)
             self._store.clear_binding(outcome.stag_id, outcome.epoch)
 
     def _dead(self, binding: BindingHunt) -> bool:

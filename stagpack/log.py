@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
 from stagpack import codec
+from stagpack.accounts import Account
 from stagpack.committee import CommitteeInfo, KeyholderSignature, Transcript
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import InvalidInput, InvalidSignature
@@ -111,6 +112,14 @@ class HuntOutcome:
     def member_ids(self) -> tuple[bytes, ...]:
         return tuple(member.intendo_id for member in self.members)
 
+    def spent_accounts(self) -> tuple[Account, ...]:
+        """The escrow accounts of the capital members: executing them spends those accounts."""
+        return tuple(
+            Account(member.statement.participant, member.statement.capital_tag)
+            for member in self.members
+            if member.statement.capital_tag
+        )
+
     def check_consistency(self, spec: StagSpec) -> None:
         """The facts must fit together: a fixed point of the members it names."""
         if not 0 < self.level < spec.levels:
@@ -177,14 +186,6 @@ class Void:
     intendo_id: bytes
     certificate: HuntCertificate
     spec: StagSpec  # the spending hunt's stag: ties the certificate to this committee
-
-    def spending_member(self, participant: bytes, capital_tag: str) -> IntendoEnvelope | None:
-        """The certified member backed by the account (participant, capital_tag), if any."""
-        for member in self.certificate.outcome.members:
-            statement = member.statement
-            if statement.participant == participant and statement.capital_tag == capital_tag:
-                return member
-        return None
 
 
 BODY_TYPES: dict[EntryKind, type] = {

@@ -341,7 +341,7 @@ class PackState:
         outcome = void.certificate.outcome
         if outcome.stag_id == self.stag_id:
             raise InvalidInput("a void cites a hunt of another stag (a stag's own members execute, not void)")
-        if void.spending_member(statement.participant, statement.capital_tag) is None:
+        if record.backing not in outcome.spent_accounts():
             raise InvalidInput("the cited hunt executed nothing backed by this intendo's escrow account")
         if void.spec.kind is not StagKind.CAPITAL:
             raise InvalidInput("the cited hunt is of a count stag: it spent no escrow")
