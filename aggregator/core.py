@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Sequence
 from stagpack import codec
 from stagpack.accounts import Account, Balance, Transfer
 from stagpack.aggregator.committee import KeyholderClient
-from stagpack.aggregator.ledger import Executor
+from stagpack.aggregator.ledger import Executor, Pool
 from stagpack.aggregator.sessions import SessionProgress, SessionRunner
 from stagpack.aggregator.store import AggregatorStore, EpochOutcome, EpochResult, SessionCost
 from stagpack.decrypt.computation import DecryptionObserver
@@ -25,13 +25,15 @@ from stagpack.decrypt.steps import binding
 from stagpack.dkg import CommitteeBundle
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.encoding import StagKind
-from stagpack.errors import AlreadyExists, CommitteeUnavailable, InsufficientFunds, IntegrityFailure, NotFound, StagpackError, WrongPhase
+from stagpack.errors import AlreadyExists, CommitteeUnavailable, InsufficientFunds, IntegrityFailure, InvalidInput, NotFound, StagpackError, WrongPhase
 from stagpack.fhe import FheContext, KeyMaterial
 from stagpack.log import (
     EntryKind,
     HuntCertificate,
     HuntOutcome,
     LogEntry,
+    SettlementCertificate,
+    SettlementOutcome,
     ValidationCertificate,
     ValidationOutcome,
     Void,
@@ -40,7 +42,9 @@ from stagpack.log import (
 from stagpack.committee import CommitteeInfo
 from stagpack.pack import IntendoRecord, IntendoStatus, PackLimits, PackSnapshot, PackState
 from stagpack.session import SessionKind
+from stagpack.identity import verify_signature
 from stagpack.stag import StagSpec, now_millis
+from stagpack.terms import pool_funding_message
 
 log = logging.getLogger("stagpack.aggregator")
 
@@ -73,11 +77,14 @@ class StagStatus:
     withdrawn: int
     rejected: int
     voided: int
+    refunded: int
     cost: SessionCost  # what the committee has spent on the stag's sessions
     remaining_capacity: int
     executed_level: int
     epochs: tuple[EpochResult, ...]
     hunts: tuple[HuntCertificate, ...]
+    pool: Pool | None  # a refund stag's pool: what it holds and whether it was settled or returned
+    settlement: SettlementCertificate | None
     accepting: bool
     next_epoch_at_millis: int
     committee: CommitteeStatus
@@ -201,10 +208,15 @@ class Aggregator:
         # escrow account -> the hunt certificate that spent it
         self._spent: dict[Account, HuntCertificate] = {}
         for stag_id in store.stag_ids():
-            self._packs[stag_id] = self._replay(stag_id)
-            for certificate in self._packs[stag_id].hunts:  # an executor may have missed one before a crash
+            pack = self._packs[stag_id] = self._replay(stag_id)
+            # What the log records, the executor applies (it may have missed some before a
+            # crash; each is applied once): submission fees, hunts, the settlement.
+            self._charge_fees(pack)
+            for certificate in pack.hunts:
                 self._note_spent(certificate)
-                self._executor.execute(self._packs[stag_id].require_spec(), certificate)
+                self._executor.execute(pack.require_spec(), certificate)
+            if pack.settlement is not None:
+                self._executor.settle(pack.require_spec(), pack.settlement)
         log.info("aggregator ready: %d stags, committee %s", len(self._packs), self.committee.committee_id.hex()[:12])
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -252,16 +264,29 @@ class Aggregator:
             self.context.parameters.to_bytes(), self.bundle.joint_public_key, self.bundle.transcript.to_bytes()
         )
 
-    def create_stag(self, spec: StagSpec) -> bytes:
+    def create_stag(self, spec: StagSpec, funding_signature: bytes = b"") -> bytes:
+        """Log a new stag. A stag with a refund pool needs its funder's signature on the stag id
+        (`stagpack.terms.pool_funding_message`): the pool moves from the funder's account into
+        escrow before the stag exists, and a retried creation does not fund it twice."""
         spec.validate(self.context.row_width, self.committee.committee_id)
         stag_id = spec.stag_id
+        refund = spec.refund
+        if refund is not None:
+            verify_signature(refund.funder.owner, "refund-pool", pool_funding_message(stag_id), funding_signature)
+        elif funding_signature:
+            raise InvalidInput("a funding signature for a stag without a refund pool")
         write, _ = self._locks(stag_id)
-        with write:
-            if stag_id in self._packs:
-                raise AlreadyExists("a stag with this exact spec already exists")
-            pack = PackState(self.context, self.committee, stag_id, self._limits)
-            self._append(pack, EntryKind.GENESIS, spec)
-            self._packs[stag_id] = pack
+        with self._accounts if refund is not None else contextlib.nullcontext():
+            held = self._held(refund.funder) if refund is not None else 0  # before the write lock, which `_held` takes
+            with write:
+                if stag_id in self._packs:
+                    raise AlreadyExists("a stag with this exact spec already exists")
+                pack = PackState(self.context, self.committee, stag_id, self._limits)
+                if refund is not None:
+                    pack.check_genesis(spec, self._clock())  # nothing is funded for a stag that cannot open
+                    self._executor.fund_pool(spec, held, self._clock())
+                self._append(pack, EntryKind.GENESIS, spec)
+                self._packs[stag_id] = pack
         log.info("created %s stag %s (%d levels)", spec.kind.value, stag_id.hex()[:12], spec.levels)
         return stag_id
 
@@ -271,16 +296,28 @@ class Aggregator:
         stag_id = envelope.statement.stag_id
         pack = self._pack(stag_id)
         write, _ = self._locks(stag_id)
-        capital = pack.require_spec().kind is StagKind.CAPITAL
-        with self._accounts if capital else contextlib.nullcontext(), write:  # count stags move no money
-            pack.check_submission(envelope, ciphertext, self._clock())
-            if capital:
-                self._require_escrow(Account(envelope.statement.participant, envelope.statement.capital_tag), envelope.statement.weight)
-            entry = self._append(pack, EntryKind.SUBMISSION, envelope, envelope.intendo_id, ciphertext)
+        spec = pack.require_spec()
+        capital = spec.kind is StagKind.CAPITAL
+        statement = envelope.statement
+        account = Account(statement.participant, statement.capital_tag) if capital else None
+        with self._accounts if capital else contextlib.nullcontext():  # count stags move no money
+            # what the account's live intendos hold (read before this stag's write lock, which
+            # `_held` takes; with the accounts lock held it can only shrink meanwhile)
+            held = self._held(account) if account is not None and statement.capital_tag else 0
+            with write:
+                pack.check_submission(envelope, ciphertext, self._clock())
+                if account is not None:
+                    self._require_escrow(account, statement.weight, pack.member_fee, pack.submission_fee, held)
+                entry = self._append(pack, EntryKind.SUBMISSION, envelope, envelope.intendo_id, ciphertext)
+                if pack.submission_fee:  # due once the submission is logged (charged on restart if a crash came between)
+                    self._executor.charge_submission(spec, envelope, self._clock())
         return SubmitReceipt(envelope.intendo_id, entry.height)
 
-    def _require_escrow(self, account: Account, weight: int) -> None:
-        """The account covers `weight` and no hunt has spent it yet. Call with the accounts lock."""
+    def _require_escrow(self, account: Account, weight: int, member_fee: int, fee: int, held: int) -> None:
+        """After paying the submission `fee`, the account still covers what the new intendo may
+        take (its weight and the fee per executed member) and `held` (what its other live
+        intendos hold: at most one of them executes); and no hunt has spent it yet. Call with
+        the accounts lock."""
         spent = self._spent.get(account)
         if spent is not None:
             raise WrongPhase(
@@ -288,10 +325,23 @@ class Aggregator:
                 f"{spent.outcome.epoch}: a capital tag backs intendos until one of them executes; back new ones with another tag"
             )
         balance = self._executor.balance(account)
-        if balance < weight:
+        hold = weight + member_fee
+        if balance < fee + max(hold, held):
+            what = f"the intendo's weight {weight}" + (f" and the fee per executed member {member_fee}" if member_fee else "")
+            if held > hold:
+                what = f"what its live intendos hold, {held}"
             raise InsufficientFunds(
-                f"account {account.describe()} holds {balance}, less than the intendo's weight {weight}: deposit first"
+                f"account {account.describe()} holds {balance}, less than "
+                + (f"the submission fee {fee} plus " if fee else "") + f"{what}: deposit first"
             )
+
+    def _charge_fees(self, pack: PackState) -> None:
+        """Charge the submission fee of every logged submission the executor has not charged
+        yet (after a crash between the log and the executor; idempotent)."""
+        spec = pack.require_spec()
+        if pack.submission_fee:
+            for record in pack.intendos.values():
+                self._executor.charge_submission(spec, record.envelope, self._clock())
 
     def _note_spent(self, certificate: HuntCertificate) -> None:
         for account in certificate.outcome.spent_accounts():
@@ -341,7 +391,7 @@ class Aggregator:
         for stag_id, pack in list(self._packs.items()):
             write, _ = self._locks(stag_id)
             with write:
-                held = max(held, pack.held(account))
+                held = max(held, pack.held(account, self._clock()))
         return held
 
     # -- accounts -----------------------------------------------------------------------------
@@ -416,11 +466,14 @@ class Aggregator:
                 withdrawn=counts["withdrawn"],
                 rejected=counts["rejected"],
                 voided=counts["voided"],
+                refunded=counts["refunded"],
                 cost=self._store.cost(stag_id),
                 remaining_capacity=spec.levels - 1 - pack.reserved_weight,
                 executed_level=pack.executed_level,
                 epochs=tuple(self._store.epochs(stag_id)),
                 hunts=tuple(pack.hunts),
+                pool=self._executor.pool(stag_id) if spec.refund is not None else None,
+                settlement=pack.settlement,
                 accepting=spec.accepts_submissions(now),
                 next_epoch_at_millis=spec.epoch_due_at(spec.current_epoch(now) + 1),
                 committee=self.committee_status,
@@ -487,6 +540,9 @@ class Aggregator:
                 if due():  # the epoch's check cannot run either: say so, and retry later
                     self._record_epoch(stag_id, epoch, EpochOutcome.COMMITTEE_UNAVAILABLE, pack.height)
                 raise
+            if pack.settlement_due(self._clock()):
+                self._settle(pack)
+                return
             if not due():
                 return
             results = self._store.epochs(stag_id)
@@ -500,6 +556,24 @@ class Aggregator:
                 return
             self._run_session(pack, SessionKind.HUNT, epoch, pack.snapshot(), None)
 
+    def _settle(self, pack: PackState) -> None:
+        """A refund stag's closing epoch (DESIGN.md §10.3): its check either fires — a last hunt,
+        and the pool goes back — or the committee certifies the settlement of the refunds. A
+        stag that counted no intendo at its deadline owes no bonus: its settlement is logged
+        without a session (every replica checks it from the log), and the pool goes back."""
+        spec = pack.require_spec()
+        if pack.counted:
+            self._run_session(pack, SessionKind.HUNT, spec.closing_epoch, pack.snapshot(), None)
+            return
+        write, _ = self._locks(pack.stag_id)
+        with self._accounts:
+            with write:
+                certificate = SettlementCertificate(pack.settlement_outcome(), ())
+                self._append(pack, EntryKind.SETTLEMENT, certificate)
+            self._record_epoch(pack.stag_id, spec.closing_epoch, EpochOutcome.SETTLED, pack.height - 1)
+            self._executor.settle(spec, certificate)
+        log.info("stag %s: deadline passed with no intendo counted; the refund pool went back", pack.stag_id.hex()[:12])
+
     def _resume(self, pack: PackState) -> None:
         for unfinished in self._store.unfinished_sessions():
             if unfinished.stag_id != pack.stag_id:
@@ -510,7 +584,9 @@ class Aggregator:
             # unfinished check of a past epoch or height is simply dropped (it revealed nothing
             # about members) and the next epoch checks afresh.
             number = unfinished.number
-            outdated = number != pack.require_spec().current_epoch(self._clock()) or progress.session.height < pack.height
+            spec = pack.require_spec()
+            current = number == spec.current_epoch(self._clock()) or pack.closing_pending(number)
+            outdated = not current or progress.session.height < pack.height
             if unfinished.kind is SessionKind.HUNT and not _binding(progress) and outdated:
                 self._store.delete_session(pack.stag_id, unfinished.kind, number)
                 continue
@@ -577,6 +653,16 @@ class Aggregator:
         if result.outcome is None:
             self._record_epoch(stag_id, number, EpochOutcome.NO_HUNT, snapshot.height)
             self._store.delete_session(stag_id, kind, number)
+            return
+        if isinstance(result.outcome, SettlementOutcome):
+            settlement = SettlementCertificate(result.outcome, result.signatures)
+            with self._accounts:  # no release between the certificate and the refunds it pays
+                with write:
+                    self._append(pack, EntryKind.SETTLEMENT, settlement)
+                self._record_epoch(stag_id, number, EpochOutcome.SETTLED, snapshot.height)
+                self._store.delete_session(stag_id, kind, number)
+                self._executor.settle(pack.require_spec(), settlement)
+            log.info("stag %s: deadline passed without a hunt; %d refund bonuses paid", stag_id.hex()[:12], len(result.outcome.refunds))
             return
         assert isinstance(result.outcome, HuntOutcome)
         certificate = HuntCertificate(result.outcome, result.signatures)

@@ -5,8 +5,10 @@ exactly once: every member's execution is recorded and, in a capital stag, each 
 moves from the escrow account its intendo names to the stag's beneficiary — all of it or none.
 A retry of a hunt already applied changes nothing. The executor also keeps the accounts
 (DESIGN.md §10.1): signed deposits and releases, and balances the aggregator checks before a
-capital intendo enters a stag. The default, an embedded SQLite ledger, is
-`stagpack.edge.ledger.SqliteLedger`.
+capital intendo enters a stag, and a refund stag's pool (DESIGN.md §10.3), escrowed from its
+funder when the stag is created and paid out by the settlement or returned when a hunt
+executes; and it charges fees with the action they price. The default, an embedded SQLite
+ledger, is `stagpack.edge.ledger.SqliteLedger`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,36 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stagpack.accounts import Account, Transfer
-from stagpack.log import HuntCertificate
+from stagpack.envelope import IntendoEnvelope
+from stagpack.log import HuntCertificate, SettlementCertificate
 from stagpack.stag import StagSpec
 
 
 class Executor(Protocol):
     def execute(self, spec: StagSpec, certificate: HuntCertificate) -> bool:
-        """Apply the hunt atomically; return False if it had already been applied. Raises
-        IntegrityFailure (and applies nothing) if an account cannot pay its member's weight."""
+        """Apply the hunt atomically: each member pays its weight to the beneficiary and the
+        stag's fee per member to the fee accounts, and a refund pool goes back to its return
+        account. Return False if it had already been applied. Raises IntegrityFailure (and
+        applies nothing) if an account cannot pay."""
+        ...
+
+    def fund_pool(self, spec: StagSpec, held: int, at_millis: int) -> Pool:
+        """Move a refund stag's pool from its funder's account into escrow, leaving at least
+        `held` there; once per stag (a retried creation finds it funded)."""
+        ...
+
+    def settle(self, spec: StagSpec, certificate: SettlementCertificate) -> bool:
+        """Pay a settlement's refunds from the pool and return the rest, atomically; False if
+        already applied."""
+        ...
+
+    def charge_submission(self, spec: StagSpec, envelope: IntendoEnvelope, at_millis: int) -> bool:
+        """Charge the stag's submission fee from the intendo's account to the fee accounts,
+        once per intendo; False if already charged."""
+        ...
+
+    def pool(self, stag_id: bytes) -> Pool | None:
+        """A refund stag's pool (None for a stag that has none)."""
         ...
 
     def balance(self, account: Account) -> int:
@@ -33,6 +57,15 @@ class Executor(Protocol):
         """Apply a verified owner-signed deposit or release, once per nonce; a release may not
         leave less than `held` in the account. Returns the new balance."""
         ...
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A refund pool: what was escrowed, what it holds now, and where it stands."""
+
+    funded: int
+    remaining: int
+    state: str  # "open", "settled" (the refunds were paid) or "returned" (a hunt executed)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,11 @@ from stagpack.aggregator.committee import KeyholderClient
 from stagpack.aggregator.store import AggregatorStore, SessionCost
 from stagpack.calls import Call, Request, Response
 from stagpack.decrypt import Quorum, family_members, quorum_family
-from stagpack.decrypt.computation import DecryptionObserver, SessionComputation, facts_so_far, read_step
+from stagpack.decrypt.computation import DecryptionObserver, Outcome, SessionComputation, facts_so_far, outcome_domain, read_step
 from stagpack.decrypt.steps import SessionFacts, next_step
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, KeyholderUnreachable, StagpackError
 from stagpack.fhe import Ciphertext, FheContext
 from stagpack.identity import verify_signature
-from stagpack.log import HuntOutcome, ValidationOutcome
 from stagpack.committee import CommitteeInfo, KeyholderSignature
 from stagpack.pack import CiphertextSource, PackSnapshot
 from stagpack.session import (
@@ -48,9 +47,6 @@ from stagpack.session import (
 )
 
 log = logging.getLogger("stagpack.aggregator")
-
-Outcome = HuntOutcome | ValidationOutcome
-
 
 @dataclass(frozen=True)
 class SessionProgress:
@@ -283,7 +279,7 @@ class SessionRunner:
 
     def _certify(self, progress: SessionProgress, outcome: Outcome, live: set[int]) -> tuple[KeyholderSignature, ...]:
         request = CertifyRequest(progress.session, progress.commitments, progress.reveals, progress.partials, codec.encode(outcome))
-        domain = "hunt" if progress.session.kind is SessionKind.HUNT else "validation"
+        domain = outcome_domain(outcome)
         signatures = []
         refusals = []
         for index, response in self._call_all(live, sorted(live), CERTIFY, request).items():

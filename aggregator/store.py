@@ -21,13 +21,14 @@ class EpochOutcome(str, enum.Enum):
     HUNT = "hunt"
     NO_HUNT = "no-hunt"
     EMPTY = "empty"  # no counted intendos: nothing to check
+    SETTLED = "settled"  # a refund stag's closing check did not fire: its refunds were paid
     COMMITTEE_UNAVAILABLE = "committee-unavailable"  # postponed: fewer than t keyholders took part
     INTEGRITY_FAILURE = "integrity-failure"  # decryptions disagreed; nothing was revealed
 
     @property
     def checked(self) -> bool:
         """The pack was evaluated (an outcome, not a postponement)."""
-        return self in (EpochOutcome.HUNT, EpochOutcome.NO_HUNT, EpochOutcome.EMPTY)
+        return self in (EpochOutcome.HUNT, EpochOutcome.NO_HUNT, EpochOutcome.EMPTY, EpochOutcome.SETTLED)
 
 
 @dataclass(frozen=True)

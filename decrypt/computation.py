@@ -35,7 +35,7 @@ from stagpack.decrypt.steps import SessionFacts, next_step, require_step
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, UnverifiedEvidence
 from stagpack.fhe import Ciphertext, FheContext, SlotVector
 from stagpack.identity import verify_signature
-from stagpack.log import HuntOutcome, ValidationOutcome
+from stagpack.log import HuntOutcome, SettlementOutcome, ValidationOutcome
 from stagpack.committee import CommitteeInfo
 from stagpack.pack import CiphertextSource, PackSnapshot
 from stagpack.session import (
@@ -49,7 +49,16 @@ from stagpack.session import (
     Step,
 )
 
-Outcome = HuntOutcome | ValidationOutcome
+Outcome = HuntOutcome | ValidationOutcome | SettlementOutcome
+
+
+def outcome_domain(outcome: Outcome) -> str:
+    """The signature domain keyholders certify an outcome under."""
+    if isinstance(outcome, HuntOutcome):
+        return "hunt"
+    return "settlement" if isinstance(outcome, SettlementOutcome) else "validation"
+
+
 # Sees every fused slot vector (session, step, quorum, vector): tests and benchmarks use it to
 # observe exactly what whoever fuses learns; production passes none.
 DecryptionObserver = Callable[[SessionRef, Step, Quorum, SlotVector], None]
@@ -207,13 +216,16 @@ class SessionComputation:
         return tuple(self.context.ciphertext_digest(ciphertext) for ciphertext in ciphertexts)
 
     def outcome(self, facts: SessionFacts) -> Outcome | None:
-        """The outcome of a session whose steps are all read: a hunt (None when it did not fire)
-        or a validation verdict. A batch whose noise test failed is decided without a validity
+        """The outcome of a session whose steps are all read: a hunt (None when it did not fire,
+        or, at a refund stag's closing epoch before any hunt, the settlement of its refunds) or
+        a validation verdict. A batch whose noise test failed is decided without a validity
         check: one intendo alone is rejected (recorded against its signer); a larger batch is
         deferred, so that each of its intendos is tested alone and only the noisy one is blamed."""
         session, state = self.session, self.state
         if session.kind is SessionKind.HUNT:
             if facts.members is None or facts.level is None:
+                if self.spec.is_closing(session.number) and state.executed_level == 0:
+                    return state.settlement_outcome()
                 return None
             members = tuple(envelope for (_, envelope), bit in zip(state.pending, facts.members) if bit)
             return HuntOutcome(

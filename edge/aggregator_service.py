@@ -39,6 +39,7 @@ from stagpack.edge.wire import (
     hunt_to_proto,
     load_bundle_files,
     spec_from_proto,
+    settlement_to_proto,
     spec_to_proto,
     transfer_from_proto,
     withdrawal_from_proto,
@@ -84,7 +85,8 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
     def CreateStag(self, request: aggregator_pb2.CreateStagRequest, context: grpc.ServicerContext) -> aggregator_pb2.CreateStagResponse:
         if not request.HasField("spec"):
             raise InvalidInput("spec is missing")
-        return aggregator_pb2.CreateStagResponse(stag_id=self._aggregator().create_stag(spec_from_proto(request.spec)))
+        stag_id = self._aggregator().create_stag(spec_from_proto(request.spec), bytes(request.funding_signature))
+        return aggregator_pb2.CreateStagResponse(stag_id=stag_id)
 
     @servicer_method
     def ListStags(self, request: aggregator_pb2.ListStagsRequest, context: grpc.ServicerContext) -> aggregator_pb2.ListStagsResponse:
@@ -117,6 +119,11 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
             ],
             hunts=[hunt_to_proto(certificate, status.spec, transcript) for certificate in status.hunts],
             accepting=status.accepting, next_epoch_at_millis=status.next_epoch_at_millis, committee=status.committee.describe(),
+            pool=None if status.pool is None else aggregator_pb2.RefundPool(
+                funded=status.pool.funded, remaining=status.pool.remaining, state=status.pool.state
+            ),
+            settlement=None if status.settlement is None else settlement_to_proto(status.settlement),
+            refunded=status.refunded,
         )
 
     @servicer_method

@@ -2,9 +2,11 @@
 
 It records each hunt and its members' executions and, for a capital stag, moves each member's
 weight from its escrow account to the stag's beneficiary — one transaction per hunt, exactly
-once. It keeps the escrow accounts, owner-signed deposits and releases, and a journal of every
-movement of money, from which `totals` shows that money is conserved: what was deposited is what
-the accounts hold plus what was released.
+once. It keeps the escrow accounts, owner-signed deposits and releases, refund pools (funded
+when their stag is created; paid out by its settlement, or returned when it hunts), the fees
+each action is charged, and a journal of every movement of money, from which `totals` shows
+that money is conserved: what was deposited is what the accounts and open pools hold plus what
+was released.
 
 A deposit here stands in for a payment rail: the ledger takes the owner's signed word that the
 money arrived. A settlement backend on a chain holds real tokens instead.
@@ -17,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stagpack.accounts import MAX_AMOUNT, Account, Transfer, TransferKind
-from stagpack.aggregator.ledger import Execution
+from stagpack.aggregator.ledger import Execution, Pool
+from stagpack.envelope import IntendoEnvelope
 from stagpack.edge.sqlite import Database, blob, integer, text
 from stagpack.encoding import StagKind
 from stagpack.errors import AlreadyExists, InsufficientFunds, IntegrityFailure, InvalidInput
-from stagpack.log import HuntCertificate
+from stagpack.log import HuntCertificate, SettlementCertificate
 from stagpack.stag import StagSpec, now_millis
 
 SCHEMA = """
@@ -52,10 +55,27 @@ CREATE TABLE IF NOT EXISTS accounts (
 CREATE TABLE IF NOT EXISTS movements (
     owner BLOB NOT NULL,
     tag TEXT NOT NULL,
-    kind TEXT NOT NULL,          -- deposit, release, paid (a hunt member's weight), received (a beneficiary's)
+    kind TEXT NOT NULL,          -- deposit, release, paid (a hunt member's weight), received (a beneficiary's),
+                                 -- pool (into a refund pool), bonus (a refund), returned (from a pool), fee, fee-income
     amount INTEGER NOT NULL CHECK (amount > 0),
-    reference BLOB NOT NULL,     -- the transfer's nonce, or the hunt's certificate digest
+    reference BLOB NOT NULL,     -- the transfer's nonce, the certificate digest, the stag or intendo id
     at_millis INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pools (
+    stag_id BLOB PRIMARY KEY,
+    funded INTEGER NOT NULL CHECK (funded > 0),
+    remaining INTEGER NOT NULL CHECK (remaining >= 0),
+    state TEXT NOT NULL          -- open, settled, returned
+);
+CREATE TABLE IF NOT EXISTS settlements (
+    stag_id BLOB PRIMARY KEY,
+    certificate_digest BLOB NOT NULL,
+    settled_at_millis INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS submission_fees (
+    intendo_id BLOB PRIMARY KEY,
+    stag_id BLOB NOT NULL,
+    amount INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS transfer_nonces (
     owner BLOB NOT NULL,
@@ -70,15 +90,16 @@ MAX_BALANCE = 2**62  # what a beneficiary may accumulate from hunts
 
 @dataclass(frozen=True)
 class LedgerTotals:
-    """Every unit that entered and left the ledger, and what its accounts hold."""
+    """Every unit that entered and left the ledger, and what its accounts and pools hold."""
 
     deposited: int
     released: int
-    held: int  # the sum of all balances
+    held: int  # the sum of all balances (fees included: they are credited to accounts)
+    pooled: int  # what open refund pools hold
 
     @property
     def conserved(self) -> bool:
-        return self.deposited == self.held + self.released
+        return self.deposited == self.held + self.pooled + self.released
 
 
 class SqliteLedger:
@@ -112,15 +133,89 @@ class SqliteLedger:
             )
             if spec.kind is StagKind.CAPITAL:
                 assert spec.beneficiary is not None  # StagSpec.validate
+                member_fee = spec.fees.member if spec.fees is not None else 0
                 total = 0
                 for member in outcome.members:
                     statement = member.statement
                     payer = Account(statement.participant, statement.capital_tag)
                     _move(connection, payer, -statement.weight, "paid", digest, at)
+                    if member_fee:
+                        _move(connection, payer, -member_fee, "fee", digest, at)
                     total += statement.weight
                 if total:
                     _move(connection, spec.beneficiary, total, "received", digest, at)
+                if spec.fees is not None:
+                    _credit_fee(connection, spec, member_fee * len(outcome.members), digest, at)
+                if spec.refund is not None:  # the stag hunted: no refund will ever be due
+                    pool = _pool(connection, outcome.stag_id)
+                    if pool is not None and pool.state == "open":
+                        _close_pool(connection, outcome.stag_id, "returned")
+                        if pool.remaining:
+                            _move(connection, spec.refund.returns_to, pool.remaining, "returned", outcome.stag_id, at)
         return True
+
+    def fund_pool(self, spec: StagSpec, held: int, at_millis: int) -> Pool:
+        refund = spec.refund
+        if refund is None:
+            raise InvalidInput("the stag has no refund pool")
+        with self._database.transaction() as connection:
+            existing = _pool(connection, spec.stag_id)
+            if existing is not None:
+                return existing  # a retried creation: funded once
+            balance = _balance(connection, refund.funder)
+            if balance - refund.pool < held:
+                raise InsufficientFunds(
+                    f"the funder's account {refund.funder.describe()} holds {balance}"
+                    + (f", of which {held} backs live intendos" if held else "")
+                    + f": it cannot fund a refund pool of {refund.pool}; deposit first"
+                )
+            _move(connection, refund.funder, -refund.pool, "pool", spec.stag_id, at_millis)
+            connection.execute("INSERT INTO pools VALUES (?, ?, ?, 'open')", (spec.stag_id, refund.pool, refund.pool))
+        return Pool(refund.pool, refund.pool, "open")
+
+    def settle(self, spec: StagSpec, certificate: SettlementCertificate) -> bool:
+        outcome = certificate.outcome
+        digest = outcome.digest()
+        if spec.refund is None or outcome.stag_id != spec.stag_id:
+            raise InvalidInput("the settlement is not of this refund stag")
+        at = now_millis()
+        with self._database.transaction() as connection:
+            existing = connection.execute("SELECT certificate_digest FROM settlements WHERE stag_id = ?", (outcome.stag_id,)).fetchone()
+            if existing is not None:
+                if blob(existing[0]) != digest:
+                    raise IntegrityFailure("a different settlement was already applied for this stag")
+                return False
+            pool = _pool(connection, outcome.stag_id)
+            if pool is None or pool.state != "open":
+                raise IntegrityFailure(f"the stag's refund pool is {'missing' if pool is None else pool.state}: nothing to settle")
+            if sum(refund.amount for refund in outcome.refunds) + outcome.returned != pool.remaining:
+                raise IntegrityFailure("the settlement does not add up to the pool")
+            connection.execute("INSERT INTO settlements VALUES (?, ?, ?)", (outcome.stag_id, digest, at))
+            _close_pool(connection, outcome.stag_id, "settled")
+            for refund in outcome.refunds:
+                if refund.amount:
+                    _move(connection, refund.account, refund.amount, "bonus", digest, at)
+            if outcome.returned:
+                _move(connection, spec.refund.returns_to, outcome.returned, "returned", digest, at)
+        return True
+
+    def charge_submission(self, spec: StagSpec, envelope: IntendoEnvelope, at_millis: int) -> bool:
+        fee = spec.fees.submission if spec.fees is not None else 0
+        if not fee:
+            return False
+        statement = envelope.statement
+        with self._database.transaction() as connection:
+            try:
+                connection.execute("INSERT INTO submission_fees VALUES (?, ?, ?)", (envelope.intendo_id, spec.stag_id, fee))
+            except sqlite3.IntegrityError:
+                return False  # charged once
+            _move(connection, Account(statement.participant, statement.capital_tag), -fee, "fee", envelope.intendo_id, at_millis)
+            _credit_fee(connection, spec, fee, envelope.intendo_id, at_millis)
+        return True
+
+    def pool(self, stag_id: bytes) -> Pool | None:
+        row = self._database.query_one(_POOL, (stag_id,))
+        return None if row is None else Pool(integer(row[0]), integer(row[1]), text(row[2]))
 
     def balance(self, account: Account) -> int:
         row = self._database.query_one(_BALANCE, (account.owner, account.tag))
@@ -160,6 +255,7 @@ class SqliteLedger:
             deposited=total("SELECT SUM(amount) FROM movements WHERE kind = 'deposit'"),
             released=total("SELECT SUM(amount) FROM movements WHERE kind = 'release'"),
             held=total("SELECT SUM(balance) FROM accounts"),
+            pooled=total("SELECT SUM(remaining) FROM pools WHERE state = 'open'"),
         )
 
     def executions(self, stag_id: bytes) -> list[Execution]:
@@ -178,6 +274,24 @@ class SqliteLedger:
 
 
 _BALANCE = "SELECT balance FROM accounts WHERE owner = ? AND tag = ?"
+_POOL = "SELECT funded, remaining, state FROM pools WHERE stag_id = ?"
+
+
+def _pool(connection: sqlite3.Connection, stag_id: bytes) -> Pool | None:
+    row = connection.execute(_POOL, (stag_id,)).fetchone()
+    return None if row is None else Pool(integer(row[0]), integer(row[1]), text(row[2]))
+
+
+def _close_pool(connection: sqlite3.Connection, stag_id: bytes, state: str) -> None:
+    connection.execute("UPDATE pools SET remaining = 0, state = ? WHERE stag_id = ?", (state, stag_id))
+
+
+def _credit_fee(connection: sqlite3.Connection, spec: StagSpec, fee: int, reference: bytes, at_millis: int) -> None:
+    """Split a fee charged in one action between the committee's and the operator's accounts."""
+    assert spec.fees is not None
+    for account, part in zip((spec.fees.committee, spec.fees.operator), spec.fees.split(fee)):
+        if part:
+            _move(connection, account, part, "fee-income", reference, at_millis)
 
 
 def _balance(connection: sqlite3.Connection, account: Account) -> int:

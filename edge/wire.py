@@ -16,8 +16,9 @@ from stagpack.committee import Transcript
 from stagpack.encoding import StagKind
 from stagpack.envelope import IntendoEnvelope, IntendoStatement, Withdrawal, WithdrawalStatement
 from stagpack.errors import IntegrityFailure, InvalidInput, NotFound
-from stagpack.log import CertificateBundle, HuntCertificate
+from stagpack.log import CertificateBundle, HuntCertificate, SettlementCertificate
 from stagpack.stag import StagSpec
+from stagpack.terms import FeeTerms, RefundMode, RefundTerms
 from stagpack.v1 import aggregator_pb2, common_pb2
 
 MAX_INT = (1 << 62) - 1
@@ -64,6 +65,60 @@ def spec_to_proto(spec: StagSpec) -> common_pb2.StagSpec:
         eligibility=list(spec.eligibility), epoch_millis=spec.epoch_millis, opens_at_millis=spec.opens_at_millis,
         deadline_millis=spec.deadline_millis, payload=spec.payload, nonce=spec.nonce,
         beneficiary=None if spec.beneficiary is None else account_to_proto(spec.beneficiary),
+        refund=None if spec.refund is None else refund_terms_to_proto(spec.refund),
+        fees=None if spec.fees is None else fee_terms_to_proto(spec.fees),
+    )
+
+
+_REFUND_MODES = {RefundMode.FIXED: common_pb2.REFUND_MODE_FIXED, RefundMode.PRO_RATA: common_pb2.REFUND_MODE_PRO_RATA}
+
+
+def refund_terms_to_proto(terms: RefundTerms) -> common_pb2.RefundTerms:
+    return common_pb2.RefundTerms(
+        funder=account_to_proto(terms.funder), pool=terms.pool, mode=_REFUND_MODES[terms.mode], bonus=terms.bonus,
+        returns_to=account_to_proto(terms.returns_to),
+    )
+
+
+def refund_terms_from_proto(message: common_pb2.RefundTerms) -> RefundTerms:
+    modes = {value: mode for mode, value in _REFUND_MODES.items()}
+    if message.mode not in modes:
+        raise InvalidInput("spec.refund.mode must be REFUND_MODE_FIXED or REFUND_MODE_PRO_RATA")
+    if not message.HasField("funder") or not message.HasField("returns_to"):
+        raise InvalidInput("spec.refund names its funder and its return account")
+    return RefundTerms(
+        funder=account_from_proto(message.funder), pool=_bounded("spec.refund.pool", message.pool, MAX_AMOUNT),
+        mode=modes[message.mode], bonus=_bounded("spec.refund.bonus", message.bonus, MAX_AMOUNT),
+        returns_to=account_from_proto(message.returns_to),
+    )
+
+
+def fee_terms_to_proto(terms: FeeTerms) -> common_pb2.FeeTerms:
+    return common_pb2.FeeTerms(
+        submission=terms.submission, member=terms.member, committee=account_to_proto(terms.committee),
+        operator=account_to_proto(terms.operator), committee_percent=terms.committee_percent,
+    )
+
+
+def fee_terms_from_proto(message: common_pb2.FeeTerms) -> FeeTerms:
+    if not message.HasField("committee") or not message.HasField("operator"):
+        raise InvalidInput("spec.fees names the committee's and the operator's accounts")
+    return FeeTerms(
+        submission=_bounded("spec.fees.submission", message.submission, MAX_AMOUNT),
+        member=_bounded("spec.fees.member", message.member, MAX_AMOUNT),
+        committee=account_from_proto(message.committee), operator=account_from_proto(message.operator),
+        committee_percent=_bounded("spec.fees.committee_percent", message.committee_percent, 100),
+    )
+
+
+def settlement_to_proto(certificate: SettlementCertificate) -> aggregator_pb2.Settlement:
+    outcome = certificate.outcome
+    return aggregator_pb2.Settlement(
+        epoch=outcome.epoch, log_height=outcome.height, returned=outcome.returned, certificate=codec.encode(certificate),
+        refunds=[
+            aggregator_pb2.Refund(intendo_id=r.intendo_id, account=account_to_proto(r.account), amount=r.amount)
+            for r in outcome.refunds
+        ],
     )
 
 
@@ -82,6 +137,8 @@ def spec_from_proto(message: common_pb2.StagSpec) -> StagSpec:
         deadline_millis=_signed("spec.deadline_millis", message.deadline_millis),
         payload=bytes(message.payload),
         beneficiary=account_from_proto(message.beneficiary) if message.HasField("beneficiary") else None,
+        refund=refund_terms_from_proto(message.refund) if message.HasField("refund") else None,
+        fees=fee_terms_from_proto(message.fees) if message.HasField("fees") else None,
         nonce=bytes(message.nonce),
     )
 

@@ -27,7 +27,7 @@ from stagpack import codec
 from stagpack.calls import Call, ReplayGuard, Request, Response, SignedCredential, serve
 from stagpack.decrypt import DecryptingParty
 from stagpack.decrypt.threshold import PartialSource, PartialSourceFactory, honest
-from stagpack.decrypt.computation import SessionComputation, session_outcome, sign_partials
+from stagpack.decrypt.computation import SessionComputation, outcome_domain, session_outcome, sign_partials
 from stagpack.decrypt.steps import binds
 from stagpack.dkg import DkgParty
 from stagpack.committee import Transcript
@@ -478,7 +478,7 @@ class KeyholderNode:
             policy.require_outcome(None if outcome is None else codec.encode(outcome), request.outcome)
             assert outcome is not None
             digest = outcome.digest()
-            domain = "hunt" if session.kind is SessionKind.HUNT else "validation"
+            domain = outcome_domain(outcome)
             with self._escrow_lock:  # sign a hunt only if no account it may spend was spent meanwhile
                 if isinstance(outcome, HuntOutcome) and record.fired_level:
                     self._check_escrow(session, replicas.state(session.stag_id), bound=True)

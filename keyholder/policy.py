@@ -17,7 +17,10 @@ will help) with its reason; `KeyholderNode` applies them in this order and logs 
    - the aggregator shows this keyholder the log head its replica holds (no equivocation);
    - a hunt check only for the current epoch of the stag (due, and not yet superseded beyond the
      clock skew), after the last epoch checked, on a pack with counted intendos; a validation
-     session only for the next batch;
+     session only for the next batch; nothing once the stag's refunds are settled;
+   - a refund stag's closing epoch (the first after its deadline) stays current until it runs,
+     and only once every intendo submitted in time was validated: if it does not fire and the
+     stag never hunted, its outcome is the settlement of the refunds (DESIGN.md §10.3);
    - a session that was already evaluated is not opened again at another height;
    - a capital stag's hunt only on a pack that counts no intendo whose escrow account a hunt
      of another stag spent (the log must void it first), and not while another capital hunt
@@ -124,15 +127,21 @@ def may_open(
     `dead`: the stag's bound hunts that can never finish (`unrecorded_fired_hunts`)."""
     spec = state.require_spec()
     require_hunts_recorded(unrecorded_fired_hunts(records, state.last_hunt_epoch, dead), set())
+    if state.settlement is not None:
+        raise PolicyRefusal("the stag's refunds are settled: it is closed")
     if session.kind is SessionKind.HUNT:
         if not spec.epoch_allowed(session.number):
             raise PolicyRefusal(f"epoch {session.number} is not an epoch of this stag")
         due = spec.epoch_due_at(session.number)
         if now_millis < due:
             raise PolicyRefusal(f"epoch {session.number} is not due until {due} (it is {now_millis})")
-        if now_millis >= spec.epoch_due_at(session.number + 1) + state.limits.max_clock_skew_millis:
+        closing = state.closing_pending(session.number)
+        if not closing and now_millis >= spec.epoch_due_at(session.number + 1) + state.limits.max_clock_skew_millis:
             # only the current epoch runs: past ones are not a backlog of extra checks
             raise PolicyRefusal(f"epoch {session.number} is over: the current epoch is {spec.current_epoch(now_millis)}")
+        if closing and state.awaiting():
+            # the closing check decides the refunds: it counts every intendo submitted in time
+            raise WrongPhase("intendos submitted before the deadline await validation: the closing check waits for them")
         served = [record.session.number for record in records if record.session.kind is SessionKind.HUNT and record.served]
         if served and session.number <= max(served):
             raise PolicyRefusal(f"epoch {session.number} is not after the last checked epoch {max(served)}")

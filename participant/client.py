@@ -104,8 +104,10 @@ class AggregatorClient:
         assert self.transcript is not None
         return self.transcript.committee_id
 
-    def create_stag(self, spec: StagSpec) -> bytes:
-        response = self._rpc("CreateStag", aggregator_pb2.CreateStagRequest(spec=spec_to_proto(spec)), aggregator_pb2.CreateStagResponse)
+    def create_stag(self, spec: StagSpec, funding_signature: bytes = b"") -> bytes:
+        """Create a stag; one with a refund pool needs its funder's `sdk.sign_pool_funding`."""
+        request = aggregator_pb2.CreateStagRequest(spec=spec_to_proto(spec), funding_signature=funding_signature)
+        response = self._rpc("CreateStag", request, aggregator_pb2.CreateStagResponse)
         return bytes(response.stag_id)
 
     def list_stags(self) -> list[aggregator_pb2.StagSummary]:

@@ -17,6 +17,7 @@ from stagpack.errors import InvalidInput
 from stagpack.fhe import FheContext, PublicKey
 from stagpack.identity import SigningIdentity
 from stagpack.stag import StagSpec, now_millis
+from stagpack.terms import pool_funding_message
 
 DEFAULT_VALIDITY_MILLIS = 10 * 60 * 1000
 
@@ -88,3 +89,14 @@ def prepare_transfer(
     check_tag(tag)
     check_amount(amount)
     return Transfer.sign(identity, committee, kind, tag, amount, now_millis() + valid_for_millis)
+
+
+def sign_pool_funding(funder: SigningIdentity, spec: StagSpec) -> bytes:
+    """The funder's authorization of a stag's refund pool: its signature over the stag id, which
+    moves `spec.refund.pool` from its escrow account `spec.refund.funder` when the stag is
+    created (`AggregatorClient.create_stag(spec, funding_signature=...)`), once."""
+    if spec.refund is None:
+        raise InvalidInput("the stag has no refund pool to fund")
+    if spec.refund.funder.owner != funder.verify_key:
+        raise InvalidInput("the refund pool is funded from another owner's account: that owner signs")
+    return funder.sign("refund-pool", pool_funding_message(spec.stag_id))

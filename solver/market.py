@@ -1,17 +1,33 @@
-"""The plaintext reference for capital across stags: escrow, multiplexing and voids.
+"""The plaintext reference for capital across stags: escrow, multiplexing, voids, deadlines,
+dominant-assurance refunds and fees.
 
-`MarketReference` keeps one `PackSolver` per capital stag, the escrow accounts and which
-accounts hunts have spent, and applies the rules of DESIGN.md §10.1 and docs/protocol.md §6a
-with no cryptography at all, so that an encrypted run can be compared with it exactly:
+`MarketReference` keeps one `PackSolver` per capital stag, the escrow accounts, the refund pools
+and which accounts hunts have spent, and applies the rules of DESIGN.md §10.1 and §10.3 and
+docs/protocol.md §6a–§6b with no cryptography at all, so that an encrypted run can be compared
+with it exactly. It is written apart from the code it checks (`stagpack.terms`, the ledger):
 
-- a capital intendo names an escrow account (owner, tag); it enters only while the account
-  holds its weight and no hunt has spent the account, and while its signer has no other live
-  (or executed) intendo in the stag;
-- a release may not leave less than the largest weight among the live intendos the account
-  backs (they are mutually exclusive: at most one of them executes);
+- a capital intendo names an escrow account (owner, tag); it enters only while its stag accepts
+  submissions, while its signer has no other live (or executed) intendo in the stag, while no
+  hunt has spent the account, and while the account, after the stag's submission fee, still
+  holds the intendo's weight plus the stag's fee per executed member and whatever its other
+  live intendos hold;
+- a live intendo holds its weight plus its stag's member fee until its stag is finished; an
+  account's intendos are mutually exclusive, so it holds the largest of them, and a release may
+  not leave less;
+- a stag with a refund pool takes it from the funder's account at creation (never below what
+  the funder's account holds);
 - an epoch evaluates the stags in the order they were created: each first voids its live
-  intendos whose account a hunt (of another stag) has spent, then hunts; a hunt pays each
-  member's weight from its account to the stag's beneficiary and spends the member's account.
+  intendos whose account a hunt of another stag has spent, then hunts — or, at a refund stag's
+  closing epoch (the first after its deadline) with no hunt so far, pays every live intendo its
+  refund bonus and returns the rest of the pool;
+- a hunt pays each member's weight from its account to the stag's beneficiary and the member fee
+  to the fee accounts, spends the member's account, and returns a refund pool whole;
+- a fee charged in one action is split: the committee gets ⌊fee · percent / 100⌋.
+
+Time is counted in epochs: `epoch(n)` runs at the moment epoch n is due, and what is submitted
+after it happens before epoch n + 1. A stag's `last_epoch` is the last one due at or before its
+deadline, so it accepts submissions until epoch `last_epoch + 1` is due (the harness sets each
+deadline between those two).
 """
 
 from __future__ import annotations
@@ -25,25 +41,62 @@ from stagpack.errors import AlreadyExists, InsufficientFunds, NotFound, WrongPha
 from .pack import Hunt, PackSolver
 
 
+@dataclass(frozen=True)
+class Refunds:
+    """A refund pool's terms, as the reference reads them."""
+
+    funder: Account
+    pool: int
+    bonus: int  # > 0: a fixed bonus per counted intendo; 0: the pool shared by weight
+    returns_to: Account
+
+
+@dataclass(frozen=True)
+class Fees:
+    submission: int
+    member: int
+    committee: Account
+    operator: Account
+    committee_percent: int
+
+
 @dataclass
 class _Intendo:
     stag: Hashable
     account: Account
     weight: int
-    status: str = "live"  # live, withdrawn, voided, executed
+    status: str = "live"  # live, withdrawn, voided, executed, refunded
 
 
 @dataclass
 class _Stag:
     solver: PackSolver
     beneficiary: Account
+    last_epoch: int  # 0: no deadline
+    refunds: Refunds | None
+    fees: Fees | None
     intendos: list[Hashable] = field(default_factory=list)
+    pool: int = 0  # what its refund pool holds
+    hunted_at: list[int] = field(default_factory=list)
+    settled: bool = False
+
+    @property
+    def member_fee(self) -> int:
+        return self.fees.member if self.fees else 0
+
+    @property
+    def closing_epoch(self) -> int:
+        return self.last_epoch + 1 if self.refunds else 0
 
 
 class MarketReference:
-    def __init__(self) -> None:
+    def __init__(self, expiry_epochs: int = 30) -> None:
+        """`expiry_epochs`: how many epochs after its last one a stag's epoch may still run
+        (the keyholders' clock skew, in epochs); a stag without refunds is finished then."""
         self._stags: dict[Hashable, _Stag] = {}  # in creation order
         self._intendos: dict[Hashable, _Intendo] = {}
+        self._expiry = expiry_epochs
+        self.now = 0  # the last epoch run
         self.balances: dict[Account, int] = {}
         self.spent: dict[Account, tuple[Hashable, int]] = {}  # account -> (stag, epoch) of the hunt that spent it
         self.deposited = 0
@@ -51,16 +104,45 @@ class MarketReference:
 
     # -- stags and accounts -------------------------------------------------------------------
 
-    def create_stag(self, stag: Hashable, levels: int, beneficiary: Account) -> None:
+    def create_stag(
+        self, stag: Hashable, levels: int, beneficiary: Account, *, last_epoch: int = 0,
+        refunds: Refunds | None = None, fees: Fees | None = None,
+    ) -> None:
         if stag in self._stags:
             raise AlreadyExists(f"stag {stag!r} exists")
-        self._stags[stag] = _Stag(PackSolver(levels), beneficiary)
+        if refunds is not None:
+            assert last_epoch, "a refund stag has a deadline"
+            if self.balance(refunds.funder) - refunds.pool < self.held(refunds.funder):
+                raise InsufficientFunds(f"{refunds.funder.describe()} cannot fund a pool of {refunds.pool}")
+            self.balances[refunds.funder] -= refunds.pool
+        self._stags[stag] = _Stag(PackSolver(levels), beneficiary, last_epoch, refunds, fees)
+        if refunds is not None:
+            self._stags[stag].pool = refunds.pool
 
     def balance(self, account: Account) -> int:
         return self.balances.get(account, 0)
 
+    def _finished(self, stag: _Stag) -> bool:
+        if stag.settled:
+            return True
+        if not stag.last_epoch:
+            return False
+        last = stag.closing_epoch or stag.last_epoch
+        if stag.hunted_at and stag.hunted_at[-1] >= last:
+            return True
+        if stag.refunds and not stag.hunted_at:
+            return False
+        return self.now > last + self._expiry
+
     def held(self, account: Account) -> int:
-        return max((i.weight for i in self._intendos.values() if i.account == account and i.status == "live"), default=0)
+        return max(
+            (
+                i.weight + self._stags[i.stag].member_fee
+                for i in self._intendos.values()
+                if i.account == account and i.status == "live" and not self._finished(self._stags[i.stag])
+            ),
+            default=0,
+        )
 
     def deposit(self, account: Account, amount: int) -> None:
         self.balances[account] = self.balance(account) + amount
@@ -72,25 +154,54 @@ class MarketReference:
         self.balances[account] -= amount
         self.released += amount
 
+    def _pay(self, account: Account, amount: int) -> None:
+        self.balances[account] = self.balance(account) - amount
+        assert self.balances[account] >= 0, f"{account.describe()} paid more than it held"
+
+    def _credit(self, account: Account, amount: int) -> None:
+        if amount:
+            self.balances[account] = self.balance(account) + amount
+
+    def _charge(self, fees: Fees, payers: list[Account], fee: int) -> None:
+        """Each payer pays `fee`; the total is split between committee and operator."""
+        for payer in payers:
+            self._pay(payer, fee)
+        total = fee * len(payers)
+        committee = total * fees.committee_percent // 100
+        self._credit(fees.committee, committee)
+        self._credit(fees.operator, total - committee)
+
     # -- intendos -----------------------------------------------------------------------------
 
+    def accepting(self, stag: Hashable) -> bool:
+        last = self._stags[stag].last_epoch
+        return not last or self.now <= last
+
     def submit(self, stag: Hashable, intendo: Hashable, account: Account, threshold: int, weight: int) -> None:
-        for other in self._stags[stag].intendos:  # one live (or executed) intendo per signer and stag
-            record = self._intendos[other]
-            if record.account.owner == account.owner and record.status in ("live", "executed"):
+        record = self._stags[stag]
+        if not self.accepting(stag):
+            raise WrongPhase("the stag's deadline has passed")
+        for other in record.intendos:  # one live (or executed) intendo per signer and stag
+            earlier = self._intendos[other]
+            if earlier.account.owner == account.owner and earlier.status in ("live", "executed"):
                 raise AlreadyExists("this identity already has a live intendo in the stag")
         if account in self.spent:
             raise WrongPhase(f"{account.describe()} was spent by a hunt")
-        if self.balance(account) < weight:
-            raise InsufficientFunds(f"{account.describe()} holds {self.balance(account)}, less than {weight}")
-        self._stags[stag].solver.insert(intendo, threshold, weight)
-        self._stags[stag].intendos.append(intendo)
+        fee = record.fees.submission if record.fees else 0
+        if self.balance(account) - fee < max(weight + record.member_fee, self.held(account)):
+            raise InsufficientFunds(f"{account.describe()} holds {self.balance(account)}, not enough")
+        if record.fees and fee:
+            self._charge(record.fees, [account], fee)
+        record.solver.insert(intendo, threshold, weight)
+        record.intendos.append(intendo)
         self._intendos[intendo] = _Intendo(stag, account, weight)
 
     def withdraw(self, intendo: Hashable) -> None:
         record = self._intendos.get(intendo)
         if record is None:
             raise NotFound(f"no intendo {intendo!r}")
+        if not self.accepting(record.stag):
+            raise WrongPhase("the stag's deadline has passed")
         if record.status != "live":
             raise WrongPhase(f"intendo {intendo!r} is {record.status}")
         self._stags[record.stag].solver.withdraw(intendo)
@@ -99,31 +210,65 @@ class MarketReference:
     def status(self, intendo: Hashable) -> str:
         return self._intendos[intendo].status
 
+    def pool(self, stag: Hashable) -> int:
+        return self._stags[stag].pool
+
     # -- epochs -------------------------------------------------------------------------------
 
     def epoch(self, number: int) -> dict[Hashable, Hunt | None]:
         """Evaluate every stag once, in creation order; return each stag's hunt (or None)."""
+        self.now = number
         hunts: dict[Hashable, Hunt | None] = {}
         for stag_id, stag in self._stags.items():
+            hunts[stag_id] = None
             self._void_spent(stag_id, stag)
+            closing = stag.refunds is not None and number == stag.closing_epoch and not stag.hunted_at
+            if stag.settled or (stag.last_epoch and number > max(stag.last_epoch, stag.closing_epoch)):
+                continue
             hunt = stag.solver.hunt()
             if hunt is not None:
-                stag.solver.execute(hunt)
-                for member, weight in zip(hunt.members, hunt.weights):
-                    record = self._intendos[member]
-                    record.status = "executed"
-                    self.balances[record.account] -= weight
-                    assert self.balances[record.account] >= 0, "a hunt paid more than an account held"
-                    self.balances[stag.beneficiary] = self.balance(stag.beneficiary) + weight
-                    self.spent.setdefault(record.account, (stag_id, number))
-            hunts[stag_id] = hunt
+                self._execute(stag_id, stag, hunt, number)
+                hunts[stag_id] = hunt
+            elif closing:
+                self._settle(stag)
         return hunts
+
+    def _execute(self, stag_id: Hashable, stag: _Stag, hunt: Hunt, number: int) -> None:
+        stag.solver.execute(hunt)
+        stag.hunted_at.append(number)
+        payers = []
+        for member, weight in zip(hunt.members, hunt.weights):
+            record = self._intendos[member]
+            record.status = "executed"
+            self._pay(record.account, weight)
+            self._credit(stag.beneficiary, weight)
+            self.spent.setdefault(record.account, (stag_id, number))
+            payers.append(record.account)
+        if stag.fees is not None and stag.fees.member:
+            self._charge(stag.fees, payers, stag.fees.member)
+        if stag.refunds is not None and stag.pool:  # it hunted: no refund will be due
+            self._credit(stag.refunds.returns_to, stag.pool)
+            stag.pool = 0
+
+    def _settle(self, stag: _Stag) -> None:
+        assert stag.refunds is not None
+        live = [self._intendos[i] for i in stag.intendos if self._intendos[i].status == "live"]
+        total = sum(record.weight for record in live)
+        for record in live:
+            bonus = stag.refunds.bonus if stag.refunds.bonus else stag.refunds.pool * record.weight // total
+            self._credit(record.account, bonus)
+            stag.pool -= bonus
+            record.status = "refunded"
+        assert stag.pool >= 0
+        self._credit(stag.refunds.returns_to, stag.pool)
+        stag.pool = 0
+        stag.settled = True
 
     def _void_spent(self, stag_id: Hashable, stag: _Stag) -> None:
         for intendo in stag.intendos:
             record = self._intendos[intendo]
             spent = self.spent.get(record.account)
-            if record.status == "live" and spent is not None and spent[0] != stag_id:
+            if record.status == "live" and spent is not None and spent[0] != stag_id and not stag.settled:
                 stag.solver.withdraw(intendo)
                 record.status = "voided"
 
@@ -132,5 +277,9 @@ class MarketReference:
         return sum(self.balances.values())
 
     @property
+    def pooled(self) -> int:
+        return sum(stag.pool for stag in self._stags.values())
+
+    @property
     def conserved(self) -> bool:
-        return self.deposited == self.held_total + self.released
+        return self.deposited == self.held_total + self.pooled + self.released

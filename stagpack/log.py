@@ -29,6 +29,7 @@ class EntryKind(str, enum.Enum):
     VALIDATION = "validation"
     HUNT = "hunt"
     VOID = "void"
+    SETTLEMENT = "settlement"
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,54 @@ class Void:
     spec: StagSpec  # the spending hunt's stag: ties the certificate to this committee
 
 
+@dataclass(frozen=True)
+class Refund:
+    """One counted intendo's refund bonus, paid to the escrow account that backs it."""
+
+    WIRE_NAME = "stagpack.Refund.v1"
+
+    intendo_id: bytes
+    account: Account
+    amount: int
+
+
+@dataclass(frozen=True)
+class SettlementOutcome:
+    """A refund stag's closing check did not fire and it never executed an intendo: the refund
+    pool pays every intendo counted at the deadline its bonus (DESIGN.md §10.3), in log order,
+    and what is left goes to the terms' return account."""
+
+    WIRE_NAME = "stagpack.SettlementOutcome.v1"
+
+    stag_id: bytes
+    epoch: int  # the closing epoch
+    height: int
+    head: bytes
+    refunds: tuple[Refund, ...]
+    returned: int
+
+    def digest(self) -> bytes:
+        return digest("settlement-outcome", codec.encode(self))
+
+
+@dataclass(frozen=True)
+class SettlementCertificate:
+    """A settlement with the signatures of t keyholders that fused the closing check and derived
+    the same refunds from their own replicas. A stag that counted no intendo at its deadline pays
+    no bonus: its settlement carries no signatures (every replica checks it from the log alone)."""
+
+    WIRE_NAME = "stagpack.SettlementCertificate.v1"
+
+    outcome: SettlementOutcome
+    signatures: tuple[KeyholderSignature, ...]
+
+    def verify(self, committee: CommitteeInfo) -> None:
+        if self.outcome.refunds:
+            committee.check_quorum_signatures("settlement", self.outcome.digest(), self.signatures)
+        elif self.signatures:
+            raise InvalidInput("a settlement that pays no bonus carries no signatures")
+
+
 BODY_TYPES: dict[EntryKind, type] = {
     EntryKind.GENESIS: StagSpec,
     EntryKind.SUBMISSION: IntendoEnvelope,
@@ -195,6 +244,7 @@ BODY_TYPES: dict[EntryKind, type] = {
     EntryKind.VALIDATION: ValidationCertificate,
     EntryKind.HUNT: HuntCertificate,
     EntryKind.VOID: Void,
+    EntryKind.SETTLEMENT: SettlementCertificate,
 }
 Body = TypeVar("Body")
 

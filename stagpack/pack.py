@@ -6,7 +6,9 @@ rate limits, certificates) and keeps the encrypted pack sum S = Σ w_i over coun
 honest replicas of the same log therefore hold byte-identical sums (addition is exact).
 
 An intendo moves through: AWAITING validation → COUNTED (pending) → EXECUTED,
-or → WITHDRAWN, or → REJECTED (malformed ciphertext, recorded against its signer).
+or → WITHDRAWN, or → REJECTED (malformed ciphertext, recorded against its signer), or → VOIDED
+(its escrow was spent by another stag's hunt), or → REFUNDED (counted when a refund stag's
+deadline passed without a hunt: paid its bonus by the settlement).
 """
 
 from __future__ import annotations
@@ -14,14 +16,25 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from stagpack.encoding import StagKind
 from stagpack.accounts import Account, check_tag
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import AlreadyExists, IntegrityFailure, InvalidInput, NotFound, RateLimited, WrongPhase
 from stagpack.fhe import Ciphertext, FheContext
-from stagpack.log import GENESIS_PREVIOUS, EntryKind, HuntCertificate, LogEntry, ValidationCertificate, Void, decode_body
+from stagpack.log import (
+    GENESIS_PREVIOUS,
+    EntryKind,
+    HuntCertificate,
+    LogEntry,
+    Refund,
+    SettlementCertificate,
+    SettlementOutcome,
+    ValidationCertificate,
+    Void,
+    decode_body,
+)
 from stagpack.committee import CommitteeInfo
 from stagpack.stag import StagSpec
 
@@ -33,6 +46,7 @@ class IntendoStatus(str, enum.Enum):
     WITHDRAWN = "withdrawn"
     REJECTED = "rejected"
     VOIDED = "voided"  # its escrow was spent by another stag's hunt
+    REFUNDED = "refunded"  # counted at a refund stag's deadline, which passed without a hunt: paid its bonus
 
 
 LIVE = (IntendoStatus.AWAITING, IntendoStatus.COUNTED, IntendoStatus.EXECUTED)
@@ -98,6 +112,7 @@ class PackState:
     validation_batches: int = 0
     last_hunt_epoch: int = 0
     hunts: list[HuntCertificate] = field(default_factory=list)
+    settlement: SettlementCertificate | None = None  # a refund stag's, once its deadline passed without a hunt
 
     # -- views --------------------------------------------------------------------------------
 
@@ -116,16 +131,49 @@ class PackState:
         """Counted, not yet executed intendos in log order: the candidates of the next hunt."""
         return [(key, record) for key, record in self.intendos.items() if record.status is IntendoStatus.COUNTED]
 
-    def held(self, account: Account) -> int:
-        """The weight of this stag's live intendo backed by `account` (0 if none): escrow that
-        may not be released while the intendo can still execute."""
+    def held(self, account: Account, at_millis: int) -> int:
+        """What this stag's live intendo backed by `account` may still take from it (0 if
+        none): its weight plus the stag's fee per executed member — escrow that may not be
+        released while the intendo can still execute (until the stag is finished)."""
         intendo_id = self.live_by_participant.get(account.owner)
-        if intendo_id is None:
+        if intendo_id is None or self.finished(at_millis):
             return 0
         record = self.intendos[intendo_id]
         if record.status in (IntendoStatus.AWAITING, IntendoStatus.COUNTED) and record.backing == account:
-            return record.weight
+            return record.weight + self.member_fee
         return 0
+
+    def finished(self, at_millis: int) -> bool:
+        """Whether no intendo of the stag can execute any more: its refunds are settled, its last
+        epoch hunted, or the last epoch is over (past the clock skew keyholders allow). A refund
+        stag that never hunted is finished only by its settlement: its closing epoch stays
+        current until it has run."""
+        spec = self.require_spec()
+        if self.settlement is not None:
+            return True
+        if not spec.deadline_millis:
+            return False
+        last = spec.closing_epoch or spec.current_epoch(spec.deadline_millis)
+        if self.last_hunt_epoch >= last:
+            return True
+        if spec.refund is not None and not self.hunts:
+            return False
+        return at_millis >= spec.epoch_due_at(last + 1) + self.limits.max_clock_skew_millis
+
+    def closing_pending(self, epoch: int) -> bool:
+        """Whether `epoch` is the closing epoch of a refund stag that may still settle: it stays
+        current until it has run."""
+        return self.require_spec().is_closing(epoch) and not self.hunts and self.settlement is None
+
+    @property
+    def member_fee(self) -> int:
+        fees = self.require_spec().fees
+        return 0 if fees is None else fees.member
+
+    @property
+    def submission_fee(self) -> int:
+        fees = self.require_spec().fees
+        return 0 if fees is None else fees.submission
 
     def awaiting(self) -> list[bytes]:
         return [key for key, record in self.intendos.items() if record.status is IntendoStatus.AWAITING]
@@ -236,20 +284,26 @@ class PackState:
             self._apply_hunt(entry, decode_body(entry, HuntCertificate))
         elif entry.kind is EntryKind.VOID:
             self._apply_void(entry, decode_body(entry, Void), source)
+        elif entry.kind is EntryKind.SETTLEMENT:
+            self._apply_settlement(entry, decode_body(entry, SettlementCertificate))
         self.height = entry.height
         self.head = entry.digest()
         self.last_accepted_at = entry.accepted_at_millis
 
-    def _apply_genesis(self, entry: LogEntry, spec: StagSpec) -> None:
-        if entry.height != 1:
-            raise IntegrityFailure("the genesis must be the first entry")
+    def check_genesis(self, spec: StagSpec, at_millis: int) -> None:
+        """Raise unless `spec` may open this stag's log at `at_millis`."""
         if spec.stag_id != self.stag_id:
             raise IntegrityFailure("the genesis does not hash to the stag id")
         spec.validate(self.context.row_width, self.committee.committee_id)
-        if spec.opens_at_millis + self.limits.max_clock_skew_millis < entry.accepted_at_millis:
+        if spec.opens_at_millis + self.limits.max_clock_skew_millis < at_millis:
             raise InvalidInput(
                 "the stag opens in the past: every epoch since would be due at once (open it now or later)"
             )
+
+    def _apply_genesis(self, entry: LogEntry, spec: StagSpec) -> None:
+        if entry.height != 1:
+            raise IntegrityFailure("the genesis must be the first entry")
+        self.check_genesis(spec, entry.accepted_at_millis)
         self.spec = spec
 
     def _apply_submission(self, entry: LogEntry, envelope: IntendoEnvelope, ciphertext: bytes) -> None:
@@ -311,6 +365,8 @@ class PackState:
     def _apply_hunt(self, entry: LogEntry, certificate: HuntCertificate) -> None:
         spec = self.require_spec()
         certificate.verify(self.committee, spec)
+        if self.settlement is not None:
+            raise IntegrityFailure("a hunt after the stag's refunds were settled")
         outcome = certificate.outcome
         if outcome.epoch <= self.last_hunt_epoch or outcome.level <= self.executed_level:
             raise IntegrityFailure("hunt certificate out of sequence")
@@ -357,6 +413,51 @@ class PackState:
         self.live_by_participant.pop(record.envelope.statement.participant, None)
         self.reserved_weight -= record.weight
 
+    def settlement_due(self, at_millis: int) -> bool:
+        """Whether a refund stag may settle now: its closing epoch is due, it never executed an
+        intendo, every intendo submitted before the deadline was validated, and it has not
+        settled yet."""
+        spec = self.require_spec()
+        return (
+            spec.refund is not None and self.settlement is None and not self.hunts and not self.awaiting()
+            and at_millis >= spec.epoch_due_at(spec.closing_epoch)
+        )
+
+    def settlement_outcome(self) -> SettlementOutcome:
+        """The settlement of this pack as it stands: each counted intendo's bonus by the refund
+        terms, in log order, and what is left of the pool."""
+        return settlement_of(self.require_spec(), self.height, self.head, [(key, record.envelope) for key, record in self.pending()])
+
+    def check_settlement(self, certificate: SettlementCertificate, at_millis: int) -> None:
+        """A settlement must come after the closing epoch is due, on a stag that never hunted,
+        and pay exactly what this replica derives from its own log — certified by t keyholders
+        whenever it pays anyone."""
+        spec = self.require_spec()
+        if spec.refund is None:
+            raise InvalidInput("the stag has no refund pool: there is nothing to settle")
+        if self.settlement is not None:
+            raise AlreadyExists("the stag's refunds were already settled")
+        if self.hunts:
+            raise WrongPhase("the stag executed a hunt: its refund pool went back when the hunt executed")
+        if at_millis < spec.epoch_due_at(spec.closing_epoch):
+            raise WrongPhase(
+                f"refunds are settled after the deadline, by the closing epoch {spec.closing_epoch} "
+                f"(due at {spec.epoch_due_at(spec.closing_epoch)}): it is {at_millis}"
+            )
+        if self.awaiting():
+            raise WrongPhase("intendos submitted before the deadline still await validation")
+        if certificate.outcome != self.settlement_outcome():
+            raise InvalidInput("the settlement does not pay what this log's counted intendos are owed")
+        certificate.verify(self.committee)
+
+    def _apply_settlement(self, entry: LogEntry, certificate: SettlementCertificate) -> None:
+        self.check_settlement(certificate, entry.accepted_at_millis)
+        for refund in certificate.outcome.refunds:
+            record = self.intendos[refund.intendo_id]
+            record.status = IntendoStatus.REFUNDED
+            record.closed_at = entry.height
+        self.settlement = certificate
+
     def _count(self, intendo_id: bytes, source: CiphertextSource) -> None:
         """Add a validated intendo to S at the evaluation level (its noise was shown bounded at
         the input level; compressing divides it by the dropped tower)."""
@@ -385,6 +486,18 @@ class PackState:
         )
 
 
+def settlement_of(spec: StagSpec, height: int, head: bytes, counted: Sequence[tuple[bytes, IntendoEnvelope]]) -> SettlementOutcome:
+    """The settlement of a refund stag whose `counted` intendos (in log order) are pending at
+    `height`: each one's bonus by the terms, paid to the escrow account backing it."""
+    assert spec.refund is not None
+    amounts, returned = spec.refund.payouts([envelope.statement.weight for _, envelope in counted])
+    refunds = tuple(
+        Refund(key, Account(envelope.statement.participant, envelope.statement.capital_tag), amount)
+        for (key, envelope), amount in zip(counted, amounts)
+    )
+    return SettlementOutcome(spec.stag_id, spec.closing_epoch, height, head, refunds, returned)
+
+
 @dataclass(frozen=True)
 class PackSnapshot:
     """A pack frozen at one log height: the input of one decryption session."""
@@ -397,6 +510,9 @@ class PackSnapshot:
     executed_level: int
     pending: tuple[tuple[bytes, IntendoEnvelope], ...]  # counted, not executed, in log order
     batch: tuple[tuple[bytes, int], ...]  # (intendo id, weight) awaiting validation, next batch
+
+    def settlement_outcome(self) -> SettlementOutcome:
+        return settlement_of(self.spec, self.height, self.head, self.pending)
 
     def pending_ciphertexts(self, context: FheContext, source: CiphertextSource) -> list[tuple[Ciphertext, int]]:
         """The pending intendos at the evaluation level, with their weights."""

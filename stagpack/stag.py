@@ -16,6 +16,7 @@ from stagpack.accounts import Account
 from stagpack.encoding import MIN_LEVELS, StagKind
 from stagpack.errors import InvalidInput
 from stagpack.identity import check_verify_key, digest
+from stagpack.terms import FeeTerms, RefundTerms
 
 MIN_EPOCH_MILLIS = 100
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -48,7 +49,7 @@ class ManualClock:
 class StagSpec:
     """Everything that defines a stag. `eligibility` empty means open to any identity."""
 
-    WIRE_NAME = "stagpack.StagSpec.v2"
+    WIRE_NAME = "stagpack.StagSpec.v3"
 
     committee: bytes  # the committee (transcript digest) whose key encrypts this stag
     kind: StagKind
@@ -60,6 +61,8 @@ class StagSpec:
     deadline_millis: int  # 0: no deadline
     payload: bytes  # opaque to stagpack; handed to the executor when a hunt fires
     beneficiary: Account | None  # capital stags: the account a hunt's capital is paid to
+    refund: RefundTerms | None  # capital stags with a deadline: a dominant-assurance refund pool
+    fees: FeeTerms | None  # capital stags: fees per submission and per executed member
     nonce: bytes
 
     @classmethod
@@ -76,6 +79,8 @@ class StagSpec:
         deadline_millis: int = 0,
         payload: bytes = b"",
         beneficiary: Account | None = None,
+        refund: RefundTerms | None = None,
+        fees: FeeTerms | None = None,
     ) -> StagSpec:
         return cls(
             committee=committee,
@@ -88,6 +93,8 @@ class StagSpec:
             deadline_millis=deadline_millis,
             payload=payload,
             beneficiary=beneficiary,
+            refund=refund,
+            fees=fees,
             nonce=os.urandom(16),
         )
 
@@ -125,6 +132,14 @@ class StagSpec:
             self.beneficiary.check("beneficiary")
         elif self.beneficiary is not None:
             raise InvalidInput("a count stag moves no money: it has no beneficiary")
+        if self.kind is not StagKind.CAPITAL and (self.refund is not None or self.fees is not None):
+            raise InvalidInput("refunds and fees are paid from and to escrow accounts: only a capital stag's intendos name one")
+        if self.refund is not None:
+            if not self.deadline_millis:
+                raise InvalidInput("a refund pool pays out at the deadline: the stag needs one")
+            self.refund.check(self.levels)
+        if self.fees is not None:
+            self.fees.check()
         if len(self.nonce) != 16:
             raise InvalidInput("the stag nonce must be 16 bytes")
 
@@ -146,5 +161,22 @@ class StagSpec:
         return not self.deadline_millis or at_millis < self.deadline_millis
 
     def epoch_allowed(self, epoch: int) -> bool:
-        """Epochs run from 1 until the last one due at or before the deadline."""
-        return epoch >= 1 and (not self.deadline_millis or self.epoch_due_at(epoch) <= self.deadline_millis)
+        """Epochs run from 1 until the last one due at or before the deadline — and, in a stag
+        with a refund pool, one more: the closing epoch."""
+        if epoch < 1:
+            return False
+        if not self.deadline_millis or self.epoch_due_at(epoch) <= self.deadline_millis:
+            return True
+        return self.is_closing(epoch)
+
+    @property
+    def closing_epoch(self) -> int:
+        """A refund stag's last epoch, the first due after its deadline (0 for other stags): its
+        check sees every intendo submitted before the deadline, and if it does not fire, the
+        refunds are settled from it. Unlike other epochs it stays current until it has run."""
+        if self.refund is None:
+            return 0
+        return (self.deadline_millis - self.opens_at_millis) // self.epoch_millis + 1
+
+    def is_closing(self, epoch: int) -> bool:
+        return self.refund is not None and epoch == self.closing_epoch

@@ -40,12 +40,16 @@ from stagpack.log import (  # noqa: E402
     HuntOutcome,
     LogEntry,
     LogRange,
+    Refund,
+    SettlementCertificate,
+    SettlementOutcome,
     ValidationCertificate,
     ValidationOutcome,
     Void,
 )
 from stagpack.session import MaskCommitment, MaskReveal, PartialStatement, SessionKind, SessionRef, SignedCommitment, SignedPartial, Step  # noqa: E402
 from stagpack.stag import StagSpec  # noqa: E402
+from stagpack.terms import FeeTerms, RefundMode, RefundTerms  # noqa: E402
 
 OUT = ROOT / "tests" / "vectors" / "records.json"
 
@@ -90,7 +94,7 @@ def records() -> list[object]:
         committee=committee.committee_id, kind=StagKind.COUNT, levels=16, title="Strike if 9 of us do",
         eligibility=tuple(sorted((alice.verify_key, bob.verify_key))), epoch_millis=10_000,
         opens_at_millis=1_790_000_000_000, deadline_millis=1_790_086_400_000, payload=b"execute: strike", beneficiary=None,
-        nonce=seeded("nonce")[:16],
+        refund=None, fees=None, nonce=seeded("nonce")[:16],
     )
     statement = IntendoStatement(spec.stag_id, alice.verify_key, seeded("ciphertext"), 1, "", seeded("alice-nonce")[:16], 1_790_000_600_000)
     # A capital stag paying its hunts to a cooperative's account, an intendo backed by Bob's
@@ -98,7 +102,28 @@ def records() -> list[object]:
     capital_spec = StagSpec(
         committee=committee.committee_id, kind=StagKind.CAPITAL, levels=2048, title="Fund the solar roof (units of $100)",
         eligibility=(), epoch_millis=60_000, opens_at_millis=1_790_000_000_000, deadline_millis=0, payload=b"",
-        beneficiary=Account(alice.verify_key, "roof-fund"), nonce=seeded("capital-nonce")[:16],
+        beneficiary=Account(alice.verify_key, "roof-fund"), refund=None, fees=None, nonce=seeded("capital-nonce")[:16],
+    )
+    # A dominant-assurance stag: Alice escrows a pool of 40 that pays 2 to each intendo counted at
+    # the deadline if it passes without a hunt; fees per submission and per executed member.
+    refund_spec = StagSpec(
+        committee=committee.committee_id, kind=StagKind.CAPITAL, levels=16, title="Bootstrap the pool (refunds if it fails)",
+        eligibility=(), epoch_millis=60_000, opens_at_millis=1_790_000_000_000, deadline_millis=1_790_003_630_000,
+        payload=b"", beneficiary=Account(alice.verify_key, "pool"),
+        refund=RefundTerms(Account(alice.verify_key, "bonus-fund"), 40, RefundMode.FIXED, 2, Account(alice.verify_key, "bonus-fund")),
+        fees=FeeTerms(1, 2, Account(keyholders[0].verify_key, "fees"), Account(aggregator.verify_key, "fees"), 60),
+        nonce=seeded("refund-nonce")[:16],
+    )
+    refund_statement = IntendoStatement(
+        refund_spec.stag_id, bob.verify_key, seeded("refund-ciphertext"), 3, "savings", seeded("bob-refund-nonce")[:16], 1_790_000_600_000
+    )
+    refund_envelope = IntendoEnvelope(refund_statement, bob.sign("intendo", codec.encode(refund_statement)))
+    settlement = SettlementOutcome(
+        refund_spec.stag_id, refund_spec.closing_epoch, 4, seeded("head-4"),
+        (Refund(refund_envelope.intendo_id, Account(bob.verify_key, "savings"), 2),), 38,
+    )
+    settlement_certificate = SettlementCertificate(
+        settlement, tuple(KeyholderSignature(i, keyholders[i - 1].sign("settlement", settlement.digest())) for i in (2, 3))
     )
     capital_statement = IntendoStatement(
         capital_spec.stag_id, bob.verify_key, seeded("capital-ciphertext"), 10, "savings", seeded("bob-nonce")[:16], 1_790_000_600_000
@@ -148,6 +173,7 @@ def records() -> list[object]:
         capital_spec, capital_statement, capital_envelope, transfer_statement, transfer,
         Void(capital_envelope.intendo_id, hunt_certificate, spec),
         BindingHunt(capital_spec.stag_id, 4, (Account(bob.verify_key, "savings"),)),
+        refund_spec, refund_spec.refund, refund_spec.fees, refund_envelope, settlement, settlement_certificate,
     ]
 
 

@@ -35,10 +35,12 @@ class EncryptionContext(_message.Message):
     def __init__(self, parameters: _Optional[bytes] = ..., joint_public_key: _Optional[bytes] = ..., transcript: _Optional[bytes] = ..., committee_id: _Optional[bytes] = ...) -> None: ...
 
 class CreateStagRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "funding_signature")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    FUNDING_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     spec: _common_pb2.StagSpec
-    def __init__(self, spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ...) -> None: ...
+    funding_signature: bytes
+    def __init__(self, spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ..., funding_signature: _Optional[bytes] = ...) -> None: ...
 
 class CreateStagResponse(_message.Message):
     __slots__ = ("stag_id",)
@@ -87,7 +89,7 @@ class EpochResult(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., result: _Optional[str] = ..., at_millis: _Optional[int] = ..., log_height: _Optional[int] = ...) -> None: ...
 
 class StagStatus(_message.Message):
-    __slots__ = ("stag_id", "spec", "log_height", "live_intendos", "awaiting_validation", "counted", "executed", "withdrawn", "rejected", "remaining_capacity", "executed_level", "epochs", "hunts", "accepting", "next_epoch_at_millis", "committee", "voided", "cost")
+    __slots__ = ("stag_id", "spec", "log_height", "live_intendos", "awaiting_validation", "counted", "executed", "withdrawn", "rejected", "remaining_capacity", "executed_level", "epochs", "hunts", "accepting", "next_epoch_at_millis", "committee", "voided", "cost", "pool", "settlement", "refunded")
     STAG_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     LOG_HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +108,9 @@ class StagStatus(_message.Message):
     COMMITTEE_FIELD_NUMBER: _ClassVar[int]
     VOIDED_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENT_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_FIELD_NUMBER: _ClassVar[int]
     stag_id: bytes
     spec: _common_pb2.StagSpec
     log_height: int
@@ -124,7 +129,44 @@ class StagStatus(_message.Message):
     committee: str
     voided: int
     cost: SessionCost
-    def __init__(self, stag_id: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ..., log_height: _Optional[int] = ..., live_intendos: _Optional[int] = ..., awaiting_validation: _Optional[int] = ..., counted: _Optional[int] = ..., executed: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., remaining_capacity: _Optional[int] = ..., executed_level: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[EpochResult, _Mapping]]] = ..., hunts: _Optional[_Iterable[_Union[Hunt, _Mapping]]] = ..., accepting: _Optional[bool] = ..., next_epoch_at_millis: _Optional[int] = ..., committee: _Optional[str] = ..., voided: _Optional[int] = ..., cost: _Optional[_Union[SessionCost, _Mapping]] = ...) -> None: ...
+    pool: RefundPool
+    settlement: Settlement
+    refunded: int
+    def __init__(self, stag_id: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ..., log_height: _Optional[int] = ..., live_intendos: _Optional[int] = ..., awaiting_validation: _Optional[int] = ..., counted: _Optional[int] = ..., executed: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., remaining_capacity: _Optional[int] = ..., executed_level: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[EpochResult, _Mapping]]] = ..., hunts: _Optional[_Iterable[_Union[Hunt, _Mapping]]] = ..., accepting: _Optional[bool] = ..., next_epoch_at_millis: _Optional[int] = ..., committee: _Optional[str] = ..., voided: _Optional[int] = ..., cost: _Optional[_Union[SessionCost, _Mapping]] = ..., pool: _Optional[_Union[RefundPool, _Mapping]] = ..., settlement: _Optional[_Union[Settlement, _Mapping]] = ..., refunded: _Optional[int] = ...) -> None: ...
+
+class RefundPool(_message.Message):
+    __slots__ = ("funded", "remaining", "state")
+    FUNDED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    funded: int
+    remaining: int
+    state: str
+    def __init__(self, funded: _Optional[int] = ..., remaining: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
+
+class Refund(_message.Message):
+    __slots__ = ("intendo_id", "account", "amount")
+    INTENDO_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    intendo_id: bytes
+    account: _common_pb2.Account
+    amount: int
+    def __init__(self, intendo_id: _Optional[bytes] = ..., account: _Optional[_Union[_common_pb2.Account, _Mapping]] = ..., amount: _Optional[int] = ...) -> None: ...
+
+class Settlement(_message.Message):
+    __slots__ = ("epoch", "log_height", "refunds", "returned", "certificate")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LOG_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    RETURNED_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    log_height: int
+    refunds: _containers.RepeatedCompositeFieldContainer[Refund]
+    returned: int
+    certificate: bytes
+    def __init__(self, epoch: _Optional[int] = ..., log_height: _Optional[int] = ..., refunds: _Optional[_Iterable[_Union[Refund, _Mapping]]] = ..., returned: _Optional[int] = ..., certificate: _Optional[bytes] = ...) -> None: ...
 
 class SessionCost(_message.Message):
     __slots__ = ("sessions", "steps", "keyholder_calls", "partial_decryptions", "partial_decryption_bytes")

@@ -13,12 +13,21 @@ class StagKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STAG_KIND_UNSPECIFIED: _ClassVar[StagKind]
     STAG_KIND_COUNT: _ClassVar[StagKind]
     STAG_KIND_CAPITAL: _ClassVar[StagKind]
+
+class RefundMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REFUND_MODE_UNSPECIFIED: _ClassVar[RefundMode]
+    REFUND_MODE_FIXED: _ClassVar[RefundMode]
+    REFUND_MODE_PRO_RATA: _ClassVar[RefundMode]
 STAG_KIND_UNSPECIFIED: StagKind
 STAG_KIND_COUNT: StagKind
 STAG_KIND_CAPITAL: StagKind
+REFUND_MODE_UNSPECIFIED: RefundMode
+REFUND_MODE_FIXED: RefundMode
+REFUND_MODE_PRO_RATA: RefundMode
 
 class StagSpec(_message.Message):
-    __slots__ = ("committee", "kind", "levels", "title", "eligibility", "epoch_millis", "opens_at_millis", "deadline_millis", "payload", "nonce", "beneficiary")
+    __slots__ = ("committee", "kind", "levels", "title", "eligibility", "epoch_millis", "opens_at_millis", "deadline_millis", "payload", "nonce", "beneficiary", "refund", "fees")
     COMMITTEE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     LEVELS_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +39,8 @@ class StagSpec(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     BENEFICIARY_FIELD_NUMBER: _ClassVar[int]
+    REFUND_FIELD_NUMBER: _ClassVar[int]
+    FEES_FIELD_NUMBER: _ClassVar[int]
     committee: bytes
     kind: StagKind
     levels: int
@@ -41,7 +52,37 @@ class StagSpec(_message.Message):
     payload: bytes
     nonce: bytes
     beneficiary: Account
-    def __init__(self, committee: _Optional[bytes] = ..., kind: _Optional[_Union[StagKind, str]] = ..., levels: _Optional[int] = ..., title: _Optional[str] = ..., eligibility: _Optional[_Iterable[bytes]] = ..., epoch_millis: _Optional[int] = ..., opens_at_millis: _Optional[int] = ..., deadline_millis: _Optional[int] = ..., payload: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., beneficiary: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+    refund: RefundTerms
+    fees: FeeTerms
+    def __init__(self, committee: _Optional[bytes] = ..., kind: _Optional[_Union[StagKind, str]] = ..., levels: _Optional[int] = ..., title: _Optional[str] = ..., eligibility: _Optional[_Iterable[bytes]] = ..., epoch_millis: _Optional[int] = ..., opens_at_millis: _Optional[int] = ..., deadline_millis: _Optional[int] = ..., payload: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., beneficiary: _Optional[_Union[Account, _Mapping]] = ..., refund: _Optional[_Union[RefundTerms, _Mapping]] = ..., fees: _Optional[_Union[FeeTerms, _Mapping]] = ...) -> None: ...
+
+class RefundTerms(_message.Message):
+    __slots__ = ("funder", "pool", "mode", "bonus", "returns_to")
+    FUNDER_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    BONUS_FIELD_NUMBER: _ClassVar[int]
+    RETURNS_TO_FIELD_NUMBER: _ClassVar[int]
+    funder: Account
+    pool: int
+    mode: RefundMode
+    bonus: int
+    returns_to: Account
+    def __init__(self, funder: _Optional[_Union[Account, _Mapping]] = ..., pool: _Optional[int] = ..., mode: _Optional[_Union[RefundMode, str]] = ..., bonus: _Optional[int] = ..., returns_to: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+
+class FeeTerms(_message.Message):
+    __slots__ = ("submission", "member", "committee", "operator", "committee_percent")
+    SUBMISSION_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    COMMITTEE_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    COMMITTEE_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    submission: int
+    member: int
+    committee: Account
+    operator: Account
+    committee_percent: int
+    def __init__(self, submission: _Optional[int] = ..., member: _Optional[int] = ..., committee: _Optional[_Union[Account, _Mapping]] = ..., operator: _Optional[_Union[Account, _Mapping]] = ..., committee_percent: _Optional[int] = ...) -> None: ...
 
 class Account(_message.Message):
     __slots__ = ("owner", "tag")

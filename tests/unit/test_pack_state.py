@@ -39,6 +39,7 @@ from stagpack.log import (
     HuntCertificate,
     HuntOutcome,
     LogEntry,
+    SettlementCertificate,
     ValidationCertificate,
     ValidationOutcome,
     Void,
@@ -57,6 +58,7 @@ from stagpack.session import (
     committed_count,
 )
 from stagpack.stag import StagSpec
+from stagpack.terms import RefundMode, RefundTerms
 
 T0 = 1_700_000_000_000
 HOUR = 3_600_000
@@ -72,7 +74,7 @@ class Ciphertexts(dict):  # type: ignore[type-arg]
 class Log:
     """One stag's log under construction, applied entry by entry to a PackState replica."""
 
-    def __init__(self, committee, *, kind: StagKind = StagKind.COUNT, levels: int = 20, eligibility=(), limits=None, deadline: int = 0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, committee, *, kind: StagKind = StagKind.COUNT, levels: int = 20, eligibility=(), limits=None, deadline: int = 0, refund=None) -> None:  # type: ignore[no-untyped-def]
         self.committee = committee
         self.context = committee.context
         self.info = CommitteeInfo.from_transcript(committee.bundle.transcript)
@@ -85,6 +87,7 @@ class Log:
             opens_at_millis=T0,
             deadline_millis=deadline,
             beneficiary=Account(SigningIdentity().verify_key, "proceeds") if kind is StagKind.CAPITAL else None,
+            refund=refund,
         )
         self.source = Ciphertexts()
         self.state = PackState(self.context, self.info, self.spec.stag_id, limits or PackLimits())
@@ -832,3 +835,80 @@ def test_a_count_intendo_is_never_voided(committee2of3) -> None:  # type: ignore
     counted = count.submit(alice, level=1)
     count.validate(valid=[counted.intendo_id])
     count.expect_refused(InvalidInput, EntryKind.VOID, Void(counted.intendo_id, certificate, capital.spec))
+
+
+# --- settlements (dominant-assurance refunds, DESIGN.md §10.3) ----------------------------------
+
+
+def _refund_log(committee, mode: RefundMode = RefundMode.PRO_RATA) -> Log:  # type: ignore[no-untyped-def]
+    """A capital stag (epochs of 1 s from T0) with a pool of 100 and its deadline at 3.5 s: its
+    closing epoch is 4, due at T0 + 4 s."""
+    funder = Account(SigningIdentity().verify_key, "bonus")
+    terms = RefundTerms(funder, 100, mode, 5 if mode is RefundMode.FIXED else 0, funder)
+    return Log(committee, kind=StagKind.CAPITAL, levels=20, deadline=T0 + 3_500, refund=terms).genesis()
+
+
+def test_a_settlement_pays_exactly_what_the_replica_derives_after_the_closing_epoch(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """Pro rata: 100 shared by weights 1, 2 and 4 of the counted intendos (a withdrawn one gets
+    nothing) is 14, 28 and 57, and 1 goes back. Replicas refuse a settlement before the closing
+    epoch is due, one that pays anything else, one certified by fewer than t keyholders or under
+    another domain, and an unsigned one that pays a bonus; the good one closes the stag."""
+    log = _refund_log(committee2of3)
+    assert log.spec.closing_epoch == 4
+    identities, envelopes = _counted(log, [(9, 1), (9, 2), (9, 4)])
+    dana = SigningIdentity()
+    leaving = log.submit(dana, level=9, weight=3)
+    log.validate(valid=[leaving.intendo_id])
+    log.withdraw(dana, leaving.intendo_id)
+    outcome = log.state.settlement_outcome()
+    assert [refund.amount for refund in outcome.refunds] == [100 * w // 7 for w in (1, 2, 4)] == [14, 28, 57]
+    assert outcome.returned == 1 and outcome.epoch == 4
+    assert [refund.account for refund in outcome.refunds] == [Account(i.verify_key, "main") for i in identities]
+    good = SettlementCertificate(outcome, log.signatures("settlement", outcome.digest()))
+    log.expect_refused(WrongPhase, EntryKind.SETTLEMENT, good)  # before the closing epoch is due
+    log.now = T0 + 4_000
+    richer = dataclasses.replace(outcome, refunds=(dataclasses.replace(outcome.refunds[0], amount=15),) + outcome.refunds[1:], returned=0)
+    fewer = dataclasses.replace(outcome, refunds=outcome.refunds[1:], returned=15)
+    for error, certificate in (
+        (InvalidInput, SettlementCertificate(richer, log.signatures("settlement", richer.digest()))),
+        (InvalidInput, SettlementCertificate(fewer, log.signatures("settlement", fewer.digest()))),
+        (InvalidSignature, SettlementCertificate(outcome, log.signatures("settlement", outcome.digest(), signers=(1,)))),
+        (InvalidSignature, SettlementCertificate(outcome, log.signatures("hunt", outcome.digest()))),
+        (InvalidSignature, SettlementCertificate(outcome, ())),
+    ):
+        log.expect_refused(error, EntryKind.SETTLEMENT, certificate)
+    log.apply(EntryKind.SETTLEMENT, good)
+    assert [log.state.record(e.intendo_id).status for e in envelopes] == [IntendoStatus.REFUNDED] * 3
+    assert log.state.settlement == good and log.state.finished(log.now)
+    log.expect_refused(AlreadyExists, EntryKind.SETTLEMENT, good)
+    log.expect_refused(IntegrityFailure, EntryKind.HUNT, log.hunt(envelopes[:1], epoch=4))  # nothing hunts after it
+
+
+def test_no_settlement_for_a_stag_that_hunted_or_has_no_pool(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    log = _refund_log(committee2of3, RefundMode.FIXED)
+    _, envelopes = _counted(log, [(1, 1), (9, 2)])
+    log.apply(EntryKind.HUNT, log.hunt(envelopes[:1]))
+    log.now = T0 + 4_000
+    outcome = log.state.settlement_outcome()
+    log.expect_refused(WrongPhase, EntryKind.SETTLEMENT, SettlementCertificate(outcome, log.signatures("settlement", outcome.digest())))
+    plain = Log(committee2of3, kind=StagKind.CAPITAL, levels=20, deadline=T0 + 3_500).genesis()
+    plain.now = T0 + 10_000
+    pretend = dataclasses.replace(outcome, stag_id=plain.stag_id, refunds=(), returned=0)
+    plain.expect_refused(InvalidInput, EntryKind.SETTLEMENT, SettlementCertificate(pretend, ()))
+
+
+def test_a_stag_that_counted_nobody_settles_without_signatures_and_waits_for_validation(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """Nothing counted at the deadline: nobody is owed a bonus, so the settlement returns the
+    whole pool and needs no certificate — but only once nothing awaits validation (an intendo
+    submitted in time might still count)."""
+    log = _refund_log(committee2of3, RefundMode.FIXED)
+    awaiting = log.submit(SigningIdentity(), level=9, weight=2)
+    log.now = T0 + 4_000
+    empty = log.state.settlement_outcome()
+    assert empty.refunds == () and empty.returned == 100
+    log.expect_refused(WrongPhase, EntryKind.SETTLEMENT, SettlementCertificate(empty, ()))
+    log.validate(invalid=[awaiting.intendo_id])
+    empty = log.state.settlement_outcome()
+    log.expect_refused(InvalidInput, EntryKind.SETTLEMENT, SettlementCertificate(empty, log.signatures("settlement", empty.digest())))
+    log.apply(EntryKind.SETTLEMENT, SettlementCertificate(empty, ()))
+    assert log.state.settlement is not None

@@ -29,7 +29,8 @@ from stagpack.dkg.party import partials_digest, self_test_digest, self_test_quor
 from stagpack.accounts import Transfer
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import Unauthenticated
-from stagpack.log import CertificateBundle, HuntCertificate, LogRange, ValidationCertificate
+from stagpack.log import CertificateBundle, HuntCertificate, LogRange, SettlementCertificate, ValidationCertificate
+from stagpack.stag import StagSpec
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "records.json").read_text())
 
@@ -61,9 +62,9 @@ def test_the_signatures_in_the_vectors_verify() -> None:
     for vector in VECTORS:
         cls = record_type(vector["type"])
         by_type.setdefault(cls, []).append(from_json(cls, vector["fields"]))
-    count_envelope, capital_envelope = by_type[IntendoEnvelope]
-    count_envelope.verify()
-    capital_envelope.verify()
+    count_envelope, capital_envelope, refund_envelope = by_type[IntendoEnvelope]
+    for envelope in (count_envelope, capital_envelope, refund_envelope):
+        envelope.verify()
     assert (count_envelope.statement.capital_tag, capital_envelope.statement.capital_tag) == ("", "savings")
     (transfer,) = by_type[Transfer]
     transfer.verify(transfer.statement.expires_at_millis, transfer.statement.committee)  # an owner-signed deposit, signed under "transfer"
@@ -76,6 +77,14 @@ def test_the_signatures_in_the_vectors_verify() -> None:
     certificate.verify(committee)
     (bundle,) = by_type[CertificateBundle]
     bundle.verify()
+    # A settlement of refunds, certified by keyholders 2 and 3 under "settlement"; its refund
+    # stag's spec validates and pays the fixed bonus it promises.
+    (settlement,) = by_type[SettlementCertificate]
+    settlement.verify(committee)
+    refund_spec = next(spec for spec in by_type[StagSpec] if spec.refund is not None)
+    refund_spec.validate(8192, committee.committee_id)
+    assert refund_spec.stag_id == settlement.outcome.stag_id == refund_envelope.statement.stag_id
+    assert refund_spec.refund is not None and refund_spec.refund.payouts([3]) == ((2,), 38)
     (hunt,) = by_type[HuntCertificate]
     assert hunt == bundle.certificate
     # A call credential: keyholder 2, a replica, reading the log from the aggregator the
@@ -111,7 +120,8 @@ def test_the_signed_transcript_commits_to_the_self_test_records() -> None:
 def test_every_signed_or_stored_record_kind_has_a_vector() -> None:
     covered = {vector["wire_name"] for vector in VECTORS}
     for wire_name in (
-        "stagpack.StagSpec.v2", "stagpack.IntendoEnvelope.v2", "stagpack.Transfer.v1", "stagpack.Void.v1",
+        "stagpack.StagSpec.v3", "stagpack.IntendoEnvelope.v2", "stagpack.Transfer.v1", "stagpack.Void.v1",
+        "stagpack.RefundTerms.v1", "stagpack.FeeTerms.v1", "stagpack.SettlementOutcome.v1", "stagpack.SettlementCertificate.v1",
             "stagpack.keyholder.BindingHunt.v1", "stagpack.Withdrawal.v1", "stagpack.LogEntry.v1",
         "stagpack.MaskCommitment.v1", "stagpack.PartialStatement.v1", "stagpack.HuntCertificate.v1",
         "stagpack.ValidationOutcome.v2", "stagpack.ValidationCertificate.v1", "stagpack.TranscriptBody.v2",
