@@ -365,6 +365,8 @@ def command_stag_create(options: argparse.Namespace) -> int:
         raise InvalidInput("a capital stag pays its hunts' capital to --beneficiary PUBLIC_KEY:TAG (an escrow account)")
     if options.kind == "count" and beneficiary is not None:
         raise InvalidInput("--beneficiary is for capital stags: a count stag moves no money")
+    funder, refund_from = _refund_options(options, deadline_after)
+    fees = _fee_options(options)
 
     client = _client(options)
     context, _ = client.encryption_context()
@@ -376,9 +378,15 @@ def command_stag_create(options: argparse.Namespace) -> int:
         committee=client.committee_id, kind=StagKind(options.kind), levels=options.levels, title=options.title,
         eligibility=eligibility, epoch_millis=epoch_millis, opens_at_millis=opens,
         deadline_millis=opens + deadline_after if deadline_after else 0, payload=payload, beneficiary=beneficiary,
+        refund=_refund_terms(options, funder, refund_from), fees=fees,
     )
     spec.validate(max_levels, client.committee_id)  # the aggregator's own check, before sending
-    stag_id = client.create_stag(spec)
+    funding = b""
+    if spec.refund is not None:
+        from stagpack.participant.sdk import sign_pool_funding
+
+        funding = sign_pool_funding(funder, spec)
+    stag_id = client.create_stag(spec, funding)
     if not eligibility:
         print(OPEN_STAG_WARNING, file=sys.stderr)
     Output(options.json).emit(
@@ -386,9 +394,66 @@ def command_stag_create(options: argparse.Namespace) -> int:
          "deadline_millis": spec.deadline_millis, "open": not eligibility},
         [f"created {spec.kind.value} stag {hexid(stag_id)}",
          f"  {spec.levels} levels (full at {spec.levels - 1}), one hunt check every {spec.epoch_millis / 1000:g} s"
-         + (f", closes in {deadline_after / 1000:g} s" if deadline_after else "")],
+         + (f", closes in {deadline_after / 1000:g} s" if deadline_after else ""),
+         *([f"  {spec.refund.describe()} (escrowed from {spec.refund.funder.describe()})"] if spec.refund else []),
+         *([f"  {_fees_line(spec.fees.submission, spec.fees.member, spec.fees.committee_percent)}"] if spec.fees else [])],
     )
     return 0
+
+
+def _refund_options(options: argparse.Namespace, deadline_after: int) -> tuple[Any, str]:
+    """The funder's identity and tag for --refund-pool, checked before contacting anyone."""
+    from stagpack.accounts import check_amount, check_tag
+
+    given = [options.refund_from, options.funder, options.bonus, options.refund_to]
+    if options.refund_pool is None:
+        if any(value is not None for value in given):
+            raise InvalidInput("--refund-from, --funder, --bonus and --refund-to describe a --refund-pool")
+        return None, ""
+    if options.kind != "capital":
+        raise InvalidInput("a refund pool pays escrow accounts: only a capital stag's intendos name one")
+    if not deadline_after:
+        raise InvalidInput("a refund pool pays out at the deadline: give --deadline")
+    check_amount(options.refund_pool, "--refund-pool")
+    if options.funder is None or options.refund_from is None:
+        raise InvalidInput("--refund-pool is escrowed from --refund-from TAG, an account of --funder IDENTITY_FILE (who signs)")
+    return _read_identity(options.funder), check_tag(options.refund_from, "--refund-from")
+
+
+def _refund_terms(options: argparse.Namespace, funder: Any, tag: str) -> Any:
+    from stagpack.accounts import Account
+    from stagpack.terms import RefundMode, RefundTerms
+
+    if funder is None:
+        return None
+    account = Account(funder.verify_key, tag)
+    returns_to = parse_account(options.refund_to, "--refund-to") if options.refund_to else account
+    mode = RefundMode.FIXED if options.bonus is not None else RefundMode.PRO_RATA
+    return RefundTerms(account, options.refund_pool, mode, options.bonus or 0, returns_to)
+
+
+def _fee_options(options: argparse.Namespace) -> Any:
+    from stagpack.terms import FeeTerms
+
+    if options.fee_submission is None and options.fee_member is None:
+        if options.fee_committee or options.fee_operator:
+            raise InvalidInput("--fee-committee and --fee-operator receive a --fee-submission or --fee-member")
+        return None
+    if options.kind != "capital":
+        raise InvalidInput("fees are charged from escrow accounts: only a capital stag's intendos name one")
+    if not options.fee_committee or not options.fee_operator:
+        raise InvalidInput("fees are paid to --fee-committee PUBLIC_KEY:TAG and --fee-operator PUBLIC_KEY:TAG")
+    fees = FeeTerms(
+        options.fee_submission or 0, options.fee_member or 0, parse_account(options.fee_committee, "--fee-committee"),
+        parse_account(options.fee_operator, "--fee-operator"), options.fee_committee_percent,
+    )
+    fees.check()
+    return fees
+
+
+def _fees_line(submission: int, member: int, committee_percent: int) -> str:
+    return (f"fees: {submission} per submission, {member} per executed member "
+            f"({committee_percent} % to the committee, the rest to the operator)")
 
 
 def kind_name(value: int) -> str:
@@ -431,8 +496,13 @@ def command_stag_status(options: argparse.Namespace) -> int:
     epochs = [{"epoch": e.epoch, "result": e.result, "log_height": e.log_height, "at_millis": e.at_millis} for e in status.epochs]
     beneficiary = (f"{hexid(status.spec.beneficiary.owner)}:{status.spec.beneficiary.tag}"
                    if status.spec.HasField("beneficiary") else None)
+    refund = _refund_document(status)
+    fees = status.spec.fees if status.spec.HasField("fees") else None
     document = {
         "stag_id": options.stag, "title": status.spec.title, "kind": kind_name(status.spec.kind), "beneficiary": beneficiary,
+        "refund": refund, "refunded": status.refunded,
+        "fees": None if fees is None else {"submission": fees.submission, "member": fees.member,
+                                           "committee_percent": fees.committee_percent},
         "levels": status.spec.levels, "log_height": status.log_height,
         "live_intendos": status.live_intendos, "awaiting_validation": status.awaiting_validation,
         "withdrawn": status.withdrawn, "rejected": status.rejected, "voided": status.voided, "executed": status.executed,
@@ -454,12 +524,48 @@ def command_stag_status(options: argparse.Namespace) -> int:
         + "".join(f"\n    epoch {h['epoch']} (log height {h['log_height']}): level {h['level']}, "
                   f"{h['members']} members executed" for h in hunts),
         *([f"  capital paid to {beneficiary}"] if beneficiary else []),
+        *([f"  {_refund_line(refund)}"] if refund else []),
+        *([f"  {_fees_line(fees.submission, fees.member, fees.committee_percent)}"] if fees is not None else []),
         f"  committee: {status.committee}; work so far: {status.cost.sessions} sessions, {status.cost.steps} decryption "
         f"steps, {status.cost.partial_decryptions} partial decryptions ({status.cost.partial_decryption_bytes / 1e6:.1f} MB)",
         "  (how close the pack is to firing is not known to anyone, the operator included)",
     ]
     Output(options.json).emit(document, lines)
     return 0
+
+
+def _refund_document(status: Any) -> dict[str, Any] | None:
+    """A refund stag's promise and where its pool stands: what a participant reads before joining."""
+    if not status.spec.HasField("refund"):
+        return None
+    terms = status.spec.refund
+    fixed = terms.mode == 1  # REFUND_MODE_FIXED
+    document: dict[str, Any] = {
+        "pool": terms.pool, "mode": "fixed" if fixed else "pro-rata", "bonus": terms.bonus if fixed else None,
+        "funder": f"{hexid(terms.funder.owner)}:{terms.funder.tag}", "returns_to": f"{hexid(terms.returns_to.owner)}:{terms.returns_to.tag}",
+        "deadline_millis": status.spec.deadline_millis,
+        "state": status.pool.state if status.HasField("pool") else None,
+        "remaining": status.pool.remaining if status.HasField("pool") else None,
+        "settlement": None,
+    }
+    if status.HasField("settlement"):
+        settlement = status.settlement
+        document["settlement"] = {
+            "epoch": settlement.epoch, "log_height": settlement.log_height, "returned": settlement.returned,
+            "refunds": [{"intendo_id": hexid(r.intendo_id), "account": f"{hexid(r.account.owner)}:{r.account.tag}",
+                         "amount": r.amount} for r in settlement.refunds],
+        }
+    return document
+
+
+def _refund_line(refund: dict[str, Any]) -> str:
+    promise = (f"{refund['bonus']} to each intendo counted at the deadline" if refund["mode"] == "fixed"
+               else "shared by weight among the intendos counted at the deadline")
+    line = f"refund pool {refund['pool']}: if the deadline passes without a hunt, {promise}"
+    if refund["settlement"] is not None:
+        paid = sum(r["amount"] for r in refund["settlement"]["refunds"])
+        return line + f"; settled: {paid} paid to {len(refund['settlement']['refunds'])} intendos, {refund['settlement']['returned']} returned"
+    return line + ("; returned to its funder: the stag hunted" if refund["state"] == "returned" else f"; {refund['state']}")
 
 
 def _executed_weight(hunt: Any) -> int | None:
@@ -475,9 +581,13 @@ def _executed_weight(hunt: Any) -> int | None:
 
 
 def _identity(options: argparse.Namespace) -> Any:
+    return _read_identity(options.identity)
+
+
+def _read_identity(path: str) -> Any:
     from stagpack.participant.identity_file import read_identity_file
 
-    return read_identity_file(Path(options.identity))
+    return read_identity_file(Path(path))
 
 
 def command_submit(options: argparse.Namespace) -> int:
@@ -751,6 +861,23 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--payload-file", help="opaque execution payload handed to the executor")
     create.add_argument("--beneficiary", metavar="PUBLIC_KEY:TAG",
                         help="capital stags (required): the escrow account a hunt's capital is paid to")
+    refund = create.add_argument_group(
+        "dominant-assurance refunds (capital stags with a --deadline)",
+        "A pool escrowed from the funder's account when the stag is created. If the deadline passes without a "
+        "hunt, every intendo counted then is paid its bonus; what is left, or the whole pool once a hunt "
+        "executes, goes back.")
+    refund.add_argument("--refund-pool", type=int, metavar="AMOUNT", help="units escrowed for refunds")
+    refund.add_argument("--funder", metavar="IDENTITY_FILE", help="who funds the pool (signs its escrow)")
+    refund.add_argument("--refund-from", metavar="TAG", help="the funder's escrow account the pool comes from")
+    refund.add_argument("--bonus", type=int, help="a fixed bonus per counted intendo (bonus × (levels-1) ≤ pool); "
+                        "default: the pool shared by weight")
+    refund.add_argument("--refund-to", metavar="PUBLIC_KEY:TAG", help="where what is left goes (default: the funder's account)")
+    fee = create.add_argument_group("fees (capital stags)", "charged from the intendo's escrow account")
+    fee.add_argument("--fee-submission", type=int, metavar="AMOUNT", help="per submission, valid or not")
+    fee.add_argument("--fee-member", type=int, metavar="AMOUNT", help="per executed member, with its weight")
+    fee.add_argument("--fee-committee", metavar="PUBLIC_KEY:TAG", help="the committee's fee account")
+    fee.add_argument("--fee-operator", metavar="PUBLIC_KEY:TAG", help="the operator's fee account")
+    fee.add_argument("--fee-committee-percent", type=int, default=50, help="the committee's share of each fee (default %(default)s)")
     with_aggregator(add("list", command_stag_list, "list stags", stag))
     status = with_aggregator(add("status", command_stag_status, "public status of a stag (never its progress)", stag))
     status.add_argument("stag", help="stag id (hex)")

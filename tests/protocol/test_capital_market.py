@@ -27,12 +27,13 @@ import pytest
 
 from stagpack.accounts import Account, Transfer, TransferKind
 from stagpack.aggregator.sessions import SessionProgress, SessionRunner
+from stagpack.decrypt.computation import SessionComputation
 from stagpack.app.inprocess import InProcessDeployment
 from stagpack.encoding import StagKind, Threshold
-from stagpack.errors import CommitteeUnavailable, IntegrityFailure, StagpackError, WrongPhase
+from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidSignature, StagpackError, WrongPhase
 from stagpack.identity import SigningIdentity
 from stagpack.keyholder import policy
-from stagpack.log import EntryKind, HuntCertificate, Void, decode_body
+from stagpack.log import EntryKind, HuntCertificate, HuntOutcome, SettlementCertificate, Void, decode_body
 from stagpack.participant.sdk import prepare_intendo, prepare_withdrawal
 from stagpack.session import SessionKind
 from stagpack.participant.sdk import sign_pool_funding
@@ -375,3 +376,89 @@ def test_a_second_hunt_waits_while_one_sharing_its_accounts_is_bound(
     assert deployment.aggregator.hunts(second.stag_id) == []
     assert deployment.ledger.balance(account) == 2
     assert deployment.ledger.totals().conserved
+
+
+# --- refunds: the operator's attacks on the settlement -----------------------------------------
+
+
+def _refund_stag_that_fires(world: Market) -> tuple[StagSpec, SigningIdentity]:
+    """A fixed-bonus refund stag (pool 46, 2 per intendo) whose deadline falls in epoch 1, so its
+    closing epoch is 2; alice's intendo (weight 3, total 3) makes its every check fire."""
+    spec = world.create(last_epoch=1, pool=46, bonus=2)
+    alice = SigningIdentity()
+    world.deposit(alice, "main", 5)
+    world.submit(spec, alice, "main", 3, 3)
+    return spec, alice
+
+
+@pytest.mark.parametrize("defended", [False, True], ids=["undefended", "defended"])
+def test_a_pack_that_fires_at_the_deadline_cannot_be_settled_as_refunds(
+    defended: bool, market: tuple[InProcessDeployment, ManualClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The closing check fires, and the operator — colluding with participants who would rather
+    take the bonus than execute — wants the creator's pool paid out as refunds instead. Without
+    the rule that a settlement is the outcome only of a closing check that did not fire (the
+    keyholders derive it from the facts they read), the committee certifies the settlement and
+    the pool is paid out for a stag that fired. With it, the keyholders fuse a hunt: they refuse
+    to certify a settlement the operator puts to them, and the hunt executes, returning the pool."""
+    deployment, clock = market
+    world = Market(deployment, clock)
+    spec, alice = _refund_stag_that_fires(world)
+    aggregator = deployment.aggregator
+    account = Account(alice.verify_key, "main")
+    clock.advance(2 * EPOCH_MILLIS)  # the closing epoch
+    if not defended:
+        outcome = SessionComputation.outcome
+        monkeypatch.setattr(
+            SessionComputation, "outcome",
+            lambda self, facts: self.state.settlement_outcome() if self.spec.is_closing(self.session.number) else outcome(self, facts),
+        )
+        aggregator.run_due(spec.stag_id)
+        status = aggregator.status(spec.stag_id)
+        assert status.hunts == () and status.settlement is not None  # certified by t keyholders
+        assert deployment.ledger.balance(account) == 5 + 2  # alice keeps her 3 and takes the bonus
+        return
+    certify: Callable[..., object] = SessionRunner._certify
+    put: list[str] = []
+
+    def settle_instead(self: SessionRunner, progress: SessionProgress, outcome: object, live: set[int]) -> object:
+        if isinstance(outcome, HuntOutcome) and outcome.stag_id == spec.stag_id:
+            put.append("settlement")
+            return certify(self, progress, aggregator._pack(spec.stag_id).settlement_outcome(), live)
+        return certify(self, progress, outcome, live)
+
+    monkeypatch.setattr(SessionRunner, "_certify", settle_instead)
+    with pytest.raises(CommitteeUnavailable, match="differs from what this keyholder fused"):
+        aggregator.run_due(spec.stag_id)
+    assert put and aggregator.status(spec.stag_id).settlement is None
+    monkeypatch.undo()
+    aggregator.run_due(spec.stag_id)  # the hunt, binding on the keyholders, is finished
+    (hunt,) = aggregator.hunts(spec.stag_id)
+    assert hunt.outcome.epoch == spec.closing_epoch and [m.statement.participant for m in hunt.outcome.members] == [alice.verify_key]
+    status = aggregator.status(spec.stag_id)
+    assert status.settlement is None and status.pool is not None and status.pool.state == "returned"
+    assert deployment.ledger.balance(account) == 2 and deployment.ledger.totals().conserved
+
+
+def test_the_closing_check_is_refused_before_it_is_due(
+    market: tuple[InProcessDeployment, ManualClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator that settles early — while intendos may still join and fire the stag — must
+    run the closing check before its time: every keyholder refuses it, and an unsigned
+    settlement of a pack that counts intendos is refused by the log itself."""
+    deployment, clock = market
+    world = Market(deployment, clock)
+    spec, _ = _refund_stag_that_fires(world)
+    aggregator = deployment.aggregator
+    pack = aggregator._pack(spec.stag_id)
+    aggregator.run_due(spec.stag_id)  # validate alice's intendo (no epoch is due yet)
+    monkeypatch.setattr(type(pack), "settlement_due", lambda self, at: True)
+    with pytest.raises(CommitteeUnavailable, match="not due until"):
+        aggregator.run_due(spec.stag_id)
+    write, _ = aggregator._locks(spec.stag_id)
+    for certificate in (SettlementCertificate(pack.settlement_outcome(), ()),):
+        with write, pytest.raises((InvalidSignature, WrongPhase)):
+            aggregator._append(pack, EntryKind.SETTLEMENT, certificate)
+    assert aggregator.status(spec.stag_id).settlement is None
+    pool = deployment.ledger.pool(spec.stag_id)
+    assert pool is not None and (pool.remaining, pool.state) == (46, "open")

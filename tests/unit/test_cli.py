@@ -109,11 +109,14 @@ class FakeClient:
     def encryption_context(self) -> tuple[Any, Any]:
         return self.context, None
 
-    def create_stag(self, spec: Any) -> bytes:
+    def create_stag(self, spec: Any, funding_signature: bytes = b"") -> bytes:
         from stagpack.edge.wire import spec_from_proto, spec_to_proto
+        from stagpack.identity import verify_signature
 
         received = spec_from_proto(spec_to_proto(spec))
         received.validate(self.context.row_width, self.committee_id)
+        if received.refund is not None:  # what the aggregator checks before it escrows the pool
+            verify_signature(received.refund.funder.owner, "refund-pool", received.stag_id, funding_signature)
         self.created.append(received)
         return bytes(received.stag_id)
 
@@ -599,3 +602,83 @@ def test_coordinator_and_aggregator_keys_are_created_once_and_printed(
     assert code == 0, errors
     assert printed.strip() == read_identity_file(tmp_path / "aggregator" / "identity.json", AGGREGATOR).verify_key.hex()
     assert printed.strip() != first.strip()
+
+
+# --- refunds and fees -----------------------------------------------------------------------
+
+
+def test_stag_create_with_a_refund_pool_and_fees_signs_the_funding(
+    client: FakeClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The funder's identity signs the stag id; the terms reach the aggregator as given, and
+    refused combinations never contact it."""
+    from stagpack.identity import SigningIdentity
+    from stagpack.participant.identity_file import read_identity_file
+    from stagpack.terms import RefundMode
+
+    assert run(["identity", "create", "--out", str(tmp_path / "dana.key")], capsys)[0] == 0
+    dana = read_identity_file(tmp_path / "dana.key")
+    key = SigningIdentity().verify_key.hex()
+    base = ["stag", "create", "--kind", "capital", "--levels", "11", "--beneficiary", f"{key}:fund"]
+    refund = ["--deadline", "1h", "--refund-pool", "50", "--funder", str(tmp_path / "dana.key"), "--refund-from", "bonus"]
+    fees = ["--fee-submission", "1", "--fee-member", "2", "--fee-committee", f"{key}:fees", "--fee-operator", f"{key}:ops"]
+    code, out, errors = run([*base, *refund, "--bonus", "5", *fees, "--fee-committee-percent", "40"], capsys)
+    assert code == 0, errors
+    assert "refund pool 50: if the deadline passes without a hunt, 5 to each counted intendo" in out
+    assert "fees: 1 per submission, 2 per executed member (40 % to the committee" in out
+    (spec,) = client.created
+    assert spec.refund is not None and spec.fees is not None
+    assert (spec.refund.funder.owner, spec.refund.funder.tag, spec.refund.pool, spec.refund.mode, spec.refund.bonus) == (
+        dana.verify_key, "bonus", 50, RefundMode.FIXED, 5)
+    assert spec.refund.returns_to == spec.refund.funder
+    assert (spec.fees.submission, spec.fees.member, spec.fees.committee.tag, spec.fees.operator.tag, spec.fees.committee_percent) == (
+        1, 2, "fees", "ops", 40)
+    for arguments, complaint in (
+        ([*base, *refund, "--bonus", "6"], "pool of at least 60"),  # 6 × 10 intendos is not funded
+        ([*base, "--refund-pool", "50", "--funder", str(tmp_path / "dana.key"), "--refund-from", "bonus"], "--deadline"),
+        ([*base, "--deadline", "1h", "--refund-pool", "50"], "--funder"),
+        ([*base, "--bonus", "5"], "describe a --refund-pool"),
+        (["stag", "create", "--kind", "count", "--levels", "11", *refund], "only a capital stag"),
+        ([*base, "--fee-submission", "1"], "--fee-committee"),
+        ([*base, *fees[:4]], "--fee-committee"),
+        ([*base, *fees, "--fee-committee-percent", "101"], "percentage"),
+        ([*base, "--fee-submission", "0", "--fee-member", "0", *fees[4:]], "no fee"),
+    ):
+        code, out, errors = run(arguments, capsys)
+        assert code == 2 and complaint in errors and "Traceback" not in errors, (arguments, errors)
+    assert len(client.created) == 1
+
+
+def test_stag_status_shows_the_promised_bonus_and_the_settlement(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before joining, a participant reads the promise (pool, fixed or pro rata) and the pool's
+    state; after the deadline, what the settlement paid."""
+    from stagpack import codec
+    from stagpack.accounts import Account
+    from stagpack.edge.wire import settlement_to_proto, spec_to_proto
+    from stagpack.encoding import StagKind
+    from stagpack.identity import SigningIdentity
+    from stagpack.log import Refund, SettlementCertificate, SettlementOutcome
+    from stagpack.stag import StagSpec
+    from stagpack.terms import RefundMode, RefundTerms
+    from stagpack.v1 import aggregator_pb2
+
+    funder = Account(SigningIdentity().verify_key, "bonus")
+    spec = StagSpec.new(
+        committee=client.committee_id, kind=StagKind.CAPITAL, levels=11, deadline_millis=10**13,
+        beneficiary=Account(SigningIdentity().verify_key, "fund"), refund=RefundTerms(funder, 30, RefundMode.PRO_RATA, 0, funder),
+    )
+    client.stag_status = aggregator_pb2.StagStatus(
+        stag_id=spec.stag_id, spec=spec_to_proto(spec), pool=aggregator_pb2.RefundPool(funded=30, remaining=30, state="open"),
+    )
+    code, out, _ = run(["stag", "status", spec.stag_id.hex(), "--json"], capsys)
+    document = json.loads(out)["refund"]
+    assert code == 0 and (document["pool"], document["mode"], document["bonus"], document["state"]) == (30, "pro-rata", None, "open")
+    alice = Account(SigningIdentity().verify_key, "main")
+    settlement = SettlementCertificate(SettlementOutcome(spec.stag_id, spec.closing_epoch, 6, bytes(32), (Refund(b"i" * 32, alice, 30),), 0), ())
+    client.stag_status = aggregator_pb2.StagStatus(
+        stag_id=spec.stag_id, spec=spec_to_proto(spec), pool=aggregator_pb2.RefundPool(funded=30, remaining=0, state="settled"),
+        settlement=settlement_to_proto(settlement), refunded=1,
+    )
+    code, out, _ = run(["stag", "status", spec.stag_id.hex()], capsys)
+    assert code == 0 and "shared by weight among the intendos counted at the deadline; settled: 30 paid to 1 intendos, 0 returned" in out
+    assert codec.decode(SettlementCertificate, settlement_to_proto(settlement).certificate) == settlement

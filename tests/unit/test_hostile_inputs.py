@@ -39,6 +39,8 @@ from stagpack.log import EntryKind, HuntCertificate, LogEntry, ValidationCertifi
 from stagpack.participant.client import AggregatorClient
 from stagpack.session import DecryptRequest, SessionRef
 from stagpack.stag import ManualClock, StagSpec
+from stagpack.participant.sdk import sign_pool_funding
+from stagpack.terms import FeeTerms, RefundMode, RefundTerms
 from stagpack.v1 import aggregator_pb2, common_pb2
 from stagpack.edge.wire import account_to_proto, envelope_to_proto, spec_to_proto, transfer_to_proto
 
@@ -484,3 +486,73 @@ def test_hostile_transfers_get_clear_errors_and_move_nothing(api: PublicApi) -> 
     assert api.call("GetBalance", aggregator_pb2.GetBalanceRequest()) is grpc.StatusCode.INVALID_ARGUMENT
     bad = aggregator_pb2.GetBalanceRequest(account=account_to_proto(Account(alice.verify_key, "")))
     assert api.call("GetBalance", bad) is grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- refund pools and fees ---------------------------------------------------------------------
+
+
+def test_a_refund_pool_is_funded_only_by_its_funder_and_only_from_free_escrow(api: PublicApi) -> None:
+    """Creating a refund stag moves the funder's money, so the funder's signature on the stag id
+    is required, and the account must hold the pool beyond what its live intendos hold. Each
+    refusal is clear, creates no stag and moves no money."""
+    client = api.client
+    dana, mallory = SigningIdentity(), SigningIdentity()
+    funder = Account(dana.verify_key, "bonus")
+
+    def refund_stag(pool: int = 20, bonus: int = 0) -> StagSpec:
+        return StagSpec.new(
+            committee=client.committee_id, kind=StagKind.CAPITAL, levels=11, epoch_millis=1000, opens_at_millis=api.clock(),
+            deadline_millis=api.clock() + 5_000, beneficiary=Account(SigningIdentity().verify_key, "proceeds"),
+            refund=RefundTerms(funder, pool, RefundMode.FIXED if bonus else RefundMode.PRO_RATA, bonus, funder),
+        )
+
+    def refused(spec: StagSpec, signature: bytes, error: type[Exception], phrase: str) -> None:
+        totals = api.deployment.ledger.totals()
+        count = len(client.list_stags())
+        with pytest.raises(error, match=phrase):
+            client.create_stag(spec, signature)
+        assert len(client.list_stags()) == count and api.deployment.ledger.totals() == totals
+
+    spec = refund_stag()
+    refused(spec, b"", InvalidInput, "refund-pool signature")
+    refused(spec, mallory.sign("refund-pool", spec.stag_id), InvalidInput, "does not verify")  # not the funder
+    refused(spec, dana.sign("refund-pool", refund_stag().stag_id), InvalidInput, "does not verify")  # another stag
+    refused(spec, sign_pool_funding(dana, spec), WrongPhase, "holds 0")
+    refused(refund_stag(bonus=3), b"x" * 64, InvalidInput, "pool of at least 30")  # promises more than it funds
+    plain = capital_stag_spec(api)
+    refused(plain, sign_pool_funding(dana, spec), InvalidInput, "without a refund pool")
+    client.transfer(dana, TransferKind.DEPOSIT, "bonus", 25)
+    client.create_stag(spec, sign_pool_funding(dana, spec))
+    assert balance_of(api, dana, "bonus") == (5, 0)
+    status = client.status(spec.stag_id)
+    assert (status.pool.funded, status.pool.remaining, status.pool.state) == (20, 20, "open")
+    assert api.deployment.ledger.totals().conserved and api.deployment.ledger.totals().pooled >= 20
+
+
+def test_fees_are_charged_with_the_submission_and_held_for_execution(api: PublicApi) -> None:
+    """A fee per submission (2) leaves the account when the intendo is logged; a fee per member
+    (3) is held with the weight until the hunt. An account that cannot pay both is refused."""
+    client = api.client
+    committee, operator = Account(SigningIdentity().verify_key, "fees"), Account(SigningIdentity().verify_key, "fees")
+    spec = StagSpec.new(
+        committee=client.committee_id, kind=StagKind.CAPITAL, levels=30, epoch_millis=1000, opens_at_millis=api.clock(),
+        beneficiary=Account(SigningIdentity().verify_key, "proceeds"), fees=FeeTerms(2, 3, committee, operator, 50),
+    )
+    client.create_stag(spec)
+    alice = SigningIdentity()
+    client.transfer(alice, TransferKind.DEPOSIT, "main", 9)
+    five = client.prepare(spec, alice, Threshold.capital(5, 12, levels=30), "main")
+    expect_refused(api, spec, lambda: client.submit(five), WrongPhase, "the submission fee 2 plus the intendo's weight 5 and the fee per executed member 3")
+    client.transfer(alice, TransferKind.DEPOSIT, "main", 1)
+    client.submit(five)
+    assert balance_of(api, alice) == (8, 8)  # 10 - 2 paid; 5 + 3 held
+    assert api.deployment.ledger.balance(committee) == 1 and api.deployment.ledger.balance(operator) == 1
+    expect_refused(api, spec, lambda: client.transfer(alice, TransferKind.RELEASE, "main", 1), WrongPhase, "at most 0")
+    assert api.deployment.ledger.totals().conserved
+
+
+def capital_stag_spec(api: PublicApi) -> StagSpec:
+    return StagSpec.new(
+        committee=api.client.committee_id, kind=StagKind.CAPITAL, levels=30, epoch_millis=1000, opens_at_millis=api.clock(),
+        beneficiary=Account(SigningIdentity().verify_key, "proceeds"),
+    )
