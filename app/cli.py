@@ -826,7 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
         "each service of a running `local up`: address, pid and health (exit 1 unless all serve)", local)))
     status.add_argument("--timeout", type=float, default=2.0, help="seconds per health check (default %(default)s)")
 
-    demo = add("demo", command_demo, "a committee, a count stag and a capital stag, hundreds of simulated participants")
+    demo = add("demo", command_demo, "a committee, a count stag and a capital stag, hundreds of simulated participants; "
+               "then one escrow account backing two stags, and a stag that pays refunds at its deadline")
     demo.add_argument("--participants", type=int, default=240, help="simulated participants across both stags (default %(default)s)")
     demo.add_argument("--keyholders", type=int, default=5)
     demo.add_argument("--threshold", type=int, default=3, help="t of the t-of-n committee (default %(default)s)")

@@ -1,5 +1,5 @@
 """`stagpack demo`: a committee, a count stag and a capital stag, hundreds of participants; then
-one escrow account backing two stags.
+one escrow account backing two stags; then a stag that reaches its deadline and pays refunds.
 
 Participants with heterogeneous thresholds arrive in waves and some withdraw, epoch after epoch.
 Each epoch prints only what an outside observer (or the operator) sees: pack sizes and "no hunt".
@@ -25,10 +25,11 @@ from stagpack.aggregator.store import EpochOutcome
 from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import StagpackError
 from stagpack.identity import SigningIdentity
-from stagpack.participant.sdk import PreparedIntendo
+from stagpack.participant.sdk import PreparedIntendo, sign_pool_funding
 from stagpack.solver import HeightOracle
-from stagpack.solver.market import MarketReference
+from stagpack.solver.market import Fees, MarketReference, Refunds
 from stagpack.stag import StagSpec
+from stagpack.terms import FeeTerms, RefundMode, RefundTerms
 
 EPOCH_MILLIS = 6000
 WAIT_SECONDS = 600
@@ -48,7 +49,8 @@ class PublicView:
 class Backend(Protocol):
     committee_id: bytes
 
-    def create_stag(self, spec: StagSpec) -> bytes: ...
+    def create_stag(self, spec: StagSpec, funding_signature: bytes = b"") -> bytes: ...
+    def pool_state(self, stag_id: bytes) -> str | None: ...
     def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold, tag: str = "") -> PreparedIntendo: ...
     def submit(self, prepared: PreparedIntendo) -> bytes: ...
     def deposit(self, identity: SigningIdentity, tag: str, amount: int) -> None: ...
@@ -77,8 +79,12 @@ class ServiceBackend:
         self.client = AggregatorClient(self.deployment.aggregator.address)
         self.committee_id = self.client.committee_id
 
-    def create_stag(self, spec: StagSpec) -> bytes:
-        return self.client.create_stag(spec)
+    def create_stag(self, spec: StagSpec, funding_signature: bytes = b"") -> bytes:
+        return self.client.create_stag(spec, funding_signature)
+
+    def pool_state(self, stag_id: bytes) -> str | None:
+        status = self.client.status(stag_id)
+        return str(status.pool.state) if status.HasField("pool") else None
 
     def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold, tag: str = "") -> PreparedIntendo:
         return self.client.prepare(spec, identity, threshold, tag)
@@ -135,8 +141,12 @@ class InProcessBackend:
         while not self._stop.wait(0.25):
             self.aggregator.tick()
 
-    def create_stag(self, spec: StagSpec) -> bytes:
-        return self.aggregator.create_stag(spec)
+    def create_stag(self, spec: StagSpec, funding_signature: bytes = b"") -> bytes:
+        return self.aggregator.create_stag(spec, funding_signature)
+
+    def pool_state(self, stag_id: bytes) -> str | None:
+        pool = self.aggregator.status(stag_id).pool
+        return None if pool is None else pool.state
 
     def prepare(self, spec: StagSpec, identity: SigningIdentity, threshold: Threshold, tag: str = "") -> PreparedIntendo:
         from stagpack.participant.sdk import prepare_intendo
@@ -346,6 +356,72 @@ def _multiplexing_scene(backend: Backend, started: float) -> list[str]:
     return mismatches
 
 
+REFUND_EPOCH_MILLIS = 8_000  # the refund stag's epochs: its deadline falls in the first, the second closes it
+
+
+def _refund_scene(backend: Backend, started: float) -> list[str]:
+    """A dominant-assurance stag: Hana escrows a refund pool when she creates it, promising 3 to
+    everyone counted at the deadline if the stag never fires; each submission costs a fee of 2.
+    Three people join, the target is not reached, the deadline passes, and the closing check —
+    which does not fire — settles: each gets the bonus, Hana gets the rest of her pool back.
+    Checked against the plaintext reference; returns the mismatches."""
+    print("\nDominant assurance: a stag that pays everyone who joined if it fails by its deadline.")
+    reference = MarketReference()
+    hana = SigningIdentity()
+    funder = Account(hana.verify_key, "bonus-fund")
+    committee_fees, operator_fees = Account(SigningIdentity().verify_key, "fees"), Account(SigningIdentity().verify_key, "fees")
+    backend.deposit(hana, funder.tag, 60)
+    reference.deposit(funder, 60)
+    opens = int(time.time() * 1000)
+    beneficiary = Account(SigningIdentity().verify_key, "garden")
+    spec = StagSpec.new(
+        committee=backend.committee_id, kind=StagKind.CAPITAL, levels=16, title="Build the community garden (units of $100)",
+        epoch_millis=REFUND_EPOCH_MILLIS, opens_at_millis=opens, deadline_millis=opens + REFUND_EPOCH_MILLIS * 3 // 2,
+        beneficiary=beneficiary, refund=RefundTerms(funder, 45, RefundMode.FIXED, 3, funder),
+        fees=FeeTerms(2, 0, committee_fees, operator_fees, 50),
+    )
+    backend.create_stag(spec, sign_pool_funding(hana, spec))
+    reference.create_stag(
+        spec.stag_id, 16, beneficiary, last_epoch=1, refunds=Refunds(funder, 45, 3, funder),
+        fees=Fees(2, 0, committee_fees, operator_fees, 50),
+    )
+    assert spec.refund is not None
+    print(f"  hana escrows a pool of 45 from her account: {spec.refund.describe()}; a fee of 2 per submission, half to the committee")
+    people = {name: SigningIdentity() for name in ("ivy", "jon", "kim")}
+    intendos = {}
+    for (who, person), (amount, total) in zip(people.items(), ((4, 14), (5, 14), (3, 15))):
+        account = Account(person.verify_key, "savings")
+        backend.deposit(person, "savings", amount + 2)
+        reference.deposit(account, amount + 2)
+        intendos[who] = backend.submit(backend.prepare(spec, person, Threshold.capital(amount, total, levels=16), "savings"))
+        reference.submit(spec.stag_id, intendos[who], account, total, amount)
+        print(f"  {who:4} commits {amount} if the total reaches {total} (deposits {amount + 2}: the fee is 2)")
+    print(f"  together they commit 12: short of every target; the deadline is {REFUND_EPOCH_MILLIS * 1.5 / 1000:g} s after opening")
+    reference.epoch(1)
+    reference.epoch(2)  # the closing epoch: no hunt, so the settlement
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline and backend.pool_state(spec.stag_id) == "open":
+        time.sleep(0.25)
+    state = backend.pool_state(spec.stag_id)
+    if state != "settled":
+        return [f"refunds: the pool is {state}, not settled"]
+    mismatches = []
+    for who, person in people.items():
+        account = Account(person.verify_key, "savings")
+        if backend.balance(account) != reference.balance(account) or backend.intendo_state(spec.stag_id, intendos[who]) != "refunded":
+            mismatches.append(f"refunds: {who}'s bonus or status differs from the reference")
+    for name, account in (("hana", funder), ("the committee's fees", committee_fees), ("the operator's fees", operator_fees)):
+        if backend.balance(account) != reference.balance(account):
+            mismatches.append(f"refunds: {name} differs from the reference")
+    print(f"[{time.monotonic() - started:6.1f} s] the deadline passed and the closing check did not fire: settled. "
+          f"ivy {backend.balance(Account(people['ivy'].verify_key, 'savings'))}, "
+          f"jon {backend.balance(Account(people['jon'].verify_key, 'savings'))}, "
+          f"kim {backend.balance(Account(people['kim'].verify_key, 'savings'))} (each got 3 and keeps the capital), "
+          f"hana {backend.balance(funder)} (15 + 45 - 9), fees {backend.balance(committee_fees)} + {backend.balance(operator_fees)}"
+          + ("  — the plaintext reference agrees ✓" if not mismatches else "  — MISMATCH with the reference"))
+    return mismatches
+
+
 def run_demo(options: argparse.Namespace) -> int:
     rng = random.Random(options.seed)
     started = time.monotonic()
@@ -411,6 +487,7 @@ def run_demo(options: argparse.Namespace) -> int:
                     _report_new_hunts(stag, view)
         mismatches = [message for stag in stags for message in stag.mismatches]
         mismatches += _multiplexing_scene(backend, started)
+        mismatches += _refund_scene(backend, started)
         print(f"\ndone in {time.monotonic() - started:.0f} s: "
               + ", ".join(f"{stag.name} stag {stag.hunts_seen} hunt(s)" for stag in stags)
               + ("; every hunt matched the plaintext solver" if not mismatches else f"; {len(mismatches)} MISMATCHES"))

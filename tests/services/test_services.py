@@ -25,6 +25,7 @@ from stagpack.identity import SigningIdentity
 from stagpack.app.launcher import LocalDeployment, health_status
 from stagpack.log import CertificateBundle
 from stagpack.edge.wire import spec_from_proto
+from stagpack.terms import FeeTerms
 
 from support.services import CAPITAL_TAG, Services, random_count_thresholds, wait_for
 
@@ -113,7 +114,10 @@ def _read_lines(process: subprocess.Popen[str], into: list[str], first_ack: thre
 def test_kill_minus_nine_loses_no_acknowledged_intendo_and_hunts_stay_right(services: Services, tmp_path: Path) -> None:
     rng = random.Random(23)
     deployment = services.deployment
-    stag = services.new_stag(kind=StagKind.CAPITAL, levels=400, epoch_millis=1500)
+    committee_fees, operator_fees = Account(SigningIdentity().verify_key, "fees"), Account(SigningIdentity().verify_key, "fees")
+    stag = services.new_stag(  # with fees: 1 per submission (charged when logged), 1 per executed member
+        kind=StagKind.CAPITAL, levels=400, epoch_millis=1500, fees=FeeTerms(1, 1, committee_fees, operator_fees, 50)
+    )
     thresholds = [Threshold.capital(rng.randint(2, 9), rng.randint(20, 300), levels=400) for _ in range(60)]
 
     # 30 intendos, then 30 more while the aggregator is killed mid-stream
@@ -168,8 +172,10 @@ def test_kill_minus_nine_loses_no_acknowledged_intendo_and_hunts_stay_right(serv
     assert stag.oracle.expected_hunt(int(status.log_height)) is None
     assert len(stag.members) == 68
     # money across the kills: the beneficiary holds exactly what the hunts executed, every
-    # executed member's account paid its weight once, and the ledger (read beside the running
-    # aggregator) conserves what was deposited
+    # executed member's account paid its weight and its member fee once, every logged
+    # submission paid its fee once (an aggregator killed between the log and the ledger charges
+    # it on restart), and the ledger (read beside the running aggregator) conserves what was
+    # deposited
     assert stag.spec.beneficiary is not None
     assert services.client.balance(stag.spec.beneficiary).balance == status.executed_level > 0
     ledger = SqliteLedger(deployment.directory / "aggregator" / "ledger.db")
@@ -178,7 +184,9 @@ def test_kill_minus_nine_loses_no_acknowledged_intendo_and_hunts_stay_right(serv
         executed = ledger.executions(stag.stag_id)
         assert sum(execution.weight for execution in executed) == status.executed_level
         for execution in executed:
-            assert ("paid", execution.weight) in ledger.movements(Account(execution.participant, CAPITAL_TAG))
+            movements = ledger.movements(Account(execution.participant, CAPITAL_TAG))
+            assert ("paid", execution.weight) in movements and movements.count(("fee", 1)) == 2  # submission, member
+        assert ledger.balance(committee_fees) + ledger.balance(operator_fees) == len(stag.members) + len(executed)
     finally:
         ledger.close()
 

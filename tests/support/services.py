@@ -125,7 +125,8 @@ class Services:
         tag = ""
         if stag.spec.kind is StagKind.CAPITAL:
             tag = CAPITAL_TAG
-            self.client.transfer(identity, TransferKind.DEPOSIT, tag, threshold.weight)
+            fees = stag.spec.fees.submission + stag.spec.fees.member if stag.spec.fees is not None else 0
+            self.client.transfer(identity, TransferKind.DEPOSIT, tag, threshold.weight + fees)
         prepared = self.client.prepare(stag.spec, identity, threshold, tag)
         member.intendo_id, member.height = self.client.submit(prepared)
         stag.members[member.intendo_id] = member

@@ -912,3 +912,26 @@ def test_a_stag_that_counted_nobody_settles_without_signatures_and_waits_for_val
     log.expect_refused(InvalidInput, EntryKind.SETTLEMENT, SettlementCertificate(empty, log.signatures("settlement", empty.digest())))
     log.apply(EntryKind.SETTLEMENT, SettlementCertificate(empty, ()))
     assert log.state.settlement is not None
+
+
+def test_escrow_is_held_until_the_stag_can_execute_no_more(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    """A live capital intendo holds its weight while its stag may still hunt: for a stag with a
+    deadline, until its last epoch is over (plus the clock skew keyholders allow); for a refund
+    stag that never hunted, until its settlement (its closing epoch stays current until run)."""
+    skew = PackLimits().max_clock_skew_millis
+    log = Log(committee2of3, kind=StagKind.CAPITAL, levels=20, deadline=T0 + 3_500).genesis()  # last epoch 3
+    alice = SigningIdentity()
+    log.validate(valid=[log.submit(alice, level=9, weight=4).intendo_id])
+    account = Account(alice.verify_key, "main")
+    assert log.state.held(account, T0 + 4_000 + skew - 1) == 4
+    assert log.state.held(account, T0 + 4_000 + skew) == 0 and log.state.finished(T0 + 4_000 + skew)
+    refunding = _refund_log(committee2of3)  # closing epoch 4
+    bob = SigningIdentity()
+    refunding.validate(valid=[refunding.submit(bob, level=9, weight=2).intendo_id])
+    later = T0 + 10 * HOUR
+    assert refunding.state.held(Account(bob.verify_key, "main"), later) == 2 and not refunding.state.finished(later)
+    assert refunding.state.closing_pending(4) and not refunding.state.closing_pending(3)
+    refunding.now = later
+    outcome = refunding.state.settlement_outcome()
+    refunding.apply(EntryKind.SETTLEMENT, SettlementCertificate(outcome, refunding.signatures("settlement", outcome.digest())))
+    assert refunding.state.held(Account(bob.verify_key, "main"), later) == 0 and not refunding.state.closing_pending(4)

@@ -26,10 +26,11 @@ def main() -> int:
     for item in job["intendos"]:
         identity = SigningIdentity(bytes.fromhex(item["seed"]))
         tag = ""
-        if spec.kind is StagKind.CAPITAL:  # back the intendo with an escrow deposit of its weight
+        if spec.kind is StagKind.CAPITAL:  # back the intendo with an escrow deposit of its weight and the stag's fees
             tag = "main"
+            fees = spec.fees.submission + spec.fees.member if spec.fees is not None else 0
             try:
-                client.transfer(identity, TransferKind.DEPOSIT, tag, item["weight"])
+                client.transfer(identity, TransferKind.DEPOSIT, tag, item["weight"] + fees)
             except StagpackError as error:
                 print(json.dumps({"seed": item["seed"], "error": f"deposit: {error}"}), flush=True)
                 return 1
