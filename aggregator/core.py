@@ -566,12 +566,9 @@ class Aggregator:
             self._run_session(pack, SessionKind.HUNT, spec.closing_epoch, pack.snapshot(), None)
             return
         write, _ = self._locks(pack.stag_id)
-        with self._accounts:
-            with write:
-                certificate = SettlementCertificate(pack.settlement_outcome(), ())
-                self._append(pack, EntryKind.SETTLEMENT, certificate)
-            self._record_epoch(pack.stag_id, spec.closing_epoch, EpochOutcome.SETTLED, pack.height - 1)
-            self._executor.settle(spec, certificate)
+        with write:
+            outcome = pack.settlement_outcome()
+        self._log_and_pay(pack, EntryKind.SETTLEMENT, SettlementCertificate(outcome, ()), spec.closing_epoch, outcome.height)
         log.info("stag %s: deadline passed with no intendo counted; the refund pool went back", pack.stag_id.hex()[:12])
 
     def _resume(self, pack: PackState) -> None:
@@ -656,29 +653,38 @@ class Aggregator:
             return
         if isinstance(result.outcome, SettlementOutcome):
             settlement = SettlementCertificate(result.outcome, result.signatures)
-            with self._accounts:  # no release between the certificate and the refunds it pays
-                with write:
-                    self._append(pack, EntryKind.SETTLEMENT, settlement)
-                self._record_epoch(stag_id, number, EpochOutcome.SETTLED, snapshot.height)
-                self._store.delete_session(stag_id, kind, number)
-                self._executor.settle(pack.require_spec(), settlement)
+            self._log_and_pay(pack, EntryKind.SETTLEMENT, settlement, number, snapshot.height)
             log.info("stag %s: deadline passed without a hunt; %d refund bonuses paid", stag_id.hex()[:12], len(result.outcome.refunds))
             return
         assert isinstance(result.outcome, HuntOutcome)
-        certificate = HuntCertificate(result.outcome, result.signatures)
-        with self._accounts:  # no release between the certificate and the payment it makes
-            with write:
-                self._append(pack, EntryKind.HUNT, certificate)
-            self._record_epoch(stag_id, number, EpochOutcome.HUNT, snapshot.height)
-            self._store.delete_session(stag_id, kind, number)
-            self._note_spent(certificate)  # spent once certified, whatever the executor does next
-            self._executor.execute(pack.require_spec(), certificate)
+        self._log_and_pay(pack, EntryKind.HUNT, HuntCertificate(result.outcome, result.signatures), number, snapshot.height)
         log.info(
             "stag %s: hunt at epoch %d, level %d, %d members",
             stag_id.hex()[:12], number, result.outcome.level, len(result.outcome.members),
         )
         with self._hunts_changed:
             self._hunts_changed.notify_all()
+
+    def _log_and_pay(
+        self, pack: PackState, kind: EntryKind, certificate: HuntCertificate | SettlementCertificate, epoch: int, height: int
+    ) -> None:
+        """Log a certificate that moves money (a hunt or a settlement), record its epoch, forget
+        its session and have the executor apply it — all under the accounts lock, so that no
+        release slips between a certificate and its payment (after a crash in between, the
+        aggregator applies every logged certificate again before it serves anything)."""
+        spec = pack.require_spec()
+        write, _ = self._locks(pack.stag_id)
+        with self._accounts:
+            with write:
+                self._append(pack, kind, certificate)
+            self._store.delete_session(pack.stag_id, SessionKind.HUNT, epoch)
+            if isinstance(certificate, HuntCertificate):
+                self._record_epoch(pack.stag_id, epoch, EpochOutcome.HUNT, height)
+                self._note_spent(certificate)  # spent once certified, whatever the executor does next
+                self._executor.execute(spec, certificate)
+            else:
+                self._record_epoch(pack.stag_id, epoch, EpochOutcome.SETTLED, height)
+                self._executor.settle(spec, certificate)
 
     def _binding_session(self, stag_id: bytes, number: int) -> bool:
         for unfinished in self._store.unfinished_sessions():
