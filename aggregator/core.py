@@ -217,6 +217,10 @@ class Aggregator:
                 self._executor.execute(pack.require_spec(), certificate)
             if pack.settlement is not None:
                 self._executor.settle(pack.require_spec(), pack.settlement)
+        for stag_id in self._executor.open_pools():  # funded by a creation that crashed before its genesis was logged
+            if stag_id not in self._packs:
+                returned = self._executor.return_pool(stag_id)
+                log.warning("returned the refund pool (%d) of stag %s, whose creation did not finish", returned, stag_id.hex()[:12])
         log.info("aggregator ready: %d stags, committee %s", len(self._packs), self.committee.committee_id.hex()[:12])
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -367,6 +371,12 @@ class Aggregator:
         a log entry citing that hunt's certificate (DESIGN.md §10.1). Runs before anything of
         the stag is evaluated (`run_due`, with its session lock), so its next session counts
         without them. Call without the accounts lock."""
+        spec = pack.require_spec()
+        if pack.closing_pending(spec.closing_epoch) and self._unfinished(pack.stag_id, spec.closing_epoch) is not None:
+            # The closing check is under way at its height and can run only there (keyholders
+            # never evaluate an epoch at two heights): a void now would leave the stag unable to
+            # settle. The intendo was counted at the deadline; the settlement pays it its bonus.
+            return
         write, _ = self._locks(pack.stag_id)
         with self._accounts, write:
             voids = []
@@ -385,13 +395,23 @@ class Aggregator:
                 )
 
     def _held(self, account: Account) -> int:
-        """The largest weight among live intendos `account` backs (they are mutually exclusive:
-        at most one of them executes). Exact only under the accounts lock."""
+        """The most any live intendo `account` backs may take from it (weight plus member fee;
+        they are mutually exclusive: at most one of them executes). A stag past its last epoch
+        holds nothing — unless a hunt session of it is still unfinished: one that opened in time
+        may still bind and must find its members' escrow. Exact only under the accounts lock."""
+        now = self._clock()
+        open_hunts: set[bytes] | None = None  # read only for a stag past its last epoch (rare)
         held = 0
         for stag_id, pack in list(self._packs.items()):
             write, _ = self._locks(stag_id)
             with write:
-                held = max(held, pack.held(account, self._clock()))
+                amount = pack.held(account, None)
+                if amount and pack.finished(now):
+                    if open_hunts is None:
+                        open_hunts = {u.stag_id for u in self._store.unfinished_sessions() if u.kind is SessionKind.HUNT}
+                    if stag_id not in open_hunts:
+                        amount = 0
+            held = max(held, amount)
         return held
 
     # -- accounts -----------------------------------------------------------------------------
@@ -686,11 +706,16 @@ class Aggregator:
                 self._record_epoch(pack.stag_id, epoch, EpochOutcome.SETTLED, height)
                 self._executor.settle(spec, certificate)
 
-    def _binding_session(self, stag_id: bytes, number: int) -> bool:
+    def _unfinished(self, stag_id: bytes, number: int) -> SessionProgress | None:
+        """The saved progress of the stag's unfinished hunt session of epoch `number`."""
         for unfinished in self._store.unfinished_sessions():
             if (unfinished.stag_id, unfinished.kind, unfinished.number) == (stag_id, SessionKind.HUNT, number):
-                return _binding(codec.decode(SessionProgress, unfinished.progress))
-        return False
+                return codec.decode(SessionProgress, unfinished.progress)
+        return None
+
+    def _binding_session(self, stag_id: bytes, number: int) -> bool:
+        progress = self._unfinished(stag_id, number)
+        return progress is not None and _binding(progress)
 
     @property
     def live_keyholders(self) -> set[int]:

@@ -49,6 +49,15 @@ class Executor(Protocol):
         """A refund stag's pool (None for a stag that has none)."""
         ...
 
+    def open_pools(self) -> list[bytes]:
+        """The stag ids of the pools still open (funded, neither settled nor returned)."""
+        ...
+
+    def return_pool(self, stag_id: bytes) -> int:
+        """Return an open pool to its funder (a creation that funded it but never logged its
+        stag); the amount returned, 0 if it was not open."""
+        ...
+
     def balance(self, account: Account) -> int:
         """The money in an account (0 for one never used)."""
         ...

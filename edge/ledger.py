@@ -65,7 +65,9 @@ CREATE TABLE IF NOT EXISTS pools (
     stag_id BLOB PRIMARY KEY,
     funded INTEGER NOT NULL CHECK (funded > 0),
     remaining INTEGER NOT NULL CHECK (remaining >= 0),
-    state TEXT NOT NULL          -- open, settled, returned
+    state TEXT NOT NULL,         -- open, settled, returned
+    funder_owner BLOB NOT NULL,
+    funder_tag TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settlements (
     stag_id BLOB PRIMARY KEY,
@@ -160,8 +162,13 @@ class SqliteLedger:
             raise InvalidInput("the stag has no refund pool")
         with self._database.transaction() as connection:
             existing = _pool(connection, spec.stag_id)
-            if existing is not None:
+            if existing is not None and existing.state == "open":
                 return existing  # a retried creation: funded once
+            if existing is not None:
+                raise InvalidInput(
+                    "this stag's refund pool was returned after a creation that did not finish: create the stag "
+                    "again with a new nonce"
+                )
             balance = _balance(connection, refund.funder)
             if balance - refund.pool < held:
                 raise InsufficientFunds(
@@ -170,8 +177,28 @@ class SqliteLedger:
                     + f": it cannot fund a refund pool of {refund.pool}; deposit first"
                 )
             _move(connection, refund.funder, -refund.pool, "pool", spec.stag_id, at_millis)
-            connection.execute("INSERT INTO pools VALUES (?, ?, ?, 'open')", (spec.stag_id, refund.pool, refund.pool))
+            connection.execute(
+                "INSERT INTO pools VALUES (?, ?, ?, 'open', ?, ?)",
+                (spec.stag_id, refund.pool, refund.pool, refund.funder.owner, refund.funder.tag),
+            )
         return Pool(refund.pool, refund.pool, "open")
+
+    def open_pools(self) -> list[bytes]:
+        return [blob(row[0]) for row in self._database.query("SELECT stag_id FROM pools WHERE state = 'open'")]
+
+    def return_pool(self, stag_id: bytes) -> int:
+        at = now_millis()
+        with self._database.transaction() as connection:
+            row = connection.execute(
+                "SELECT remaining, funder_owner, funder_tag FROM pools WHERE stag_id = ? AND state = 'open'", (stag_id,)
+            ).fetchone()
+            if row is None:
+                return 0
+            _close_pool(connection, stag_id, "returned")
+            remaining = integer(row[0])
+            if remaining:
+                _move(connection, Account(blob(row[1]), text(row[2])), remaining, "returned", stag_id, at)
+        return remaining
 
     def settle(self, spec: StagSpec, certificate: SettlementCertificate) -> bool:
         outcome = certificate.outcome

@@ -131,10 +131,11 @@ class PackState:
         """Counted, not yet executed intendos in log order: the candidates of the next hunt."""
         return [(key, record) for key, record in self.intendos.items() if record.status is IntendoStatus.COUNTED]
 
-    def held(self, account: Account, at_millis: int) -> int:
+    def held(self, account: Account, at_millis: int | None) -> int:
         """What this stag's live intendo backed by `account` may still take from it (0 if
         none): its weight plus the stag's fee per executed member — escrow that may not be
-        released while the intendo can still execute (until the stag is finished)."""
+        released while the intendo can still execute (until the stag is `finished`; at_millis
+        None: whatever the clock says)."""
         intendo_id = self.live_by_participant.get(account.owner)
         if intendo_id is None or self.finished(at_millis):
             return 0
@@ -143,11 +144,12 @@ class PackState:
             return record.weight + self.member_fee
         return 0
 
-    def finished(self, at_millis: int) -> bool:
+    def finished(self, at_millis: int | None) -> bool:
         """Whether no intendo of the stag can execute any more: its refunds are settled, its last
-        epoch hunted, or the last epoch is over (past the clock skew keyholders allow). A refund
-        stag that never hunted is finished only by its settlement: its closing epoch stays
-        current until it has run."""
+        epoch hunted, or (unless at_millis is None) the last epoch is over, past the clock skew
+        keyholders allow — no new session may open then, though one that opened in time may
+        still finish (`Aggregator._held` asks its store). A refund stag that never hunted is
+        finished only by its settlement: its closing epoch stays current until it has run."""
         spec = self.require_spec()
         if self.settlement is not None:
             return True
@@ -156,7 +158,7 @@ class PackState:
         last = spec.closing_epoch or spec.current_epoch(spec.deadline_millis)
         if self.last_hunt_epoch >= last:
             return True
-        if spec.refund is not None and not self.hunts:
+        if at_millis is None or (spec.refund is not None and not self.hunts):
             return False
         return at_millis >= spec.epoch_due_at(last + 1) + self.limits.max_clock_skew_millis
 

@@ -462,3 +462,111 @@ def test_the_closing_check_is_refused_before_it_is_due(
     assert aggregator.status(spec.stag_id).settlement is None
     pool = deployment.ledger.pool(spec.stag_id)
     assert pool is not None and (pool.remaining, pool.state) == (46, "open")
+
+
+@pytest.mark.parametrize("defended", [False, True], ids=["undefended", "defended"])
+def test_a_hunt_bound_in_the_last_epoch_keeps_its_escrow_past_the_expiry(
+    defended: bool, market: tuple[InProcessDeployment, ManualClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stag past its last epoch (and the keyholders' clock skew) can open no new session, so
+    its live intendos stop holding escrow — but a hunt that opened in time and bound may still
+    finish. If the clock alone released the escrow, a member could take its money out between
+    the membership and the certificate, and the certified hunt could not be paid (and would be
+    replayed, unpayable, on every restart). The aggregator keeps holding while the stag has an
+    unfinished hunt session."""
+    deployment, clock = market
+    world = Market(deployment, clock)
+    spec = world.create(last_epoch=1)
+    alice = SigningIdentity()
+    world.deposit(alice, "main", 5)
+    world.submit(spec, alice, "main", 3, 3)
+    aggregator = deployment.aggregator
+    certify: Callable[..., object] = SessionRunner._certify
+
+    def withheld(self: SessionRunner, progress: SessionProgress, *args: object) -> object:
+        if progress.session.kind is SessionKind.HUNT:
+            raise CommitteeUnavailable("a keyholder outage between the membership and the certificate")
+        return certify(self, progress, *args)
+
+    monkeypatch.setattr(SessionRunner, "_certify", withheld)
+    clock.advance(EPOCH_MILLIS)
+    with pytest.raises(CommitteeUnavailable, match="outage"):
+        aggregator.run_due(spec.stag_id)  # bound: the membership is out
+    clock.advance(40 * EPOCH_MILLIS)  # past epoch 2 and the 30 s of clock skew
+    pack = aggregator._pack(spec.stag_id)
+    assert pack.finished(clock())
+    if not defended:  # the clock alone decides
+        monkeypatch.setattr(
+            type(aggregator), "_held",
+            lambda self, account: max((p.held(account, self._clock()) for p in self._packs.values()), default=0),
+        )
+        aggregator.transfer(world.signed(alice, TransferKind.RELEASE, "main", 3))  # taken out from under the hunt
+        monkeypatch.setattr(SessionRunner, "_certify", certify)
+        with pytest.raises(IntegrityFailure, match="cannot pay 3"):
+            aggregator.run_due(spec.stag_id)  # certified, and unpayable
+        return
+    assert aggregator.balance(Account(alice.verify_key, "main")).held == 3
+    with pytest.raises(WrongPhase, match="at most 2"):
+        aggregator.transfer(world.signed(alice, TransferKind.RELEASE, "main", 3))
+    monkeypatch.setattr(SessionRunner, "_certify", certify)
+    aggregator.run_due(spec.stag_id)  # the bound hunt finishes and pays
+    (hunt,) = aggregator.hunts(spec.stag_id)
+    assert [m.statement.participant for m in hunt.outcome.members] == [alice.verify_key]
+    assert deployment.ledger.balance(Account(alice.verify_key, "main")) == 2 and deployment.ledger.totals().conserved
+    assert aggregator.balance(Account(alice.verify_key, "main")).held == 0
+
+
+@pytest.mark.parametrize("defended", [False, True], ids=["undefended", "defended"])
+def test_a_void_waits_for_an_unfinished_closing_check(
+    defended: bool, market: tuple[InProcessDeployment, ManualClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refund stag's closing check is interrupted after its steps were decrypted (here: the
+    certification does not reach t keyholders), and meanwhile another stag's hunt spends the
+    account of one of its intendos. Keyholders evaluate an epoch at one log height only, and
+    the closing epoch has no successor: voiding the intendo now would move the log and leave the
+    stag unable ever to settle — its pool and every participant's escrow locked for good. The
+    aggregator lets the void wait while the closing check is unfinished; the check finishes at
+    its height, and the settlement pays the intendo that was counted at the deadline."""
+    deployment, clock = market
+    world = Market(deployment, clock)
+    refunding = world.create(last_epoch=1, pool=10)  # pro rata; closing epoch 2
+    other = world.create(opens=refunding.opens_at_millis)
+    alice, bob = SigningIdentity(), SigningIdentity()
+    world.deposit(alice, "main", 5)
+    world.deposit(bob, "main", 1)
+    alices = world.submit(refunding, alice, "main", 2, 20)
+    bobs = world.submit(refunding, bob, "main", 1, 20)
+    world.submit(other, alice, "main", 3, 3)  # fires: spends alice's account
+    aggregator = deployment.aggregator
+    for spec in (refunding, other):
+        aggregator.run_due(spec.stag_id)  # validates (no epoch is due yet)
+    certify: Callable[..., object] = SessionRunner._certify
+
+    def withheld(self: SessionRunner, progress: SessionProgress, *args: object) -> object:
+        if progress.session.stag_id == refunding.stag_id:
+            raise CommitteeUnavailable("too few keyholders answered the certification")
+        return certify(self, progress, *args)
+
+    monkeypatch.setattr(SessionRunner, "_certify", withheld)
+    clock.advance(2 * EPOCH_MILLIS)  # the closing epoch of the refund stag
+    with pytest.raises(CommitteeUnavailable, match="certification"):
+        aggregator.run_due(refunding.stag_id)
+    monkeypatch.setattr(SessionRunner, "_certify", certify)
+    aggregator.run_due(other.stag_id)  # spends alice's account
+    assert len(aggregator.hunts(other.stag_id)) == 1
+    if not defended:
+        monkeypatch.setattr(type(aggregator), "_unfinished", lambda self, stag_id, number: None)
+        for _ in range(2):
+            with pytest.raises(CommitteeUnavailable, match="already evaluated"):
+                aggregator.run_due(refunding.stag_id)  # voided, then refused at the new height: for ever
+            clock.advance(EPOCH_MILLIS)
+        assert aggregator.status(refunding.stag_id).settlement is None
+        assert aggregator.balance(Account(bob.verify_key, "main")).held == 1  # bob's escrow stays locked
+        return
+    aggregator.run_due(refunding.stag_id)
+    status = aggregator.status(refunding.stag_id)
+    assert status.settlement is not None and status.pool is not None and status.pool.state == "settled"
+    assert [(r.intendo_id, r.amount) for r in status.settlement.outcome.refunds] == [(alices, 6), (bobs, 3)]  # 10 · 2/3, 10 · 1/3
+    ledger = deployment.ledger
+    assert ledger.balance(Account(alice.verify_key, "main")) == 5 - 3 + 6 and ledger.balance(Account(bob.verify_key, "main")) == 1 + 3
+    assert ledger.totals().conserved and aggregator.balance(Account(bob.verify_key, "main")).held == 0

@@ -556,3 +556,32 @@ def capital_stag_spec(api: PublicApi) -> StagSpec:
         committee=api.client.committee_id, kind=StagKind.CAPITAL, levels=30, epoch_millis=1000, opens_at_millis=api.clock(),
         beneficiary=Account(SigningIdentity().verify_key, "proceeds"),
     )
+
+
+def test_a_pool_funded_by_a_creation_that_never_logged_its_stag_goes_back_on_restart(api: PublicApi) -> None:
+    """The ledger funds a refund pool just before the stag's genesis is logged (the two are in
+    different stores). If the aggregator dies in between, its restart returns the pool to the
+    funder; the same spec cannot then be created on the returned pool."""
+    from stagpack.aggregator.core import Aggregator
+
+    client, ledger = api.client, api.deployment.ledger
+    dana = SigningIdentity()
+    funder = Account(dana.verify_key, "bonus")
+    client.transfer(dana, TransferKind.DEPOSIT, "bonus", 20)
+    spec = StagSpec.new(
+        committee=client.committee_id, kind=StagKind.CAPITAL, levels=11, epoch_millis=1000, opens_at_millis=api.clock(),
+        deadline_millis=api.clock() + 5_000, beneficiary=Account(SigningIdentity().verify_key, "proceeds"),
+        refund=RefundTerms(funder, 20, RefundMode.PRO_RATA, 0, funder),
+    )
+    ledger.fund_pool(spec, 0, api.clock())  # funded; then the process died before the genesis
+    assert ledger.balance(funder) == 0
+    deployment = api.deployment
+    restarted = Aggregator(
+        deployment.context, deployment.bundle, deployment.aggregator._store, deployment.keyholders, ledger, clock=api.clock
+    )
+    pool = ledger.pool(spec.stag_id)
+    assert pool is not None and (pool.remaining, pool.state) == (0, "returned")
+    assert ledger.balance(funder) == 20 and ledger.totals().conserved
+    with pytest.raises(InvalidInput, match="create the stag again with a new nonce"):
+        restarted.create_stag(spec, sign_pool_funding(dana, spec))
+    assert spec.stag_id not in restarted.stag_ids() and ledger.balance(funder) == 20
