@@ -372,7 +372,12 @@ class Aggregator:
         the stag is evaluated (`run_due`, with its session lock), so its next session counts
         without them. Call without the accounts lock."""
         spec = pack.require_spec()
-        if pack.closing_pending(spec.closing_epoch) and self._unfinished(pack.stag_id, spec.closing_epoch) is not None:
+        closing = spec.closing_epoch
+        if (
+            pack.closing_pending(closing)
+            and self._clock() >= spec.epoch_due_at(closing)  # no closing check exists before: spare the store read
+            and self._unfinished(pack.stag_id, closing) is not None
+        ):
             # The closing check is under way at its height and can run only there (keyholders
             # never evaluate an epoch at two heights): a void now would leave the stag unable to
             # settle. The intendo was counted at the deadline; the settlement pays it its bonus.
