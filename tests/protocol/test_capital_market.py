@@ -35,7 +35,7 @@ from stagpack.identity import SigningIdentity
 from stagpack.keyholder import policy
 from stagpack.log import EntryKind, HuntCertificate, HuntOutcome, SettlementCertificate, Void, decode_body
 from stagpack.participant.sdk import prepare_intendo, prepare_withdrawal
-from stagpack.session import SessionKind
+from stagpack.session import SessionKind, SessionRef
 from stagpack.participant.sdk import sign_pool_funding
 from stagpack.solver.market import Fees, MarketReference, Refunds
 from stagpack.stag import ManualClock, StagSpec
@@ -263,6 +263,22 @@ def test_one_account_backing_several_stags_matches_the_reference(market: tuple[I
 # --- the operator's attacks ------------------------------------------------------------------
 
 
+def withhold_certification(monkeypatch: pytest.MonkeyPatch, reason: str, withheld: Callable[[SessionRef], bool]) -> Callable[..., object]:
+    """Make the aggregator's certification of the sessions `withheld` selects fail with
+    CommitteeUnavailable(`reason`) (an operator or an outage stopping there); returns the real
+    `SessionRunner._certify`, to put back."""
+    certify: Callable[..., object] = SessionRunner._certify
+
+    def withholding(self: SessionRunner, progress: SessionProgress, *args: object) -> object:
+        if withheld(progress.session):
+            raise CommitteeUnavailable(reason)
+        return certify(self, progress, *args)
+
+    monkeypatch.setattr(SessionRunner, "_certify", withholding)
+    return certify
+
+
+
 def _two_stags_one_account(world: Market) -> tuple[StagSpec, StagSpec, SigningIdentity]:
     """Alice's "main" account (5) backs an intendo of weight 3 in each of two stags; alone, each
     is a fixed point at 3: both stags would fire in the first epoch."""
@@ -324,14 +340,9 @@ def test_a_second_hunt_waits_while_one_sharing_its_accounts_is_bound(
     deployment, clock = market
     world = Market(deployment, clock)
     first, second, alice = _two_stags_one_account(world)
-    certify: Callable[..., object] = SessionRunner._certify
-
-    def withheld(self: SessionRunner, progress: SessionProgress, *args: object) -> object:
-        if progress.session.kind is SessionKind.HUNT:
-            raise CommitteeUnavailable("the operator withholds the certification")
-        return certify(self, progress, *args)
-
-    monkeypatch.setattr(SessionRunner, "_certify", withheld)
+    certify = withhold_certification(
+        monkeypatch, "the operator withholds the certification", lambda session: session.kind is SessionKind.HUNT
+    )
     if rules != "both":
         monkeypatch.setattr(policy, "require_no_binding_overlap", lambda state, bindings: None)
     if rules == "none":  # and the operator resumes the first hunt although it spends a spent account
@@ -481,14 +492,10 @@ def test_a_hunt_bound_in_the_last_epoch_keeps_its_escrow_past_the_expiry(
     world.deposit(alice, "main", 5)
     world.submit(spec, alice, "main", 3, 3)
     aggregator = deployment.aggregator
-    certify: Callable[..., object] = SessionRunner._certify
-
-    def withheld(self: SessionRunner, progress: SessionProgress, *args: object) -> object:
-        if progress.session.kind is SessionKind.HUNT:
-            raise CommitteeUnavailable("a keyholder outage between the membership and the certificate")
-        return certify(self, progress, *args)
-
-    monkeypatch.setattr(SessionRunner, "_certify", withheld)
+    certify = withhold_certification(
+        monkeypatch, "a keyholder outage between the membership and the certificate",
+        lambda session: session.kind is SessionKind.HUNT,
+    )
     clock.advance(EPOCH_MILLIS)
     with pytest.raises(CommitteeUnavailable, match="outage"):
         aggregator.run_due(spec.stag_id)  # bound: the membership is out
@@ -540,14 +547,9 @@ def test_a_void_waits_for_an_unfinished_closing_check(
     aggregator = deployment.aggregator
     for spec in (refunding, other):
         aggregator.run_due(spec.stag_id)  # validates (no epoch is due yet)
-    certify: Callable[..., object] = SessionRunner._certify
-
-    def withheld(self: SessionRunner, progress: SessionProgress, *args: object) -> object:
-        if progress.session.stag_id == refunding.stag_id:
-            raise CommitteeUnavailable("too few keyholders answered the certification")
-        return certify(self, progress, *args)
-
-    monkeypatch.setattr(SessionRunner, "_certify", withheld)
+    certify = withhold_certification(
+        monkeypatch, "too few keyholders answered the certification", lambda session: session.stag_id == refunding.stag_id
+    )
     clock.advance(2 * EPOCH_MILLIS)  # the closing epoch of the refund stag
     with pytest.raises(CommitteeUnavailable, match="certification"):
         aggregator.run_due(refunding.stag_id)
