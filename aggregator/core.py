@@ -34,6 +34,7 @@ from stagpack.log import (
     LogEntry,
     SettlementCertificate,
     SettlementOutcome,
+    Trigger,
     ValidationCertificate,
     ValidationOutcome,
     Void,
@@ -43,7 +44,7 @@ from stagpack.committee import CommitteeInfo
 from stagpack.pack import IntendoRecord, IntendoStatus, PackLimits, PackSnapshot, PackState
 from stagpack.session import SessionKind
 from stagpack.identity import verify_signature
-from stagpack.stag import StagSpec, now_millis
+from stagpack.stag import MAX_TRIGGER_DEPTH, StagSpec, now_millis
 from stagpack.terms import pool_funding_message
 
 log = logging.getLogger("stagpack.aggregator")
@@ -85,6 +86,8 @@ class StagStatus:
     hunts: tuple[HuntCertificate, ...]
     pool: Pool | None  # a refund stag's pool: what it holds and whether it was settled or returned
     settlement: SettlementCertificate | None
+    armed: bool  # a stag with a trigger: the trigger's first hunt armed it
+    awaiting_bundle: bool  # a hunt of it is certified and waits to execute with its bundle
     accepting: bool
     next_epoch_at_millis: int
     committee: CommitteeStatus
@@ -207,14 +210,26 @@ class Aggregator:
         self._tick_log = TickLog(clock)
         # escrow account -> the hunt certificate that spent it
         self._spent: dict[Account, HuntCertificate] = {}
+        # composed hunts (DESIGN.md §10.2): each stag's dependents in creation order, and the
+        # certified hunts that wait for their bundle to execute (outcome digest -> spec, certificate)
+        self._dependents: dict[bytes, list[bytes]] = {}
+        self._unpaid: dict[bytes, tuple[StagSpec, HuntCertificate]] = {}
         for stag_id in store.stag_ids():
             pack = self._packs[stag_id] = self._replay(stag_id)
+            self._add_dependent(pack.require_spec())
+        for pack in self._packs.values():
             # What the log records, the executor applies (it may have missed some before a
-            # crash; each is applied once): submission fees, hunts, the settlement.
+            # crash; each is applied once): submission fees, hunts, the settlement. A hunt that
+            # executes in a bundle waits for it: `run_due` of the bundle's root completes it.
             self._charge_fees(pack)
             for certificate in pack.hunts:
                 self._note_spent(certificate)
-                self._executor.execute(pack.require_spec(), certificate)
+                if self._executor.executed(certificate.outcome.digest()):
+                    continue
+                if self._bundled(certificate):
+                    self._unpaid[certificate.outcome.digest()] = (pack.require_spec(), certificate)
+                else:
+                    self._executor.execute(pack.require_spec(), certificate)
             if pack.settlement is not None:
                 self._executor.settle(pack.require_spec(), pack.settlement)
         for stag_id in self._executor.open_pools():  # funded by a creation that crashed before its genesis was logged
@@ -271,7 +286,10 @@ class Aggregator:
     def create_stag(self, spec: StagSpec, funding_signature: bytes = b"") -> bytes:
         """Log a new stag. A stag with a refund pool needs its funder's signature on the stag id
         (`stagpack.terms.pool_funding_message`): the pool moves from the funder's account into
-        escrow before the stag exists, and a retried creation does not fund it twice."""
+        escrow before the stag exists, and a retried creation does not fund it twice. A stag with
+        a trigger names a stag of this committee that exists and has not hunted yet, at most
+        `MAX_TRIGGER_DEPTH` triggers deep (a cycle cannot be named: a stag's id is the digest of
+        its spec, which names its trigger, and the trigger must exist first)."""
         spec.validate(self.context.row_width, self.committee.committee_id)
         stag_id = spec.stag_id
         refund = spec.refund
@@ -280,19 +298,51 @@ class Aggregator:
         elif funding_signature:
             raise InvalidInput("a funding signature for a stag without a refund pool")
         write, _ = self._locks(stag_id)
+        # the trigger's write lock orders this creation against its first hunt: a dependent
+        # created before that hunt is logged is armed by it; after, it is refused
+        trigger_write = self._locks(spec.trigger)[0] if spec.trigger in self._packs else contextlib.nullcontext()
         with self._accounts if refund is not None else contextlib.nullcontext():
             held = self._held(refund.funder) if refund is not None else 0  # before the write lock, which `_held` takes
-            with write:
+            with trigger_write, write:
                 if stag_id in self._packs:
                     raise AlreadyExists("a stag with this exact spec already exists")
+                self._check_trigger(spec)
                 pack = PackState(self.context, self.committee, stag_id, self._limits)
                 if refund is not None:
                     pack.check_genesis(spec, self._clock())  # nothing is funded for a stag that cannot open
                     self._executor.fund_pool(spec, held, self._clock())
                 self._append(pack, EntryKind.GENESIS, spec)
                 self._packs[stag_id] = pack
-        log.info("created %s stag %s (%d levels)", spec.kind.value, stag_id.hex()[:12], spec.levels)
+                self._add_dependent(spec)
+        log.info(
+            "created %s stag %s (%d levels)%s", spec.kind.value, stag_id.hex()[:12], spec.levels,
+            f", triggered by stag {spec.trigger.hex()[:12]}" if spec.trigger else "",
+        )
         return stag_id
+
+    def _check_trigger(self, spec: StagSpec) -> None:
+        """A trigger must be a stag of this committee that has not hunted yet, with fewer than
+        `MAX_TRIGGER_DEPTH` triggers above it. Call with the trigger's write lock."""
+        if not spec.trigger:
+            return
+        trigger = self._packs.get(spec.trigger)
+        if trigger is None:
+            raise InvalidInput(f"the trigger {spec.trigger.hex()[:12]} is not a stag of this committee")
+        if trigger.hunts:
+            raise InvalidInput(
+                f"the trigger {spec.trigger.hex()[:12]} has already hunted: nothing would arm this stag "
+                "(create it without a trigger)"
+            )
+        depth, above = 1, trigger.require_spec().trigger
+        while above:
+            depth += 1
+            above = self._packs[above].require_spec().trigger
+        if depth > MAX_TRIGGER_DEPTH:
+            raise InvalidInput(f"the trigger chain above this stag is {depth} stags deep; at most {MAX_TRIGGER_DEPTH}")
+
+    def _add_dependent(self, spec: StagSpec) -> None:
+        if spec.trigger:
+            self._dependents.setdefault(spec.trigger, []).append(spec.stag_id)
 
     def submit(self, envelope: IntendoEnvelope, ciphertext: bytes) -> SubmitReceipt:
         """Check and durably log a signed intendo; it counts once a validation session passed it.
@@ -417,6 +467,12 @@ class Aggregator:
                     if stag_id not in open_hunts:
                         amount = 0
             held = max(held, amount)
+        for spec, certificate in list(self._unpaid.values()):  # certified, waiting for its bundle
+            fee = spec.fees.member if spec.fees is not None else 0
+            for member in certificate.outcome.members:
+                statement = member.statement
+                if Account(statement.participant, statement.capital_tag) == account:
+                    held = max(held, statement.weight + fee)
         return held
 
     # -- accounts -----------------------------------------------------------------------------
@@ -499,6 +555,8 @@ class Aggregator:
                 hunts=tuple(pack.hunts),
                 pool=self._executor.pool(stag_id) if spec.refund is not None else None,
                 settlement=pack.settlement,
+                armed=pack.armed is not None,
+                awaiting_bundle=self._awaits_bundle(stag_id),
                 accepting=spec.accepts_submissions(now),
                 next_epoch_at_millis=spec.epoch_due_at(spec.current_epoch(now) + 1),
                 committee=self.committee_status,
@@ -550,9 +608,11 @@ class Aggregator:
         _, session_lock = self._locks(stag_id)
         with session_lock:
             spec = pack.require_spec()
-            epoch = spec.current_epoch(self._clock())
+            epoch = pack.hunt_epoch(self._clock())
 
             def due() -> bool:  # asked again after resuming: a resumed hunt may have been this epoch's
+                if not pack.may_hunt() or self._awaits_bundle(stag_id):
+                    return False  # a dependent waits for its trigger; a stag's next hunt for its last one's bundle
                 done = {r.epoch for r in self._store.epochs(stag_id) if r.result is not EpochOutcome.COMMITTEE_UNAVAILABLE}
                 return epoch >= 1 and spec.epoch_allowed(epoch) and epoch not in done and epoch > pack.last_hunt_epoch
 
@@ -565,6 +625,9 @@ class Aggregator:
                 if due():  # the epoch's check cannot run either: say so, and retry later
                     self._record_epoch(stag_id, epoch, EpochOutcome.COMMITTEE_UNAVAILABLE, pack.height)
                 raise
+            root = self._bundle_root(stag_id)
+            if root is not None:  # a hunt of this stag armed others: its bundle executes once their checks are done
+                self._complete_bundle(*root)
             if pack.settlement_due(self._clock()):
                 self._settle(pack)
                 return
@@ -607,7 +670,7 @@ class Aggregator:
             # about members) and the next epoch checks afresh.
             number = unfinished.number
             spec = pack.require_spec()
-            current = number == spec.current_epoch(self._clock()) or pack.closing_pending(number)
+            current = number == pack.hunt_epoch(self._clock()) or pack.closing_pending(number)
             outdated = not current or progress.session.height < pack.height
             if unfinished.kind is SessionKind.HUNT and not _binding(progress) and outdated:
                 self._store.delete_session(pack.stag_id, unfinished.kind, number)
@@ -689,6 +752,9 @@ class Aggregator:
         )
         with self._hunts_changed:
             self._hunts_changed.notify_all()
+        root = self._bundle_root(stag_id)
+        if root is not None:
+            self._complete_bundle(*root)
 
     def _log_and_pay(
         self, pack: PackState, kind: EntryKind, certificate: HuntCertificate | SettlementCertificate, epoch: int, height: int
@@ -706,10 +772,99 @@ class Aggregator:
             if isinstance(certificate, HuntCertificate):
                 self._record_epoch(pack.stag_id, epoch, EpochOutcome.HUNT, height)
                 self._note_spent(certificate)  # spent once certified, whatever the executor does next
-                self._executor.execute(spec, certificate)
+                if self._bundled(certificate):  # executes with its bundle (`_complete_bundle`)
+                    self._unpaid[certificate.outcome.digest()] = (spec, certificate)
+                else:
+                    self._executor.execute(spec, certificate)
             else:
                 self._record_epoch(pack.stag_id, epoch, EpochOutcome.SETTLED, height)
                 self._executor.settle(spec, certificate)
+
+    # -- composed hunts (DESIGN.md §10.2) -------------------------------------------------------
+
+    def _bundled(self, certificate: HuntCertificate) -> bool:
+        """Whether a certified hunt executes in a bundle rather than alone: it is the first hunt
+        of a stag that others name as their trigger, or it fired on a hunt (its cause) that has
+        not executed yet."""
+        outcome = certificate.outcome
+        if outcome.cause and not self._executor.executed(outcome.cause):
+            return True
+        return outcome.executed_weight == 0 and bool(self._dependents.get(outcome.stag_id))
+
+    def _awaits_bundle(self, stag_id: bytes) -> bool:
+        """Whether a hunt of the stag is certified and waits for its bundle to execute: the
+        stag checks again only after it (its hunts execute in order)."""
+        return any(spec.stag_id == stag_id for spec, _ in list(self._unpaid.values()))
+
+    def _bundle_root(self, stag_id: bytes) -> tuple[StagSpec, HuntCertificate] | None:
+        """The stag's certified hunt that waits for its bundle and roots it (its own cause, if
+        any, has executed)."""
+        for spec, certificate in list(self._unpaid.values()):
+            cause = certificate.outcome.cause
+            if spec.stag_id == stag_id and (not cause or self._executor.executed(cause)):
+                return spec, certificate
+        return None
+
+    def _complete_bundle(self, spec: StagSpec, certificate: HuntCertificate) -> None:
+        """Arm the stags the hunt triggers, run each one's immediate check, and execute the hunt
+        with every hunt that fired on it — transitively — as one bundle, in one executor
+        transaction. Raises (and executes nothing) while a dependent's check cannot finish: the
+        bundle waits, and the next run of this stag tries again. Call with its session lock."""
+        hunts = self._gather(spec, certificate)
+        with self._accounts:
+            self._executor.execute_bundle(hunts)
+            for _, executed in hunts:
+                self._unpaid.pop(executed.outcome.digest(), None)
+        if len(hunts) > 1:
+            log.info(
+                "stag %s: bundle of %d hunts executed (%s)", spec.stag_id.hex()[:12], len(hunts),
+                ", ".join(f"{c.outcome.stag_id.hex()[:8]}@{c.outcome.epoch}" for _, c in hunts),
+            )
+
+    def _gather(self, spec: StagSpec, certificate: HuntCertificate) -> list[tuple[StagSpec, HuntCertificate]]:
+        """The hunt and, depth first in creation order, every dependent's hunt that fired on it."""
+        hunts = [(spec, certificate)]
+        if certificate.outcome.executed_weight:
+            return hunts  # only a stag's first hunt arms its dependents
+        cause = certificate.outcome.digest()
+        for dependent_id in self._dependents.get(spec.stag_id, ()):
+            dependent = self._packs[dependent_id]
+            self._arm(dependent, spec, certificate)
+            fired = self._fired_on(dependent, cause)
+            if fired is None and not self._first_check_done(dependent):
+                self.run_due(dependent_id)  # the immediate check at the armed height (raises while it cannot finish)
+                fired = self._fired_on(dependent, cause)
+                if fired is None and not self._first_check_done(dependent):
+                    raise WrongPhase(
+                        f"the bundle of stag {spec.stag_id.hex()[:12]}'s hunt waits for the first check of stag "
+                        f"{dependent_id.hex()[:12]}, which it armed"
+                    )
+            if fired is not None:
+                hunts.extend(self._gather(dependent.require_spec(), fired))
+        return hunts
+
+    def _arm(self, pack: PackState, trigger: StagSpec, certificate: HuntCertificate) -> None:
+        """Log the trigger's first hunt in a dependent's log (once): it may hunt from then on."""
+        write, _ = self._locks(pack.stag_id)
+        with write:
+            if pack.armed is None:
+                self._append(pack, EntryKind.TRIGGER, Trigger(certificate, trigger))
+                log.info("stag %s armed by the hunt of its trigger %s", pack.stag_id.hex()[:12], trigger.stag_id.hex()[:12])
+
+    @staticmethod
+    def _fired_on(pack: PackState, cause: bytes) -> HuntCertificate | None:
+        """The dependent's hunt that fired on `cause` (its first hunt names it)."""
+        return pack.hunts[0] if pack.hunts and pack.hunts[0].outcome.cause == cause else None
+
+    def _first_check_done(self, pack: PackState) -> bool:
+        """Whether an armed dependent has been checked since it was armed (or can never hunt
+        again: past its last epoch); until then the bundle of its trigger's hunt waits."""
+        if pack.hunts:
+            return True
+        now = self._clock()
+        if pack.finished(now) or not pack.require_spec().epoch_allowed(pack.hunt_epoch(now)):
+            return True
+        return any(result.checked and result.height >= pack.armed_at for result in self._store.epochs(pack.stag_id))
 
     def _unfinished(self, stag_id: bytes, number: int) -> SessionProgress | None:
         """The saved progress of the stag's unfinished hunt session of epoch `number`."""

@@ -7,14 +7,15 @@ A retry of a hunt already applied changes nothing. The executor also keeps the a
 (DESIGN.md §10.1): signed deposits and releases, and balances the aggregator checks before a
 capital intendo enters a stag, and a refund stag's pool (DESIGN.md §10.3), escrowed from its
 funder when the stag is created and paid out by the settlement or returned when a hunt
-executes; and it charges fees with the action they price. The default, an embedded SQLite
+executes; and it charges fees with the action they price. Composed hunts (a trigger's hunt and the
+hunts of the stags it armed that fired on it) are applied as one bundle, in one transaction. The default, an embedded SQLite
 ledger, is `stagpack.edge.ledger.SqliteLedger`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from stagpack.accounts import Account, Transfer
 from stagpack.envelope import IntendoEnvelope
@@ -23,11 +24,22 @@ from stagpack.stag import StagSpec
 
 
 class Executor(Protocol):
+    def execute_bundle(self, hunts: Sequence[tuple[StagSpec, HuntCertificate]]) -> bool:
+        """Apply a bundle of hunts in one transaction, all or nothing (DESIGN.md §10.2): in each,
+        every member pays its weight to the beneficiary and the stag's fee per member to the fee
+        accounts, and a refund pool goes back to its return account. The first hunt is the
+        bundle's root: it names no cause, or one already executed; every later one names as its
+        cause an earlier hunt of the bundle, of the stag its spec names as trigger. Return False
+        if the same bundle was already applied. Raises IntegrityFailure (and applies nothing) if
+        the bundle breaks those rules, overlaps one already applied, or an account cannot pay."""
+        ...
+
     def execute(self, spec: StagSpec, certificate: HuntCertificate) -> bool:
-        """Apply the hunt atomically: each member pays its weight to the beneficiary and the
-        stag's fee per member to the fee accounts, and a refund pool goes back to its return
-        account. Return False if it had already been applied. Raises IntegrityFailure (and
-        applies nothing) if an account cannot pay."""
+        """Apply one hunt as a bundle of its own (`execute_bundle`)."""
+        ...
+
+    def executed(self, outcome_digest: bytes) -> bool:
+        """Whether the hunt with this outcome digest was applied."""
         ...
 
     def fund_pool(self, spec: StagSpec, held: int, at_millis: int) -> Pool:

@@ -367,6 +367,7 @@ def command_stag_create(options: argparse.Namespace) -> int:
         raise InvalidInput("--beneficiary is for capital stags: a count stag moves no money")
     funder, refund_from = _refund_options(options, deadline_after)
     fees = _fee_options(options)
+    trigger = parse_hex(options.trigger, "--trigger (a stag id)") if options.trigger else b""
 
     client = _client(options)
     context, _ = client.encryption_context()
@@ -378,7 +379,7 @@ def command_stag_create(options: argparse.Namespace) -> int:
         committee=client.committee_id, kind=StagKind(options.kind), levels=options.levels, title=options.title,
         eligibility=eligibility, epoch_millis=epoch_millis, opens_at_millis=opens,
         deadline_millis=opens + deadline_after if deadline_after else 0, payload=payload, beneficiary=beneficiary,
-        refund=_refund_terms(options, funder, refund_from), fees=fees,
+        refund=_refund_terms(options, funder, refund_from), fees=fees, trigger=trigger,
     )
     spec.validate(max_levels, client.committee_id)  # the aggregator's own check, before sending
     funding = b""
@@ -391,11 +392,13 @@ def command_stag_create(options: argparse.Namespace) -> int:
         print(OPEN_STAG_WARNING, file=sys.stderr)
     Output(options.json).emit(
         {"stag_id": hexid(stag_id), "kind": spec.kind.value, "levels": spec.levels, "epoch_millis": spec.epoch_millis,
-         "deadline_millis": spec.deadline_millis, "open": not eligibility},
+         "deadline_millis": spec.deadline_millis, "open": not eligibility, "trigger": hexid(trigger) if trigger else None},
         [f"created {spec.kind.value} stag {hexid(stag_id)}",
          f"  {spec.levels} levels (full at {spec.levels - 1}), one hunt check every {spec.epoch_millis / 1000:g} s"
          + (f", closes in {deadline_after / 1000:g} s" if deadline_after else ""),
          *([f"  {spec.refund.describe()} (escrowed from {spec.refund.funder.describe()})"] if spec.refund else []),
+         *([f"  triggered by stag {hexid(trigger)}: no hunt fires before that stag's first hunt, which makes this one "
+            "due for a check at once; hunts that fire on it execute in one bundle with it"] if trigger else []),
          *([f"  {_fees_line(spec.fees.submission, spec.fees.member, spec.fees.committee_percent)}"] if spec.fees else [])],
     )
     return 0
@@ -492,7 +495,7 @@ def command_stag_status(options: argparse.Namespace) -> int:
         return 0
     status = client.status(parse_hex(options.stag, "stag id"))
     hunts = [{"epoch": h.epoch, "level": h.level, "log_height": h.log_height, "members": len(h.members),
-              "executed_weight": _executed_weight(h)} for h in status.hunts]
+              "executed_weight": _executed_weight(h), "cause": hexid(h.cause) if h.cause else None} for h in status.hunts]
     epochs = [{"epoch": e.epoch, "result": e.result, "log_height": e.log_height, "at_millis": e.at_millis} for e in status.epochs]
     beneficiary = (f"{hexid(status.spec.beneficiary.owner)}:{status.spec.beneficiary.tag}"
                    if status.spec.HasField("beneficiary") else None)
@@ -501,6 +504,8 @@ def command_stag_status(options: argparse.Namespace) -> int:
     document = {
         "stag_id": options.stag, "title": status.spec.title, "kind": kind_name(status.spec.kind), "beneficiary": beneficiary,
         "refund": refund, "refunded": status.refunded,
+        "trigger": hexid(status.spec.trigger) if status.spec.trigger else None, "armed": status.armed,
+        "awaiting_bundle": status.awaiting_bundle,
         "fees": None if fees is None else {"submission": fees.submission, "member": fees.member,
                                            "committee_percent": fees.committee_percent},
         "levels": status.spec.levels, "log_height": status.log_height,
@@ -522,8 +527,13 @@ def command_stag_status(options: argparse.Namespace) -> int:
         + f"; capacity left {status.remaining_capacity}",
         f"  {len(epochs)} epochs checked{last}; {len(hunts)} hunts"
         + "".join(f"\n    epoch {h['epoch']} (log height {h['log_height']}): level {h['level']}, "
-                  f"{h['members']} members executed" for h in hunts),
+                  f"{h['members']} members executed" + (f", fired on the trigger's hunt {h['cause'][:12]}" if h["cause"] else "")
+                  for h in hunts),
         *([f"  capital paid to {beneficiary}"] if beneficiary else []),
+        *([f"  triggered by stag {hexid(status.spec.trigger)}: "
+           + ("armed by its first hunt" if status.armed else "waiting for it to hunt (this stag's hunts cannot fire before)")]
+          if status.spec.trigger else []),
+        *(["  a certified hunt waits to execute in one bundle with the hunts composed with it"] if status.awaiting_bundle else []),
         *([f"  {_refund_line(refund)}"] if refund else []),
         *([f"  {_fees_line(fees.submission, fees.member, fees.committee_percent)}"] if fees is not None else []),
         f"  committee: {status.committee}; work so far: {status.cost.sessions} sessions, {status.cost.steps} decryption "
@@ -862,6 +872,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--payload-file", help="opaque execution payload handed to the executor")
     create.add_argument("--beneficiary", metavar="PUBLIC_KEY:TAG",
                         help="capital stags (required): the escrow account a hunt's capital is paid to")
+    create.add_argument("--trigger", metavar="STAG_ID",
+                        help="compose with another stag of this committee that has not hunted yet: this stag's hunts fire "
+                             "only after its first hunt, and execute in one bundle with it (at most 8 triggers deep)")
     refund = create.add_argument_group(
         "dominant-assurance refunds (capital stags with a --deadline)",
         "A pool escrowed from the funder's account when the stag is created. If the deadline passes without a "

@@ -49,6 +49,14 @@ class InProcessDeployment:
     bundle: CommitteeBundle
     aggregator_identity: SigningIdentity  # signs the aggregator's calls (the transcript names its key)
     coordinator: SigningIdentity  # ran the ceremony
+    new_aggregator: Callable[[], Aggregator]  # another aggregator over the same store, ledger and keyholders
+
+    def restart_aggregator(self) -> Aggregator:
+        """Replace the aggregator with a new one over the same store and ledger, as the process
+        would come back after kill -9: only what its store and the ledger made durable
+        survives (the old object is dropped, whatever it was doing)."""
+        self.aggregator = self.new_aggregator()
+        return self.aggregator
 
     @classmethod
     def start(
@@ -101,9 +109,13 @@ class InProcessDeployment:
         )
         keyholders = [LocalKeyholder(node, aggregator_identity, clock) for node in nodes]
         ledger = SqliteLedger(directory / "ledger.db")
-        aggregator = Aggregator(
-            context, bundle, SqliteAggregatorStore(directory / "aggregator.db"), keyholders, ledger, limits=limits,
-            clock=clock, recheck_unchanged=recheck_unchanged, observer=observer,
-        )
-        log_view.aggregator = aggregator
-        return cls(context, nodes, keyholders, aggregator, ledger, bundle, aggregator_identity, coordinator)
+
+        def new_aggregator() -> Aggregator:
+            aggregator = Aggregator(
+                context, bundle, SqliteAggregatorStore(directory / "aggregator.db"), keyholders, ledger, limits=limits,
+                clock=clock, recheck_unchanged=recheck_unchanged, observer=observer,
+            )
+            log_view.aggregator = aggregator
+            return aggregator
+
+        return cls(context, nodes, keyholders, new_aggregator(), ledger, bundle, aggregator_identity, coordinator, new_aggregator)

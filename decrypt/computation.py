@@ -229,7 +229,8 @@ class SessionComputation:
                 return None
             members = tuple(envelope for (_, envelope), bit in zip(state.pending, facts.members) if bit)
             return HuntOutcome(
-                session.stag_id, session.number, session.height, session.head, facts.level, state.executed_level, members
+                session.stag_id, session.number, session.height, session.head, facts.level, state.executed_level, members,
+                state.cause,
             )
         batch = tuple(self.batch_ids())
         if facts.inputs_clean is False:

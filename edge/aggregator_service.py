@@ -123,7 +123,7 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServicer):
                 funded=status.pool.funded, remaining=status.pool.remaining, state=status.pool.state
             ),
             settlement=None if status.settlement is None else settlement_to_proto(status.settlement),
-            refunded=status.refunded,
+            refunded=status.refunded, armed=status.armed, awaiting_bundle=status.awaiting_bundle,
         )
 
     @servicer_method

@@ -1,8 +1,8 @@
 """The default executor: an embedded SQLite ledger (`stagpack.aggregator.ledger.Executor`).
 
 It records each hunt and its members' executions and, for a capital stag, moves each member's
-weight from its escrow account to the stag's beneficiary — one transaction per hunt, exactly
-once. It keeps the escrow accounts, owner-signed deposits and releases, refund pools (funded
+weight from its escrow account to the stag's beneficiary — one transaction per hunt or bundle of
+composed hunts (a trigger's hunt with the hunts that fired on it), exactly once. It keeps the escrow accounts, owner-signed deposits and releases, refund pools (funded
 when their stag is created; paid out by its settlement, or returned when it hunts), the fees
 each action is charged, and a journal of every movement of money, from which `totals` shows
 that money is conserved: what was deposited is what the accounts and open pools hold plus what
@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from stagpack.accounts import MAX_AMOUNT, Account, Transfer, TransferKind
 from stagpack.aggregator.ledger import Execution, Pool
@@ -45,6 +46,13 @@ CREATE TABLE IF NOT EXISTS executions (
     weight INTEGER NOT NULL,
     PRIMARY KEY (stag_id, intendo_id),
     FOREIGN KEY (stag_id, epoch) REFERENCES hunts (stag_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS bundles (
+    hunt BLOB PRIMARY KEY,       -- a hunt's certificate digest
+    root BLOB NOT NULL,          -- the digest of the bundle's first hunt (the hunt itself when alone)
+    position INTEGER NOT NULL,   -- its place in the bundle, from 0
+    stag_id BLOB NOT NULL,
+    epoch INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS accounts (
     owner BLOB NOT NULL,
@@ -111,50 +119,106 @@ class SqliteLedger:
         self._database = Database(path, SCHEMA)
 
     def execute(self, spec: StagSpec, certificate: HuntCertificate) -> bool:
-        outcome = certificate.outcome
-        digest = outcome.digest()
+        return self.execute_bundle([(spec, certificate)])
+
+    def execute_bundle(self, hunts: Sequence[tuple[StagSpec, HuntCertificate]]) -> bool:
+        digests = _check_bundle_shape(hunts)
         at = now_millis()
         with self._database.transaction() as connection:
-            existing = connection.execute(
-                "SELECT certificate_digest FROM hunts WHERE stag_id = ? AND epoch = ?", (outcome.stag_id, outcome.epoch)
-            ).fetchone()
-            if existing is not None:
-                if blob(existing[0]) != digest:
-                    raise IntegrityFailure("a different hunt was already executed for this stag and epoch")
-                return False
-            connection.execute(
-                "INSERT INTO hunts VALUES (?, ?, ?, ?, ?, ?)",
-                (outcome.stag_id, outcome.epoch, outcome.level, spec.payload, digest, at),
-            )
-            connection.executemany(
-                "INSERT INTO executions VALUES (?, ?, ?, ?, ?)",
-                [
-                    (outcome.stag_id, member.intendo_id, outcome.epoch, member.statement.participant, member.statement.weight)
-                    for member in outcome.members
-                ],
-            )
-            if spec.kind is StagKind.CAPITAL:
-                assert spec.beneficiary is not None  # StagSpec.validate
-                member_fee = spec.fees.member if spec.fees is not None else 0
-                total = 0
-                for member in outcome.members:
-                    statement = member.statement
-                    payer = Account(statement.participant, statement.capital_tag)
-                    _move(connection, payer, -statement.weight, "paid", digest, at)
-                    if member_fee:
-                        _move(connection, payer, -member_fee, "fee", digest, at)
-                    total += statement.weight
-                if total:
-                    _move(connection, spec.beneficiary, total, "received", digest, at)
-                if spec.fees is not None:
-                    _credit_fee(connection, spec, member_fee * len(outcome.members), digest, at)
-                if spec.refund is not None:  # the stag hunted: no refund will ever be due
-                    pool = _pool(connection, outcome.stag_id)
-                    if pool is not None and pool.state == "open":
-                        _close_pool(connection, outcome.stag_id, "returned")
-                        if pool.remaining:
-                            _move(connection, spec.refund.returns_to, pool.remaining, "returned", outcome.stag_id, at)
+            marks = "?, " * (len(digests) - 1) + "?"
+            applied = {
+                blob(row[0]): (blob(row[1]), integer(row[2]))
+                for row in connection.execute(f"SELECT hunt, root, position FROM bundles WHERE hunt IN ({marks})", digests)
+            }
+            if applied:
+                if applied == {digest: (digests[0], position) for position, digest in enumerate(digests)}:
+                    return False  # the same bundle, applied before
+                raise IntegrityFailure("part of this bundle was already executed, alone or in another bundle")
+            for position, (spec, certificate) in enumerate(hunts):
+                self._check_cause(connection, hunts, position)
+                self._apply_hunt(connection, spec, certificate, at)
+                outcome = certificate.outcome
+                connection.execute(
+                    "INSERT INTO bundles VALUES (?, ?, ?, ?, ?)", (digests[position], digests[0], position, outcome.stag_id, outcome.epoch)
+                )
         return True
+
+    def executed(self, outcome_digest: bytes) -> bool:
+        return self._database.query_one("SELECT 1 FROM bundles WHERE hunt = ?", (outcome_digest,)) is not None
+
+    def bundles(self) -> list[tuple[tuple[bytes, int], ...]]:
+        """Every bundle applied, in order: the (stag id, epoch) of each of its hunts, root first."""
+        rows = self._database.query("SELECT root, stag_id, epoch FROM bundles ORDER BY rowid")
+        grouped: dict[bytes, list[tuple[bytes, int]]] = {}
+        for row in rows:
+            grouped.setdefault(blob(row[0]), []).append((blob(row[1]), integer(row[2])))
+        return [tuple(hunts) for hunts in grouped.values()]
+
+    @staticmethod
+    def _check_cause(connection: sqlite3.Connection, hunts: Sequence[tuple[StagSpec, HuntCertificate]], position: int) -> None:
+        """The bundle's first hunt names no cause or one already executed; every later hunt
+        names an earlier hunt of the bundle — of the stag its spec names as trigger."""
+        spec, certificate = hunts[position]
+        outcome = certificate.outcome
+        where = f"the hunt of stag {outcome.stag_id.hex()[:12]} at epoch {outcome.epoch}"
+        if position == 0:
+            if not outcome.cause:
+                return
+            row = connection.execute("SELECT stag_id FROM bundles WHERE hunt = ?", (outcome.cause,)).fetchone()
+            if row is None:
+                raise IntegrityFailure(f"{where} fired on a trigger hunt that has not executed: it executes in that hunt's bundle")
+            cause_stag = blob(row[0])
+        else:
+            earlier = {c.outcome.digest(): c.outcome.stag_id for _, c in hunts[:position]}
+            if outcome.cause not in earlier:
+                raise IntegrityFailure(
+                    f"{where} does not name a hunt of this bundle as its cause: a bundle holds one hunt and the hunts that fired on it"
+                )
+            cause_stag = earlier[outcome.cause]
+        if cause_stag != spec.trigger:
+            raise IntegrityFailure(f"{where} names a hunt of stag {cause_stag.hex()[:12]} as its cause, which is not its trigger")
+
+    def _apply_hunt(self, connection: sqlite3.Connection, spec: StagSpec, certificate: HuntCertificate, at: int) -> None:
+        """Record one hunt and move its money, inside the bundle's transaction."""
+        outcome = certificate.outcome
+        digest = outcome.digest()
+        existing = connection.execute(
+            "SELECT certificate_digest FROM hunts WHERE stag_id = ? AND epoch = ?", (outcome.stag_id, outcome.epoch)
+        ).fetchone()
+        if existing is not None:
+            raise IntegrityFailure("a different hunt was already executed for this stag and epoch")
+        connection.execute(
+            "INSERT INTO hunts VALUES (?, ?, ?, ?, ?, ?)",
+            (outcome.stag_id, outcome.epoch, outcome.level, spec.payload, digest, at),
+        )
+        connection.executemany(
+            "INSERT INTO executions VALUES (?, ?, ?, ?, ?)",
+            [
+                (outcome.stag_id, member.intendo_id, outcome.epoch, member.statement.participant, member.statement.weight)
+                for member in outcome.members
+            ],
+        )
+        if spec.kind is StagKind.CAPITAL:
+            assert spec.beneficiary is not None  # StagSpec.validate
+            member_fee = spec.fees.member if spec.fees is not None else 0
+            total = 0
+            for member in outcome.members:
+                statement = member.statement
+                payer = Account(statement.participant, statement.capital_tag)
+                _move(connection, payer, -statement.weight, "paid", digest, at)
+                if member_fee:
+                    _move(connection, payer, -member_fee, "fee", digest, at)
+                total += statement.weight
+            if total:
+                _move(connection, spec.beneficiary, total, "received", digest, at)
+            if spec.fees is not None:
+                _credit_fee(connection, spec, member_fee * len(outcome.members), digest, at)
+            if spec.refund is not None:  # the stag hunted: no refund will ever be due
+                pool = _pool(connection, outcome.stag_id)
+                if pool is not None and pool.state == "open":
+                    _close_pool(connection, outcome.stag_id, "returned")
+                    if pool.remaining:
+                        _move(connection, spec.refund.returns_to, pool.remaining, "returned", outcome.stag_id, at)
 
     def fund_pool(self, spec: StagSpec, held: int, at_millis: int) -> Pool:
         refund = spec.refund
@@ -301,6 +365,20 @@ class SqliteLedger:
 
 
 _BALANCE = "SELECT balance FROM accounts WHERE owner = ? AND tag = ?"
+
+
+def _check_bundle_shape(hunts: Sequence[tuple[StagSpec, HuntCertificate]]) -> list[bytes]:
+    """The digests of a bundle's hunts, after checking it holds at least one, each with its own
+    stag's spec, none twice."""
+    if not hunts:
+        raise InvalidInput("an empty bundle")
+    for spec, certificate in hunts:
+        if spec.stag_id != certificate.outcome.stag_id:
+            raise InvalidInput("a hunt of the bundle comes with another stag's spec")
+    digests = [certificate.outcome.digest() for _, certificate in hunts]
+    if len(set(digests)) != len(digests):
+        raise InvalidInput("a bundle lists a hunt twice")
+    return digests
 _POOL = "SELECT funded, remaining, state FROM pools WHERE stag_id = ?"
 
 

@@ -67,6 +67,7 @@ def spec_to_proto(spec: StagSpec) -> common_pb2.StagSpec:
         beneficiary=None if spec.beneficiary is None else account_to_proto(spec.beneficiary),
         refund=None if spec.refund is None else refund_terms_to_proto(spec.refund),
         fees=None if spec.fees is None else fee_terms_to_proto(spec.fees),
+        trigger=spec.trigger,
     )
 
 
@@ -139,6 +140,7 @@ def spec_from_proto(message: common_pb2.StagSpec) -> StagSpec:
         beneficiary=account_from_proto(message.beneficiary) if message.HasField("beneficiary") else None,
         refund=refund_terms_from_proto(message.refund) if message.HasField("refund") else None,
         fees=fee_terms_from_proto(message.fees) if message.HasField("fees") else None,
+        trigger=bytes(message.trigger),
         nonce=bytes(message.nonce),
     )
 
@@ -275,6 +277,7 @@ def hunt_to_proto(certificate: HuntCertificate, spec: StagSpec, transcript: Tran
             for member in outcome.members
         ],
         certificate_bundle=codec.encode(CertificateBundle(certificate, spec, transcript)),
+        cause=outcome.cause,
     )
 
 

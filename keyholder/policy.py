@@ -18,6 +18,9 @@ will help) with its reason; `KeyholderNode` applies them in this order and logs 
    - a hunt check only for the current epoch of the stag (due, and not yet superseded beyond the
      clock skew), after the last epoch checked, on a pack with counted intendos; a validation
      session only for the next batch; nothing once the stag's refunds are settled;
+   - a stag with a trigger is checked only once the trigger's first hunt armed it (a trigger
+     entry in its log); armed before its first epoch is due, it is checked at once as epoch 1,
+     only then (DESIGN.md §10.2: the trigger's certificate makes it due, never a free probe);
    - a refund stag's closing epoch (the first after its deadline) stays current until it runs,
      and only once every intendo submitted in time was validated: if it does not fire and the
      stag never hunted, its outcome is the settlement of the refunds (DESIGN.md §10.3);
@@ -130,10 +133,12 @@ def may_open(
     if state.settlement is not None:
         raise PolicyRefusal("the stag's refunds are settled: it is closed")
     if session.kind is SessionKind.HUNT:
+        require_armed(state)
         if not spec.epoch_allowed(session.number):
             raise PolicyRefusal(f"epoch {session.number} is not an epoch of this stag")
+        served = [record.session.number for record in records if record.session.kind is SessionKind.HUNT and record.served]
         due = spec.epoch_due_at(session.number)
-        if now_millis < due:
+        if now_millis < due and not immediate_check(state, session, served):
             raise PolicyRefusal(f"epoch {session.number} is not due until {due} (it is {now_millis})")
         closing = state.closing_pending(session.number)
         if not closing and now_millis >= spec.epoch_due_at(session.number + 1) + state.limits.max_clock_skew_millis:
@@ -142,7 +147,6 @@ def may_open(
         if closing and state.awaiting():
             # the closing check decides the refunds: it counts every intendo submitted in time
             raise WrongPhase("intendos submitted before the deadline await validation: the closing check waits for them")
-        served = [record.session.number for record in records if record.session.kind is SessionKind.HUNT and record.served]
         if served and session.number <= max(served):
             raise PolicyRefusal(f"epoch {session.number} is not after the last checked epoch {max(served)}")
         if state.counted == 0:
@@ -152,6 +156,22 @@ def may_open(
             raise PolicyRefusal(f"the next validation batch is {state.validation_batches + 1}, not {session.number}")
         if not state.validation_batch():
             raise WrongPhase("no intendos await validation")
+
+
+def require_armed(state: PackState) -> None:
+    """A stag with a trigger is checked only once its trigger's first hunt is in its log: before,
+    a check would be a free probe of whether it would fire — and a hunt that executes without
+    the condition its intendos were signed under."""
+    spec = state.require_spec()
+    if not state.may_hunt():
+        raise WrongPhase(f"the stag's trigger {spec.trigger.hex()[:12]} has not hunted: its hunts wait for it")
+
+
+def immediate_check(state: PackState, session: SessionRef, served: Sequence[int]) -> bool:
+    """Whether `session` is the check a trigger's hunt makes due at once (DESIGN.md §10.2): a
+    stag armed before its first epoch is due is checked as epoch 1 — once, as its first check
+    (epoch 1 is then checked, and the next check waits for epoch 2 to be due)."""
+    return state.armed is not None and session.number == 1 and not served
 
 
 def require_unspent(state: PackState, spent_by: Callable[[Account], tuple[bytes, int] | None]) -> None:

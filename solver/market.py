@@ -22,7 +22,12 @@ with it exactly. It is written apart from the code it checks (`stagpack.terms`, 
   refund bonus and returns the rest of the pool;
 - a hunt pays each member's weight from its account to the stag's beneficiary and the member fee
   to the fee accounts, spends the member's account, and returns a refund pool whole;
-- a fee charged in one action is split: the committee gets ⌊fee · percent / 100⌋.
+- a fee charged in one action is split: the committee gets ⌊fee · percent / 100⌋;
+- a stag may name a trigger, an earlier stag that has not hunted (DESIGN.md §10.2): it is not
+  evaluated until the trigger's first hunt arms it; that hunt then checks each stag it armed at
+  once (in creation order, depth first), and the hunt and every armed stag's hunt that fired on
+  it — transitively — form one bundle. An armed stag checked that way is not evaluated again in
+  the same epoch.
 
 Time is counted in epochs: `epoch(n)` runs at the moment epoch n is due, and what is submitted
 after it happens before epoch n + 1. A stag's `last_epoch` is the last one due at or before its
@@ -36,9 +41,11 @@ from dataclasses import dataclass, field
 from typing import Hashable
 
 from stagpack.accounts import Account
-from stagpack.errors import AlreadyExists, InsufficientFunds, NotFound, WrongPhase
+from stagpack.errors import AlreadyExists, InsufficientFunds, InvalidInput, NotFound, WrongPhase
 
 from .pack import Hunt, PackSolver
+
+MAX_DEPTH = 8  # the longest chain of triggers above a stag
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,9 @@ class _Stag:
     last_epoch: int  # 0: no deadline
     refunds: Refunds | None
     fees: Fees | None
+    trigger: Hashable | None = None
+    armed: bool = False
+    dependents: list[Hashable] = field(default_factory=list)  # stags naming this one as trigger, in creation order
     intendos: list[Hashable] = field(default_factory=list)
     pool: int = 0  # what its refund pool holds
     hunted_at: list[int] = field(default_factory=list)
@@ -101,21 +111,32 @@ class MarketReference:
         self.spent: dict[Account, tuple[Hashable, int]] = {}  # account -> (stag, epoch) of the hunt that spent it
         self.deposited = 0
         self.released = 0
+        self.bundles: list[tuple[tuple[Hashable, int], ...]] = []  # every bundle executed, in order: (stag, epoch) of each hunt
 
     # -- stags and accounts -------------------------------------------------------------------
 
     def create_stag(
         self, stag: Hashable, levels: int, beneficiary: Account, *, last_epoch: int = 0,
-        refunds: Refunds | None = None, fees: Fees | None = None,
+        refunds: Refunds | None = None, fees: Fees | None = None, trigger: Hashable | None = None,
     ) -> None:
         if stag in self._stags:
             raise AlreadyExists(f"stag {stag!r} exists")
+        if trigger is not None:
+            if trigger not in self._stags or self._stags[trigger].hunted_at:
+                raise InvalidInput(f"stag {trigger!r} is unknown or has hunted: it cannot trigger {stag!r}")
+            depth, above = 1, self._stags[trigger].trigger
+            while above is not None:
+                depth, above = depth + 1, self._stags[above].trigger
+            if depth > MAX_DEPTH:
+                raise InvalidInput(f"a trigger chain {depth} deep")
         if refunds is not None:
             assert last_epoch, "a refund stag has a deadline"
             if self.balance(refunds.funder) - refunds.pool < self.held(refunds.funder):
                 raise InsufficientFunds(f"{refunds.funder.describe()} cannot fund a pool of {refunds.pool}")
             self.balances[refunds.funder] -= refunds.pool
-        self._stags[stag] = _Stag(PackSolver(levels), beneficiary, last_epoch, refunds, fees)
+        self._stags[stag] = _Stag(PackSolver(levels), beneficiary, last_epoch, refunds, fees, trigger)
+        if trigger is not None:
+            self._stags[trigger].dependents.append(stag)
         if refunds is not None:
             self._stags[stag].pool = refunds.pool
 
@@ -216,22 +237,41 @@ class MarketReference:
     # -- epochs -------------------------------------------------------------------------------
 
     def epoch(self, number: int) -> dict[Hashable, Hunt | None]:
-        """Evaluate every stag once, in creation order; return each stag's hunt (or None)."""
+        """Evaluate every stag once, in creation order (a stag armed by a hunt is checked at
+        once instead); return each stag's hunt (or None)."""
         self.now = number
         hunts: dict[Hashable, Hunt | None] = {}
-        for stag_id, stag in self._stags.items():
-            hunts[stag_id] = None
-            self._void_spent(stag_id, stag)
-            closing = stag.refunds is not None and number == stag.closing_epoch and not stag.hunted_at
-            if stag.settled or (stag.last_epoch and number > max(stag.last_epoch, stag.closing_epoch)):
-                continue
-            hunt = stag.solver.hunt()
-            if hunt is not None:
-                self._execute(stag_id, stag, hunt, number)
-                hunts[stag_id] = hunt
-            elif closing:
-                self._settle(stag)
+        for stag_id in self._stags:
+            if stag_id not in hunts:
+                self._check(stag_id, number, hunts, None)
         return hunts
+
+    def _check(self, stag_id: Hashable, number: int, hunts: dict[Hashable, Hunt | None], bundle: list[tuple[Hashable, int]] | None) -> None:
+        """One stag's evaluation; a hunt joins `bundle` (its trigger's), or starts its own."""
+        stag = self._stags[stag_id]
+        hunts[stag_id] = None
+        self._void_spent(stag_id, stag)
+        if stag.trigger is not None and not stag.armed:
+            return
+        closing = stag.refunds is not None and number == stag.closing_epoch and not stag.hunted_at
+        if stag.settled or (stag.last_epoch and number > max(stag.last_epoch, stag.closing_epoch)):
+            return
+        hunt = stag.solver.hunt()
+        if hunt is None:
+            if closing:
+                self._settle(stag)
+            return
+        self._execute(stag_id, stag, hunt, number)
+        hunts[stag_id] = hunt
+        own = bundle is None
+        bundle = [] if bundle is None else bundle
+        bundle.append((stag_id, number))
+        if len(stag.hunted_at) == 1:  # its first hunt arms its dependents, each checked at once
+            for dependent in stag.dependents:
+                self._stags[dependent].armed = True
+                self._check(dependent, number, hunts, bundle)
+        if own:
+            self.bundles.append(tuple(bundle))
 
     def _execute(self, stag_id: Hashable, stag: _Stag, hunt: Hunt, number: int) -> None:
         stag.solver.execute(hunt)

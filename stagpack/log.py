@@ -30,6 +30,7 @@ class EntryKind(str, enum.Enum):
     HUNT = "hunt"
     VOID = "void"
     SETTLEMENT = "settlement"
+    TRIGGER = "trigger"
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,14 @@ class HuntOutcome:
 
     `executed_weight` is the weight already executed by earlier hunts (those members stay
     counted), so a verifier can check the fixed point: executed_weight + Σ member weights = m.
+
+    `cause` links a composed hunt to the hunt that made it possible (DESIGN.md §10.2): in a stag
+    with a trigger, its first hunt names the digest of the trigger's first hunt, whose
+    certificate armed the stag; every other hunt names nothing. An executor applies a hunt with a
+    cause only after, or in one bundle with, the hunt it names.
     """
 
-    WIRE_NAME = "stagpack.HuntOutcome.v1"
+    WIRE_NAME = "stagpack.HuntOutcome.v2"
 
     stag_id: bytes
     epoch: int
@@ -105,6 +111,7 @@ class HuntOutcome:
     level: int
     executed_weight: int
     members: tuple[IntendoEnvelope, ...]
+    cause: bytes = b""  # the digest of the trigger's hunt that armed this stag (its first hunt only)
 
     def digest(self) -> bytes:
         return digest("hunt-outcome", codec.encode(self))
@@ -136,6 +143,8 @@ class HuntOutcome:
         total = self.executed_weight + sum(member.statement.weight for member in self.members)
         if total != self.level:
             raise InvalidInput(f"members and executed weight total {total}, not the hunt level {self.level}")
+        if self.cause and (not spec.trigger or self.executed_weight or len(self.cause) != 32):
+            raise InvalidInput("only the first hunt of a stag with a trigger names a cause (its trigger's hunt)")
 
 
 @dataclass(frozen=True)
@@ -237,6 +246,18 @@ class SettlementCertificate:
             raise InvalidInput("a settlement that pays no bonus carries no signatures")
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """The first hunt of a stag's trigger (DESIGN.md §10.2): its certificate arms the stag, whose
+    hunts may fire only from then on, and makes it due for one immediate check at the height of
+    this entry. The trigger's spec ties the certificate to this committee."""
+
+    WIRE_NAME = "stagpack.Trigger.v1"
+
+    certificate: HuntCertificate
+    spec: StagSpec
+
+
 BODY_TYPES: dict[EntryKind, type] = {
     EntryKind.GENESIS: StagSpec,
     EntryKind.SUBMISSION: IntendoEnvelope,
@@ -245,6 +266,7 @@ BODY_TYPES: dict[EntryKind, type] = {
     EntryKind.HUNT: HuntCertificate,
     EntryKind.VOID: Void,
     EntryKind.SETTLEMENT: SettlementCertificate,
+    EntryKind.TRIGGER: Trigger,
 }
 Body = TypeVar("Body")
 

@@ -9,6 +9,9 @@ An intendo moves through: AWAITING validation → COUNTED (pending) → EXECUTED
 or → WITHDRAWN, or → REJECTED (malformed ciphertext, recorded against its signer), or → VOIDED
 (its escrow was spent by another stag's hunt), or → REFUNDED (counted when a refund stag's
 deadline passed without a hunt: paid its bonus by the settlement).
+
+A stag with a trigger (DESIGN.md §10.2) is armed by a TRIGGER entry carrying its trigger's first
+hunt certificate; it may hunt only once armed, and its first hunt names that hunt as its cause.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from stagpack.log import (
     Refund,
     SettlementCertificate,
     SettlementOutcome,
+    Trigger,
     ValidationCertificate,
     Void,
     decode_body,
@@ -113,6 +117,8 @@ class PackState:
     last_hunt_epoch: int = 0
     hunts: list[HuntCertificate] = field(default_factory=list)
     settlement: SettlementCertificate | None = None  # a refund stag's, once its deadline passed without a hunt
+    armed: HuntCertificate | None = None  # a stag with a trigger: the trigger's first hunt, once logged here
+    armed_at: int = 0  # the log height of the trigger entry that armed it
 
     # -- views --------------------------------------------------------------------------------
 
@@ -166,6 +172,25 @@ class PackState:
         """Whether `epoch` is the closing epoch of a refund stag that may still settle: it stays
         current until it has run."""
         return self.require_spec().is_closing(epoch) and not self.hunts and self.settlement is None
+
+    @property
+    def cause(self) -> bytes:
+        """What the next hunt names as its cause (`HuntOutcome.cause`): the trigger's hunt that
+        armed this stag, for its first hunt; nothing otherwise."""
+        if self.armed is None or self.executed_level:
+            return b""
+        return self.armed.outcome.digest()
+
+    def hunt_epoch(self, at_millis: int) -> int:
+        """The epoch a hunt check of this stag runs as at `at_millis`: the current one — or 1
+        for a stag armed by its trigger before its first epoch is due (the immediate check the
+        trigger's hunt makes due, DESIGN.md §10.2; it stands in for epoch 1's)."""
+        epoch = self.require_spec().current_epoch(at_millis)
+        return 1 if epoch == 0 and self.armed is not None else epoch
+
+    def may_hunt(self) -> bool:
+        """A stag with a trigger hunts only once the trigger's first hunt armed it."""
+        return not self.require_spec().trigger or self.armed is not None
 
     @property
     def member_fee(self) -> int:
@@ -288,6 +313,8 @@ class PackState:
             self._apply_void(entry, decode_body(entry, Void), source)
         elif entry.kind is EntryKind.SETTLEMENT:
             self._apply_settlement(entry, decode_body(entry, SettlementCertificate))
+        elif entry.kind is EntryKind.TRIGGER:
+            self._apply_trigger(entry, decode_body(entry, Trigger))
         self.height = entry.height
         self.head = entry.digest()
         self.last_accepted_at = entry.accepted_at_millis
@@ -369,7 +396,11 @@ class PackState:
         certificate.verify(self.committee, spec)
         if self.settlement is not None:
             raise IntegrityFailure("a hunt after the stag's refunds were settled")
+        if not self.may_hunt():
+            raise IntegrityFailure("a hunt of a stag whose trigger has not hunted")
         outcome = certificate.outcome
+        if outcome.cause != self.cause:
+            raise IntegrityFailure("the hunt names another cause than the trigger's hunt that armed the stag")
         if outcome.epoch <= self.last_hunt_epoch or outcome.level <= self.executed_level:
             raise IntegrityFailure("hunt certificate out of sequence")
         if outcome.executed_weight != self.executed_level:
@@ -384,6 +415,26 @@ class PackState:
         self.executed_level = outcome.level
         self.last_hunt_epoch = outcome.epoch
         self.hunts.append(certificate)
+
+    def check_trigger(self, trigger: Trigger) -> None:
+        """A trigger entry must carry the first hunt (executed weight 0) of the stag this one
+        names as its trigger, certified by this committee, and arm the stag only once."""
+        spec = self.require_spec()
+        if not spec.trigger:
+            raise InvalidInput("the stag names no trigger: nothing can arm it")
+        if self.armed is not None:
+            raise AlreadyExists("the stag is already armed by its trigger's hunt")
+        outcome = trigger.certificate.outcome
+        if trigger.spec.stag_id != spec.trigger or outcome.stag_id != spec.trigger:
+            raise InvalidInput("the trigger entry carries a hunt of another stag than this stag's trigger")
+        if outcome.executed_weight != 0:
+            raise InvalidInput("a stag is armed by its trigger's first hunt, not a later one")
+        trigger.certificate.verify(self.committee, trigger.spec)  # this committee's stag, consistent, t signatures
+
+    def _apply_trigger(self, entry: LogEntry, trigger: Trigger) -> None:
+        self.check_trigger(trigger)
+        self.armed = trigger.certificate
+        self.armed_at = entry.height
 
     def check_void(self, void: Void) -> IntendoRecord:
         """A void must cite a hunt certificate the committee signed, of another stag, that
@@ -485,6 +536,7 @@ class PackState:
             executed_level=self.executed_level,
             pending=tuple((key, record.envelope) for key, record in self.pending()),
             batch=tuple((key, self.intendos[key].weight) for key in self.validation_batch()),
+            cause=self.cause,
         )
 
 
@@ -512,6 +564,7 @@ class PackSnapshot:
     executed_level: int
     pending: tuple[tuple[bytes, IntendoEnvelope], ...]  # counted, not executed, in log order
     batch: tuple[tuple[bytes, int], ...]  # (intendo id, weight) awaiting validation, next batch
+    cause: bytes = b""  # what a hunt at this height names as its cause (`PackState.cause`)
 
     def settlement_outcome(self) -> SettlementOutcome:
         return settlement_of(self.spec, self.height, self.head, self.pending)

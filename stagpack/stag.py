@@ -22,6 +22,7 @@ MIN_EPOCH_MILLIS = 100
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_ELIGIBLE = 100_000
 MAX_TITLE = 200
+MAX_TRIGGER_DEPTH = 8  # the longest chain of triggers above a stag (DESIGN.md §10.2: a DAG of bounded depth)
 
 
 def now_millis() -> int:
@@ -49,7 +50,7 @@ class ManualClock:
 class StagSpec:
     """Everything that defines a stag. `eligibility` empty means open to any identity."""
 
-    WIRE_NAME = "stagpack.StagSpec.v3"
+    WIRE_NAME = "stagpack.StagSpec.v4"
 
     committee: bytes  # the committee (transcript digest) whose key encrypts this stag
     kind: StagKind
@@ -63,6 +64,7 @@ class StagSpec:
     beneficiary: Account | None  # capital stags: the account a hunt's capital is paid to
     refund: RefundTerms | None  # capital stags with a deadline: a dominant-assurance refund pool
     fees: FeeTerms | None  # capital stags: fees per submission and per executed member
+    trigger: bytes  # b"" or the id of a stag of the same committee whose first hunt arms this one
     nonce: bytes
 
     @classmethod
@@ -81,6 +83,7 @@ class StagSpec:
         beneficiary: Account | None = None,
         refund: RefundTerms | None = None,
         fees: FeeTerms | None = None,
+        trigger: bytes = b"",
     ) -> StagSpec:
         return cls(
             committee=committee,
@@ -95,6 +98,7 @@ class StagSpec:
             beneficiary=beneficiary,
             refund=refund,
             fees=fees,
+            trigger=trigger,
             nonce=os.urandom(16),
         )
 
@@ -140,6 +144,13 @@ class StagSpec:
             self.refund.check(self.levels)
         if self.fees is not None:
             self.fees.check()
+        if self.trigger and len(self.trigger) != 32:
+            raise InvalidInput("the trigger names a stag by its 32-byte id")
+        if self.trigger and self.refund is not None:
+            raise InvalidInput(
+                "a stag with a trigger cannot carry a refund pool: its deadline may pass before the trigger hunts, "
+                "and refunds for a hunt that could not fire are not supported"
+            )
         if len(self.nonce) != 16:
             raise InvalidInput("the stag nonce must be 16 bytes")
 

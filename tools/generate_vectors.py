@@ -43,6 +43,7 @@ from stagpack.log import (  # noqa: E402
     Refund,
     SettlementCertificate,
     SettlementOutcome,
+    Trigger,
     ValidationCertificate,
     ValidationOutcome,
     Void,
@@ -94,7 +95,7 @@ def records() -> list[object]:
         committee=committee.committee_id, kind=StagKind.COUNT, levels=16, title="Strike if 9 of us do",
         eligibility=tuple(sorted((alice.verify_key, bob.verify_key))), epoch_millis=10_000,
         opens_at_millis=1_790_000_000_000, deadline_millis=1_790_086_400_000, payload=b"execute: strike", beneficiary=None,
-        refund=None, fees=None, nonce=seeded("nonce")[:16],
+        refund=None, fees=None, trigger=b"", nonce=seeded("nonce")[:16],
     )
     statement = IntendoStatement(spec.stag_id, alice.verify_key, seeded("ciphertext"), 1, "", seeded("alice-nonce")[:16], 1_790_000_600_000)
     # A capital stag paying its hunts to a cooperative's account, an intendo backed by Bob's
@@ -102,7 +103,8 @@ def records() -> list[object]:
     capital_spec = StagSpec(
         committee=committee.committee_id, kind=StagKind.CAPITAL, levels=2048, title="Fund the solar roof (units of $100)",
         eligibility=(), epoch_millis=60_000, opens_at_millis=1_790_000_000_000, deadline_millis=0, payload=b"",
-        beneficiary=Account(alice.verify_key, "roof-fund"), refund=None, fees=None, nonce=seeded("capital-nonce")[:16],
+        beneficiary=Account(alice.verify_key, "roof-fund"), refund=None, fees=None, trigger=b"",
+        nonce=seeded("capital-nonce")[:16],
     )
     # A dominant-assurance stag: Alice escrows a pool of 40 that pays 2 to each intendo counted at
     # the deadline if it passes without a hunt; fees per submission and per executed member.
@@ -112,7 +114,7 @@ def records() -> list[object]:
         payload=b"", beneficiary=Account(alice.verify_key, "pool"),
         refund=RefundTerms(Account(alice.verify_key, "bonus-fund"), 40, RefundMode.FIXED, 2, Account(alice.verify_key, "bonus-fund")),
         fees=FeeTerms(1, 2, Account(keyholders[0].verify_key, "fees"), Account(aggregator.verify_key, "fees"), 60),
-        nonce=seeded("refund-nonce")[:16],
+        trigger=b"", nonce=seeded("refund-nonce")[:16],
     )
     refund_statement = IntendoStatement(
         refund_spec.stag_id, bob.verify_key, seeded("refund-ciphertext"), 3, "savings", seeded("bob-refund-nonce")[:16], 1_790_000_600_000
@@ -150,6 +152,20 @@ def records() -> list[object]:
     )
     hunt = HuntOutcome(spec.stag_id, 7, 5, seeded("head"), 1, 0, (envelope,))
     hunt_certificate = HuntCertificate(hunt, tuple(KeyholderSignature(i, keyholders[i - 1].sign("hunt", hunt.digest())) for i in (1, 2)))
+    # A stag triggered by the strike stag ("we fund the strike if it happens"): armed by the
+    # strike's first hunt (a trigger entry), its first hunt names that hunt as its cause.
+    dependent_spec = StagSpec(
+        committee=committee.committee_id, kind=StagKind.CAPITAL, levels=64, title="Fund the strike if it happens",
+        eligibility=(), epoch_millis=10_000, opens_at_millis=1_790_000_000_000, deadline_millis=0, payload=b"",
+        beneficiary=Account(alice.verify_key, "strike-fund"), refund=None, fees=None, trigger=spec.stag_id,
+        nonce=seeded("dependent-nonce")[:16],
+    )
+    dependent_statement = IntendoStatement(
+        dependent_spec.stag_id, bob.verify_key, seeded("dependent-ciphertext"), 5, "savings", seeded("bob-dependent-nonce")[:16],
+        1_790_000_600_000,
+    )
+    dependent_envelope = IntendoEnvelope(dependent_statement, bob.sign("intendo", codec.encode(dependent_statement)))
+    composed_hunt = HuntOutcome(dependent_spec.stag_id, 1, 3, seeded("head-dependent"), 5, 0, (dependent_envelope,), hunt.digest())
     record = SessionRecord(
         session, (b"mask-0", b"mask-1"), signed_commitment, (signed_commitment,),
         (ServedStep(Step.CHECK, ((1, 2), (2, 3), (1, 3)), (signed_partial,)),), 0, b"", erased=False,
@@ -174,6 +190,7 @@ def records() -> list[object]:
         Void(capital_envelope.intendo_id, hunt_certificate, spec),
         BindingHunt(capital_spec.stag_id, 4, (Account(bob.verify_key, "savings"),)),
         refund_spec, refund_spec.refund, refund_spec.fees, refund_envelope, settlement, settlement_certificate,
+        dependent_spec, Trigger(hunt_certificate, spec), composed_hunt,
     ]
 
 

@@ -26,15 +26,15 @@ _sym_db = _symbol_database.Default()
 from stagpack.v1 import common_pb2 as stagpack_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstagpack/v1/aggregator.proto\x12\x0bstagpack.v1\x1a\x18stagpack/v1/common.proto\"\x1d\n\x1bGetEncryptionContextRequest\"k\n\x11\x45ncryptionContext\x12\x12\n\nparameters\x18\x01 \x01(\x0c\x12\x18\n\x10joint_public_key\x18\x02 \x01(\x0c\x12\x12\n\ntranscript\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ommittee_id\x18\x04 \x01(\x0c\"S\n\x11\x43reateStagRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stagpack.v1.StagSpec\x12\x19\n\x11\x66unding_signature\x18\x02 \x01(\x0c\"%\n\x12\x43reateStagResponse\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\"\x12\n\x10ListStagsRequest\"<\n\x11ListStagsResponse\x12\'\n\x05stags\x18\x01 \x03(\x0b\x32\x18.stagpack.v1.StagSummary\"b\n\x0bStagSummary\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.stagpack.v1.StagKind\x12\x0e\n\x06levels\x18\x03 \x01(\r\x12\r\n\x05title\x18\x04 \x01(\t\"\'\n\x14GetStagStatusRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\"S\n\x0b\x45pochResult\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x11\n\tat_millis\x18\x03 \x01(\x03\x12\x12\n\nlog_height\x18\x04 \x01(\x04\"\xb4\x04\n\nStagStatus\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.stagpack.v1.StagSpec\x12\x12\n\nlog_height\x18\x03 \x01(\x04\x12\x15\n\rlive_intendos\x18\x04 \x01(\r\x12\x1b\n\x13\x61waiting_validation\x18\x05 \x01(\r\x12\x0f\n\x07\x63ounted\x18\x06 \x01(\r\x12\x10\n\x08\x65xecuted\x18\x07 \x01(\r\x12\x11\n\twithdrawn\x18\x08 \x01(\r\x12\x10\n\x08rejected\x18\t \x01(\r\x12\x1a\n\x12remaining_capacity\x18\n \x01(\r\x12\x16\n\x0e\x65xecuted_level\x18\x0b \x01(\r\x12(\n\x06\x65pochs\x18\x0c \x03(\x0b\x32\x18.stagpack.v1.EpochResult\x12 \n\x05hunts\x18\r \x03(\x0b\x32\x11.stagpack.v1.Hunt\x12\x11\n\taccepting\x18\x0e \x01(\x08\x12\x1c\n\x14next_epoch_at_millis\x18\x0f \x01(\x03\x12\x11\n\tcommittee\x18\x10 \x01(\t\x12\x0e\n\x06voided\x18\x11 \x01(\r\x12&\n\x04\x63ost\x18\x12 \x01(\x0b\x32\x18.stagpack.v1.SessionCost\x12%\n\x04pool\x18\x13 \x01(\x0b\x32\x17.stagpack.v1.RefundPool\x12+\n\nsettlement\x18\x14 \x01(\x0b\x32\x17.stagpack.v1.Settlement\x12\x10\n\x08refunded\x18\x15 \x01(\r\">\n\nRefundPool\x12\x0e\n\x06\x66unded\x18\x01 \x01(\x04\x12\x11\n\tremaining\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\t\"S\n\x06Refund\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\"|\n\nSettlement\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x12\n\nlog_height\x18\x02 \x01(\x04\x12$\n\x07refunds\x18\x03 \x03(\x0b\x32\x13.stagpack.v1.Refund\x12\x10\n\x08returned\x18\x04 \x01(\x04\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\"\x86\x01\n\x0bSessionCost\x12\x10\n\x08sessions\x18\x01 \x01(\x04\x12\r\n\x05steps\x18\x02 \x01(\x04\x12\x17\n\x0fkeyholder_calls\x18\x03 \x01(\x04\x12\x1b\n\x13partial_decryptions\x18\x04 \x01(\x04\x12 \n\x18partial_decryption_bytes\x18\x05 \x01(\x04\"Z\n\x14SubmitIntendoRequest\x12.\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1c.stagpack.v1.IntendoEnvelope\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\"?\n\x15SubmitIntendoResponse\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x12\n\nlog_height\x18\x02 \x01(\x04\"E\n\x16WithdrawIntendoRequest\x12+\n\nwithdrawal\x18\x01 \x01(\x0b\x32\x17.stagpack.v1.Withdrawal\"-\n\x17WithdrawIntendoResponse\x12\x12\n\nlog_height\x18\x01 \x01(\x04\">\n\x17GetIntendoStatusRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x12\n\nintendo_id\x18\x02 \x01(\x0c\"\xaa\x01\n\rIntendoStatus\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x13\n\x0bparticipant\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\x1b\n\x13submitted_at_height\x18\x05 \x01(\x04\x12\x19\n\x11\x63ounted_at_height\x18\x06 \x01(\x04\x12\x18\n\x10\x63losed_at_height\x18\x07 \x01(\x04\"9\n\x11WatchHuntsRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x13\n\x0b\x61\x66ter_epoch\x18\x02 \x01(\x04\"E\n\nHuntMember\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x13\n\x0bparticipant\x18\x02 \x01(\x0c\x12\x0e\n\x06weight\x18\x03 \x01(\x04\"\x8f\x01\n\x04Hunt\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05level\x18\x03 \x01(\x04\x12\x12\n\nlog_height\x18\x04 \x01(\x04\x12(\n\x07members\x18\x05 \x03(\x0b\x32\x17.stagpack.v1.HuntMember\x12\x1a\n\x12\x63\x65rtificate_bundle\x18\x06 \x01(\x0c\"\xb0\x01\n\x11TransferStatement\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.stagpack.v1.TransferKind\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x19\n\x11\x65xpires_at_millis\x18\x05 \x01(\x03\x12\x11\n\tcommittee\x18\x06 \x01(\x0c\"W\n\x0fTransferRequest\x12\x31\n\tstatement\x18\x01 \x01(\x0b\x32\x1e.stagpack.v1.TransferStatement\x12\x11\n\tsignature\x18\x02 \x01(\x0c\":\n\x11GetBalanceRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\"V\n\x0e\x41\x63\x63ountBalance\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x04\x12\x0c\n\x04held\x18\x03 \x01(\x04*c\n\x0cTransferKind\x12\x1d\n\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSFER_KIND_DEPOSIT\x10\x01\x12\x19\n\x15TRANSFER_KIND_RELEASE\x10\x02\x32\xb7\x06\n\nAggregator\x12`\n\x14GetEncryptionContext\x12(.stagpack.v1.GetEncryptionContextRequest\x1a\x1e.stagpack.v1.EncryptionContext\x12M\n\nCreateStag\x12\x1e.stagpack.v1.CreateStagRequest\x1a\x1f.stagpack.v1.CreateStagResponse\x12J\n\tListStags\x12\x1d.stagpack.v1.ListStagsRequest\x1a\x1e.stagpack.v1.ListStagsResponse\x12K\n\rGetStagStatus\x12!.stagpack.v1.GetStagStatusRequest\x1a\x17.stagpack.v1.StagStatus\x12V\n\rSubmitIntendo\x12!.stagpack.v1.SubmitIntendoRequest\x1a\".stagpack.v1.SubmitIntendoResponse\x12\\\n\x0fWithdrawIntendo\x12#.stagpack.v1.WithdrawIntendoRequest\x1a$.stagpack.v1.WithdrawIntendoResponse\x12T\n\x10GetIntendoStatus\x12$.stagpack.v1.GetIntendoStatusRequest\x1a\x1a.stagpack.v1.IntendoStatus\x12\x41\n\nWatchHunts\x12\x1e.stagpack.v1.WatchHuntsRequest\x1a\x11.stagpack.v1.Hunt0\x01\x12\x45\n\x08Transfer\x12\x1c.stagpack.v1.TransferRequest\x1a\x1b.stagpack.v1.AccountBalance\x12I\n\nGetBalance\x12\x1e.stagpack.v1.GetBalanceRequest\x1a\x1b.stagpack.v1.AccountBalanceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstagpack/v1/aggregator.proto\x12\x0bstagpack.v1\x1a\x18stagpack/v1/common.proto\"\x1d\n\x1bGetEncryptionContextRequest\"k\n\x11\x45ncryptionContext\x12\x12\n\nparameters\x18\x01 \x01(\x0c\x12\x18\n\x10joint_public_key\x18\x02 \x01(\x0c\x12\x12\n\ntranscript\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ommittee_id\x18\x04 \x01(\x0c\"S\n\x11\x43reateStagRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.stagpack.v1.StagSpec\x12\x19\n\x11\x66unding_signature\x18\x02 \x01(\x0c\"%\n\x12\x43reateStagResponse\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\"\x12\n\x10ListStagsRequest\"<\n\x11ListStagsResponse\x12\'\n\x05stags\x18\x01 \x03(\x0b\x32\x18.stagpack.v1.StagSummary\"b\n\x0bStagSummary\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.stagpack.v1.StagKind\x12\x0e\n\x06levels\x18\x03 \x01(\r\x12\r\n\x05title\x18\x04 \x01(\t\"\'\n\x14GetStagStatusRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\"S\n\x0b\x45pochResult\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x11\n\tat_millis\x18\x03 \x01(\x03\x12\x12\n\nlog_height\x18\x04 \x01(\x04\"\xdc\x04\n\nStagStatus\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.stagpack.v1.StagSpec\x12\x12\n\nlog_height\x18\x03 \x01(\x04\x12\x15\n\rlive_intendos\x18\x04 \x01(\r\x12\x1b\n\x13\x61waiting_validation\x18\x05 \x01(\r\x12\x0f\n\x07\x63ounted\x18\x06 \x01(\r\x12\x10\n\x08\x65xecuted\x18\x07 \x01(\r\x12\x11\n\twithdrawn\x18\x08 \x01(\r\x12\x10\n\x08rejected\x18\t \x01(\r\x12\x1a\n\x12remaining_capacity\x18\n \x01(\r\x12\x16\n\x0e\x65xecuted_level\x18\x0b \x01(\r\x12(\n\x06\x65pochs\x18\x0c \x03(\x0b\x32\x18.stagpack.v1.EpochResult\x12 \n\x05hunts\x18\r \x03(\x0b\x32\x11.stagpack.v1.Hunt\x12\x11\n\taccepting\x18\x0e \x01(\x08\x12\x1c\n\x14next_epoch_at_millis\x18\x0f \x01(\x03\x12\x11\n\tcommittee\x18\x10 \x01(\t\x12\x0e\n\x06voided\x18\x11 \x01(\r\x12&\n\x04\x63ost\x18\x12 \x01(\x0b\x32\x18.stagpack.v1.SessionCost\x12%\n\x04pool\x18\x13 \x01(\x0b\x32\x17.stagpack.v1.RefundPool\x12+\n\nsettlement\x18\x14 \x01(\x0b\x32\x17.stagpack.v1.Settlement\x12\x10\n\x08refunded\x18\x15 \x01(\r\x12\r\n\x05\x61rmed\x18\x16 \x01(\x08\x12\x17\n\x0f\x61waiting_bundle\x18\x17 \x01(\x08\">\n\nRefundPool\x12\x0e\n\x06\x66unded\x18\x01 \x01(\x04\x12\x11\n\tremaining\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\t\"S\n\x06Refund\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\"|\n\nSettlement\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x12\n\nlog_height\x18\x02 \x01(\x04\x12$\n\x07refunds\x18\x03 \x03(\x0b\x32\x13.stagpack.v1.Refund\x12\x10\n\x08returned\x18\x04 \x01(\x04\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\"\x86\x01\n\x0bSessionCost\x12\x10\n\x08sessions\x18\x01 \x01(\x04\x12\r\n\x05steps\x18\x02 \x01(\x04\x12\x17\n\x0fkeyholder_calls\x18\x03 \x01(\x04\x12\x1b\n\x13partial_decryptions\x18\x04 \x01(\x04\x12 \n\x18partial_decryption_bytes\x18\x05 \x01(\x04\"Z\n\x14SubmitIntendoRequest\x12.\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1c.stagpack.v1.IntendoEnvelope\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\"?\n\x15SubmitIntendoResponse\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x12\n\nlog_height\x18\x02 \x01(\x04\"E\n\x16WithdrawIntendoRequest\x12+\n\nwithdrawal\x18\x01 \x01(\x0b\x32\x17.stagpack.v1.Withdrawal\"-\n\x17WithdrawIntendoResponse\x12\x12\n\nlog_height\x18\x01 \x01(\x04\">\n\x17GetIntendoStatusRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x12\n\nintendo_id\x18\x02 \x01(\x0c\"\xaa\x01\n\rIntendoStatus\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x13\n\x0bparticipant\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\x1b\n\x13submitted_at_height\x18\x05 \x01(\x04\x12\x19\n\x11\x63ounted_at_height\x18\x06 \x01(\x04\x12\x18\n\x10\x63losed_at_height\x18\x07 \x01(\x04\"9\n\x11WatchHuntsRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x13\n\x0b\x61\x66ter_epoch\x18\x02 \x01(\x04\"E\n\nHuntMember\x12\x12\n\nintendo_id\x18\x01 \x01(\x0c\x12\x13\n\x0bparticipant\x18\x02 \x01(\x0c\x12\x0e\n\x06weight\x18\x03 \x01(\x04\"\x9e\x01\n\x04Hunt\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05level\x18\x03 \x01(\x04\x12\x12\n\nlog_height\x18\x04 \x01(\x04\x12(\n\x07members\x18\x05 \x03(\x0b\x32\x17.stagpack.v1.HuntMember\x12\x1a\n\x12\x63\x65rtificate_bundle\x18\x06 \x01(\x0c\x12\r\n\x05\x63\x61use\x18\x07 \x01(\x0c\"\xb0\x01\n\x11TransferStatement\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.stagpack.v1.TransferKind\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x19\n\x11\x65xpires_at_millis\x18\x05 \x01(\x03\x12\x11\n\tcommittee\x18\x06 \x01(\x0c\"W\n\x0fTransferRequest\x12\x31\n\tstatement\x18\x01 \x01(\x0b\x32\x1e.stagpack.v1.TransferStatement\x12\x11\n\tsignature\x18\x02 \x01(\x0c\":\n\x11GetBalanceRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\"V\n\x0e\x41\x63\x63ountBalance\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x04\x12\x0c\n\x04held\x18\x03 \x01(\x04*c\n\x0cTransferKind\x12\x1d\n\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSFER_KIND_DEPOSIT\x10\x01\x12\x19\n\x15TRANSFER_KIND_RELEASE\x10\x02\x32\xb7\x06\n\nAggregator\x12`\n\x14GetEncryptionContext\x12(.stagpack.v1.GetEncryptionContextRequest\x1a\x1e.stagpack.v1.EncryptionContext\x12M\n\nCreateStag\x12\x1e.stagpack.v1.CreateStagRequest\x1a\x1f.stagpack.v1.CreateStagResponse\x12J\n\tListStags\x12\x1d.stagpack.v1.ListStagsRequest\x1a\x1e.stagpack.v1.ListStagsResponse\x12K\n\rGetStagStatus\x12!.stagpack.v1.GetStagStatusRequest\x1a\x17.stagpack.v1.StagStatus\x12V\n\rSubmitIntendo\x12!.stagpack.v1.SubmitIntendoRequest\x1a\".stagpack.v1.SubmitIntendoResponse\x12\\\n\x0fWithdrawIntendo\x12#.stagpack.v1.WithdrawIntendoRequest\x1a$.stagpack.v1.WithdrawIntendoResponse\x12T\n\x10GetIntendoStatus\x12$.stagpack.v1.GetIntendoStatusRequest\x1a\x1a.stagpack.v1.IntendoStatus\x12\x41\n\nWatchHunts\x12\x1e.stagpack.v1.WatchHuntsRequest\x1a\x11.stagpack.v1.Hunt0\x01\x12\x45\n\x08Transfer\x12\x1c.stagpack.v1.TransferRequest\x1a\x1b.stagpack.v1.AccountBalance\x12I\n\nGetBalance\x12\x1e.stagpack.v1.GetBalanceRequest\x1a\x1b.stagpack.v1.AccountBalanceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stagpack.v1.aggregator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSFERKIND']._serialized_start=2826
-  _globals['_TRANSFERKIND']._serialized_end=2925
+  _globals['_TRANSFERKIND']._serialized_start=2881
+  _globals['_TRANSFERKIND']._serialized_end=2980
   _globals['_GETENCRYPTIONCONTEXTREQUEST']._serialized_start=71
   _globals['_GETENCRYPTIONCONTEXTREQUEST']._serialized_end=100
   _globals['_ENCRYPTIONCONTEXT']._serialized_start=102
@@ -54,41 +54,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EPOCHRESULT']._serialized_start=558
   _globals['_EPOCHRESULT']._serialized_end=641
   _globals['_STAGSTATUS']._serialized_start=644
-  _globals['_STAGSTATUS']._serialized_end=1208
-  _globals['_REFUNDPOOL']._serialized_start=1210
-  _globals['_REFUNDPOOL']._serialized_end=1272
-  _globals['_REFUND']._serialized_start=1274
-  _globals['_REFUND']._serialized_end=1357
-  _globals['_SETTLEMENT']._serialized_start=1359
-  _globals['_SETTLEMENT']._serialized_end=1483
-  _globals['_SESSIONCOST']._serialized_start=1486
-  _globals['_SESSIONCOST']._serialized_end=1620
-  _globals['_SUBMITINTENDOREQUEST']._serialized_start=1622
-  _globals['_SUBMITINTENDOREQUEST']._serialized_end=1712
-  _globals['_SUBMITINTENDORESPONSE']._serialized_start=1714
-  _globals['_SUBMITINTENDORESPONSE']._serialized_end=1777
-  _globals['_WITHDRAWINTENDOREQUEST']._serialized_start=1779
-  _globals['_WITHDRAWINTENDOREQUEST']._serialized_end=1848
-  _globals['_WITHDRAWINTENDORESPONSE']._serialized_start=1850
-  _globals['_WITHDRAWINTENDORESPONSE']._serialized_end=1895
-  _globals['_GETINTENDOSTATUSREQUEST']._serialized_start=1897
-  _globals['_GETINTENDOSTATUSREQUEST']._serialized_end=1959
-  _globals['_INTENDOSTATUS']._serialized_start=1962
-  _globals['_INTENDOSTATUS']._serialized_end=2132
-  _globals['_WATCHHUNTSREQUEST']._serialized_start=2134
-  _globals['_WATCHHUNTSREQUEST']._serialized_end=2191
-  _globals['_HUNTMEMBER']._serialized_start=2193
-  _globals['_HUNTMEMBER']._serialized_end=2262
-  _globals['_HUNT']._serialized_start=2265
-  _globals['_HUNT']._serialized_end=2408
-  _globals['_TRANSFERSTATEMENT']._serialized_start=2411
-  _globals['_TRANSFERSTATEMENT']._serialized_end=2587
-  _globals['_TRANSFERREQUEST']._serialized_start=2589
-  _globals['_TRANSFERREQUEST']._serialized_end=2676
-  _globals['_GETBALANCEREQUEST']._serialized_start=2678
-  _globals['_GETBALANCEREQUEST']._serialized_end=2736
-  _globals['_ACCOUNTBALANCE']._serialized_start=2738
-  _globals['_ACCOUNTBALANCE']._serialized_end=2824
-  _globals['_AGGREGATOR']._serialized_start=2928
-  _globals['_AGGREGATOR']._serialized_end=3751
+  _globals['_STAGSTATUS']._serialized_end=1248
+  _globals['_REFUNDPOOL']._serialized_start=1250
+  _globals['_REFUNDPOOL']._serialized_end=1312
+  _globals['_REFUND']._serialized_start=1314
+  _globals['_REFUND']._serialized_end=1397
+  _globals['_SETTLEMENT']._serialized_start=1399
+  _globals['_SETTLEMENT']._serialized_end=1523
+  _globals['_SESSIONCOST']._serialized_start=1526
+  _globals['_SESSIONCOST']._serialized_end=1660
+  _globals['_SUBMITINTENDOREQUEST']._serialized_start=1662
+  _globals['_SUBMITINTENDOREQUEST']._serialized_end=1752
+  _globals['_SUBMITINTENDORESPONSE']._serialized_start=1754
+  _globals['_SUBMITINTENDORESPONSE']._serialized_end=1817
+  _globals['_WITHDRAWINTENDOREQUEST']._serialized_start=1819
+  _globals['_WITHDRAWINTENDOREQUEST']._serialized_end=1888
+  _globals['_WITHDRAWINTENDORESPONSE']._serialized_start=1890
+  _globals['_WITHDRAWINTENDORESPONSE']._serialized_end=1935
+  _globals['_GETINTENDOSTATUSREQUEST']._serialized_start=1937
+  _globals['_GETINTENDOSTATUSREQUEST']._serialized_end=1999
+  _globals['_INTENDOSTATUS']._serialized_start=2002
+  _globals['_INTENDOSTATUS']._serialized_end=2172
+  _globals['_WATCHHUNTSREQUEST']._serialized_start=2174
+  _globals['_WATCHHUNTSREQUEST']._serialized_end=2231
+  _globals['_HUNTMEMBER']._serialized_start=2233
+  _globals['_HUNTMEMBER']._serialized_end=2302
+  _globals['_HUNT']._serialized_start=2305
+  _globals['_HUNT']._serialized_end=2463
+  _globals['_TRANSFERSTATEMENT']._serialized_start=2466
+  _globals['_TRANSFERSTATEMENT']._serialized_end=2642
+  _globals['_TRANSFERREQUEST']._serialized_start=2644
+  _globals['_TRANSFERREQUEST']._serialized_end=2731
+  _globals['_GETBALANCEREQUEST']._serialized_start=2733
+  _globals['_GETBALANCEREQUEST']._serialized_end=2791
+  _globals['_ACCOUNTBALANCE']._serialized_start=2793
+  _globals['_ACCOUNTBALANCE']._serialized_end=2879
+  _globals['_AGGREGATOR']._serialized_start=2983
+  _globals['_AGGREGATOR']._serialized_end=3806
 # @@protoc_insertion_point(module_scope)

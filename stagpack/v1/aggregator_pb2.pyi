@@ -89,7 +89,7 @@ class EpochResult(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., result: _Optional[str] = ..., at_millis: _Optional[int] = ..., log_height: _Optional[int] = ...) -> None: ...
 
 class StagStatus(_message.Message):
-    __slots__ = ("stag_id", "spec", "log_height", "live_intendos", "awaiting_validation", "counted", "executed", "withdrawn", "rejected", "remaining_capacity", "executed_level", "epochs", "hunts", "accepting", "next_epoch_at_millis", "committee", "voided", "cost", "pool", "settlement", "refunded")
+    __slots__ = ("stag_id", "spec", "log_height", "live_intendos", "awaiting_validation", "counted", "executed", "withdrawn", "rejected", "remaining_capacity", "executed_level", "epochs", "hunts", "accepting", "next_epoch_at_millis", "committee", "voided", "cost", "pool", "settlement", "refunded", "armed", "awaiting_bundle")
     STAG_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     LOG_HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,8 @@ class StagStatus(_message.Message):
     POOL_FIELD_NUMBER: _ClassVar[int]
     SETTLEMENT_FIELD_NUMBER: _ClassVar[int]
     REFUNDED_FIELD_NUMBER: _ClassVar[int]
+    ARMED_FIELD_NUMBER: _ClassVar[int]
+    AWAITING_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     stag_id: bytes
     spec: _common_pb2.StagSpec
     log_height: int
@@ -132,7 +134,9 @@ class StagStatus(_message.Message):
     pool: RefundPool
     settlement: Settlement
     refunded: int
-    def __init__(self, stag_id: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ..., log_height: _Optional[int] = ..., live_intendos: _Optional[int] = ..., awaiting_validation: _Optional[int] = ..., counted: _Optional[int] = ..., executed: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., remaining_capacity: _Optional[int] = ..., executed_level: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[EpochResult, _Mapping]]] = ..., hunts: _Optional[_Iterable[_Union[Hunt, _Mapping]]] = ..., accepting: _Optional[bool] = ..., next_epoch_at_millis: _Optional[int] = ..., committee: _Optional[str] = ..., voided: _Optional[int] = ..., cost: _Optional[_Union[SessionCost, _Mapping]] = ..., pool: _Optional[_Union[RefundPool, _Mapping]] = ..., settlement: _Optional[_Union[Settlement, _Mapping]] = ..., refunded: _Optional[int] = ...) -> None: ...
+    armed: bool
+    awaiting_bundle: bool
+    def __init__(self, stag_id: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.StagSpec, _Mapping]] = ..., log_height: _Optional[int] = ..., live_intendos: _Optional[int] = ..., awaiting_validation: _Optional[int] = ..., counted: _Optional[int] = ..., executed: _Optional[int] = ..., withdrawn: _Optional[int] = ..., rejected: _Optional[int] = ..., remaining_capacity: _Optional[int] = ..., executed_level: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[EpochResult, _Mapping]]] = ..., hunts: _Optional[_Iterable[_Union[Hunt, _Mapping]]] = ..., accepting: _Optional[bool] = ..., next_epoch_at_millis: _Optional[int] = ..., committee: _Optional[str] = ..., voided: _Optional[int] = ..., cost: _Optional[_Union[SessionCost, _Mapping]] = ..., pool: _Optional[_Union[RefundPool, _Mapping]] = ..., settlement: _Optional[_Union[Settlement, _Mapping]] = ..., refunded: _Optional[int] = ..., armed: _Optional[bool] = ..., awaiting_bundle: _Optional[bool] = ...) -> None: ...
 
 class RefundPool(_message.Message):
     __slots__ = ("funded", "remaining", "state")
@@ -255,20 +259,22 @@ class HuntMember(_message.Message):
     def __init__(self, intendo_id: _Optional[bytes] = ..., participant: _Optional[bytes] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class Hunt(_message.Message):
-    __slots__ = ("stag_id", "epoch", "level", "log_height", "members", "certificate_bundle")
+    __slots__ = ("stag_id", "epoch", "level", "log_height", "members", "certificate_bundle", "cause")
     STAG_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     LOG_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
     stag_id: bytes
     epoch: int
     level: int
     log_height: int
     members: _containers.RepeatedCompositeFieldContainer[HuntMember]
     certificate_bundle: bytes
-    def __init__(self, stag_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., level: _Optional[int] = ..., log_height: _Optional[int] = ..., members: _Optional[_Iterable[_Union[HuntMember, _Mapping]]] = ..., certificate_bundle: _Optional[bytes] = ...) -> None: ...
+    cause: bytes
+    def __init__(self, stag_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., level: _Optional[int] = ..., log_height: _Optional[int] = ..., members: _Optional[_Iterable[_Union[HuntMember, _Mapping]]] = ..., certificate_bundle: _Optional[bytes] = ..., cause: _Optional[bytes] = ...) -> None: ...
 
 class TransferStatement(_message.Message):
     __slots__ = ("kind", "account", "amount", "nonce", "expires_at_millis", "committee")

@@ -27,7 +27,7 @@ REFUND_MODE_FIXED: RefundMode
 REFUND_MODE_PRO_RATA: RefundMode
 
 class StagSpec(_message.Message):
-    __slots__ = ("committee", "kind", "levels", "title", "eligibility", "epoch_millis", "opens_at_millis", "deadline_millis", "payload", "nonce", "beneficiary", "refund", "fees")
+    __slots__ = ("committee", "kind", "levels", "title", "eligibility", "epoch_millis", "opens_at_millis", "deadline_millis", "payload", "nonce", "beneficiary", "refund", "fees", "trigger")
     COMMITTEE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     LEVELS_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class StagSpec(_message.Message):
     BENEFICIARY_FIELD_NUMBER: _ClassVar[int]
     REFUND_FIELD_NUMBER: _ClassVar[int]
     FEES_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
     committee: bytes
     kind: StagKind
     levels: int
@@ -54,7 +55,8 @@ class StagSpec(_message.Message):
     beneficiary: Account
     refund: RefundTerms
     fees: FeeTerms
-    def __init__(self, committee: _Optional[bytes] = ..., kind: _Optional[_Union[StagKind, str]] = ..., levels: _Optional[int] = ..., title: _Optional[str] = ..., eligibility: _Optional[_Iterable[bytes]] = ..., epoch_millis: _Optional[int] = ..., opens_at_millis: _Optional[int] = ..., deadline_millis: _Optional[int] = ..., payload: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., beneficiary: _Optional[_Union[Account, _Mapping]] = ..., refund: _Optional[_Union[RefundTerms, _Mapping]] = ..., fees: _Optional[_Union[FeeTerms, _Mapping]] = ...) -> None: ...
+    trigger: bytes
+    def __init__(self, committee: _Optional[bytes] = ..., kind: _Optional[_Union[StagKind, str]] = ..., levels: _Optional[int] = ..., title: _Optional[str] = ..., eligibility: _Optional[_Iterable[bytes]] = ..., epoch_millis: _Optional[int] = ..., opens_at_millis: _Optional[int] = ..., deadline_millis: _Optional[int] = ..., payload: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., beneficiary: _Optional[_Union[Account, _Mapping]] = ..., refund: _Optional[_Union[RefundTerms, _Mapping]] = ..., fees: _Optional[_Union[FeeTerms, _Mapping]] = ..., trigger: _Optional[bytes] = ...) -> None: ...
 
 class RefundTerms(_message.Message):
     __slots__ = ("funder", "pool", "mode", "bonus", "returns_to")

@@ -19,36 +19,24 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
-from stagpack.accounts import Account, Transfer, TransferKind
+from stagpack.accounts import Account, TransferKind
 from stagpack.aggregator.sessions import SessionProgress, SessionRunner
 from stagpack.decrypt.computation import SessionComputation
 from stagpack.app.inprocess import InProcessDeployment
-from stagpack.encoding import StagKind, Threshold
-from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidSignature, StagpackError, WrongPhase
+from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidSignature, WrongPhase
 from stagpack.identity import SigningIdentity
 from stagpack.keyholder import policy
-from stagpack.log import EntryKind, HuntCertificate, HuntOutcome, SettlementCertificate, Void, decode_body
-from stagpack.participant.sdk import prepare_intendo, prepare_withdrawal
+from stagpack.log import EntryKind, HuntOutcome, SettlementCertificate, Void, decode_body
+from stagpack.participant.sdk import prepare_withdrawal
 from stagpack.session import SessionKind, SessionRef
-from stagpack.participant.sdk import sign_pool_funding
-from stagpack.solver.market import Fees, MarketReference, Refunds
 from stagpack.stag import ManualClock, StagSpec
-from stagpack.terms import FeeTerms, RefundMode, RefundTerms
 
-from support.protocol import HOUR, start_deployment
-
-EPOCH_MILLIS = 1_000
-LEVELS = 24
-STATUSES = {
-    "awaiting-validation": "live", "counted": "live", "executed": "executed", "withdrawn": "withdrawn", "voided": "voided",
-    "refunded": "refunded",
-}
+from support.market import EPOCH_MILLIS, Market
+from support.protocol import start_deployment
 
 
 @pytest.fixture(scope="module")
@@ -57,140 +45,6 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcess
     (an attack's undefended run leaves an unpaid certificate behind, in its own stag only)."""
     clock = ManualClock()
     yield start_deployment(tmp_path_factory.mktemp("market"), 3, 2, clock), clock
-
-
-@dataclass
-class Market:
-    """Capital stags of one deployment, every write mirrored in the plaintext reference."""
-
-    deployment: InProcessDeployment
-    clock: ManualClock
-    reference: MarketReference = field(default_factory=MarketReference)
-    stags: list[StagSpec] = field(default_factory=list)
-    intendos: dict[bytes, tuple[bytes, SigningIdentity]] = field(default_factory=dict)  # id -> (stag id, signer)
-    accounts: set[Account] = field(default_factory=set)
-
-    @property
-    def aggregator(self):  # type: ignore[no-untyped-def]
-        return self.deployment.aggregator
-
-    def create(
-        self, *, last_epoch: int = 0, pool: int = 0, bonus: int = 0, fees: tuple[int, int] | None = None, opens: int | None = None
-    ) -> StagSpec:
-        """A capital stag opening now (or at `opens`). `last_epoch`: its deadline falls half an
-        epoch after that epoch is due; `pool`: a refund pool its creator deposits and funds
-        (`bonus` per intendo, or pro rata when 0); `fees`: (per submission, per member)."""
-        beneficiary = Account(SigningIdentity().verify_key, "fund")
-        opens = self.clock() if opens is None else opens
-        refund = funder = None
-        if pool:
-            creator = SigningIdentity()
-            funder = Account(creator.verify_key, "bonus-pool")
-            self.deposit(creator, funder.tag, pool)
-            refund = RefundTerms(funder, pool, RefundMode.FIXED if bonus else RefundMode.PRO_RATA, bonus, funder)
-        fee_terms = None
-        if fees is not None:
-            fee_terms = FeeTerms(fees[0], fees[1], Account(SigningIdentity().verify_key, "fees"), Account(SigningIdentity().verify_key, "fees"), 30)
-            self.accounts.update((fee_terms.committee, fee_terms.operator))
-        spec = StagSpec.new(
-            committee=self.aggregator.committee.committee_id, kind=StagKind.CAPITAL, levels=LEVELS,
-            epoch_millis=EPOCH_MILLIS, opens_at_millis=opens, beneficiary=beneficiary,
-            deadline_millis=opens + last_epoch * EPOCH_MILLIS + EPOCH_MILLIS // 2 if last_epoch else 0,
-            refund=refund, fees=fee_terms,
-        )
-        self.aggregator.create_stag(spec, sign_pool_funding(creator, spec) if pool else b"")
-        self.reference.create_stag(
-            spec.stag_id, LEVELS, beneficiary, last_epoch=last_epoch,
-            refunds=Refunds(funder, pool, bonus, funder) if funder is not None else None,
-            fees=Fees(fee_terms.submission, fee_terms.member, fee_terms.committee, fee_terms.operator, 30) if fee_terms else None,
-        )
-        self.stags.append(spec)
-        self.accounts.add(beneficiary)
-        return spec
-
-    def signed(self, person: SigningIdentity, kind: TransferKind, tag: str, amount: int) -> Transfer:
-        return Transfer.sign(person, self.aggregator.committee.committee_id, kind, tag, amount, self.clock() + HOUR)
-
-    def deposit(self, person: SigningIdentity, tag: str, amount: int) -> None:
-        self.aggregator.transfer(self.signed(person, TransferKind.DEPOSIT, tag, amount))
-        self.reference.deposit(Account(person.verify_key, tag), amount)
-        self.accounts.add(Account(person.verify_key, tag))
-
-    def release(self, person: SigningIdentity, tag: str, amount: int) -> bool:
-        """Both refuse or both apply."""
-        account = Account(person.verify_key, tag)
-        try:
-            self.reference.release(account, amount)
-        except StagpackError:
-            with pytest.raises(WrongPhase):
-                self.aggregator.transfer(self.signed(person, TransferKind.RELEASE, tag, amount))
-            return False
-        self.aggregator.transfer(self.signed(person, TransferKind.RELEASE, tag, amount))
-        return True
-
-    def submit(self, spec: StagSpec, person: SigningIdentity, tag: str, weight: int, total: int) -> bytes | None:
-        """Submit; the reference and the aggregator must agree on whether escrow admits it."""
-        context = self.deployment.context
-        prepared = prepare_intendo(
-            context, context.joint_key, spec, person, Threshold.capital(weight, total, levels=LEVELS), capital_tag=tag
-        )
-        try:
-            self.reference.submit(spec.stag_id, prepared.intendo_id, Account(person.verify_key, tag), total, weight)
-        except StagpackError as expected:
-            with pytest.raises(type(expected)):
-                self.aggregator.submit(prepared.envelope, prepared.ciphertext)
-            return None
-        self.aggregator.submit(prepared.envelope, prepared.ciphertext)
-        self.intendos[prepared.intendo_id] = (spec.stag_id, person)
-        return prepared.intendo_id
-
-    def withdraw(self, intendo_id: bytes) -> bool:
-        """Both refuse (after the deadline) or both apply."""
-        stag_id, person = self.intendos[intendo_id]
-        withdrawal = prepare_withdrawal(person, stag_id, intendo_id)
-        try:
-            self.reference.withdraw(intendo_id)
-        except StagpackError as expected:
-            with pytest.raises(type(expected)):
-                self.aggregator.withdraw(withdrawal)
-            return False
-        self.aggregator.withdraw(withdrawal)
-        return True
-
-    def run_epoch(self) -> dict[bytes, HuntCertificate | None]:
-        """One epoch of every stag in creation order (as the scheduler runs them), checked
-        against the reference: hunts, statuses, balances, conservation."""
-        self.clock.advance(EPOCH_MILLIS)
-        epoch = self.stags[0].current_epoch(self.clock())
-        for spec in self.stags:
-            self.aggregator.run_due(spec.stag_id)
-        expected = self.reference.epoch(epoch)
-        certified: dict[bytes, HuntCertificate | None] = {}
-        for spec in self.stags:
-            hunts = [c for c in self.aggregator.hunts(spec.stag_id) if c.outcome.epoch == epoch]
-            hunt = expected[spec.stag_id]
-            if hunt is None:
-                assert hunts == [], (epoch, spec.title)
-                certified[spec.stag_id] = None
-                continue
-            (certificate,) = hunts
-            assert (certificate.outcome.level, certificate.outcome.member_ids) == (hunt.level, hunt.members)
-            certified[spec.stag_id] = certificate
-        for intendo_id, (stag_id, _) in self.intendos.items():
-            status = self.aggregator.intendo(stag_id, intendo_id).status.value
-            assert STATUSES[status] == self.reference.status(intendo_id), (intendo_id.hex()[:8], status)
-        ledger = self.deployment.ledger
-        for account in self.accounts:
-            assert ledger.balance(account) == self.reference.balance(account), account.describe()
-            balance = self.aggregator.balance(account)
-            assert balance.held == self.reference.held(account)
-        for spec in self.stags:
-            pool = ledger.pool(spec.stag_id)
-            assert (pool.remaining if pool is not None else 0) == self.reference.pool(spec.stag_id)
-        totals = ledger.totals()
-        assert totals.conserved and self.reference.conserved
-        assert (totals.deposited, totals.released, totals.pooled) == (self.reference.deposited, self.reference.released, self.reference.pooled)
-        return certified
 
 
 def test_one_account_backing_several_stags_matches_the_reference(market: tuple[InProcessDeployment, ManualClock]) -> None:

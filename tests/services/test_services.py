@@ -193,6 +193,44 @@ def test_kill_minus_nine_loses_no_acknowledged_intendo_and_hunts_stay_right(serv
         ledger.close()
 
 
+@pytest.mark.slow
+def test_kill_minus_nine_during_a_cascade_executes_its_bundle_once(services: Services) -> None:
+    """A trigger and a stag it arms, each built to fire. The aggregator is killed with kill -9 as
+    soon as the trigger's hunt shows in its log — while the dependent's immediate check runs,
+    before the bundle executes — and restarted. The bundle then executes exactly once: both
+    hunts in one transaction, every member's weight paid once, the ledger conserving money."""
+    deployment = services.deployment
+    root = services.new_stag(kind=StagKind.CAPITAL, levels=16, epoch_millis=2000)
+    dependent = services.new_stag(kind=StagKind.CAPITAL, levels=16, epoch_millis=2000, trigger=root.stag_id)
+    for _ in range(3):  # 2 + 2 + 2 = 6, each "if the total reaches 6": fires once armed
+        services.submit(dependent, Threshold.capital(2, 6, levels=16))
+    wait_for(lambda: services.client.status(dependent.stag_id).awaiting_validation == 0, "the dependent's intendos to count")
+    assert not services.client.status(dependent.stag_id).armed and not services.client.status(dependent.stag_id).epochs
+    services.submit(root, Threshold.capital(3, 3, levels=16))
+    wait_for(lambda: services.client.status(root.stag_id).hunts, "the trigger to hunt", interval=0.02)
+    deployment.service("aggregator").kill()
+    deployment.restart("aggregator")
+    wait_for(lambda: not services.client.status(root.stag_id).awaiting_bundle and services.client.status(dependent.stag_id).hunts,
+             "the bundle to execute")
+    root_status, dependent_status = services.client.status(root.stag_id), services.client.status(dependent.stag_id)
+    (root_hunt,), (dependent_hunt,) = root_status.hunts, dependent_status.hunts
+    assert dependent_status.armed and bytes(dependent_hunt.cause) == codec.decode(
+        CertificateBundle, bytes(root_hunt.certificate_bundle)).certificate.outcome.digest()
+    ledger = SqliteLedger(deployment.directory / "aggregator" / "ledger.db")
+    try:
+        bundles = [bundle for bundle in ledger.bundles() if bundle[0][0] == root.stag_id]
+        assert bundles == [((root.stag_id, root_hunt.epoch), (dependent.stag_id, dependent_hunt.epoch))]
+        assert root.spec.beneficiary is not None and dependent.spec.beneficiary is not None
+        assert (ledger.balance(root.spec.beneficiary), ledger.balance(dependent.spec.beneficiary)) == (3, 6)
+        for stag in (root, dependent):
+            for member in stag.members.values():
+                account = Account(SigningIdentity(member.seed).verify_key, CAPITAL_TAG)
+                assert ledger.movements(account) == [("deposit", member.threshold.weight), ("paid", member.threshold.weight)]
+        assert ledger.totals().conserved
+    finally:
+        ledger.close()
+
+
 def test_watchers_receive_each_hunt_with_a_certificate_that_verifies(services: Services, tmp_path: Path) -> None:
     stag = services.new_stag(levels=20, epoch_millis=1000)
     watcher = subprocess.Popen(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -682,3 +683,18 @@ def test_stag_status_shows_the_promised_bonus_and_the_settlement(client: FakeCli
     code, out, _ = run(["stag", "status", spec.stag_id.hex()], capsys)
     assert code == 0 and "shared by weight among the intendos counted at the deadline; settled: 30 paid to 1 intendos, 0 returned" in out
     assert codec.decode(SettlementCertificate, settlement_to_proto(settlement).certificate) == settlement
+
+
+# --- composed hunts -----------------------------------------------------------------------------
+
+
+def test_stag_create_with_a_trigger_names_it_in_the_spec(client: FakeClient, capsys: pytest.CaptureFixture[str]) -> None:
+    trigger = os.urandom(32)
+    code, out, errors = run(["stag", "create", "--kind", "count", "--levels", "10", "--trigger", trigger.hex()], capsys)
+    assert code == 0, errors
+    (spec,) = client.created
+    assert spec.trigger == trigger and f"triggered by stag {trigger.hex()}" in out
+    for bad in ("zz", "ab" * 31):
+        code, out, errors = run(["stag", "create", "--kind", "count", "--levels", "10", "--trigger", bad], capsys)
+        assert code == 2 and "--trigger" in errors and not out
+    assert len(client.created) == 1

@@ -40,6 +40,7 @@ from stagpack.log import (
     HuntOutcome,
     LogEntry,
     SettlementCertificate,
+    Trigger,
     ValidationCertificate,
     ValidationOutcome,
     Void,
@@ -74,7 +75,7 @@ class Ciphertexts(dict):  # type: ignore[type-arg]
 class Log:
     """One stag's log under construction, applied entry by entry to a PackState replica."""
 
-    def __init__(self, committee, *, kind: StagKind = StagKind.COUNT, levels: int = 20, eligibility=(), limits=None, deadline: int = 0, refund=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, committee, *, kind: StagKind = StagKind.COUNT, levels: int = 20, eligibility=(), limits=None, deadline: int = 0, refund=None, trigger: bytes = b"") -> None:  # type: ignore[no-untyped-def]
         self.committee = committee
         self.context = committee.context
         self.info = CommitteeInfo.from_transcript(committee.bundle.transcript)
@@ -88,6 +89,7 @@ class Log:
             deadline_millis=deadline,
             beneficiary=Account(SigningIdentity().verify_key, "proceeds") if kind is StagKind.CAPITAL else None,
             refund=refund,
+            trigger=trigger,
         )
         self.source = Ciphertexts()
         self.state = PackState(self.context, self.info, self.spec.stag_id, limits or PackLimits())
@@ -168,7 +170,8 @@ class Log:
         executed = self.state.executed_level
         level = executed + sum(member.statement.weight for member in members) if level is None else level
         outcome = HuntOutcome(
-            self.stag_id, self.state.last_hunt_epoch + 1 if epoch is None else epoch, self.state.height, self.state.head, level, executed, tuple(members)
+            self.stag_id, self.state.last_hunt_epoch + 1 if epoch is None else epoch, self.state.height, self.state.head, level, executed,
+            tuple(members), self.state.cause,
         )
         outcome = dataclasses.replace(outcome, **changes)
         return HuntCertificate(outcome, self.signatures("hunt", outcome.digest(), signers))
@@ -935,3 +938,74 @@ def test_escrow_is_held_until_the_stag_can_execute_no_more(committee2of3) -> Non
     outcome = refunding.state.settlement_outcome()
     refunding.apply(EntryKind.SETTLEMENT, SettlementCertificate(outcome, refunding.signatures("settlement", outcome.digest())))
     assert refunding.state.held(Account(bob.verify_key, "main"), later) == 0 and not refunding.state.closing_pending(4)
+
+
+# --- triggers (DESIGN.md §10.2) ----------------------------------------------------------------
+
+
+def _hunted_trigger(committee) -> tuple[Log, HuntCertificate]:  # type: ignore[no-untyped-def]
+    """A stag whose first hunt (one member, weight 1) is certified: what arms its dependents."""
+    trigger = Log(committee).genesis()
+    alice = SigningIdentity()
+    envelope = trigger.submit(alice)
+    trigger.validate([envelope.intendo_id])
+    certificate = trigger.hunt([envelope])
+    trigger.apply(EntryKind.HUNT, certificate)
+    return trigger, certificate
+
+
+def test_a_trigger_entry_arms_a_stag_once_with_its_triggers_first_hunt(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    trigger, first = _hunted_trigger(committee2of3)
+    dependent = Log(committee2of3, trigger=trigger.stag_id).genesis()
+    unrelated = Log(committee2of3).genesis()
+    bob = SigningIdentity()
+    envelope = trigger.submit(bob, 2)
+    trigger.validate([envelope.intendo_id])
+    second = trigger.hunt([envelope], level=2)
+    trigger.apply(EntryKind.HUNT, second)
+    dependent.expect_refused(InvalidInput, EntryKind.TRIGGER, Trigger(second, trigger.spec))  # a later hunt, not the first
+    dependent.expect_refused(InvalidInput, EntryKind.TRIGGER, Trigger(first, unrelated.spec))  # another stag's spec
+    forged = HuntCertificate(first.outcome, tuple(
+        KeyholderSignature(i, KeyholderIdentity(f"k{i}").sign("hunt", first.outcome.digest())) for i in (1, 2)
+    ))
+    dependent.expect_refused(InvalidSignature, EntryKind.TRIGGER, Trigger(forged, trigger.spec))
+    dependent.expect_refused(InvalidSignature, EntryKind.TRIGGER, Trigger(dataclasses.replace(first, signatures=first.signatures[:1]), trigger.spec))
+    unrelated.expect_refused(InvalidInput, EntryKind.TRIGGER, Trigger(first, trigger.spec))  # it names no trigger
+    assert not dependent.state.may_hunt()
+    entry = dependent.apply(EntryKind.TRIGGER, Trigger(first, trigger.spec))
+    assert dependent.state.may_hunt() and dependent.state.armed == first and dependent.state.armed_at == entry.height
+    dependent.expect_refused(AlreadyExists, EntryKind.TRIGGER, Trigger(first, trigger.spec))
+
+
+def test_a_stag_with_a_trigger_hunts_only_once_armed_and_its_first_hunt_names_the_cause(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    trigger, first = _hunted_trigger(committee2of3)
+    dependent = Log(committee2of3, trigger=trigger.stag_id).genesis()
+    carol, dave = SigningIdentity(), SigningIdentity()
+    envelope = dependent.submit(carol)
+    dependent.validate([envelope.intendo_id])
+    dependent.expect_refused(IntegrityFailure, EntryKind.HUNT, dependent.hunt([envelope]))  # not armed
+    dependent.apply(EntryKind.TRIGGER, Trigger(first, trigger.spec))
+    assert dependent.state.cause == first.outcome.digest() == dependent.state.snapshot().cause
+    dependent.expect_refused(IntegrityFailure, EntryKind.HUNT, dependent.hunt([envelope], cause=b""))
+    dependent.expect_refused(IntegrityFailure, EntryKind.HUNT, dependent.hunt([envelope], cause=os.urandom(32)))
+    dependent.apply(EntryKind.HUNT, dependent.hunt([envelope]))
+    assert dependent.state.cause == b""  # only the first hunt names it
+    later = dependent.submit(dave)
+    dependent.validate([later.intendo_id])
+    dependent.expect_refused(InvalidInput, EntryKind.HUNT, dependent.hunt([later], cause=first.outcome.digest()))
+    dependent.apply(EntryKind.HUNT, dependent.hunt([later]))
+    independent = Log(committee2of3).genesis()
+    erin = SigningIdentity()
+    other = independent.submit(erin)
+    independent.validate([other.intendo_id])
+    independent.expect_refused(InvalidInput, EntryKind.HUNT, independent.hunt([other], cause=first.outcome.digest()))
+
+
+def test_a_trigger_spec_is_a_stag_id_and_carries_no_refund_pool(committee2of3) -> None:  # type: ignore[no-untyped-def]
+    log = Log(committee2of3)
+    with pytest.raises(InvalidInput, match="32-byte"):
+        dataclasses.replace(log.spec, trigger=b"short").validate(log.context.row_width, log.info.committee_id)
+    refund = RefundTerms(Account(SigningIdentity().verify_key, "pool"), 30, RefundMode.FIXED, 1, Account(SigningIdentity().verify_key, "pool"))
+    capital = Log(committee2of3, kind=StagKind.CAPITAL, deadline=T0 + HOUR, refund=refund)
+    with pytest.raises(InvalidInput, match="refund pool"):
+        dataclasses.replace(capital.spec, trigger=os.urandom(32)).validate(log.context.row_width, log.info.committee_id)

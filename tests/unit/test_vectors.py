@@ -120,7 +120,7 @@ def test_the_signed_transcript_commits_to_the_self_test_records() -> None:
 def test_every_signed_or_stored_record_kind_has_a_vector() -> None:
     covered = {vector["wire_name"] for vector in VECTORS}
     for wire_name in (
-        "stagpack.StagSpec.v3", "stagpack.IntendoEnvelope.v2", "stagpack.Transfer.v1", "stagpack.Void.v1",
+        "stagpack.StagSpec.v4", "stagpack.HuntOutcome.v2", "stagpack.Trigger.v1", "stagpack.IntendoEnvelope.v2", "stagpack.Transfer.v1", "stagpack.Void.v1",
         "stagpack.RefundTerms.v1", "stagpack.FeeTerms.v1", "stagpack.SettlementOutcome.v1", "stagpack.SettlementCertificate.v1",
             "stagpack.keyholder.BindingHunt.v1", "stagpack.Withdrawal.v1", "stagpack.LogEntry.v1",
         "stagpack.MaskCommitment.v1", "stagpack.PartialStatement.v1", "stagpack.HuntCertificate.v1",
