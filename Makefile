@@ -35,7 +35,7 @@ test: $(STAMP) proto-check typecheck
 	@status=0; \
 	for tier in unit protocol services; do \
 	  echo "== tests/$$tier"; \
-	  $(PY) -m pytest tests/$$tier $(PYTEST_ARGS) || status=1; \
+	  $(PY) -m pytest tests/$$tier --durations=15 $(PYTEST_ARGS) || status=1; \
 	done; \
 	exit $$status
 

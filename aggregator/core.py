@@ -8,9 +8,11 @@ handed to the executor and announced to watchers.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -44,7 +46,7 @@ from stagpack.committee import CommitteeInfo
 from stagpack.pack import IntendoRecord, IntendoStatus, PackLimits, PackSnapshot, PackState
 from stagpack.session import SessionKind
 from stagpack.identity import verify_signature
-from stagpack.stag import MAX_TRIGGER_DEPTH, StagSpec, now_millis
+from stagpack.stag import MAX_BUNDLE, MAX_TRIGGER_DEPTH, StagSpec, now_millis
 from stagpack.terms import pool_funding_message
 
 log = logging.getLogger("stagpack.aggregator")
@@ -91,6 +93,16 @@ class StagStatus:
     accepting: bool
     next_epoch_at_millis: int
     committee: CommitteeStatus
+
+
+@dataclass(frozen=True)
+class CascadeTiming:
+    """A bundle executed: its root stag, how many hunts it held, and the seconds from the root's
+    certificate to the bundle's execution (the dependents' checks in between)."""
+
+    root: bytes
+    hunts: int
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -214,6 +226,8 @@ class Aggregator:
         # certified hunts that wait for their bundle to execute (outcome digest -> spec, certificate)
         self._dependents: dict[bytes, list[bytes]] = {}
         self._unpaid: dict[bytes, tuple[StagSpec, HuntCertificate]] = {}
+        self._certified_at: dict[bytes, float] = {}  # a bundle root's certificate: when it was logged (monotonic)
+        self.cascades: collections.deque[CascadeTiming] = collections.deque(maxlen=64)  # the last bundles executed
         for stag_id in store.stag_ids():
             pack = self._packs[stag_id] = self._replay(stag_id)
             self._add_dependent(pack.require_spec())
@@ -291,6 +305,7 @@ class Aggregator:
         `MAX_TRIGGER_DEPTH` triggers deep (a cycle cannot be named: a stag's id is the digest of
         its spec, which names its trigger, and the trigger must exist first)."""
         spec.validate(self.context.row_width, self.committee.committee_id)
+        self._executor.check_spec(spec)
         stag_id = spec.stag_id
         refund = spec.refund
         if refund is not None:
@@ -333,12 +348,22 @@ class Aggregator:
                 f"the trigger {spec.trigger.hex()[:12]} has already hunted: nothing would arm this stag "
                 "(create it without a trigger)"
             )
-        depth, above = 1, trigger.require_spec().trigger
-        while above:
+        depth, top = 1, spec.trigger
+        while self._packs[top].require_spec().trigger:
             depth += 1
-            above = self._packs[above].require_spec().trigger
+            top = self._packs[top].require_spec().trigger
         if depth > MAX_TRIGGER_DEPTH:
             raise InvalidInput(f"the trigger chain above this stag is {depth} stags deep; at most {MAX_TRIGGER_DEPTH}")
+        tree, below = 1, [top]
+        while below:
+            children = self._dependents.get(below.pop(), [])
+            tree += len(children)
+            below.extend(children)
+        if tree + 1 > MAX_BUNDLE:
+            raise InvalidInput(
+                f"the trigger tree this stag would join already holds {tree} stags; at most {MAX_BUNDLE} (its hunts may "
+                "have to execute as one bundle)"
+            )
 
     def _add_dependent(self, spec: StagSpec) -> None:
         if spec.trigger:
@@ -745,7 +770,8 @@ class Aggregator:
             log.info("stag %s: deadline passed without a hunt; %d refund bonuses paid", stag_id.hex()[:12], len(result.outcome.refunds))
             return
         assert isinstance(result.outcome, HuntOutcome)
-        self._log_and_pay(pack, EntryKind.HUNT, HuntCertificate(result.outcome, result.signatures), number, snapshot.height)
+        certificate = HuntCertificate(result.outcome, result.signatures, result.attestations)
+        self._log_and_pay(pack, EntryKind.HUNT, certificate, number, snapshot.height)
         log.info(
             "stag %s: hunt at epoch %d, level %d, %d members",
             stag_id.hex()[:12], number, result.outcome.level, len(result.outcome.members),
@@ -774,6 +800,7 @@ class Aggregator:
                 self._note_spent(certificate)  # spent once certified, whatever the executor does next
                 if self._bundled(certificate):  # executes with its bundle (`_complete_bundle`)
                     self._unpaid[certificate.outcome.digest()] = (spec, certificate)
+                    self._certified_at[certificate.outcome.digest()] = time.monotonic()
                 else:
                     self._executor.execute(spec, certificate)
             else:
@@ -815,11 +842,13 @@ class Aggregator:
             self._executor.execute_bundle(hunts)
             for _, executed in hunts:
                 self._unpaid.pop(executed.outcome.digest(), None)
-        if len(hunts) > 1:
-            log.info(
-                "stag %s: bundle of %d hunts executed (%s)", spec.stag_id.hex()[:12], len(hunts),
-                ", ".join(f"{c.outcome.stag_id.hex()[:8]}@{c.outcome.epoch}" for _, c in hunts),
-            )
+        now = time.monotonic()
+        seconds = now - self._certified_at.pop(certificate.outcome.digest(), now)  # (0 for a root logged before a restart)
+        self.cascades.append(CascadeTiming(spec.stag_id, len(hunts), seconds))
+        log.info(
+            "stag %s: bundle of %d hunts executed %.1f s after its root's certificate (%s)", spec.stag_id.hex()[:12], len(hunts),
+            seconds, ", ".join(f"{c.outcome.stag_id.hex()[:8]}@{c.outcome.epoch}" for _, c in hunts),
+        )
 
     def _gather(self, spec: StagSpec, certificate: HuntCertificate) -> list[tuple[StagSpec, HuntCertificate]]:
         """The hunt and, depth first in creation order, every dependent's hunt that fired on it."""

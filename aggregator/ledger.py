@@ -19,11 +19,17 @@ from typing import Protocol, Sequence
 
 from stagpack.accounts import Account, Transfer
 from stagpack.envelope import IntendoEnvelope
+from stagpack.errors import InvalidInput
 from stagpack.log import HuntCertificate, SettlementCertificate
 from stagpack.stag import StagSpec
 
 
 class Executor(Protocol):
+    def check_spec(self, spec: StagSpec) -> None:
+        """Raise InvalidInput unless this executor can settle the stag's hunts (asked when the
+        stag is created: a term it cannot honour is refused then, not when a hunt fires)."""
+        ...
+
     def execute_bundle(self, hunts: Sequence[tuple[StagSpec, HuntCertificate]]) -> bool:
         """Apply a bundle of hunts in one transaction, all or nothing (DESIGN.md §10.2): in each,
         every member pays its weight to the beneficiary and the stag's fee per member to the fee
@@ -78,6 +84,20 @@ class Executor(Protocol):
         """Apply a verified owner-signed deposit or release, once per nonce; a release may not
         leave less than `held` in the account. Returns the new balance."""
         ...
+
+
+def bundle_digests(hunts: Sequence[tuple[StagSpec, HuntCertificate]]) -> list[bytes]:
+    """The outcome digests of a bundle's hunts, after checking it holds at least one, each with
+    its own stag's spec, none twice."""
+    if not hunts:
+        raise InvalidInput("an empty bundle")
+    for spec, certificate in hunts:
+        if spec.stag_id != certificate.outcome.stag_id:
+            raise InvalidInput("a hunt of the bundle comes with another stag's spec")
+    digests = [certificate.outcome.digest() for _, certificate in hunts]
+    if len(set(digests)) != len(digests):
+        raise InvalidInput("a bundle lists a hunt twice")
+    return digests
 
 
 @dataclass(frozen=True)

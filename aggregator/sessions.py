@@ -26,7 +26,10 @@ from stagpack.decrypt.computation import DecryptionObserver, Outcome, SessionCom
 from stagpack.decrypt.steps import SessionFacts, next_step
 from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput, KeyholderUnreachable, StagpackError
 from stagpack.fhe import Ciphertext, FheContext
+from stagpack.attestation import recover
 from stagpack.identity import verify_signature
+from stagpack.log import HuntOutcome
+from stagpack.stag import StagSpec
 from stagpack.committee import CommitteeInfo, KeyholderSignature
 from stagpack.pack import CiphertextSource, PackSnapshot
 from stagpack.session import (
@@ -64,6 +67,7 @@ class SessionProgress:
 class SessionResult:
     outcome: Outcome | None
     signatures: tuple[KeyholderSignature, ...]
+    attestations: tuple[KeyholderSignature, ...] = ()  # a hunt's: secp256k1 signatures of its chain facts
 
 
 class SessionRunner:
@@ -84,6 +88,7 @@ class SessionRunner:
         self.misbehaving: dict[int, str] = {}  # keyholders caught misbehaving, and how (logged)
         self.last_live: set[int] = set(self._clients)
         self.cost = SessionCost()  # what the current (or last) session has spent so far
+        self._spec: StagSpec | None = None  # the current session's stag
         self._pool = ThreadPoolExecutor(max_workers=max(len(self._clients), 1), thread_name_prefix="keyholder-call")
 
     # -- helpers ------------------------------------------------------------------------------
@@ -127,6 +132,7 @@ class SessionRunner:
         """Run (or resume) one session on `snapshot`; raise CommitteeUnavailable below quorum."""
         session = SessionRef(snapshot.spec.stag_id, kind, number, snapshot.height, snapshot.head)
         self.cost = SessionCost(sessions=1)
+        self._spec = snapshot.spec  # what a hunt's attestations are checked against (`_certify`)
         if progress is not None and progress.session != session:
             raise InvalidInput("saved progress belongs to another session")
         live = set(self._clients) - self.suspects
@@ -151,10 +157,11 @@ class SessionRunner:
             self._save(progress)
         outcome = computation.outcome(facts)
         signatures: tuple[KeyholderSignature, ...] = ()
+        attestations: tuple[KeyholderSignature, ...] = ()
         if outcome is not None:
-            signatures = self._certify(progress, outcome, live)
+            signatures, attestations = self._certify(progress, outcome, live)
         self.last_live = live
-        return SessionResult(outcome, signatures)
+        return SessionResult(outcome, signatures, attestations)
 
     def _note_noisy_contributors(self, session: SessionRef, facts: SessionFacts) -> None:
         """A contributor whose masks or pads failed the noise test crafted their noise: it is
@@ -277,10 +284,18 @@ class SessionRunner:
             self.cost += SessionCost(steps=1)
             return partials, revealed
 
-    def _certify(self, progress: SessionProgress, outcome: Outcome, live: set[int]) -> tuple[KeyholderSignature, ...]:
+    def _certify(
+        self, progress: SessionProgress, outcome: Outcome, live: set[int]
+    ) -> tuple[tuple[KeyholderSignature, ...], tuple[KeyholderSignature, ...]]:
+        """The keyholders' signatures of the outcome and, for a hunt, their attestations of its
+        chain facts (`stagpack.attestation`), each checked; raises unless t of each."""
         request = CertifyRequest(progress.session, progress.commitments, progress.reveals, progress.partials, codec.encode(outcome))
         domain = outcome_domain(outcome)
-        signatures = []
+        chain_digest = None
+        if isinstance(outcome, HuntOutcome):
+            assert self._spec is not None  # set by `run`
+            chain_digest = outcome.chain_facts(self._spec).digest(self._committee.committee_id)
+        signatures, attestations = [], []
         refusals = []
         for index, response in self._call_all(live, sorted(live), CERTIFY, request).items():
             if isinstance(response, StagpackError):
@@ -293,10 +308,19 @@ class SessionRunner:
             except StagpackError:
                 log.error("keyholder %d returned an invalid %s signature", index, domain)
                 continue
+            if chain_digest is not None:
+                try:
+                    signer = recover(chain_digest, response.attestation)
+                except StagpackError as error:
+                    signer, reason = b"", str(error)
+                if signer != self._committee.chain_addresses[index - 1]:
+                    log.error("keyholder %d returned an invalid hunt attestation%s", index, f": {reason}" if not signer else "")
+                    continue
+                attestations.append(KeyholderSignature(index, response.attestation))
             signatures.append(KeyholderSignature(index, response.signature))
         if len(signatures) < self._committee.threshold:
             raise CommitteeUnavailable(
                 f"only {len(signatures)} keyholders certified the outcome, {self._committee.threshold} are needed"
                 + (f"; refusals: {'; '.join(refusals)}" if refusals else "")
             )
-        return tuple(signatures)
+        return tuple(signatures), tuple(attestations)

@@ -368,6 +368,7 @@ def command_stag_create(options: argparse.Namespace) -> int:
     funder, refund_from = _refund_options(options, deadline_after)
     fees = _fee_options(options)
     trigger = parse_hex(options.trigger, "--trigger (a stag id)") if options.trigger else b""
+    hook = parse_hex(options.hook.removeprefix("0x"), "--hook (a contract address)", 20) if options.hook else b""
 
     client = _client(options)
     context, _ = client.encryption_context()
@@ -379,7 +380,7 @@ def command_stag_create(options: argparse.Namespace) -> int:
         committee=client.committee_id, kind=StagKind(options.kind), levels=options.levels, title=options.title,
         eligibility=eligibility, epoch_millis=epoch_millis, opens_at_millis=opens,
         deadline_millis=opens + deadline_after if deadline_after else 0, payload=payload, beneficiary=beneficiary,
-        refund=_refund_terms(options, funder, refund_from), fees=fees, trigger=trigger,
+        refund=_refund_terms(options, funder, refund_from), fees=fees, trigger=trigger, hook=hook,
     )
     spec.validate(max_levels, client.committee_id)  # the aggregator's own check, before sending
     funding = b""
@@ -392,7 +393,8 @@ def command_stag_create(options: argparse.Namespace) -> int:
         print(OPEN_STAG_WARNING, file=sys.stderr)
     Output(options.json).emit(
         {"stag_id": hexid(stag_id), "kind": spec.kind.value, "levels": spec.levels, "epoch_millis": spec.epoch_millis,
-         "deadline_millis": spec.deadline_millis, "open": not eligibility, "trigger": hexid(trigger) if trigger else None},
+         "deadline_millis": spec.deadline_millis, "open": not eligibility, "trigger": hexid(trigger) if trigger else None,
+         "hook": "0x" + hook.hex() if hook else None},
         [f"created {spec.kind.value} stag {hexid(stag_id)}",
          f"  {spec.levels} levels (full at {spec.levels - 1}), one hunt check every {spec.epoch_millis / 1000:g} s"
          + (f", closes in {deadline_after / 1000:g} s" if deadline_after else ""),
@@ -843,6 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threshold", type=int, default=3, help="t of the t-of-n committee (default %(default)s)")
     demo.add_argument("--epochs", type=int, default=4, help="epochs of arrivals before the pack is left to fire (default %(default)s)")
     demo.add_argument("--in-process", action="store_true", help="run every party in this process instead of as services")
+    demo.add_argument("--compose", action="store_true",
+                      help="only the composition scene: a migration stag and an investors' stag it triggers, settled in one "
+                           "transaction on an embedded EVM (the full demo ends with it)")
     demo.add_argument("--dir", help="keep data and logs here (default: a temporary directory)")
     demo.add_argument("--seed", type=int, default=7)
 
@@ -875,6 +880,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--trigger", metavar="STAG_ID",
                         help="compose with another stag of this committee that has not hunted yet: this stag's hunts fire "
                              "only after its first hunt, and execute in one bundle with it (at most 8 triggers deep)")
+    create.add_argument("--hook", metavar="ADDRESS",
+                        help="a contract the chain executor calls in each hunt's settlement transaction (0x + 40 hex digits; "
+                             "refused by the default SQLite ledger)")
     refund = create.add_argument_group(
         "dominant-assurance refunds (capital stags with a --deadline)",
         "A pool escrowed from the funder's account when the stag is created. If the deadline passes without a "

@@ -17,7 +17,10 @@ from stagpack.decrypt.computation import DecryptionObserver
 from stagpack.dkg import CommitteeBundle, run_ceremony
 from stagpack.edge.aggregator_store import SqliteAggregatorStore
 from stagpack.edge.keyholder_store import SqliteKeyholderStore
+from stagpack.committee import CommitteeInfo
+from stagpack.edge.chain import ChainLedger
 from stagpack.edge.ledger import SqliteLedger
+from stagpack.errors import InvalidInput
 from stagpack.fhe import FheContext, FheParameters
 from stagpack.identity import KeyholderIdentity, Sealer, SealingCost, SigningIdentity
 from stagpack.keyholder.local import LocalKeyholder
@@ -45,7 +48,7 @@ class InProcessDeployment:
     nodes: list[KeyholderNode]
     keyholders: list[LocalKeyholder]
     aggregator: Aggregator
-    ledger: SqliteLedger
+    ledger: SqliteLedger | ChainLedger  # the executor: the SQLite ledger, or the settlement contract on an embedded EVM
     bundle: CommitteeBundle
     aggregator_identity: SigningIdentity  # signs the aggregator's calls (the transcript names its key)
     coordinator: SigningIdentity  # ran the ceremony
@@ -76,6 +79,7 @@ class InProcessDeployment:
         observer: DecryptionObserver | None = None,
         fault_bound: int | None = None,
         noise_test: bool = True,
+        executor: str = "sqlite",
     ) -> InProcessDeployment:
         """A deployment in `directory`. Unlike the service (which lets an epoch pass without a
         session when nothing changed), it evaluates every epoch by default, so tests and the
@@ -85,7 +89,8 @@ class InProcessDeployment:
         dishonest keyholder running the production code path. `observer` sees every vector
         the aggregator fuses. `fault_bound` is the committee's f (default 1 where n > t);
         `noise_test=False` (with `allow_insecure`) is for benchmarks that measure what the
-        noise test stops."""
+        noise test stops. `executor` is "sqlite" (the ledger in `directory`) or "chain" (the
+        settlement contract, deployed for this committee on an EVM inside this process)."""
         directory = Path(directory)
         context = FheContext(parameters, allow_insecure=allow_insecure)
         coordinator, aggregator_identity = SigningIdentity(), SigningIdentity()
@@ -108,7 +113,12 @@ class InProcessDeployment:
             coordinator_key=coordinator.verify_key, fault_bound=fault_bound, noise_test=noise_test,
         )
         keyholders = [LocalKeyholder(node, aggregator_identity, clock) for node in nodes]
-        ledger = SqliteLedger(directory / "ledger.db")
+        if executor not in ("sqlite", "chain"):
+            raise InvalidInput(f"the executor is sqlite or chain, not {executor!r}")
+        ledger: SqliteLedger | ChainLedger = (
+            SqliteLedger(directory / "ledger.db") if executor == "sqlite"
+            else ChainLedger.embedded(CommitteeInfo.from_transcript(bundle.transcript))
+        )
 
         def new_aggregator() -> Aggregator:
             aggregator = Aggregator(

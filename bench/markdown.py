@@ -10,6 +10,7 @@ from importlib import metadata
 
 import numpy as np
 
+from stagpack.bench.composition import CascadeCost, GasCost
 from stagpack.bench.performance import ApplyCost, CeremonyCost, ClientCost, EvaluationCost, HuntCost, IngestCost, MeteredStag, StorageCost
 from stagpack.bench.minority import MinorityResults
 from stagpack.bench.policy import PolicyRow
@@ -39,6 +40,8 @@ class Measurements:
     hunts: list[HuntCost] = field(default_factory=list)
     ceremonies: list[CeremonyCost] = field(default_factory=list)
     minority: MinorityResults | None = None
+    cascades: list[CascadeCost] = field(default_factory=list)
+    gas: list[GasCost] = field(default_factory=list)
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
     warnings: dict[str, int] = field(default_factory=dict)  # stagpack log warnings by logger
     stages: list[tuple[str, float]] = field(default_factory=list)
@@ -387,6 +390,7 @@ def _performance_section(measured: Measurements) -> list[str]:
     lines += [f"Plaintext solver for comparison: {insert_rate:,.0f} inserts/s.", ""]
     lines += _storage_section(measured)
     lines += _metering_section(measured)
+    lines += _composition_section(measured)
     lines += [
         "### Epoch evaluation vs pack size",
         "",
@@ -459,6 +463,36 @@ def _metering_section(measured: Measurements) -> list[str]:
         ])
     lines += _table(["stag", "intendos", "epochs", "sessions", "steps", "keyholder calls", "partial decryptions",
                      "partial bytes", "bytes per epoch"], rows)
+    return lines
+
+
+def _composition_section(measured: Measurements) -> list[str]:
+    lines = [
+        "### Composed hunts: cascade latency and settlement gas",
+        "",
+        "Cascade: in the in-process deployment, a root stag's hunt certificate → its bundle executed by the ledger "
+        "(each dependent armed, checked at once — a hunt session that binds, since every stag holds one intendo that "
+        "fires alone — and the bundle's one transaction), for a chain of d dependents below the root and for w "
+        "dependents beside each other; next to the root's own run to its certificate in the same cascade.",
+        "",
+    ]
+    lines += _table(
+        ["shape", "hunts in the bundle", "root: run to certificate", "root certificate → bundle executed", "× root"],
+        [[c.shape, str(c.hunts), _ms(c.root_seconds * 1000), _ms(c.cascade_seconds * 1000),
+          f"{c.cascade_seconds / c.root_seconds:.2f}" if c.root_seconds else "–"] for c in measured.cascades],
+    )
+    if measured.gas:
+        base = measured.gas[0].gas
+        lines += [
+            "Gas of the settlement contract's `execute` (Vyper, py-evm embedded through web3.py), 2-of-3 attestations "
+            "checked with `ecrecover` per hunt; next to one hunt of one member in the same run.",
+            "",
+        ]
+        lines += _table(
+            ["hunts in the bundle", "members per hunt", "gas", "gas per member", "× one hunt of one member"],
+            [[str(g.hunts), str(g.members), f"{g.gas:,}", f"{g.gas / (g.hunts * g.members):,.0f}", f"{g.gas / base:.2f}"]
+             for g in measured.gas],
+        )
     return lines
 
 

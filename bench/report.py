@@ -43,6 +43,7 @@ from stagpack.bench.performance import (
 from stagpack.bench.minority import run_minority
 from stagpack.bench.policy import run_policy_checks
 from stagpack.bench.privacy import run_privacy
+from stagpack.bench.composition import measure_cascades, measure_gas
 from stagpack.bench.sizes import SIZES
 from stagpack.stag import ManualClock
 
@@ -110,6 +111,8 @@ def _measure(measured: Measurements, rng: np.random.Generator, progress: Progres
         measured.by_levels = measure_evaluation_by_levels(
             deployment.context, size.eval_levels, size.eval_levels_pack, size.eval_repeat, rng, progress
         )
+        progress.stage("composition: cascade latency by DAG shape")
+        measured.cascades = measure_cascades(deployment, clock, size.cascade_shapes, progress)
         progress.stage("storage: what the keyholders' stores hold after the run")
         measured.storage = measure_storage(deployment)
         measured.metering = measure_metering(deployment)
@@ -120,6 +123,8 @@ def _measure(measured: Measurements, rng: np.random.Generator, progress: Progres
     if size.ceremony_sizes:
         progress.stage("performance: key ceremonies")
         measured.ceremonies = measure_ceremonies(size.ceremony_sizes, progress)
+    progress.stage("composition: settlement contract gas (embedded EVM)")
+    measured.gas = measure_gas(size.gas_members, size.gas_bundles)
 
 
 def run_report(out: str | Path, size: str = "default", *, seed: int = 1, quiet: bool = False, command: str | None = None) -> ReportOutcome:

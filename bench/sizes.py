@@ -61,6 +61,10 @@ class BenchSize:
     minority_new_per_epoch: int = 3  # intendos added before each of them
     minority_forgeries: int = 1  # epochs the narrowed-family forger tries
     minority_members: int = 2  # the validation batch, the hunt and the quiet pack timed
+    # composition (bench.composition): cascades by DAG shape, gas by bundle size
+    cascade_shapes: tuple[tuple[str, int], ...] = (("depth", 1),)
+    gas_members: tuple[int, ...] = (1, 4)
+    gas_bundles: tuple[int, ...] = (2,)
 
 
 def distance_scenario(levels: int, size: int, far: int) -> Scenario:
@@ -103,6 +107,8 @@ DEFAULT = BenchSize(
     eval_sizes=(100, 1_000, 10_000), eval_levels=(16, 64, 256, 1024, 4096, 8192), eval_levels_pack=100, eval_repeat=5,
     hunt_members=(5, 20, 60), ceremony_sizes=(3, 5),
     minority_levels=60, minority_epochs=6, minority_new_per_epoch=4, minority_forgeries=2, minority_members=60,
+    cascade_shapes=(("depth", 1), ("depth", 2), ("depth", 4), ("width", 2), ("width", 4)),
+    gas_members=(1, 8, 32, 128), gas_bundles=(2, 4, 8),
 )
 
 FULL = BenchSize(
@@ -113,6 +119,8 @@ FULL = BenchSize(
     eval_sizes=(100, 300, 1_000, 3_000, 10_000), eval_levels=(16, 64, 256, 1024, 4096, 8192), eval_levels_pack=100, eval_repeat=9,
     hunt_members=(5, 20, 60, 120), ceremony_sizes=(3, 5, 7),
     minority_levels=60, minority_epochs=12, minority_new_per_epoch=4, minority_forgeries=3, minority_members=60,
+    cascade_shapes=(("depth", 1), ("depth", 2), ("depth", 4), ("depth", 8), ("width", 2), ("width", 4), ("width", 8)),
+    gas_members=(1, 8, 32, 64, 128), gas_bundles=(2, 4, 8, 16),
 )
 
 SIZES = {size.name: size for size in (SMOKE, DEFAULT, FULL)}

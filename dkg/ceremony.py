@@ -119,7 +119,7 @@ def run_ceremony(
         fault_bound=fault_bound,
         noise_test=noise_test,
         participants=tuple(
-            Participant(index, identity.name, identity.verify_key, identity.box_key)
+            Participant(index, identity.name, identity.verify_key, identity.box_key, identity.chain_address)
             for index, identity in enumerate(identities, start=1)
         ),
         coordinator_key=coordinator_key,

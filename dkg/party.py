@@ -61,6 +61,7 @@ from stagpack.dkg.messages import (
 from stagpack.committee import TranscriptBody, TranscriptSignature, check_committee_shape
 from stagpack.errors import IntegrityFailure, InvalidInput, PolicyRefusal, WrongPhase
 from stagpack.fhe import Ciphertext, FheContext, FheParameters, KeyBackupShare, KeyMaterial, PublicKey, SecretKeyShare, SlotVector
+from stagpack.attestation import check_address
 from stagpack.identity import KeyholderIdentity, check_verify_key, digest
 
 
@@ -276,8 +277,10 @@ class DkgParty:
                 raise InvalidInput("participants must be listed as keyholders 1..n in order")
             if len({participant.verify_key for participant in plan.participants}) != plan.parties:
                 raise InvalidInput("a keyholder appears twice in the plan")
+            if len({check_address(participant.chain_address, "a chain address") for participant in plan.participants}) != plan.parties:
+                raise InvalidInput("two keyholders register the same chain address in the plan")
             mine = [p for p in plan.participants if p.verify_key == self._identity.verify_key]
-            if len(mine) != 1 or mine[0].box_key != self._identity.public.box_key:
+            if len(mine) != 1 or (mine[0].box_key, mine[0].chain_address) != (self._identity.public.box_key, self._identity.public.chain_address):
                 raise InvalidInput("this keyholder is not (correctly) listed in the plan")
             if len(plan.ceremony_id) != 16:
                 raise InvalidInput("ceremony id must be 16 bytes")

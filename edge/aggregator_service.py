@@ -16,7 +16,9 @@ import grpc
 from stagpack import codec
 from stagpack.aggregator.core import Aggregator
 from stagpack.calls import ReplayGuard, read_credential
+from stagpack.committee import CommitteeInfo
 from stagpack.edge.aggregator_store import SqliteAggregatorStore
+from stagpack.edge.chain import ChainLedger
 from stagpack.edge.config import AggregatorConfig
 from stagpack.edge.ledger import SqliteLedger
 from stagpack.edge.remote import connect_committee
@@ -224,7 +226,7 @@ class AggregatorService:
         add_servicer(self.replication_server, ReplicationServicer(self), keyholder_pb2.DESCRIPTOR.services_by_name["Replication"])
         self._threads: list[threading.Thread] = []
         self._store: SqliteAggregatorStore | None = None
-        self._ledger: SqliteLedger | None = None
+        self._ledger: SqliteLedger | ChainLedger | None = None
 
     def start(self) -> None:
         self.server.start()
@@ -245,7 +247,7 @@ class AggregatorService:
         clients = connect_committee(self.config.keyholders, bundle, self.identity, self.config.keyholder_timeout_seconds)
         data = Path(self.config.data_dir)
         self._store = SqliteAggregatorStore(data / "aggregator.db")
-        self._ledger = SqliteLedger(data / "ledger.db")
+        self._ledger = open_executor(self.config, data, CommitteeInfo.from_transcript(bundle.transcript))
         self.aggregator = Aggregator(
             self.context, bundle, self._store, clients, self._ledger, recheck_unchanged=self.config.recheck_unchanged,
             after_session=release_memory,
@@ -280,3 +282,16 @@ class AggregatorService:
             self._store.close()
         if self._ledger is not None:
             self._ledger.close()
+
+
+def open_executor(config: AggregatorConfig, data: Path, committee: CommitteeInfo) -> SqliteLedger | ChainLedger:
+    """The executor the configuration names: the SQLite ledger (default) or the committee's
+    settlement contract on a node."""
+    if config.executor == "sqlite":
+        return SqliteLedger(data / "ledger.db")
+    if config.executor != "chain":
+        raise InvalidInput(f"executor must be sqlite or chain, not {config.executor!r}")
+    missing = [name for name in ("chain_rpc_url", "chain_contract", "chain_operator") if not getattr(config, name)]
+    if missing:
+        raise InvalidInput(f"the chain executor needs {', '.join(missing)}")
+    return ChainLedger.connect(ChainLedger.node(config.chain_rpc_url), config.chain_contract, config.chain_operator, committee)

@@ -73,6 +73,13 @@ class AggregatorConfig:
     tick_millis: int = 500  # how often the epoch scheduler looks for due work
     recheck_unchanged: bool = False  # evaluate every epoch even when the log did not change
     keyholder_timeout_seconds: float = 300.0
+    # the executor: "sqlite" (the ledger in data_dir) or "chain" (the committee's settlement
+    # contract at chain_contract on the node at chain_rpc_url, sent from chain_operator, an
+    # account the node unlocks; docs/protocol.md §6d)
+    executor: str = "sqlite"
+    chain_rpc_url: str = ""
+    chain_contract: str = ""
+    chain_operator: str = ""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def committee_path(self) -> Path:

@@ -75,7 +75,7 @@ class KeyholderServicer(keyholder_pb2_grpc.KeyholderServicer):
         committee_id = node.committee.committee_id if node.committee is not None else b""
         return keyholder_pb2.KeyholderInfo(
             name=public.name, verify_key=public.verify_key, box_key=public.box_key, ready=node.ready,
-            committee_id=committee_id, index=node.index,
+            committee_id=committee_id, index=node.index, chain_address=public.chain_address,
         )
 
 

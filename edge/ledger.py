@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from stagpack.accounts import MAX_AMOUNT, Account, Transfer, TransferKind
-from stagpack.aggregator.ledger import Execution, Pool
+from stagpack.aggregator.ledger import Execution, Pool, bundle_digests
 from stagpack.envelope import IntendoEnvelope
 from stagpack.edge.sqlite import Database, blob, integer, text
 from stagpack.encoding import StagKind
@@ -118,11 +118,15 @@ class SqliteLedger:
     def __init__(self, path: str | Path) -> None:
         self._database = Database(path, SCHEMA)
 
+    def check_spec(self, spec: StagSpec) -> None:
+        if spec.hook:
+            raise InvalidInput("a hook is a contract the chain executor calls: this deployment settles in its SQLite ledger")
+
     def execute(self, spec: StagSpec, certificate: HuntCertificate) -> bool:
         return self.execute_bundle([(spec, certificate)])
 
     def execute_bundle(self, hunts: Sequence[tuple[StagSpec, HuntCertificate]]) -> bool:
-        digests = _check_bundle_shape(hunts)
+        digests = bundle_digests(hunts)
         at = now_millis()
         with self._database.transaction() as connection:
             marks = "?, " * (len(digests) - 1) + "?"
@@ -367,18 +371,6 @@ class SqliteLedger:
 _BALANCE = "SELECT balance FROM accounts WHERE owner = ? AND tag = ?"
 
 
-def _check_bundle_shape(hunts: Sequence[tuple[StagSpec, HuntCertificate]]) -> list[bytes]:
-    """The digests of a bundle's hunts, after checking it holds at least one, each with its own
-    stag's spec, none twice."""
-    if not hunts:
-        raise InvalidInput("an empty bundle")
-    for spec, certificate in hunts:
-        if spec.stag_id != certificate.outcome.stag_id:
-            raise InvalidInput("a hunt of the bundle comes with another stag's spec")
-    digests = [certificate.outcome.digest() for _, certificate in hunts]
-    if len(set(digests)) != len(digests):
-        raise InvalidInput("a bundle lists a hunt twice")
-    return digests
 _POOL = "SELECT funded, remaining, state FROM pools WHERE stag_id = ?"
 
 

@@ -74,7 +74,7 @@ class RemoteKeyholder:
 
     def identity(self) -> PublicIdentity:
         info = self.info()
-        return PublicIdentity(info.name, bytes(info.verify_key), bytes(info.box_key))
+        return PublicIdentity(info.name, bytes(info.verify_key), bytes(info.box_key), bytes(info.chain_address))
 
 
 def connect_committee(

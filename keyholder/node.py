@@ -479,13 +479,17 @@ class KeyholderNode:
             assert outcome is not None
             digest = outcome.digest()
             domain = outcome_domain(outcome)
+            attestation = b""
             with self._escrow_lock:  # sign a hunt only if no account it may spend was spent meanwhile
                 if isinstance(outcome, HuntOutcome) and record.fired_level:
                     self._check_escrow(session, replicas.state(session.stag_id), bound=True)
                 self._store.save_session(replace(record, certified=digest))
                 if isinstance(outcome, HuntOutcome):
                     self._note_hunt(HuntCertificate(outcome, ()))
-            return CertifyResponse(self.index, self.identity.sign(domain, digest))
+                    # the same hunt for a settlement contract (stagpack.attestation)
+                    spec = replicas.state(session.stag_id).require_spec()
+                    attestation = self.identity.chain_key.sign(outcome.chain_facts(spec).digest(committee.committee_id))
+            return CertifyResponse(self.index, self.identity.sign(domain, digest), attestation)
 
 
 @dataclass(frozen=True)

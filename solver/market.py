@@ -27,7 +27,7 @@ with it exactly. It is written apart from the code it checks (`stagpack.terms`, 
   evaluated until the trigger's first hunt arms it; that hunt then checks each stag it armed at
   once (in creation order, depth first), and the hunt and every armed stag's hunt that fired on
   it — transitively — form one bundle. An armed stag checked that way is not evaluated again in
-  the same epoch.
+  the same epoch; when its turn comes, it only voids the intendos whose account was spent since.
 
 Time is counted in epochs: `epoch(n)` runs at the moment epoch n is due, and what is submitted
 after it happens before epoch n + 1. A stag's `last_epoch` is the last one due at or before its
@@ -70,9 +70,10 @@ class Fees:
 @dataclass
 class _Intendo:
     stag: Hashable
-    account: Account
+    account: Account | None  # None: a count stag's intendo, which no account backs
     weight: int
     status: str = "live"  # live, withdrawn, voided, executed, refunded
+    owner: bytes = b""  # the signer
 
 
 @dataclass
@@ -83,6 +84,7 @@ class _Stag:
     refunds: Refunds | None
     fees: Fees | None
     trigger: Hashable | None = None
+    capital: bool = True  # False: a count stag (no accounts, no money)
     armed: bool = False
     dependents: list[Hashable] = field(default_factory=list)  # stags naming this one as trigger, in creation order
     intendos: list[Hashable] = field(default_factory=list)
@@ -117,8 +119,10 @@ class MarketReference:
 
     def create_stag(
         self, stag: Hashable, levels: int, beneficiary: Account, *, last_epoch: int = 0,
-        refunds: Refunds | None = None, fees: Fees | None = None, trigger: Hashable | None = None,
+        refunds: Refunds | None = None, fees: Fees | None = None, trigger: Hashable | None = None, capital: bool = True,
     ) -> None:
+        """A stag; `beneficiary` is ignored for a count stag (capital False), whose intendos
+        move no money."""
         if stag in self._stags:
             raise AlreadyExists(f"stag {stag!r} exists")
         if trigger is not None:
@@ -134,7 +138,7 @@ class MarketReference:
             if self.balance(refunds.funder) - refunds.pool < self.held(refunds.funder):
                 raise InsufficientFunds(f"{refunds.funder.describe()} cannot fund a pool of {refunds.pool}")
             self.balances[refunds.funder] -= refunds.pool
-        self._stags[stag] = _Stag(PackSolver(levels), beneficiary, last_epoch, refunds, fees, trigger)
+        self._stags[stag] = _Stag(PackSolver(levels), beneficiary, last_epoch, refunds, fees, trigger, capital)
         if trigger is not None:
             self._stags[trigger].dependents.append(stag)
         if refunds is not None:
@@ -199,13 +203,20 @@ class MarketReference:
         return not last or self.now <= last
 
     def submit(self, stag: Hashable, intendo: Hashable, account: Account, threshold: int, weight: int) -> None:
+        """A capital intendo backed by `account`; in a count stag, `account` only names the
+        signer (its owner)."""
         record = self._stags[stag]
         if not self.accepting(stag):
             raise WrongPhase("the stag's deadline has passed")
         for other in record.intendos:  # one live (or executed) intendo per signer and stag
             earlier = self._intendos[other]
-            if earlier.account.owner == account.owner and earlier.status in ("live", "executed"):
+            if earlier.owner == account.owner and earlier.status in ("live", "executed"):
                 raise AlreadyExists("this identity already has a live intendo in the stag")
+        if not record.capital:
+            record.solver.insert(intendo, threshold, weight)
+            record.intendos.append(intendo)
+            self._intendos[intendo] = _Intendo(stag, None, weight, owner=account.owner)
+            return
         if account in self.spent:
             raise WrongPhase(f"{account.describe()} was spent by a hunt")
         fee = record.fees.submission if record.fees else 0
@@ -215,7 +226,7 @@ class MarketReference:
             self._charge(record.fees, [account], fee)
         record.solver.insert(intendo, threshold, weight)
         record.intendos.append(intendo)
-        self._intendos[intendo] = _Intendo(stag, account, weight)
+        self._intendos[intendo] = _Intendo(stag, account, weight, owner=account.owner)
 
     def withdraw(self, intendo: Hashable) -> None:
         record = self._intendos.get(intendo)
@@ -241,8 +252,10 @@ class MarketReference:
         once instead); return each stag's hunt (or None)."""
         self.now = number
         hunts: dict[Hashable, Hunt | None] = {}
-        for stag_id in self._stags:
-            if stag_id not in hunts:
+        for stag_id, stag in self._stags.items():
+            if stag_id in hunts:  # checked at once when a hunt armed it; its turn still voids what was spent since
+                self._void_spent(stag_id, stag)
+            else:
                 self._check(stag_id, number, hunts, None)
         return hunts
 
@@ -280,6 +293,8 @@ class MarketReference:
         for member, weight in zip(hunt.members, hunt.weights):
             record = self._intendos[member]
             record.status = "executed"
+            if record.account is None:
+                continue  # a count stag moves no money
             self._pay(record.account, weight)
             self._credit(stag.beneficiary, weight)
             self.spent.setdefault(record.account, (stag_id, number))
@@ -296,6 +311,7 @@ class MarketReference:
         total = sum(record.weight for record in live)
         for record in live:
             bonus = stag.refunds.bonus if stag.refunds.bonus else stag.refunds.pool * record.weight // total
+            assert record.account is not None  # refund stags are capital stags
             self._credit(record.account, bonus)
             stag.pool -= bonus
             record.status = "refunded"
@@ -307,6 +323,8 @@ class MarketReference:
     def _void_spent(self, stag_id: Hashable, stag: _Stag) -> None:
         for intendo in stag.intendos:
             record = self._intendos[intendo]
+            if record.account is None:
+                continue
             spent = self.spent.get(record.account)
             if record.status == "live" and spent is not None and spent[0] != stag_id and not stag.settled:
                 stag.solver.withdraw(intendo)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from stagpack import codec
+from stagpack.attestation import check_address, check_attestations
 from stagpack.errors import InvalidInput, InvalidSignature
 from stagpack.identity import digest, verify_signature
 
@@ -24,6 +25,7 @@ class Participant:
     name: str
     verify_key: bytes  # Ed25519
     box_key: bytes  # X25519
+    chain_address: bytes  # secp256k1: the EVM address its hunt attestations recover to (stagpack.attestation)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class Transcript:
         body = self.body
         if sorted(participant.index for participant in body.participants) != list(range(1, body.parties + 1)):
             raise InvalidInput("transcript participants are not exactly keyholders 1..n")
+        addresses = [check_address(participant.chain_address, "a keyholder's chain address") for participant in body.participants]
+        if len(set(addresses)) != len(addresses):
+            raise InvalidInput("two keyholders register the same chain address")
         signed = {}
         for signature in self.signatures:
             if signature.index in signed:
@@ -121,14 +126,16 @@ class CommitteeInfo:
     verify_keys: tuple[bytes, ...]  # index i+1 -> verify_keys[i]
     aggregator_key: bytes
     coordinator_key: bytes
+    chain_addresses: tuple[bytes, ...]  # index i+1 -> its attestation key's EVM address
 
     @classmethod
     def from_transcript(cls, transcript: Transcript) -> CommitteeInfo:
         body = transcript.body
-        keys = tuple(participant.verify_key for participant in sorted(body.participants, key=lambda p: p.index))
+        participants = sorted(body.participants, key=lambda p: p.index)
         return cls(
-            transcript.committee_id, body.parties, body.threshold, body.fault_bound, body.noise_test, keys,
-            body.aggregator_key, body.coordinator_key,
+            transcript.committee_id, body.parties, body.threshold, body.fault_bound, body.noise_test,
+            tuple(participant.verify_key for participant in participants), body.aggregator_key, body.coordinator_key,
+            tuple(participant.chain_address for participant in participants),
         )
 
     @property
@@ -152,6 +159,11 @@ class CommitteeInfo:
             seen.add(signature.index)
         if len(seen) < self.threshold:
             raise InvalidSignature(f"{domain}: {len(seen)} keyholder signatures, {self.threshold} needed")
+
+    def check_attestations(self, digest: bytes, attestations: Sequence[KeyholderSignature]) -> None:
+        """At least t distinct keyholders attested `digest` with their registered secp256k1
+        keys (`stagpack.attestation`); every listed attestation recovers to its keyholder."""
+        check_attestations(self.chain_addresses, self.threshold, digest, [(a.index, a.signature) for a in attestations])
 
 
 def default_fault_bound(parties: int, threshold: int) -> int:

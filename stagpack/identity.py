@@ -25,6 +25,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
+from stagpack.attestation import ChainKey
 from stagpack.errors import InvalidInput, InvalidSignature
 
 VERIFY_KEY_SIZE = 32
@@ -98,6 +99,7 @@ class PublicIdentity:
     name: str
     verify_key: bytes
     box_key: bytes
+    chain_address: bytes  # secp256k1: the EVM address of its hunt attestation key (stagpack.attestation)
 
 
 class KeyholderIdentity(SigningIdentity):
@@ -106,13 +108,21 @@ class KeyholderIdentity(SigningIdentity):
     def __init__(self, name: str, seed: bytes | None = None, box_seed: bytes | None = None) -> None:
         super().__init__(seed)
         self.name = name
+        self._chain_key: ChainKey | None = None
         self._box_key = (
             nacl.public.PrivateKey(box_seed) if box_seed is not None else nacl.public.PrivateKey.generate()
         )
 
     @property
     def public(self) -> PublicIdentity:
-        return PublicIdentity(self.name, self.verify_key, bytes(self._box_key.public_key))
+        return PublicIdentity(self.name, self.verify_key, bytes(self._box_key.public_key), self.chain_key.address)
+
+    @property
+    def chain_key(self) -> ChainKey:
+        """The secp256k1 key it attests hunts with, derived from its signing seed."""
+        if self._chain_key is None:
+            self._chain_key = ChainKey.derive(self.seed)
+        return self._chain_key
 
     def box_to(self, recipient_box_key: bytes, plaintext: bytes) -> bytes:
         """Encrypt to another keyholder (authenticated: the recipient knows it came from us)."""

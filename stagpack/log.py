@@ -13,6 +13,8 @@ from typing import Sequence, TypeVar
 
 from stagpack import codec
 from stagpack.accounts import Account
+from stagpack.attestation import ZERO32, HuntFacts, account_key
+from stagpack.encoding import StagKind
 from stagpack.committee import CommitteeInfo, KeyholderSignature, Transcript
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import InvalidInput, InvalidSignature
@@ -120,6 +122,22 @@ class HuntOutcome:
     def member_ids(self) -> tuple[bytes, ...]:
         return tuple(member.intendo_id for member in self.members)
 
+    def chain_facts(self, spec: StagSpec) -> HuntFacts:
+        """What a settlement contract acts on for this hunt (`stagpack.attestation`)."""
+        capital = spec.kind is StagKind.CAPITAL and spec.beneficiary is not None
+        return HuntFacts(
+            outcome=self.digest(),
+            stag=self.stag_id,
+            epoch=self.epoch,
+            cause=self.cause or ZERO32,
+            trigger=spec.trigger or ZERO32,
+            beneficiary=account_key(spec.beneficiary.owner, spec.beneficiary.tag) if capital and spec.beneficiary is not None else ZERO32,
+            members=tuple(
+                (account_key(m.statement.participant, m.statement.capital_tag), m.statement.weight) for m in self.members
+            ) if capital else (),
+            hook=spec.hook or bytes(20),
+        )
+
     def spent_accounts(self) -> tuple[Account, ...]:
         """The escrow accounts of the capital members: executing them spends those accounts."""
         return tuple(
@@ -149,10 +167,15 @@ class HuntOutcome:
 
 @dataclass(frozen=True)
 class HuntCertificate:
-    WIRE_NAME = "stagpack.HuntCertificate.v1"
+    """A hunt with the Ed25519 signatures of t keyholders that certified it, and their secp256k1
+    attestations of its chain facts (`stagpack.attestation`): executable by the SQLite ledger
+    and by a settlement contract alike."""
+
+    WIRE_NAME = "stagpack.HuntCertificate.v2"
 
     outcome: HuntOutcome
     signatures: tuple[KeyholderSignature, ...]
+    attestations: tuple[KeyholderSignature, ...] = ()
 
     def verify(self, committee: CommitteeInfo, spec: StagSpec) -> None:
         if spec.stag_id != self.outcome.stag_id:
@@ -161,6 +184,7 @@ class HuntCertificate:
             raise InvalidInput("the stag was created for another committee")
         self.outcome.check_consistency(spec)
         committee.check_quorum_signatures("hunt", self.outcome.digest(), self.signatures)
+        committee.check_attestations(self.outcome.chain_facts(spec).digest(committee.committee_id), self.attestations)
 
     def to_bytes(self) -> bytes:
         return codec.encode(self)

@@ -175,6 +175,7 @@ class CertifyResponse:
 
     keyholder: int
     signature: bytes
+    attestation: bytes = b""  # a hunt's: the keyholder's secp256k1 signature of its chain facts
 
 
 OPEN_SESSION = Call("open_session", "OpenSession", SessionRef, SignedCommitment)

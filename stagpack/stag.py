@@ -23,6 +23,7 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_ELIGIBLE = 100_000
 MAX_TITLE = 200
 MAX_TRIGGER_DEPTH = 8  # the longest chain of triggers above a stag (DESIGN.md §10.2: a DAG of bounded depth)
+MAX_BUNDLE = 16  # the most stags one trigger tree may hold: its largest bundle (the settlement contract's bound)
 
 
 def now_millis() -> int:
@@ -65,6 +66,7 @@ class StagSpec:
     refund: RefundTerms | None  # capital stags with a deadline: a dominant-assurance refund pool
     fees: FeeTerms | None  # capital stags: fees per submission and per executed member
     trigger: bytes  # b"" or the id of a stag of the same committee whose first hunt arms this one
+    hook: bytes  # b"" or the 20-byte address of a contract the chain executor calls with each hunt
     nonce: bytes
 
     @classmethod
@@ -84,6 +86,7 @@ class StagSpec:
         refund: RefundTerms | None = None,
         fees: FeeTerms | None = None,
         trigger: bytes = b"",
+        hook: bytes = b"",
     ) -> StagSpec:
         return cls(
             committee=committee,
@@ -99,6 +102,7 @@ class StagSpec:
             refund=refund,
             fees=fees,
             trigger=trigger,
+            hook=hook,
             nonce=os.urandom(16),
         )
 
@@ -151,6 +155,8 @@ class StagSpec:
                 "a stag with a trigger cannot carry a refund pool: its deadline may pass before the trigger hunts, "
                 "and refunds for a hunt that could not fire are not supported"
             )
+        if self.hook and len(self.hook) != 20:
+            raise InvalidInput("the hook is a contract's 20-byte EVM address")
         if len(self.nonce) != 16:
             raise InvalidInput("the stag nonce must be 16 bytes")
 

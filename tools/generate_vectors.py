@@ -63,7 +63,9 @@ def records() -> list[object]:
     keyholders = [KeyholderIdentity(f"keyholder-{i}", seeded(f"sign-{i}"), seeded(f"box-{i}")) for i in (1, 2, 3)]
     alice, bob = SigningIdentity(seeded("alice")), SigningIdentity(seeded("bob"))
     aggregator, coordinator = SigningIdentity(seeded("aggregator")), SigningIdentity(seeded("coordinator"))
-    participants = tuple(Participant(i, k.name, k.verify_key, k.public.box_key) for i, k in enumerate(keyholders, start=1))
+    participants = tuple(
+        Participant(i, k.name, k.verify_key, k.public.box_key, k.public.chain_address) for i, k in enumerate(keyholders, start=1)
+    )
     ceremony_id = seeded("ceremony")[:16]
     plan = CeremonyPlan(
         ceremony_id=ceremony_id, parameters=b'{"max_fused_partials":32}', parties=3, threshold=2, fault_bound=1, noise_test=True,
@@ -95,7 +97,7 @@ def records() -> list[object]:
         committee=committee.committee_id, kind=StagKind.COUNT, levels=16, title="Strike if 9 of us do",
         eligibility=tuple(sorted((alice.verify_key, bob.verify_key))), epoch_millis=10_000,
         opens_at_millis=1_790_000_000_000, deadline_millis=1_790_086_400_000, payload=b"execute: strike", beneficiary=None,
-        refund=None, fees=None, trigger=b"", nonce=seeded("nonce")[:16],
+        refund=None, fees=None, trigger=b"", hook=b"", nonce=seeded("nonce")[:16],
     )
     statement = IntendoStatement(spec.stag_id, alice.verify_key, seeded("ciphertext"), 1, "", seeded("alice-nonce")[:16], 1_790_000_600_000)
     # A capital stag paying its hunts to a cooperative's account, an intendo backed by Bob's
@@ -103,7 +105,7 @@ def records() -> list[object]:
     capital_spec = StagSpec(
         committee=committee.committee_id, kind=StagKind.CAPITAL, levels=2048, title="Fund the solar roof (units of $100)",
         eligibility=(), epoch_millis=60_000, opens_at_millis=1_790_000_000_000, deadline_millis=0, payload=b"",
-        beneficiary=Account(alice.verify_key, "roof-fund"), refund=None, fees=None, trigger=b"",
+        beneficiary=Account(alice.verify_key, "roof-fund"), refund=None, fees=None, trigger=b"", hook=b"",
         nonce=seeded("capital-nonce")[:16],
     )
     # A dominant-assurance stag: Alice escrows a pool of 40 that pays 2 to each intendo counted at
@@ -114,7 +116,7 @@ def records() -> list[object]:
         payload=b"", beneficiary=Account(alice.verify_key, "pool"),
         refund=RefundTerms(Account(alice.verify_key, "bonus-fund"), 40, RefundMode.FIXED, 2, Account(alice.verify_key, "bonus-fund")),
         fees=FeeTerms(1, 2, Account(keyholders[0].verify_key, "fees"), Account(aggregator.verify_key, "fees"), 60),
-        trigger=b"", nonce=seeded("refund-nonce")[:16],
+        trigger=b"", hook=b"", nonce=seeded("refund-nonce")[:16],
     )
     refund_statement = IntendoStatement(
         refund_spec.stag_id, bob.verify_key, seeded("refund-ciphertext"), 3, "savings", seeded("bob-refund-nonce")[:16], 1_790_000_600_000
@@ -151,14 +153,18 @@ def records() -> list[object]:
         validation, tuple(KeyholderSignature(i, keyholders[i - 1].sign("validation", validation.digest())) for i in (1, 3))
     )
     hunt = HuntOutcome(spec.stag_id, 7, 5, seeded("head"), 1, 0, (envelope,))
-    hunt_certificate = HuntCertificate(hunt, tuple(KeyholderSignature(i, keyholders[i - 1].sign("hunt", hunt.digest())) for i in (1, 2)))
+    hunt_facts = hunt.chain_facts(spec).digest(committee.committee_id)
+    hunt_certificate = HuntCertificate(
+        hunt, tuple(KeyholderSignature(i, keyholders[i - 1].sign("hunt", hunt.digest())) for i in (1, 2)),
+        tuple(KeyholderSignature(i, keyholders[i - 1].chain_key.sign(hunt_facts)) for i in (1, 2)),
+    )
     # A stag triggered by the strike stag ("we fund the strike if it happens"): armed by the
     # strike's first hunt (a trigger entry), its first hunt names that hunt as its cause.
     dependent_spec = StagSpec(
         committee=committee.committee_id, kind=StagKind.CAPITAL, levels=64, title="Fund the strike if it happens",
         eligibility=(), epoch_millis=10_000, opens_at_millis=1_790_000_000_000, deadline_millis=0, payload=b"",
         beneficiary=Account(alice.verify_key, "strike-fund"), refund=None, fees=None, trigger=spec.stag_id,
-        nonce=seeded("dependent-nonce")[:16],
+        hook=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"), nonce=seeded("dependent-nonce")[:16],
     )
     dependent_statement = IntendoStatement(
         dependent_spec.stag_id, bob.verify_key, seeded("dependent-ciphertext"), 5, "savings", seeded("bob-dependent-nonce")[:16],

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstagpack/v1/keyholder.proto\x12\x0bstagpack.v1\"\x14\n\x12GetIdentityRequest\"v\n\rKeyholderInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nverify_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x62ox_key\x18\x03 \x01(\x0c\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x14\n\x0c\x63ommittee_id\x18\x05 \x01(\x0c\x12\r\n\x05index\x18\x06 \x01(\r\"*\n\x06Record\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x12\n\ncredential\x18\x02 \x01(\x0c\"a\n\x0eReadLogRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x14\n\x0c\x61\x66ter_height\x18\x02 \x01(\x04\x12\x14\n\x0cup_to_height\x18\x03 \x01(\x04\x12\x12\n\ncredential\x18\x04 \x01(\x0c\".\n\tLogRecord\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x32\xa0\x08\n\tKeyholder\x12J\n\x0bGetIdentity\x12\x1f.stagpack.v1.GetIdentityRequest\x1a\x1a.stagpack.v1.KeyholderInfo\x12\x38\n\x0c\x43\x65remonyPlan\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x39\n\rCeremonyChain\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonyRoundOne\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonyRoundTwo\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonyFinalize\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12:\n\x0e\x43\x65remonyBackup\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x42\n\x16\x43\x65remonyDeliverBackups\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonySelfTest\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x42\n\x16\x43\x65remonySelfTestCommit\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x42\n\x16\x43\x65remonySelfTestReveal\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x38\n\x0c\x43\x65remonySign\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonyComplete\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x37\n\x0bOpenSession\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x37\n\x0bRevealMasks\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x33\n\x07\x44\x65\x63rypt\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x33\n\x07\x43\x65rtify\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record2O\n\x0bReplication\x12@\n\x07ReadLog\x12\x1b.stagpack.v1.ReadLogRequest\x1a\x16.stagpack.v1.LogRecord0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstagpack/v1/keyholder.proto\x12\x0bstagpack.v1\"\x14\n\x12GetIdentityRequest\"\x8d\x01\n\rKeyholderInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nverify_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x62ox_key\x18\x03 \x01(\x0c\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x14\n\x0c\x63ommittee_id\x18\x05 \x01(\x0c\x12\r\n\x05index\x18\x06 \x01(\r\x12\x15\n\rchain_address\x18\x07 \x01(\x0c\"*\n\x06Record\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x12\n\ncredential\x18\x02 \x01(\x0c\"a\n\x0eReadLogRequest\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x14\n\x0c\x61\x66ter_height\x18\x02 \x01(\x04\x12\x14\n\x0cup_to_height\x18\x03 \x01(\x04\x12\x12\n\ncredential\x18\x04 \x01(\x0c\".\n\tLogRecord\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x32\xa0\x08\n\tKeyholder\x12J\n\x0bGetIdentity\x12\x1f.stagpack.v1.GetIdentityRequest\x1a\x1a.stagpack.v1.KeyholderInfo\x12\x38\n\x0c\x43\x65remonyPlan\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x39\n\rCeremonyChain\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonyRoundOne\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonyRoundTwo\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonyFinalize\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12:\n\x0e\x43\x65remonyBackup\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x42\n\x16\x43\x65remonyDeliverBackups\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonySelfTest\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x42\n\x16\x43\x65remonySelfTestCommit\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x42\n\x16\x43\x65remonySelfTestReveal\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x38\n\x0c\x43\x65remonySign\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12<\n\x10\x43\x65remonyComplete\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x37\n\x0bOpenSession\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x37\n\x0bRevealMasks\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x33\n\x07\x44\x65\x63rypt\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record\x12\x33\n\x07\x43\x65rtify\x12\x13.stagpack.v1.Record\x1a\x13.stagpack.v1.Record2O\n\x0bReplication\x12@\n\x07ReadLog\x12\x1b.stagpack.v1.ReadLogRequest\x1a\x16.stagpack.v1.LogRecord0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETIDENTITYREQUEST']._serialized_start=44
   _globals['_GETIDENTITYREQUEST']._serialized_end=64
-  _globals['_KEYHOLDERINFO']._serialized_start=66
-  _globals['_KEYHOLDERINFO']._serialized_end=184
-  _globals['_RECORD']._serialized_start=186
-  _globals['_RECORD']._serialized_end=228
-  _globals['_READLOGREQUEST']._serialized_start=230
-  _globals['_READLOGREQUEST']._serialized_end=327
-  _globals['_LOGRECORD']._serialized_start=329
-  _globals['_LOGRECORD']._serialized_end=375
-  _globals['_KEYHOLDER']._serialized_start=378
-  _globals['_KEYHOLDER']._serialized_end=1434
-  _globals['_REPLICATION']._serialized_start=1436
-  _globals['_REPLICATION']._serialized_end=1515
+  _globals['_KEYHOLDERINFO']._serialized_start=67
+  _globals['_KEYHOLDERINFO']._serialized_end=208
+  _globals['_RECORD']._serialized_start=210
+  _globals['_RECORD']._serialized_end=252
+  _globals['_READLOGREQUEST']._serialized_start=254
+  _globals['_READLOGREQUEST']._serialized_end=351
+  _globals['_LOGRECORD']._serialized_start=353
+  _globals['_LOGRECORD']._serialized_end=399
+  _globals['_KEYHOLDER']._serialized_start=402
+  _globals['_KEYHOLDER']._serialized_end=1458
+  _globals['_REPLICATION']._serialized_start=1460
+  _globals['_REPLICATION']._serialized_end=1539
 # @@protoc_insertion_point(module_scope)

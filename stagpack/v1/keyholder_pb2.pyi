@@ -10,20 +10,22 @@ class GetIdentityRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class KeyholderInfo(_message.Message):
-    __slots__ = ("name", "verify_key", "box_key", "ready", "committee_id", "index")
+    __slots__ = ("name", "verify_key", "box_key", "ready", "committee_id", "index", "chain_address")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERIFY_KEY_FIELD_NUMBER: _ClassVar[int]
     BOX_KEY_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     COMMITTEE_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     verify_key: bytes
     box_key: bytes
     ready: bool
     committee_id: bytes
     index: int
-    def __init__(self, name: _Optional[str] = ..., verify_key: _Optional[bytes] = ..., box_key: _Optional[bytes] = ..., ready: _Optional[bool] = ..., committee_id: _Optional[bytes] = ..., index: _Optional[int] = ...) -> None: ...
+    chain_address: bytes
+    def __init__(self, name: _Optional[str] = ..., verify_key: _Optional[bytes] = ..., box_key: _Optional[bytes] = ..., ready: _Optional[bool] = ..., committee_id: _Optional[bytes] = ..., index: _Optional[int] = ..., chain_address: _Optional[bytes] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("body", "credential")

@@ -21,7 +21,7 @@ def test_smoke_report_is_written_with_perfect_baselines_and_every_forbidden_requ
     text = outcome.report.read_text()
     assert text.startswith("# stagpack benchmark report")
     for section in ("## 1. Privacy", "### Decryption policy", "## 2. Performance", "### Keyholder storage",
-                    "### Metered committee work per stag"):
+                    "### Metered committee work per stag", "### Composed hunts: cascade latency and settlement gas"):
         assert section in text
     # every stag's metered work: the privacy packs ran sessions, and their partial decryptions were counted
     metering = outcome.measurements.metering

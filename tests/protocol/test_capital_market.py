@@ -18,7 +18,6 @@ with it on, where the second hunt waits and nothing is spent twice.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from typing import Callable, Iterator
 
 import pytest
@@ -32,10 +31,10 @@ from stagpack.identity import SigningIdentity
 from stagpack.keyholder import policy
 from stagpack.log import EntryKind, HuntOutcome, SettlementCertificate, Void, decode_body
 from stagpack.participant.sdk import prepare_withdrawal
-from stagpack.session import SessionKind, SessionRef
+from stagpack.session import SessionKind
 from stagpack.stag import ManualClock, StagSpec
 
-from support.market import EPOCH_MILLIS, Market
+from support.market import EPOCH_MILLIS, Market, RandomRun, withhold_certification
 from support.protocol import start_deployment
 
 
@@ -64,41 +63,15 @@ def test_one_account_backing_several_stags_matches_the_reference(market: tuple[I
         world.create(opens=opens, last_epoch=2, pool=46, bonus=2),
         world.create(opens=opens, last_epoch=3, pool=10),
     ]
-    people = [SigningIdentity(rng.randbytes(32)) for _ in range(8)]  # seeded: the run is the same every time
-    tags = {person.verify_key: ["main"] + (["side"] if rng.random() < 0.5 else []) for person in people}
-    for person in people:
-        for tag in tags[person.verify_key]:
-            world.deposit(person, tag, rng.randint(2, 6))
-    live: dict[tuple[bytes, bytes], bytes] = {}  # (person, stag) -> live intendo
-    actions: dict[tuple[bytes, bytes], int] = defaultdict(int)
-    voided = executed = 0
+    run = RandomRun.start(world, rng, deposit=(2, 6))
+    closed: list[str] = []
     for _ in range(4):  # epochs 1-4: the refund stags close at 3 and 4
-        for _ in range(rng.randint(4, 7)):
-            person, spec = rng.choice(people), rng.choice(stags)
-            key = (person.verify_key, spec.stag_id)
-            if key in live or actions[key] >= 3:
-                continue
-            tag = rng.choice(tags[person.verify_key])
-            refunding = spec.refund is not None  # aims higher: some of these stags never fire and settle
-            intendo = world.submit(spec, person, tag, rng.randint(1, 4), rng.randint(8, 20) if refunding else rng.randint(3, 12))
-            actions[key] += 1
-            if intendo is not None:
-                live[key] = intendo
-        if live and rng.random() < 0.5:
-            key = rng.choice(list(live))  # insertion order: stag ids are random, the run must not depend on them
-            if world.reference.status(live[key]) == "live" and world.withdraw(live[key]):
-                del live[key]
-                actions[key] += 1
-        person = rng.choice(people)
-        world.release(person, rng.choice(tags[person.verify_key]), rng.randint(1, 3))
-        world.deposit(rng.choice(people), "main", rng.randint(1, 3))
+        # a refund stag's intendos aim higher: some of these stags never fire and settle
+        run.submissions(stags, (4, 7), lambda spec: (rng.randint(1, 4), rng.randint(8, 20) if spec.refund else rng.randint(3, 12)))
+        run.churn(withdraw_chance=0.5, release_max=3)
         world.run_epoch()
-        for key, intendo in list(live.items()):
-            if world.reference.status(intendo) != "live":
-                voided += world.reference.status(intendo) == "voided"
-                executed += world.reference.status(intendo) == "executed"
-                del live[key]
-    assert executed and voided, "the run exercised hunts and voids"
+        closed += run.closed()
+    assert "executed" in closed and "voided" in closed, "the run exercised hunts and voids"
     refunded = [i for i in world.intendos if world.reference.status(i) == "refunded"]
     statuses = [deployment.aggregator.status(spec.stag_id) for spec in stags]
     assert refunded and statuses[3].settlement is not None, "the pro-rata stag reached its deadline without a hunt and paid bonuses"
@@ -115,22 +88,6 @@ def test_one_account_backing_several_stags_matches_the_reference(market: tuple[I
 
 
 # --- the operator's attacks ------------------------------------------------------------------
-
-
-def withhold_certification(monkeypatch: pytest.MonkeyPatch, reason: str, withheld: Callable[[SessionRef], bool]) -> Callable[..., object]:
-    """Make the aggregator's certification of the sessions `withheld` selects fail with
-    CommitteeUnavailable(`reason`) (an operator or an outage stopping there); returns the real
-    `SessionRunner._certify`, to put back."""
-    certify: Callable[..., object] = SessionRunner._certify
-
-    def withholding(self: SessionRunner, progress: SessionProgress, *args: object) -> object:
-        if withheld(progress.session):
-            raise CommitteeUnavailable(reason)
-        return certify(self, progress, *args)
-
-    monkeypatch.setattr(SessionRunner, "_certify", withholding)
-    return certify
-
 
 
 def _two_stags_one_account(world: Market) -> tuple[StagSpec, StagSpec, SigningIdentity]:

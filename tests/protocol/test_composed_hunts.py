@@ -16,8 +16,8 @@ between the certificates and the execution neither loses nor doubles anything.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -31,19 +31,27 @@ from stagpack.log import EntryKind, HuntCertificate, Trigger, decode_body
 from stagpack.session import SessionKind
 from stagpack.stag import ManualClock, StagSpec
 
-from support.market import EPOCH_MILLIS, Market
+from support.market import EPOCH_MILLIS, Market, RandomRun, withhold_certification
 from support.protocol import start_deployment
 
 
 @pytest.fixture(scope="module")
 def composed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessDeployment, ManualClock]]:
-    """One committee for the module; every test works on stags and accounts of its own."""
+    """One committee for the module (SQLite executor); every test works on stags and accounts
+    of its own."""
     clock = ManualClock()
     yield start_deployment(tmp_path_factory.mktemp("composed"), 3, 2, clock), clock
 
 
+@pytest.fixture(scope="module")
+def on_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessDeployment, ManualClock]]:
+    """A committee whose executor is the settlement contract on an embedded EVM."""
+    clock = ManualClock()
+    yield start_deployment(tmp_path_factory.mktemp("on-chain"), 3, 2, clock, executor="chain"), clock
+
+
 LEVELS = 16
-SEED = 124  # a seed whose run reaches every path asserted below (chosen on the reference alone)
+SEED = 49  # a seed whose run reaches every path asserted below (chosen on the reference alone)
 
 
 def drive(world: Market, rng: random.Random, opens: int) -> list[StagSpec]:
@@ -57,45 +65,23 @@ def drive(world: Market, rng: random.Random, opens: int) -> list[StagSpec]:
     unreachable = world.create(opens=opens, levels=LEVELS, trigger=root)
     alone = world.create(opens=opens, levels=LEVELS)
     stags = [root, child, grandchild, sibling, unreachable, alone]
-    people = [SigningIdentity(rng.randbytes(32)) for _ in range(8)]
-    tags = {person.verify_key: ["main"] + (["side"] if rng.random() < 0.5 else []) for person in people}
-    for person in people:
-        for tag in tags[person.verify_key]:
-            world.deposit(person, tag, rng.randint(3, 6))
-    live: dict[tuple[bytes, bytes], bytes] = {}
-    actions: dict[tuple[bytes, bytes], int] = defaultdict(int)
+    run = RandomRun.start(world, rng, deposit=(3, 6))
     for _ in range(4):
-        for _ in range(rng.randint(5, 8)):
-            person, spec = rng.choice(people), rng.choice(stags)
-            key = (person.verify_key, spec.stag_id)
-            if key in live or actions[key] >= 3:
-                continue
-            total = rng.randint(12, 15) if spec is unreachable else rng.randint(2, 8)
-            intendo = world.submit(spec, person, rng.choice(tags[person.verify_key]), rng.randint(1, 3), total)
-            actions[key] += 1
-            if intendo is not None:
-                live[key] = intendo
-        if live and rng.random() < 0.6:
-            key = rng.choice(list(live))
-            if world.reference.status(live[key]) == "live" and world.withdraw(live[key]):
-                del live[key]
-                actions[key] += 1
-        person = rng.choice(people)
-        world.release(person, rng.choice(tags[person.verify_key]), rng.randint(1, 2))
-        world.deposit(rng.choice(people), "main", rng.randint(1, 3))
+        run.submissions(stags, (5, 8), lambda spec: (rng.randint(1, 3), rng.randint(12, 15) if spec is unreachable else rng.randint(2, 8)))
+        run.churn(withdraw_chance=0.6, release_max=2)
         world.run_epoch()
-        for key, intendo in list(live.items()):
-            if world.reference.status(intendo) != "live":
-                del live[key]
+        run.closed()
     return stags
 
 
-def test_trigger_dags_match_the_reference(composed: tuple[InProcessDeployment, ManualClock]) -> None:
-    """The randomized run equals the reference after every epoch (`Market.run_epoch`), and
-    reaches what composition is for: a bundle of the root's hunt with a chain below it, a
-    dependent armed but never firing, and every dependent's first hunt naming the hunt it fired
-    on as its cause."""
-    deployment, clock = composed
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["sqlite", "chain"])
+def test_trigger_dags_match_the_reference(executor: str, request: pytest.FixtureRequest) -> None:
+    """The randomized run equals the reference after every epoch (`Market.run_epoch`), on the
+    SQLite ledger and on the settlement contract alike, and reaches what composition is for: a
+    bundle of the root's hunt with a chain below it, a dependent armed but never firing, and
+    every dependent's first hunt naming the hunt it fired on as its cause."""
+    deployment, clock = request.getfixturevalue("composed" if executor == "sqlite" else "on_chain")
     world = Market(deployment, clock)
     root, child, grandchild, sibling, unreachable, alone = drive(world, random.Random(SEED), clock())
     bundles = world.reference.bundles
@@ -120,7 +106,7 @@ def test_trigger_dags_match_the_reference(composed: tuple[InProcessDeployment, M
 # --- creation ----------------------------------------------------------------------------------
 
 
-def test_an_unknown_or_spent_trigger_and_a_chain_too_deep_are_refused(composed: tuple[InProcessDeployment, ManualClock]) -> None:
+def test_an_unknown_or_spent_trigger_and_a_dag_too_deep_or_too_large_are_refused(composed: tuple[InProcessDeployment, ManualClock]) -> None:
     deployment, clock = composed
     world = Market(deployment, clock)
     root = world.create()
@@ -137,6 +123,11 @@ def test_an_unknown_or_spent_trigger_and_a_chain_too_deep_are_refused(composed: 
     )
     with pytest.raises(InvalidInput, match="9 stags deep"):
         deployment.aggregator.create_stag(too_deep)
+    for _ in range(7):  # the tree: the chain of nine and seven more beside it, sixteen in all
+        world.create(trigger=root)
+    too_wide = StagSpec.new(committee=root.committee, kind=root.kind, levels=LEVELS, beneficiary=root.beneficiary, trigger=root.stag_id)
+    with pytest.raises(InvalidInput, match="already holds 16 stags"):
+        deployment.aggregator.create_stag(too_wide)
     alice = SigningIdentity()
     world.deposit(alice, "main", 2)
     world.submit(root, alice, "main", 2, 2)
@@ -144,7 +135,7 @@ def test_an_unknown_or_spent_trigger_and_a_chain_too_deep_are_refused(composed: 
     late = StagSpec.new(committee=root.committee, kind=root.kind, levels=LEVELS, beneficiary=root.beneficiary, trigger=root.stag_id)
     with pytest.raises(InvalidInput, match="has already hunted"):
         deployment.aggregator.create_stag(late)
-    assert {too_deep.stag_id, late.stag_id}.isdisjoint(deployment.aggregator.stag_ids())
+    assert {too_deep.stag_id, too_wide.stag_id, late.stag_id}.isdisjoint(deployment.aggregator.stag_ids())
 
 
 # --- the operator's attacks -------------------------------------------------------------------
@@ -246,22 +237,6 @@ def _chain(world: Market) -> tuple[list[StagSpec], list[SigningIdentity]]:
     return [root, middle, leaf], people
 
 
-def withhold(monkeypatch: pytest.MonkeyPatch, stag_id: bytes) -> None:
-    """Make every hunt session of one stag fail to certify (an outage, or an operator stopping
-    there): its check cannot finish."""
-    from stagpack.aggregator.sessions import SessionRunner
-
-    certify: Callable[..., object] = SessionRunner._certify
-
-    def withholding(self: SessionRunner, progress: object, *args: object) -> object:
-        session = progress.session  # type: ignore[attr-defined]
-        if session.stag_id == stag_id and session.kind is SessionKind.HUNT:
-            raise CommitteeUnavailable("certification withheld")
-        return certify(self, progress, *args)
-
-    monkeypatch.setattr(SessionRunner, "_certify", withholding)
-
-
 def test_a_bundle_waits_while_a_dependent_check_cannot_finish(
     composed: tuple[InProcessDeployment, ManualClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -271,7 +246,7 @@ def test_a_bundle_waits_while_a_dependent_check_cannot_finish(
     deployment, clock = composed
     world = Market(deployment, clock)
     (root, middle, leaf), people = _chain(world)
-    withhold(monkeypatch, leaf.stag_id)
+    withhold_certification(monkeypatch, "certification withheld", lambda s: s.stag_id == leaf.stag_id and s.kind is SessionKind.HUNT)
     clock.advance(EPOCH_MILLIS)
     aggregator, ledger = deployment.aggregator, deployment.ledger
     with pytest.raises(CommitteeUnavailable, match="withheld"):
@@ -330,3 +305,16 @@ def test_a_crash_between_the_certificates_and_the_bundle_neither_loses_nor_doubl
     assert [ledger.balance(Account(p.verify_key, "main")) for p in people] == [3, 2, 0]
     assert sum(1 for bundle in ledger.bundles() if bundle[0][0] == root.stag_id) == 1
     assert ledger.totals().conserved
+
+
+@pytest.mark.slow
+def test_the_compose_demo_settles_one_bundle_on_the_evm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`stagpack demo --compose`: the migration and the investments it triggers execute as one
+    bundle in one EVM transaction, equal to the reference (the scene checks it and returns the
+    mismatches), with the balances before and after printed."""
+    from stagpack.app.compose_demo import compose_scene
+
+    assert compose_scene(0.0, tmp_path) == []
+    out = capsys.readouterr().out
+    assert "one bundle of 2 hunts executed in 1 EVM transaction" in out
+    assert "balances before: quinn 10, rosa 8, sam 7, treasury 0" in out and "balances after:  quinn 0, rosa 0, sam 0, treasury 25" in out

@@ -11,17 +11,23 @@ that the ledger conserves money.
 
 from __future__ import annotations
 
+import random
+from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pytest
 
 from stagpack.accounts import Account, Transfer, TransferKind
 from stagpack.app.inprocess import InProcessDeployment
+from stagpack.edge.chain import ChainLedger
 from stagpack.encoding import StagKind, Threshold
-from stagpack.errors import StagpackError, WrongPhase
+from stagpack.aggregator.sessions import SessionProgress, SessionRunner
+from stagpack.errors import CommitteeUnavailable, StagpackError, WrongPhase
 from stagpack.identity import SigningIdentity
 from stagpack.log import HuntCertificate
 from stagpack.participant.sdk import prepare_intendo, prepare_withdrawal, sign_pool_funding
+from stagpack.session import SessionRef
 from stagpack.solver.market import Fees, MarketReference, Refunds
 from stagpack.stag import ManualClock, StagSpec
 from stagpack.terms import FeeTerms, RefundMode, RefundTerms
@@ -46,6 +52,11 @@ class Market:
     stags: list[StagSpec] = field(default_factory=list)
     intendos: dict[bytes, tuple[bytes, SigningIdentity]] = field(default_factory=dict)  # id -> (stag id, signer)
     accounts: set[Account] = field(default_factory=set)
+    before: tuple[int, int, int] = (0, 0, 0)  # the ledger's (deposited, released, pooled) when this market began
+
+    def __post_init__(self) -> None:
+        totals = self.deployment.ledger.totals()  # a module's tests share the ledger: compare what this market moved
+        self.before = (totals.deposited, totals.released, totals.pooled)
 
     @property
     def aggregator(self):  # type: ignore[no-untyped-def]
@@ -91,7 +102,13 @@ class Market:
         return Transfer.sign(person, self.aggregator.committee.committee_id, kind, tag, amount, self.clock() + HOUR)
 
     def deposit(self, person: SigningIdentity, tag: str, amount: int) -> None:
-        self.aggregator.transfer(self.signed(person, TransferKind.DEPOSIT, tag, amount))
+        """Through the aggregator (the SQLite ledger takes the owner's signed word), or as a
+        payment into the settlement contract from an EVM account (the chain executor)."""
+        ledger = self.deployment.ledger
+        if isinstance(ledger, ChainLedger):
+            ledger.deposit(Account(person.verify_key, tag), amount, ledger.web3.eth.accounts[1])
+        else:
+            self.aggregator.transfer(self.signed(person, TransferKind.DEPOSIT, tag, amount))
         self.reference.deposit(Account(person.verify_key, tag), amount)
         self.accounts.add(Account(person.verify_key, tag))
 
@@ -157,7 +174,7 @@ class Market:
             certified[spec.stag_id] = certificate
         for intendo_id, (stag_id, _) in self.intendos.items():
             status = self.aggregator.intendo(stag_id, intendo_id).status.value
-            assert STATUSES[status] == self.reference.status(intendo_id), (intendo_id.hex()[:8], status)
+            assert STATUSES[status] == self.reference.status(intendo_id), (intendo_id.hex()[:8], status, self.reference.status(intendo_id), epoch)
         ledger = self.deployment.ledger
         for account in self.accounts:
             assert ledger.balance(account) == self.reference.balance(account), account.describe()
@@ -167,8 +184,86 @@ class Market:
             pool = ledger.pool(spec.stag_id)
             assert (pool.remaining if pool is not None else 0) == self.reference.pool(spec.stag_id)
         mine = {spec.stag_id for spec in self.stags}  # the module's other tests share the ledger
-        assert [bundle for bundle in ledger.bundles() if bundle[0][0] in mine] == self.reference.bundles
+        bundles = [bundle for bundle in ledger.bundles() if bundle[0][0] in mine]
+        assert bundles == self.reference.bundles, (bundles, self.reference.bundles)
         totals = ledger.totals()
         assert totals.conserved and self.reference.conserved
-        assert (totals.deposited, totals.released, totals.pooled) == (self.reference.deposited, self.reference.released, self.reference.pooled)
+        moved = (totals.deposited - self.before[0], totals.released - self.before[1], totals.pooled - self.before[2])
+        assert moved == (self.reference.deposited, self.reference.released, self.reference.pooled)
         return certified
+
+
+@dataclass
+class RandomRun:
+    """A seeded population acting on a `Market` at random: eight people with one or two escrow
+    accounts each, who submit, withdraw, release and deposit between epochs — in the deployment
+    and the reference alike (the run depends on the seed only, never on stag ids)."""
+
+    world: Market
+    rng: random.Random
+    people: list[SigningIdentity]
+    tags: dict[bytes, list[str]]  # person -> the tags of their accounts
+    live: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict)  # (person, stag) -> live intendo
+    actions: dict[tuple[bytes, bytes], int] = field(default_factory=lambda: defaultdict(int))  # submissions and withdrawals
+
+    @classmethod
+    def start(cls, world: Market, rng: random.Random, deposit: tuple[int, int]) -> RandomRun:
+        people = [SigningIdentity(rng.randbytes(32)) for _ in range(8)]
+        tags = {person.verify_key: ["main"] + (["side"] if rng.random() < 0.5 else []) for person in people}
+        for person in people:
+            for tag in tags[person.verify_key]:
+                world.deposit(person, tag, rng.randint(*deposit))
+        return cls(world, rng, people, tags)
+
+    def submissions(self, stags: list[StagSpec], count: tuple[int, int], terms: Callable[[StagSpec], tuple[int, int]]) -> None:
+        """Between `count` attempts: a random person submits to a random stag (unless they are
+        live there or used three actions) from a random account, (weight, total) = terms(stag)."""
+        rng = self.rng
+        for _ in range(rng.randint(*count)):
+            person, spec = rng.choice(self.people), rng.choice(stags)
+            key = (person.verify_key, spec.stag_id)
+            if key in self.live or self.actions[key] >= 3:
+                continue
+            tag = rng.choice(self.tags[person.verify_key])
+            weight, total = terms(spec)
+            intendo = self.world.submit(spec, person, tag, weight, total)
+            self.actions[key] += 1
+            if intendo is not None:
+                self.live[key] = intendo
+
+    def churn(self, withdraw_chance: float, release_max: int) -> None:
+        """Perhaps one live intendo is withdrawn; someone releases from an account, someone deposits."""
+        rng = self.rng
+        if self.live and rng.random() < withdraw_chance:
+            key = rng.choice(list(self.live))  # insertion order: stag ids are random, the run must not depend on them
+            if self.world.reference.status(self.live[key]) == "live" and self.world.withdraw(self.live[key]):
+                del self.live[key]
+                self.actions[key] += 1
+        person = rng.choice(self.people)
+        self.world.release(person, rng.choice(self.tags[person.verify_key]), rng.randint(1, release_max))
+        self.world.deposit(rng.choice(self.people), "main", rng.randint(1, 3))
+
+    def closed(self) -> list[str]:
+        """Forget the live intendos the last epoch closed; their statuses (executed, voided, …)."""
+        statuses = []
+        for key, intendo in list(self.live.items()):
+            status = self.world.reference.status(intendo)
+            if status != "live":
+                statuses.append(status)
+                del self.live[key]
+        return statuses
+
+
+def withhold_certification(monkeypatch: pytest.MonkeyPatch, reason: str, withheld: Callable[[SessionRef], bool]) -> Callable[..., object]:
+    """Make the aggregator's certification of the sessions `withheld` selects fail with
+    CommitteeUnavailable(`reason`) (an operator or an outage stopping there); returns the real
+    `SessionRunner._certify`, to put back."""
+    certify: Callable[..., object] = SessionRunner._certify
+
+    def withholding(self: SessionRunner, progress: SessionProgress, *args: object) -> object:
+        if withheld(progress.session):
+            raise CommitteeUnavailable(reason)
+        return certify(self, progress, *args)
+
+    monkeypatch.setattr(SessionRunner, "_certify", withholding)
+    return certify

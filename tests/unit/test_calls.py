@@ -148,7 +148,7 @@ def test_a_keyholder_serves_ceremony_calls_to_its_coordinator_and_session_calls_
     """Policy rule 0: the callers a keyholder admits for each call."""
     coordinator, aggregator = SigningIdentity(b"\x21" * 32), SigningIdentity(b"\x22" * 32)
     committee = CommitteeInfo(b"\x00" * 32, 3, 2, 1, True, (CALLER.verify_key, CALLEE.verify_key, STRANGER.verify_key),
-                              aggregator.verify_key, coordinator.verify_key)
+                              aggregator.verify_key, coordinator.verify_key, (b"\x01" * 20, b"\x02" * 20, b"\x03" * 20))
     for call in CEREMONY_ROUNDS:
         assert policy.callers_for(call, None, coordinator.verify_key) == frozenset((coordinator.verify_key,))
         assert policy.callers_for(call, committee, coordinator.verify_key) == frozenset((coordinator.verify_key,))

@@ -195,7 +195,10 @@ def certified_hunt(committee2of3: Any) -> Any:
     outcome = HuntOutcome(spec.stag_id, 4, 7, os.urandom(32), 3, 2, (member,))
     signatures = tuple(KeyholderSignature(index, identity.sign("hunt", outcome.digest()))
                        for index, identity in enumerate(committee2of3.identities[:2], start=1))
-    bundle = CertificateBundle(HuntCertificate(outcome, signatures), spec, transcript)
+    chain = outcome.chain_facts(spec).digest(transcript.committee_id)
+    attestations = tuple(KeyholderSignature(index, identity.chain_key.sign(chain))
+                         for index, identity in enumerate(committee2of3.identities[:2], start=1))
+    bundle = CertificateBundle(HuntCertificate(outcome, signatures, attestations), spec, transcript)
     bundle.verify()
     return bundle
 
@@ -697,4 +700,7 @@ def test_stag_create_with_a_trigger_names_it_in_the_spec(client: FakeClient, cap
     for bad in ("zz", "ab" * 31):
         code, out, errors = run(["stag", "create", "--kind", "count", "--levels", "10", "--trigger", bad], capsys)
         assert code == 2 and "--trigger" in errors and not out
-    assert len(client.created) == 1
+    code, out, errors = run(["stag", "create", "--kind", "count", "--levels", "10", "--hook", "0x" + "5f" * 20, "--json"], capsys)
+    assert code == 0 and client.created[-1].hook == b"\x5f" * 20 and json.loads(out)["hook"] == "0x" + "5f" * 20
+    code, out, errors = run(["stag", "create", "--kind", "count", "--levels", "10", "--hook", "0x1234"], capsys)
+    assert code == 2 and "--hook" in errors and len(client.created) == 2

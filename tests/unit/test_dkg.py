@@ -371,7 +371,7 @@ def _plan(identities: list, threshold: int, **changes: object) -> CeremonyPlan:
         fault_bound=max(0, min(1, len(identities) - threshold)),
         noise_test=True,
         participants=tuple(
-            Participant(index, identity.name, identity.public.verify_key, identity.public.box_key)
+            Participant(index, identity.name, identity.public.verify_key, identity.public.box_key, identity.public.chain_address)
             for index, identity in enumerate(identities, start=1)
         ),
         coordinator_key=COORDINATOR.verify_key,
@@ -491,6 +491,9 @@ def _plan_variants(identities: list, stranger: KeyholderIdentity) -> dict[str, C
         "duplicate keyholder": dataclasses.replace(good, participants=(participants[0], participants[1], dataclasses.replace(participants[1], index=3))),
         "not in plan": _plan([stranger, identities[1], identities[2]], 2),
         "wrong box key": dataclasses.replace(good, participants=(dataclasses.replace(participants[0], box_key=stranger.public.box_key),) + participants[1:]),
+        "wrong chain address": dataclasses.replace(good, participants=(dataclasses.replace(participants[0], chain_address=stranger.public.chain_address),) + participants[1:]),
+        "shared chain address": dataclasses.replace(good, participants=participants[:2] + (dataclasses.replace(participants[2], chain_address=participants[1].chain_address),)),
+        "short chain address": dataclasses.replace(good, participants=participants[:2] + (dataclasses.replace(participants[2], chain_address=b"\x01" * 19),)),
         "insecure parameters": dataclasses.replace(good, parameters=FheParameters.insecure_fixed_noise_for_benchmarks().to_bytes()),
         "other depth": dataclasses.replace(good, parameters=FheParameters(multiplicative_depth=1).to_bytes()),
         "garbage parameters": dataclasses.replace(good, parameters=b"{not json"),

@@ -174,7 +174,12 @@ class Log:
             tuple(members), self.state.cause,
         )
         outcome = dataclasses.replace(outcome, **changes)
-        return HuntCertificate(outcome, self.signatures("hunt", outcome.digest(), signers))
+        return HuntCertificate(outcome, self.signatures("hunt", outcome.digest(), signers), self.attestations(outcome, signers))
+
+    def attestations(self, outcome: HuntOutcome, signers=(1, 2)) -> tuple[KeyholderSignature, ...]:  # type: ignore[no-untyped-def]
+        """The keyholders' secp256k1 attestations of a hunt's chain facts."""
+        digest = outcome.chain_facts(self.spec).digest(self.info.committee_id)
+        return tuple(KeyholderSignature(index, self.committee.identities[index - 1].chain_key.sign(digest)) for index in signers)
 
     # -- checks ---------------------------------------------------------------------------------
 

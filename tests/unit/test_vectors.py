@@ -120,10 +120,10 @@ def test_the_signed_transcript_commits_to_the_self_test_records() -> None:
 def test_every_signed_or_stored_record_kind_has_a_vector() -> None:
     covered = {vector["wire_name"] for vector in VECTORS}
     for wire_name in (
-        "stagpack.StagSpec.v4", "stagpack.HuntOutcome.v2", "stagpack.Trigger.v1", "stagpack.IntendoEnvelope.v2", "stagpack.Transfer.v1", "stagpack.Void.v1",
+        "stagpack.StagSpec.v4", "stagpack.HuntOutcome.v2", "stagpack.HuntCertificate.v2", "stagpack.Trigger.v1", "stagpack.IntendoEnvelope.v2", "stagpack.Transfer.v1", "stagpack.Void.v1",
         "stagpack.RefundTerms.v1", "stagpack.FeeTerms.v1", "stagpack.SettlementOutcome.v1", "stagpack.SettlementCertificate.v1",
             "stagpack.keyholder.BindingHunt.v1", "stagpack.Withdrawal.v1", "stagpack.LogEntry.v1",
-        "stagpack.MaskCommitment.v1", "stagpack.PartialStatement.v1", "stagpack.HuntCertificate.v1",
+        "stagpack.MaskCommitment.v1", "stagpack.PartialStatement.v1",
         "stagpack.ValidationOutcome.v2", "stagpack.ValidationCertificate.v1", "stagpack.TranscriptBody.v2",
         "stagpack.Transcript.v1", "stagpack.CertificateBundle.v1", "stagpack.CeremonyPlan.v2",
         "stagpack.keyholder.SessionRecord.v2", "stagpack.aggregator.SessionProgress.v1", "stagpack.keyholder.SealedBackups.v1",
