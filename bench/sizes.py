@@ -62,7 +62,7 @@ class BenchSize:
     minority_forgeries: int = 1  # epochs the narrowed-family forger tries
     minority_members: int = 2  # the validation batch, the hunt and the quiet pack timed
     # composition (bench.composition): cascades by DAG shape, gas by bundle size
-    cascade_shapes: tuple[tuple[str, int], ...] = (("depth", 1),)
+    cascade_shapes: tuple[tuple[str, int], ...] = ()  # smoke: none (tests/protocol covers cascades)
     gas_members: tuple[int, ...] = (1, 4)
     gas_bundles: tuple[int, ...] = (2,)
 
