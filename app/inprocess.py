@@ -79,7 +79,7 @@ class InProcessDeployment:
         observer: DecryptionObserver | None = None,
         fault_bound: int | None = None,
         noise_test: bool = True,
-        executor: str = "sqlite",
+        executor: str | Callable[[Path, CommitteeInfo], SqliteLedger | ChainLedger] = "sqlite",
     ) -> InProcessDeployment:
         """A deployment in `directory`. Unlike the service (which lets an epoch pass without a
         session when nothing changed), it evaluates every epoch by default, so tests and the
@@ -89,8 +89,9 @@ class InProcessDeployment:
         dishonest keyholder running the production code path. `observer` sees every vector
         the aggregator fuses. `fault_bound` is the committee's f (default 1 where n > t);
         `noise_test=False` (with `allow_insecure`) is for benchmarks that measure what the
-        noise test stops. `executor` is "sqlite" (the ledger in `directory`) or "chain" (the
-        settlement contract, deployed for this committee on an EVM inside this process)."""
+        noise test stops. `executor` is "sqlite" (the ledger in `directory`), "chain" (the
+        settlement contract, deployed for this committee on an EVM inside this process), or a
+        factory of one from the directory and the committee."""
         directory = Path(directory)
         context = FheContext(parameters, allow_insecure=allow_insecure)
         coordinator, aggregator_identity = SigningIdentity(), SigningIdentity()
@@ -113,12 +114,16 @@ class InProcessDeployment:
             coordinator_key=coordinator.verify_key, fault_bound=fault_bound, noise_test=noise_test,
         )
         keyholders = [LocalKeyholder(node, aggregator_identity, clock) for node in nodes]
-        if executor not in ("sqlite", "chain"):
+        committee = CommitteeInfo.from_transcript(bundle.transcript)
+        ledger: SqliteLedger | ChainLedger
+        if callable(executor):
+            ledger = executor(directory, committee)
+        elif executor == "sqlite":
+            ledger = SqliteLedger(directory / "ledger.db")
+        elif executor == "chain":
+            ledger = ChainLedger.embedded(committee)
+        else:
             raise InvalidInput(f"the executor is sqlite or chain, not {executor!r}")
-        ledger: SqliteLedger | ChainLedger = (
-            SqliteLedger(directory / "ledger.db") if executor == "sqlite"
-            else ChainLedger.embedded(CommitteeInfo.from_transcript(bundle.transcript))
-        )
 
         def new_aggregator() -> Aggregator:
             aggregator = Aggregator(

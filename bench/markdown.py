@@ -477,7 +477,7 @@ def _composition_section(measured: Measurements) -> list[str]:
         "",
     ]
     lines += _table(
-        ["shape", "hunts in the bundle", "root: run to certificate", "root certificate → bundle executed", "× root"],
+        ["shape", "hunts in the bundle", "root: its run to the certificate (validation and hunt)", "root certificate → bundle executed", "× root"],
         [[c.shape, str(c.hunts), _ms(c.root_seconds * 1000), _ms(c.cascade_seconds * 1000),
           f"{c.cascade_seconds / c.root_seconds:.2f}" if c.root_seconds else "–"] for c in measured.cascades],
     )

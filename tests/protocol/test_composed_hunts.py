@@ -31,26 +31,22 @@ from stagpack.log import EntryKind, HuntCertificate, Trigger, decode_body
 from stagpack.session import SessionKind
 from stagpack.stag import ManualClock, StagSpec
 
-from support.market import EPOCH_MILLIS, Market, RandomRun, withhold_certification
+from support.market import EPOCH_MILLIS, ChainMirroredLedger, Market, RandomRun, withhold_certification
 from support.protocol import start_deployment
 
 
 @pytest.fixture(scope="module")
 def composed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessDeployment, ManualClock]]:
-    """One committee for the module (SQLite executor); every test works on stags and accounts
-    of its own."""
+    """One committee for the module; every test works on stags and accounts of its own. Its
+    executor is the SQLite ledger with the settlement contract beside it: every bundle, deposit
+    and release is applied to both (`ChainMirroredLedger`), and `Market.run_epoch` checks both
+    against the reference."""
     clock = ManualClock()
-    yield start_deployment(tmp_path_factory.mktemp("composed"), 3, 2, clock), clock
-
-
-@pytest.fixture(scope="module")
-def on_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessDeployment, ManualClock]]:
-    """A committee whose executor is the settlement contract on an embedded EVM."""
-    clock = ManualClock()
-    yield start_deployment(tmp_path_factory.mktemp("on-chain"), 3, 2, clock, executor="chain"), clock
+    yield start_deployment(tmp_path_factory.mktemp("composed"), 3, 2, clock, executor=ChainMirroredLedger), clock
 
 
 LEVELS = 16
+EPOCHS = 3
 SEED = 49  # a seed whose run reaches every path asserted below (chosen on the reference alone)
 
 
@@ -66,7 +62,7 @@ def drive(world: Market, rng: random.Random, opens: int) -> list[StagSpec]:
     alone = world.create(opens=opens, levels=LEVELS)
     stags = [root, child, grandchild, sibling, unreachable, alone]
     run = RandomRun.start(world, rng, deposit=(3, 6))
-    for _ in range(3):
+    for _ in range(EPOCHS):
         run.submissions(stags, (5, 8), lambda spec: (rng.randint(1, 3), rng.randint(12, 15) if spec is unreachable else rng.randint(2, 8)))
         run.churn(withdraw_chance=0.6, release_max=2)
         world.run_epoch()
@@ -75,13 +71,13 @@ def drive(world: Market, rng: random.Random, opens: int) -> list[StagSpec]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("executor", ["sqlite", "chain"])
-def test_trigger_dags_match_the_reference(executor: str, request: pytest.FixtureRequest) -> None:
+def test_trigger_dags_match_the_reference(composed: tuple[InProcessDeployment, ManualClock]) -> None:
     """The randomized run equals the reference after every epoch (`Market.run_epoch`), on the
-    SQLite ledger and on the settlement contract alike, and reaches what composition is for: a
-    bundle of the root's hunt with a chain below it, a dependent armed but never firing, and
-    every dependent's first hunt naming the hunt it fired on as its cause."""
-    deployment, clock = request.getfixturevalue("composed" if executor == "sqlite" else "on_chain")
+    SQLite ledger and on the settlement contract alike (each bundle executed by both), and
+    reaches what composition is for: a bundle of the root's hunt with a chain below it, a
+    dependent armed but never firing, and every dependent's first hunt naming the hunt it fired
+    on as its cause."""
+    deployment, clock = composed
     world = Market(deployment, clock)
     root, child, grandchild, sibling, unreachable, alone = drive(world, random.Random(SEED), clock())
     bundles = world.reference.bundles

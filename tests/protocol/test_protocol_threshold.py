@@ -598,7 +598,7 @@ def test_every_offline_pattern_of_five_resolves_like_the_solver(
     five_lenient: InProcessDeployment, clock: ManualClock
 ) -> None:
     """Patterns of at most two of five keyholders offline on one stag sequence: none, the lead
-    alone, another alone, and a pair that the service tier's walk does not take (every pair's
+    alone, and a pair that the service tier's walk does not take (every pair's
     quorum decrypts the ceremony's self-test, which every committee of five runs; all 16
     patterns took 3.5 minutes here, STAGPACK_EVERY_PATTERN=1 visits them); then three offline
     (below quorum: 1, 3 and 5) and back; then a corrupt keyholder (2) beside an offline one (5):
@@ -607,8 +607,8 @@ def test_every_offline_pattern_of_five_resolves_like_the_solver(
     five = five_lenient
     stag = MirroredStag.create(five, clock, StagKind.COUNT, 64)
     every = [()] + [tuple(pattern) for size in (1, 2) for pattern in itertools.combinations(range(1, 6), size)]
-    patterns = every if os.environ.get("STAGPACK_EVERY_PATTERN") == "1" else [(), (1,), (4,), (2, 3)]
-    assert len(patterns) in (4, 16) and set(patterns) <= set(every)
+    patterns = every if os.environ.get("STAGPACK_EVERY_PATTERN") == "1" else [(), (1,), (2, 3)]
+    assert len(patterns) in (3, 16) and set(patterns) <= set(every)
     run_patterns(five, stag, patterns)
     aggregator = five.aggregator
     submit_a_firing_round(stag)

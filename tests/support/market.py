@@ -14,13 +14,16 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import pytest
 
 from stagpack.accounts import Account, Transfer, TransferKind
 from stagpack.app.inprocess import InProcessDeployment
+from stagpack.committee import CommitteeInfo
 from stagpack.edge.chain import ChainLedger
+from stagpack.edge.ledger import SqliteLedger
 from stagpack.encoding import StagKind, Threshold
 from stagpack.aggregator.sessions import SessionProgress, SessionRunner
 from stagpack.errors import CommitteeUnavailable, StagpackError, WrongPhase
@@ -102,13 +105,7 @@ class Market:
         return Transfer.sign(person, self.aggregator.committee.committee_id, kind, tag, amount, self.clock() + HOUR)
 
     def deposit(self, person: SigningIdentity, tag: str, amount: int) -> None:
-        """Through the aggregator (the SQLite ledger takes the owner's signed word), or as a
-        payment into the settlement contract from an EVM account (the chain executor)."""
-        ledger = self.deployment.ledger
-        if isinstance(ledger, ChainLedger):
-            ledger.deposit(Account(person.verify_key, tag), amount, ledger.web3.eth.accounts[1])
-        else:
-            self.aggregator.transfer(self.signed(person, TransferKind.DEPOSIT, tag, amount))
+        self.aggregator.transfer(self.signed(person, TransferKind.DEPOSIT, tag, amount))
         self.reference.deposit(Account(person.verify_key, tag), amount)
         self.accounts.add(Account(person.verify_key, tag))
 
@@ -186,11 +183,45 @@ class Market:
         mine = {spec.stag_id for spec in self.stags}  # the module's other tests share the ledger
         bundles = [bundle for bundle in ledger.bundles() if bundle[0][0] in mine]
         assert bundles == self.reference.bundles, (bundles, self.reference.bundles)
+        if isinstance(ledger, ChainMirroredLedger):  # the settlement contract agrees too
+            chain = ledger.chain
+            assert [bundle for bundle in chain.bundles() if bundle[0][0] in mine] == self.reference.bundles
+            for account in self.accounts:
+                assert chain.balance(account) == self.reference.balance(account), account.describe()
+            assert chain.totals().conserved
         totals = ledger.totals()
         assert totals.conserved and self.reference.conserved
         moved = (totals.deposited - self.before[0], totals.released - self.before[1], totals.pooled - self.before[2])
         assert moved == (self.reference.deposited, self.reference.released, self.reference.pooled)
         return certified
+
+
+class ChainMirroredLedger(SqliteLedger):
+    """The SQLite ledger, with every bundle, deposit and release applied to the committee's
+    settlement contract as well (on an embedded EVM): one encrypted run checks both executors
+    against the reference (`Market.run_epoch`). Both must accept or refuse alike."""
+
+    def __init__(self, directory: Path, committee: CommitteeInfo) -> None:
+        super().__init__(directory / "ledger.db")
+        self.chain = ChainLedger.embedded(committee)
+
+    def check_spec(self, spec: StagSpec) -> None:
+        super().check_spec(spec)
+        self.chain.check_spec(spec)
+
+    def execute_bundle(self, hunts: Sequence[tuple[StagSpec, HuntCertificate]]) -> bool:
+        applied = super().execute_bundle(hunts)
+        assert self.chain.execute_bundle(hunts) is applied
+        return applied
+
+    def transfer(self, transfer: Transfer, held: int, at_millis: int) -> int:
+        balance = super().transfer(transfer, held, at_millis)
+        statement = transfer.statement
+        if statement.kind is TransferKind.DEPOSIT:  # a payment into the contract, from a funded EVM account
+            self.chain.deposit(statement.account, statement.amount, self.chain.web3.eth.accounts[1])
+        else:
+            self.chain.transfer(transfer, held, at_millis)
+        return balance
 
 
 @dataclass

@@ -18,6 +18,9 @@ from typing import Callable, Mapping, Sequence
 
 from collections import defaultdict
 
+from stagpack.committee import CommitteeInfo
+from stagpack.edge.chain import ChainLedger
+from stagpack.edge.ledger import SqliteLedger
 from stagpack.accounts import Account, Transfer, TransferKind
 from stagpack.decrypt import DecryptingParty
 from stagpack.decrypt.computation import DecryptionObserver
@@ -56,13 +59,14 @@ def start_deployment(
     partials: Mapping[int, Callable[[DecryptingParty], PartialSource]] | None = None,
     observer: DecryptionObserver | None = None,
     fault_bound: int | None = None,
-    executor: str = "sqlite",
+    executor: str | Callable[[Path, CommitteeInfo], SqliteLedger | ChainLedger] = "sqlite",
 ) -> InProcessDeployment:
     """A whole deployment (real ceremony) whose parties all read the test's clock; `masks`,
     `partials` and `observer` are the deployment's injection hooks (see `support.faults`).
     `fault_bound` is the committee's f (default 1 where n > t: every step then needs t + 1
     keyholders live); tests of t-of-n liveness with keyholders offline pass 0. `executor`:
-    "sqlite" or "chain" (the settlement contract on an embedded EVM)."""
+    "sqlite", "chain" (the settlement contract on an embedded EVM) or a factory (`support.market`'s
+    `ChainMirroredLedger`: both at once)."""
     return InProcessDeployment.start(
         directory, parties, threshold, clock=clock, masks=masks, partials=partials, observer=observer,
         fault_bound=fault_bound, executor=executor,
