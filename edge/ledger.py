@@ -2,8 +2,9 @@
 
 It records each hunt and its members' executions and, for a capital stag, moves each member's
 weight from its escrow account to the stag's beneficiary — one transaction per hunt or bundle of
-composed hunts (a trigger's hunt with the hunts that fired on it), exactly once. It keeps the escrow accounts, owner-signed deposits and releases, refund pools (funded
-when their stag is created; paid out by its settlement, or returned when it hunts), the fees
+composed hunts (a trigger's hunt with the hunts that fired on it), exactly once. It keeps the
+escrow accounts, owner-signed deposits and releases, refund pools (funded when their stag is
+created; paid out by its settlement, or returned when it hunts), the fees
 each action is charged, and a journal of every movement of money, from which `totals` shows
 that money is conserved: what was deposited is what the accounts and open pools hold plus what
 was released.

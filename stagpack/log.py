@@ -124,17 +124,17 @@ class HuntOutcome:
 
     def chain_facts(self, spec: StagSpec) -> HuntFacts:
         """What a settlement contract acts on for this hunt (`stagpack.attestation`)."""
-        capital = spec.kind is StagKind.CAPITAL and spec.beneficiary is not None
+        beneficiary = spec.beneficiary if spec.kind is StagKind.CAPITAL else None
         return HuntFacts(
             outcome=self.digest(),
             stag=self.stag_id,
             epoch=self.epoch,
             cause=self.cause or ZERO32,
             trigger=spec.trigger or ZERO32,
-            beneficiary=account_key(spec.beneficiary.owner, spec.beneficiary.tag) if capital and spec.beneficiary is not None else ZERO32,
-            members=tuple(
+            beneficiary=ZERO32 if beneficiary is None else account_key(beneficiary.owner, beneficiary.tag),
+            members=() if beneficiary is None else tuple(
                 (account_key(m.statement.participant, m.statement.capital_tag), m.statement.weight) for m in self.members
-            ) if capital else (),
+            ),
             hook=spec.hook or bytes(20),
         )
 
