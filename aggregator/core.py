@@ -770,7 +770,7 @@ class Aggregator:
             log.info("stag %s: deadline passed without a hunt; %d refund bonuses paid", stag_id.hex()[:12], len(result.outcome.refunds))
             return
         assert isinstance(result.outcome, HuntOutcome)
-        certificate = HuntCertificate(result.outcome, result.signatures, result.attestations)
+        certificate = HuntCertificate(result.outcome, result.signatures, result.attestations, result.identities)
         self._log_and_pay(pack, EntryKind.HUNT, certificate, number, snapshot.height)
         log.info(
             "stag %s: hunt at epoch %d, level %d, %d members",

@@ -28,7 +28,9 @@ from stagpack.errors import CommitteeUnavailable, IntegrityFailure, InvalidInput
 from stagpack.fhe import Ciphertext, FheContext
 from stagpack.attestation import recover
 from stagpack.identity import verify_signature
-from stagpack.log import HuntOutcome
+from stagpack.log import HuntOutcome, IdentityRelease
+from stagpack.shield import elgamal
+from stagpack.shield.elgamal import DecryptionShare
 from stagpack.stag import StagSpec
 from stagpack.committee import CommitteeInfo, KeyholderSignature
 from stagpack.pack import CiphertextSource, PackSnapshot
@@ -68,6 +70,7 @@ class SessionResult:
     outcome: Outcome | None
     signatures: tuple[KeyholderSignature, ...]
     attestations: tuple[KeyholderSignature, ...] = ()  # a hunt's: secp256k1 signatures of its chain facts
+    identities: tuple[IdentityRelease, ...] = ()  # an anonymous stag's hunt: every member, named
 
 
 class SessionRunner:
@@ -156,12 +159,11 @@ class SessionRunner:
             progress = replace(progress, partials=progress.partials + partials)
             self._save(progress)
         outcome = computation.outcome(facts)
-        signatures: tuple[KeyholderSignature, ...] = ()
-        attestations: tuple[KeyholderSignature, ...] = ()
+        result = SessionResult(outcome, ())
         if outcome is not None:
-            signatures, attestations = self._certify(progress, outcome, live)
+            result = self._certify(progress, outcome, live)
         self.last_live = live
-        return SessionResult(outcome, signatures, attestations)
+        return result
 
     def _note_noisy_contributors(self, session: SessionRef, facts: SessionFacts) -> None:
         """A contributor whose masks or pads failed the noise test crafted their noise: it is
@@ -284,18 +286,18 @@ class SessionRunner:
             self.cost += SessionCost(steps=1)
             return partials, revealed
 
-    def _certify(
-        self, progress: SessionProgress, outcome: Outcome, live: set[int]
-    ) -> tuple[tuple[KeyholderSignature, ...], tuple[KeyholderSignature, ...]]:
+    def _certify(self, progress: SessionProgress, outcome: Outcome, live: set[int]) -> SessionResult:
         """The keyholders' signatures of the outcome and, for a hunt, their attestations of its
-        chain facts (`stagpack.attestation`), each checked; raises unless t of each."""
+        chain facts (`stagpack.attestation`) and, in an anonymous stag, their proven decryption
+        shares of every member's identity, each checked; raises unless t of each."""
         request = CertifyRequest(progress.session, progress.commitments, progress.reveals, progress.partials, codec.encode(outcome))
         domain = outcome_domain(outcome)
         chain_digest = None
+        anonymous = isinstance(outcome, HuntOutcome) and self._spec is not None and self._spec.anonymous
         if isinstance(outcome, HuntOutcome):
             assert self._spec is not None  # set by `run`
             chain_digest = outcome.chain_facts(self._spec).digest(self._committee.committee_id)
-        signatures, attestations = [], []
+        signatures, attestations, shares = [], [], []
         refusals = []
         for index, response in self._call_all(live, sorted(live), CERTIFY, request).items():
             if isinstance(response, StagpackError):
@@ -316,6 +318,15 @@ class SessionRunner:
                 if signer != self._committee.chain_addresses[index - 1]:
                     log.error("keyholder %d returned an invalid hunt attestation%s", index, f": {reason}" if not signer else "")
                     continue
+            if anonymous:
+                assert isinstance(outcome, HuntOutcome)
+                try:
+                    self._check_identity_shares(index, outcome, response.identity_shares)
+                except StagpackError as error:
+                    log.error("keyholder %d returned invalid identity shares: %s", index, error)
+                    continue
+                shares.append(response.identity_shares)
+            if chain_digest is not None:
                 attestations.append(KeyholderSignature(index, response.attestation))
             signatures.append(KeyholderSignature(index, response.signature))
         if len(signatures) < self._committee.threshold:
@@ -323,4 +334,28 @@ class SessionRunner:
                 f"only {len(signatures)} keyholders certified the outcome, {self._committee.threshold} are needed"
                 + (f"; refusals: {'; '.join(refusals)}" if refusals else "")
             )
-        return tuple(signatures), tuple(attestations)
+        identities: tuple[IdentityRelease, ...] = ()
+        if anonymous:
+            assert isinstance(outcome, HuntOutcome)
+            identities = self._release_identities(outcome, shares[: self._committee.threshold])
+        return SessionResult(outcome, tuple(signatures), tuple(attestations), identities)
+
+    def _check_identity_shares(self, index: int, outcome: HuntOutcome, shares: Sequence[DecryptionShare]) -> None:
+        key = self._committee.require_identity_key()
+        if len(shares) != len(outcome.members):
+            raise InvalidInput("one identity share per member is needed")
+        for member, share in zip(outcome.members, shares):
+            if share.keyholder != index:
+                raise InvalidInput("an identity share names another keyholder")
+            elgamal.check_decryption_share(key, member.identity_ciphertext(), share)
+
+    def _release_identities(self, outcome: HuntOutcome, shares: Sequence[Sequence[DecryptionShare]]) -> tuple[IdentityRelease, ...]:
+        """Each member's key, decrypted from t keyholders' checked shares."""
+        key = self._committee.require_identity_key()
+        releases = []
+        for position, member in enumerate(outcome.members):
+            member_shares = tuple(keyholder_shares[position] for keyholder_shares in shares)
+            releases.append(IdentityRelease(
+                member.intendo_id, elgamal.decrypt(key, member.identity_ciphertext(), member_shares), member_shares,
+            ))
+        return tuple(releases)

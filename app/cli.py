@@ -369,6 +369,8 @@ def command_stag_create(options: argparse.Namespace) -> int:
     fees = _fee_options(options)
     trigger = parse_hex(options.trigger, "--trigger (a stag id)") if options.trigger else b""
     hook = parse_hex(options.hook.removeprefix("0x"), "--hook (a contract address)", 20) if options.hook else b""
+    if options.anonymous and (options.kind != "count" or len(set(eligibility)) < 2):
+        raise InvalidInput("--anonymous is for count stags, with the members it hides among as --eligible (at least 2)")
 
     client = _client(options)
     context, _ = client.encryption_context()
@@ -381,6 +383,7 @@ def command_stag_create(options: argparse.Namespace) -> int:
         eligibility=eligibility, epoch_millis=epoch_millis, opens_at_millis=opens,
         deadline_millis=opens + deadline_after if deadline_after else 0, payload=payload, beneficiary=beneficiary,
         refund=_refund_terms(options, funder, refund_from), fees=fees, trigger=trigger, hook=hook,
+        anonymous=options.anonymous,
     )
     spec.validate(max_levels, client.committee_id)  # the aggregator's own check, before sending
     funding = b""
@@ -394,14 +397,16 @@ def command_stag_create(options: argparse.Namespace) -> int:
     Output(options.json).emit(
         {"stag_id": hexid(stag_id), "kind": spec.kind.value, "levels": spec.levels, "epoch_millis": spec.epoch_millis,
          "deadline_millis": spec.deadline_millis, "open": not eligibility, "trigger": hexid(trigger) if trigger else None,
-         "hook": "0x" + hook.hex() if hook else None},
-        [f"created {spec.kind.value} stag {hexid(stag_id)}",
+         "hook": "0x" + hook.hex() if hook else None, "anonymous": spec.anonymous},
+        [f"created {'anonymous ' if spec.anonymous else ''}{spec.kind.value} stag {hexid(stag_id)}",
          f"  {spec.levels} levels (full at {spec.levels - 1}), one hunt check every {spec.epoch_millis / 1000:g} s"
          + (f", closes in {deadline_after / 1000:g} s" if deadline_after else ""),
          *([f"  {spec.refund.describe()} (escrowed from {spec.refund.funder.describe()})"] if spec.refund else []),
          *([f"  triggered by stag {hexid(trigger)}: no hunt fires before that stag's first hunt, which makes this one "
             "due for a check at once; hunts that fire on it execute in one bundle with it"] if trigger else []),
-         *([f"  {_fees_line(spec.fees.submission, spec.fees.member, spec.fees.committee_percent)}"] if spec.fees else [])],
+         *([f"  {_fees_line(spec.fees.submission, spec.fees.member, spec.fees.committee_percent)}"] if spec.fees else []),
+         *([f"  anonymous: intendos are ring-signed among the {len(spec.eligibility)} eligible keys; nobody learns who "
+            "signed until a hunt, which names every member it executes"] if spec.anonymous else [])],
     )
     return 0
 
@@ -496,8 +501,10 @@ def command_stag_status(options: argparse.Namespace) -> int:
         )
         return 0
     status = client.status(parse_hex(options.stag, "stag id"))
+    anonymous = status.spec.anonymous
     hunts = [{"epoch": h.epoch, "level": h.level, "log_height": h.log_height, "members": len(h.members),
-              "executed_weight": _executed_weight(h), "cause": hexid(h.cause) if h.cause else None} for h in status.hunts]
+              "executed_weight": _executed_weight(h), "cause": hexid(h.cause) if h.cause else None,
+              **({"revealed": [hexid(key) for key in _revealed(h)]} if anonymous else {})} for h in status.hunts]
     epochs = [{"epoch": e.epoch, "result": e.result, "log_height": e.log_height, "at_millis": e.at_millis} for e in status.epochs]
     beneficiary = (f"{hexid(status.spec.beneficiary.owner)}:{status.spec.beneficiary.tag}"
                    if status.spec.HasField("beneficiary") else None)
@@ -505,6 +512,7 @@ def command_stag_status(options: argparse.Namespace) -> int:
     fees = status.spec.fees if status.spec.HasField("fees") else None
     document = {
         "stag_id": options.stag, "title": status.spec.title, "kind": kind_name(status.spec.kind), "beneficiary": beneficiary,
+        "anonymous": anonymous,
         "refund": refund, "refunded": status.refunded,
         "trigger": hexid(status.spec.trigger) if status.spec.trigger else None, "armed": status.armed,
         "awaiting_bundle": status.awaiting_bundle,
@@ -530,7 +538,10 @@ def command_stag_status(options: argparse.Namespace) -> int:
         f"  {len(epochs)} epochs checked{last}; {len(hunts)} hunts"
         + "".join(f"\n    epoch {h['epoch']} (log height {h['log_height']}): level {h['level']}, "
                   f"{h['members']} members executed" + (f", fired on the trigger's hunt {h['cause'][:12]}" if h["cause"] else "")
+                  + (f"; named by the committee: {', '.join(key[:16] for key in h['revealed'])}" if anonymous else "")
                   for h in hunts),
+        *([f"  anonymous among {len(status.spec.eligibility)} eligible keys: no intendo names its signer until a hunt "
+           "executes it"] if anonymous else []),
         *([f"  capital paid to {beneficiary}"] if beneficiary else []),
         *([f"  triggered by stag {hexid(status.spec.trigger)}: "
            + ("armed by its first hunt" if status.armed else "waiting for it to hunt (this stag's hunts cannot fire before)")]
@@ -592,6 +603,14 @@ def _executed_weight(hunt: Any) -> int | None:
         return None
 
 
+def _revealed(hunt: Any) -> tuple[bytes, ...]:
+    """The members an anonymous stag's hunt named (its certificate's released identities)."""
+    from stagpack import codec
+    from stagpack.log import CertificateBundle
+
+    return tuple(codec.decode(CertificateBundle, bytes(hunt.certificate_bundle)).certificate.revealed)
+
+
 def _identity(options: argparse.Namespace) -> Any:
     return _read_identity(options.identity)
 
@@ -624,6 +643,10 @@ def command_submit(options: argparse.Namespace) -> int:
         raise InvalidInput("--tag is for capital stags: a count intendo commits no money")
     prepared = client.prepare(spec, _identity(options), threshold, options.tag or "")
     intendo_id, height = client.submit(prepared)
+    if options.receipt:  # the signed statement: what `stagpack prove` shows friends
+        from stagpack import codec
+
+        Path(options.receipt).write_bytes(codec.encode(prepared.envelope.statement))
     Output(options.json).emit(
         {"intendo_id": hexid(intendo_id), "log_height": height, "ciphertext_bytes": len(prepared.ciphertext)},
         [f"submitted intendo {hexid(intendo_id)}", f"  \"{condition}\" — encrypted locally ({len(prepared.ciphertext):,} bytes); "
@@ -667,6 +690,88 @@ def command_account_balance(options: argparse.Namespace) -> int:
     return 0
 
 
+def _read_proof(path: str) -> Any:
+    from stagpack.participant.proofs import IntendoProof
+
+    return IntendoProof.from_bytes(Path(path).read_bytes())
+
+
+def _proof_lines(proof: Any, verdict: str) -> list[str]:
+    claim = proof.claim
+    lines = [verdict, f"  signer {hexid(claim.signer)} signed intendo {hexid(claim.intendo_id)} in stag {hexid(claim.stag_id)}"
+             + (" (anonymous: its key image is tied to the signer)" if claim.key_image else "")]
+    if claim.claimed_threshold:
+        lines.append(f"  claimed threshold (stated by the signer, NOT proven): {claim.claimed_threshold}")
+    return lines
+
+
+def command_prove(options: argparse.Namespace) -> int:
+    from stagpack import codec
+    from stagpack.envelope import IntendoStatement
+    from stagpack.identity import check_verify_key
+    from stagpack.participant.proofs import prove_intendo
+
+    identity = _identity(options)
+    statement = codec.decode(IntendoStatement, Path(options.receipt).read_bytes())
+    verifiers = [check_verify_key(parse_hex(key, "--verifier"), "--verifier") for key in options.verifier]
+    proof = prove_intendo(identity, statement, verifiers, anonymous=statement.participant != identity.verify_key,
+                          claimed_threshold=options.claim or "")
+    Path(options.out).write_bytes(proof.to_bytes())
+    Output(options.json).emit(
+        {"proof": options.out, "intendo_id": hexid(proof.claim.intendo_id), "verifiers": [hexid(key) for key in verifiers],
+         "bytes": proof.proof.size},
+        [f"wrote {options.out}: a proof for {len(verifiers)} designated verifier(s) that you signed intendo "
+         f"{hexid(proof.claim.intendo_id)} ({proof.proof.size} bytes)",
+         "  only they can be convinced by it, and they could have made it themselves: it proves nothing to anyone else"],
+    )
+    return 0
+
+
+def command_check_proof(options: argparse.Namespace) -> int:
+    from stagpack.errors import IntegrityFailure
+    from stagpack.participant.proofs import check_intendo_proof
+
+    proof = _read_proof(options.file)
+    verifier = _identity(options).verify_key
+    check_intendo_proof(proof, verifier)
+    live = None
+    if not options.offline:  # the intendo must be in the stag, signed as the statement says
+        status = _client(options).intendo_status(proof.claim.stag_id, proof.claim.intendo_id)
+        if bytes(status.participant) != proof.statement.participant:
+            raise IntegrityFailure("the aggregator holds this intendo under another signer or key image")
+        live = status.status
+    Output(options.json).emit(
+        {"valid": True, "signer": hexid(proof.claim.signer), "intendo_id": hexid(proof.claim.intendo_id),
+         "stag_id": hexid(proof.claim.stag_id), "anonymous": bool(proof.claim.key_image), "intendo_status": live,
+         "claimed_threshold": proof.claim.claimed_threshold or None},
+        [*_proof_lines(proof, "valid proof, designated to you"),
+         *([f"  the aggregator has the intendo: {live}"] if live else ["  (not checked with the aggregator: --offline)"]),
+         "  it convinces you only if you did not make it: any designated verifier could (`stagpack forge-proof`)"],
+    )
+    return 0
+
+
+def command_forge_proof(options: argparse.Namespace) -> int:
+    from stagpack.identity import check_verify_key
+    from stagpack.participant.proofs import forge_intendo_proof
+
+    shown = _read_proof(options.file)
+    identities = [_read_identity(path) for path in options.identity]
+    signer = check_verify_key(parse_hex(options.signer, "--signer"), "--signer") if options.signer else shown.claim.signer
+    forged = forge_intendo_proof(
+        identities, shown.statement, signer, anonymous=bool(shown.claim.key_image),
+        claimed_threshold=shown.claim.claimed_threshold, designated=shown.claim.verifiers,
+    )
+    Path(options.out).write_bytes(forged.to_bytes())
+    Output(options.json).emit(
+        {"proof": options.out, "signer": hexid(signer), "forged": True},
+        [f"wrote {options.out}: the same kind of proof, made by its designated verifier(s) without the signer's key",
+         f"  it claims {hexid(signer)} signed intendo {hexid(shown.claim.intendo_id)} and verifies exactly like a real one: "
+         "a proof you were shown is no evidence to anyone else"],
+    )
+    return 0
+
+
 def command_withdraw(options: argparse.Namespace) -> int:
     client = _client(options)
     height = client.withdraw(_identity(options), parse_hex(options.stag, "stag id"), parse_hex(options.intendo, "intendo id"))
@@ -706,7 +811,8 @@ def command_watch(options: argparse.Namespace) -> int:
         document = {
             "stag_id": hexid(outcome.stag_id), "epoch": outcome.epoch, "level": outcome.level, "log_height": outcome.height,
             "executed_weight": outcome.executed_weight,
-            "members": [{"intendo_id": hexid(i), "participant": hexid(p), "weight": w} for i, p, w in hunt.members],
+            "members": [{"intendo_id": hexid(i), "participant": hexid(p), "weight": w, "member": hexid(key)}
+                        for (i, p, w), key in zip(hunt.members, hunt.bundle.certificate.revealed)],
             "verified": True,
         }
         if options.json:
@@ -734,6 +840,7 @@ def command_verify(options: argparse.Namespace) -> int:
             "valid": True, "stag_id": hexid(outcome.stag_id), "epoch": outcome.epoch, "level": outcome.level,
             "log_height": outcome.height, "executed_weight": outcome.executed_weight,
             "members": [hexid(member.intendo_id) for member in outcome.members],
+            "named": [hexid(key) for key in bundle.certificate.revealed],
             "signers": sorted(signature.index for signature in bundle.certificate.signatures),
             "committee_id": hexid(bundle.transcript.committee_id),
         },
@@ -744,6 +851,8 @@ def command_verify(options: argparse.Namespace) -> int:
             f"  signed by keyholders {sorted(s.index for s in bundle.certificate.signatures)} of {body.parties} "
             f"(threshold {body.threshold}); committee {hexid(bundle.transcript.committee_id)[:16]}… transcript verified",
             f"  fixed point: executed {outcome.executed_weight} + members {outcome.level - outcome.executed_weight} = level {outcome.level}",
+            *([f"  anonymous stag: every member named by {body.threshold} keyholders' proven decryptions: "
+               + ", ".join(hexid(key)[:16] for key in bundle.certificate.revealed)] if bundle.spec.anonymous else []),
         ],
     )
     return 0
@@ -880,6 +989,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--trigger", metavar="STAG_ID",
                         help="compose with another stag of this committee that has not hunted yet: this stag's hunts fire "
                              "only after its first hunt, and execute in one bundle with it (at most 8 triggers deep)")
+    create.add_argument("--anonymous", action="store_true",
+                        help="count stags: hide who joined until a hunt. Intendos are ring-signed among the --eligible keys "
+                             "(2 to 1024), and each hunt names every member it executes")
     create.add_argument("--hook", metavar="ADDRESS",
                         help="a contract the chain executor calls in each hunt's settlement transaction (0x + 40 hex digits; "
                              "refused by the default SQLite ledger)")
@@ -912,6 +1024,31 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--amount", type=int, help="capital stag: units I commit")
     submit.add_argument("--total", type=int, help="capital stag: if the total reaches this")
     submit.add_argument("--tag", help="capital stag: your escrow account backing the amount (`stagpack account deposit`)")
+    submit.add_argument("--receipt", metavar="FILE", help="save the signed statement here, for `stagpack prove`")
+
+    prove = with_json(add("prove", command_prove,
+                          "prove to chosen friends, deniably, that you signed an intendo (a designated-verifier proof)"))
+    prove.add_argument("--identity", required=True, help="your identity file (the intendo's signer)")
+    prove.add_argument("--receipt", required=True, help="the intendo's receipt, saved by `stagpack submit --receipt`")
+    prove.add_argument("--verifier", action="append", required=True, metavar="PUBLIC_KEY",
+                       help="a friend's public key (hex); repeat for several (each is convinced unless all collude)")
+    prove.add_argument("--claim", metavar="TEXT", help="e.g. 'I will if 4 others do': attached and bound, but NOT proven")
+    prove.add_argument("--out", required=True, help="where to write the proof")
+    check = with_aggregator(add("check-proof", command_check_proof,
+                                "check a designated-verifier proof you were sent (and, unless --offline, that the intendo "
+                                "is in the stag)"))
+    check.add_argument("file")
+    check.add_argument("--identity", required=True, help="your identity file (a designated verifier)")
+    check.add_argument("--offline", action="store_true", help="do not ask the aggregator whether the intendo exists")
+    forge = with_json(add("forge-proof", command_forge_proof,
+                          "as the designated verifier(s), make a proof like one you were shown, without the signer: "
+                          "the deniability its signer relies on"))
+    forge.add_argument("file", help="a proof designated to you")
+    forge.add_argument("--identity", action="append", required=True,
+                       help="a designated verifier's identity file; repeat until every verifier of the proof is given")
+    forge.add_argument("--signer", metavar="PUBLIC_KEY", help="claim this key signed instead (any key; in an anonymous "
+                       "stag any eligible member is as plausible)")
+    forge.add_argument("--out", required=True)
 
     account = commands.add_parser(
         "account", help="escrow accounts that back capital intendos",

@@ -49,6 +49,7 @@ from stagpack.committee import check_committee_shape, default_fault_bound
 from stagpack.errors import IntegrityFailure, InvalidInput
 from stagpack.fhe import FheContext, KeyMaterial
 from stagpack.identity import PublicIdentity
+from stagpack.shield import elgamal
 
 Progress = Callable[[str, int, int], None]
 
@@ -146,11 +147,15 @@ def run_ceremony(
         round_one.append(joined)
     relinearization_one = tuple(response.relinearization for response in round_one)
     rotation = tuple(response.rotation for response in round_one)
+    identity_commitments = tuple(response.identity_commitment for response in round_one)
+    identity_boxes = [box for response in round_one for box in response.identity_boxes]
+    identity_key = elgamal.IdentityKey.combine(ceremony, identity_commitments, threshold)
     advance("evaluation keys, round one")
 
     round_two: list[bytes] = []
     for index, peer in enumerate(peers, start=1):
-        second = peer.call(ROUND_TWO, RoundTwoRequest(ceremony, relinearization_one, rotation))
+        addressed = tuple(box for box in identity_boxes if box.recipient == index)
+        second = peer.call(ROUND_TWO, RoundTwoRequest(ceremony, relinearization_one, rotation, identity_commitments, addressed))
         _check_index(second.index, index, "round two")
         round_two.append(second.relinearization)
     advance("evaluation keys, round two")
@@ -208,7 +213,8 @@ def run_ceremony(
     advance("self-test decrypted")
 
     body = expected_transcript_body(
-        context, plan, tuple(chain), evaluation_digest, self_test_digest(tests, self_test_quorums(parties, threshold))
+        context, plan, tuple(chain), evaluation_digest, self_test_digest(tests, self_test_quorums(parties, threshold)),
+        identity_key,
     )
     signatures = []
     for index, peer in enumerate(peers, start=1):

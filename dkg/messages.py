@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stagpack.committee import Participant, Transcript, TranscriptBody, TranscriptSignature
+from stagpack.shield.elgamal import DealerCommitment
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,18 @@ class CeremonyPlan:
     participants: tuple[Participant, ...]
     coordinator_key: bytes
     aggregator_key: bytes
+
+
+@dataclass(frozen=True)
+class BackupBox:
+    """A share sealed by `sender` to `recipient` with NaCl Box: a Shamir share of its FHE key
+    share (backup round) or of its identity-key polynomial (round one)."""
+
+    WIRE_NAME = "BackupBox"
+
+    sender: int
+    recipient: int
+    sealed: bytes
 
 
 @dataclass(frozen=True)
@@ -62,23 +75,30 @@ class RoundOneRequest:
 
 @dataclass(frozen=True)
 class RoundOneResponse:
-    WIRE_NAME = "RoundOneResponse"
+    """Also the keyholder's dealing of the committee's identity key (`stagpack.shield.elgamal`,
+    round one): its public coefficient commitments and one share sealed to each other keyholder."""
+
+    WIRE_NAME = "stagpack.RoundOneResponse.v2"
 
     ceremony_id: bytes
     index: int
     relinearization: bytes
     rotation: bytes
+    identity_commitment: DealerCommitment
+    identity_boxes: tuple[BackupBox, ...]
 
 
 @dataclass(frozen=True)
 class RoundTwoRequest:
     """Round 3: every party's round-one shares; each party combines them itself."""
 
-    WIRE_NAME = "RoundTwoRequest"
+    WIRE_NAME = "stagpack.RoundTwoRequest.v2"
 
     ceremony_id: bytes
     relinearization: tuple[bytes, ...]
     rotation: tuple[bytes, ...]
+    identity_commitments: tuple[DealerCommitment, ...]  # every keyholder's, in order
+    identity_boxes: tuple[BackupBox, ...]  # the identity-key shares sealed to this keyholder, one per other dealer
 
 
 @dataclass(frozen=True)
@@ -107,17 +127,6 @@ class FinalizeResponse:
     ceremony_id: bytes
     index: int
     evaluation_keys: bytes  # digest over all published shares
-
-
-@dataclass(frozen=True)
-class BackupBox:
-    """One Shamir share of `sender`'s key share, sealed to `recipient` with NaCl Box."""
-
-    WIRE_NAME = "BackupBox"
-
-    sender: int
-    recipient: int
-    sealed: bytes
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ keyholder service persists the `CeremonyOutcome` and a transport carries the rec
 
 Rounds (DESIGN.md §4, §5, §6; OpenFHE's chained multiparty key generation):
     plan → chain (sequential) → round one → round two → finalize
+         (round one also deals the identity key, round two checks and combines it:
+          `stagpack.shield.elgamal`)
          → [backup → deliver backups]  (t < n)
          → self-test: encrypt → commit → reveal → sign → complete
 
@@ -63,6 +65,8 @@ from stagpack.errors import IntegrityFailure, InvalidInput, PolicyRefusal, Wrong
 from stagpack.fhe import Ciphertext, FheContext, FheParameters, KeyBackupShare, KeyMaterial, PublicKey, SecretKeyShare, SlotVector
 from stagpack.attestation import check_address
 from stagpack.identity import KeyholderIdentity, check_verify_key, digest
+from stagpack.shield import elgamal
+from stagpack.shield.group import Scalar
 
 
 
@@ -93,6 +97,18 @@ class BackupHeader:
     recipient: int
 
 
+@dataclass(frozen=True)
+class IdentityShareHeader:
+    """Bound into every sealed identity-key share (a different record from BackupHeader, so a
+    box of one kind cannot be passed off as the other)."""
+
+    WIRE_NAME = "stagpack.IdentityShareHeader.v1"
+
+    ceremony_id: bytes
+    sender: int
+    recipient: int
+
+
 @dataclass
 class CeremonyOutcome:
     """What a keyholder keeps from a completed ceremony (the service seals the secrets)."""
@@ -103,6 +119,7 @@ class CeremonyOutcome:
     joint_public_key: bytes
     relinearization: bytes
     rotation: bytes
+    identity_secret: bytes  # x_l: this keyholder's share of the committee's identity key
 
 
 # --- the self-test (every keyholder encrypts its own test under the final joint key) ----------
@@ -214,6 +231,9 @@ class DkgParty:
         self._round_one: tuple[bytes, bytes] | None = None
         self._round_one_all: tuple[tuple[bytes, ...], tuple[bytes, ...]] = ((), ())
         self._round_two: bytes | None = None
+        self._identity_dealing: elgamal.Dealing | None = None
+        self._identity_secret: Scalar | None = None
+        self._identity_key: elgamal.IdentityKey | None = None
         self._evaluation_digest: bytes | None = None
         self._relinearization: KeyMaterial | None = None
         self._rotation: KeyMaterial | None = None
@@ -331,8 +351,18 @@ class DkgParty:
             relinearization = self._context.relinearization_round_one(self._secret, lead_relinearization)
             rotation = self._context.rotation_key_share(self._secret, lead_rotation, self._joint_tag)
             self._round_one = (relinearization.to_bytes(), rotation.to_bytes())
+            dealing = self._identity_dealing = elgamal.deal(plan.ceremony_id, self.index, plan.threshold, plan.parties)
+            boxes = tuple(
+                BackupBox(self.index, participant.index, self._identity.box_to(
+                    participant.box_key,
+                    codec.encode(IdentityShareHeader(plan.ceremony_id, self.index, participant.index))
+                    + dealing.shares[participant.index].to_bytes(),
+                ))
+                for participant in plan.participants
+                if participant.index != self.index
+            )
             self.phase = Phase.ROUND_ONE
-            return RoundOneResponse(plan.ceremony_id, self.index, *self._round_one)
+            return RoundOneResponse(plan.ceremony_id, self.index, *self._round_one, dealing.commitment, boxes)
 
         return self._step("round-one", request, Phase.CHAINED, run)
 
@@ -345,6 +375,7 @@ class DkgParty:
             assert self._round_one is not None and self._secret is not None
             if (request.relinearization[self.index - 1], request.rotation[self.index - 1]) != self._round_one:
                 raise InvalidInput("round two does not carry this keyholder's own round-one shares")
+            self._combine_identity_key(plan, request)
             shares = [self._context.key_material_from_bytes(data, KeyMaterial.RELINEARIZATION) for data in request.relinearization]
             combined = self._context.combine_relinearization_round_one(shares, self._joint_tag)
             self._round_one_all = (request.relinearization, request.rotation)
@@ -353,6 +384,33 @@ class DkgParty:
             return RoundTwoResponse(plan.ceremony_id, self.index, self._round_two)
 
         return self._step("round-two", request, Phase.ROUND_ONE, run)
+
+    def _combine_identity_key(self, plan: CeremonyPlan, request: RoundTwoRequest) -> None:
+        """Identity key, round two: every dealer's commitment and proof, the share each dealt
+        this keyholder, and the combined key (a bad share or proof names its dealer)."""
+        dealing = self._identity_dealing
+        assert dealing is not None
+        commitments = request.identity_commitments
+        if [commitment.dealer for commitment in commitments] != list(range(1, plan.parties + 1)):
+            raise InvalidInput("round two needs one identity-key commitment from every keyholder, in order")
+        if commitments[self.index - 1] != dealing.commitment:
+            raise InvalidInput("round two does not carry this keyholder's own identity-key commitment")
+        senders = sorted(box.sender for box in request.identity_boxes)
+        expected = [participant.index for participant in plan.participants if participant.index != self.index]
+        if senders != expected or any(box.recipient != self.index for box in request.identity_boxes):
+            raise InvalidInput("expected exactly one identity-key share from every other keyholder, addressed to this one")
+        total = dealing.shares[self.index]
+        for box in request.identity_boxes:
+            sender = plan.participants[box.sender - 1]
+            payload = self._identity.open_box(sender.box_key, box.sealed)
+            header = codec.encode(IdentityShareHeader(plan.ceremony_id, box.sender, self.index))
+            if not payload.startswith(header):
+                raise InvalidInput(f"identity-key share from keyholder {box.sender} is not for this ceremony and recipient")
+            share = Scalar.from_bytes(payload[len(header) :], f"identity-key share from keyholder {box.sender}")
+            elgamal.check_share(commitments[box.sender - 1], self.index, share)
+            total = total + share
+        key = elgamal.IdentityKey.combine(plan.ceremony_id, commitments, plan.threshold)
+        self._identity_secret, self._identity_key = total, key
 
     def handle_finalize(self, request: FinalizeRequest) -> FinalizeResponse:
         plan = self._require_ceremony(request.ceremony_id)
@@ -497,9 +555,11 @@ class DkgParty:
 
         def run() -> TranscriptSignature:
             body = request.body
+            assert self._identity_key is not None
             expected = expected_transcript_body(
                 self._context, plan, self._chain, self._evaluation_digest or b"",
                 self_test_digest(self._self_test_ciphertexts, self_test_quorums(plan.parties, plan.threshold)),
+                self._identity_key,
             )
             if body != expected:
                 raise InvalidInput("the transcript does not match what this keyholder took part in")
@@ -530,6 +590,7 @@ class DkgParty:
         if hashlib.sha256(request.joint_public_key).digest() != transcript.body.joint_public_key:
             raise InvalidInput("the joint public key does not match the transcript")
         assert self._secret is not None and self._relinearization is not None and self._rotation is not None
+        assert self._identity_secret is not None
         self.phase = Phase.COMPLETE
         self.outcome = CeremonyOutcome(
             transcript_bytes=transcript.to_bytes(),
@@ -538,6 +599,7 @@ class DkgParty:
             joint_public_key=request.joint_public_key,
             relinearization=self._relinearization.to_bytes(),
             rotation=self._rotation.to_bytes(),
+            identity_secret=self._identity_secret.to_bytes(),
         )
         return Acknowledgement(plan.ceremony_id, self.index)
 
@@ -550,7 +612,8 @@ def evaluation_keys_digest(round_one: tuple[bytes, ...], round_two: tuple[bytes,
 
 
 def expected_transcript_body(
-    context: FheContext, plan: CeremonyPlan, chain: tuple[bytes, ...], evaluation: bytes, self_test: bytes
+    context: FheContext, plan: CeremonyPlan, chain: tuple[bytes, ...], evaluation: bytes, self_test: bytes,
+    identity_key: elgamal.IdentityKey,
 ) -> TranscriptBody:
     return TranscriptBody(
         ceremony_id=plan.ceremony_id,
@@ -567,6 +630,7 @@ def expected_transcript_body(
         evaluation_keys=evaluation,
         rotation_steps=context.rotation_steps,
         self_test=self_test,
+        identity_key=identity_key,
     )
 
 

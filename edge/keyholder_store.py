@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS committee (
     relinearization BLOB NOT NULL,
     rotation BLOB NOT NULL,
     sealed_secret BLOB NOT NULL,
-    sealed_backups BLOB NOT NULL
+    sealed_backups BLOB NOT NULL,
+    sealed_identity_secret BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (
     session_id BLOB PRIMARY KEY,
@@ -55,7 +56,7 @@ class SqliteKeyholderStore:
         with self._database.transaction() as connection:
             connection.execute("DELETE FROM committee")
             connection.execute(
-                "INSERT INTO committee VALUES (1, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO committee VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     committee.transcript,
                     committee.joint_public_key,
@@ -63,12 +64,14 @@ class SqliteKeyholderStore:
                     committee.rotation,
                     committee.sealed_secret,
                     committee.sealed_backups,
+                    committee.sealed_identity_secret,
                 ),
             )
 
     def load_committee(self) -> StoredCommittee | None:
         row = self._database.query_one(
-            "SELECT transcript, joint_public_key, relinearization, rotation, sealed_secret, sealed_backups FROM committee"
+            "SELECT transcript, joint_public_key, relinearization, rotation, sealed_secret, sealed_backups, sealed_identity_secret "
+            "FROM committee"
         )
         return None if row is None else StoredCommittee(*(blob(value) for value in row))
 

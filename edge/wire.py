@@ -67,7 +67,7 @@ def spec_to_proto(spec: StagSpec) -> common_pb2.StagSpec:
         beneficiary=None if spec.beneficiary is None else account_to_proto(spec.beneficiary),
         refund=None if spec.refund is None else refund_terms_to_proto(spec.refund),
         fees=None if spec.fees is None else fee_terms_to_proto(spec.fees),
-        trigger=spec.trigger, hook=spec.hook,
+        trigger=spec.trigger, hook=spec.hook, anonymous=spec.anonymous,
     )
 
 
@@ -142,6 +142,7 @@ def spec_from_proto(message: common_pb2.StagSpec) -> StagSpec:
         fees=fee_terms_from_proto(message.fees) if message.HasField("fees") else None,
         trigger=bytes(message.trigger),
         hook=bytes(message.hook),
+        anonymous=bool(message.anonymous),
         nonce=bytes(message.nonce),
     )
 

@@ -33,7 +33,7 @@ from stagpack.dkg import DkgParty
 from stagpack.committee import Transcript
 from stagpack.dkg.rounds import CEREMONY_ROUNDS, COMPLETE, PLAN
 from stagpack.dkg.messages import Acknowledgement, CeremonyPlan, CompleteRequest
-from stagpack.errors import PolicyRefusal, StagpackError, UnverifiedEvidence, WrongPhase
+from stagpack.errors import IntegrityFailure, PolicyRefusal, StagpackError, UnverifiedEvidence, WrongPhase
 from stagpack.fhe import Ciphertext, FheContext, KeyMaterial
 from stagpack.identity import KeyholderIdentity, PublicIdentity, Sealer
 from stagpack.keyholder import policy
@@ -57,6 +57,9 @@ from stagpack.session import (
     SignedCommitment,
     committed_count,
 )
+from stagpack.shield import elgamal
+from stagpack.shield.elgamal import DecryptionShare
+from stagpack.shield.group import Point, Scalar
 from stagpack.stag import now_millis
 
 log = logging.getLogger("stagpack.keyholder")
@@ -119,6 +122,7 @@ class KeyholderNode:
         self.transcript: Transcript | None = None
         self.committee: CommitteeInfo | None = None
         self.index = 0
+        self._identity_secret: Scalar | None = None  # its share of the committee's identity key (stagpack.shield)
         self._party: PartialSource | None = None
         self._replicas: Replicas | None = None
         self._computations: dict[tuple[bytes, bytes], SessionComputation] = {}
@@ -169,6 +173,9 @@ class KeyholderNode:
         self.transcript = transcript
         self.committee = committee
         self.index = index
+        self._identity_secret = Scalar.from_bytes(self._sealer.unseal(stored.sealed_identity_secret), "identity-key share")
+        if Point.base_times(self._identity_secret).to_bytes() != committee.require_identity_key().verification_keys[index - 1]:
+            raise IntegrityFailure("the stored identity-key share does not match this keyholder's verification key")
         party = DecryptingParty(context, index, secret, backups, committee.parties, committee.threshold)
         self._party = self._partial_source(party)
         self._replicas = Replicas(
@@ -246,6 +253,7 @@ class KeyholderNode:
             rotation=outcome.rotation,
             sealed_secret=self._sealer.seal(outcome.secret.to_bytes()),
             sealed_backups=codec.encode(sealed_backups),
+            sealed_identity_secret=self._sealer.seal(outcome.identity_secret),
         )
         self._store.save_committee(stored)
         self._load_committee(stored)
@@ -480,6 +488,7 @@ class KeyholderNode:
             digest = outcome.digest()
             domain = outcome_domain(outcome)
             attestation = b""
+            identity_shares: tuple[DecryptionShare, ...] = ()
             with self._escrow_lock:  # sign a hunt only if no account it may spend was spent meanwhile
                 if isinstance(outcome, HuntOutcome) and record.fired_level:
                     self._check_escrow(session, replicas.state(session.stag_id), bound=True)
@@ -489,7 +498,18 @@ class KeyholderNode:
                     # the same hunt for a settlement contract (stagpack.attestation)
                     spec = replicas.state(session.stag_id).require_spec()
                     attestation = self.identity.chain_key.sign(outcome.chain_facts(spec).digest(committee.committee_id))
-            return CertifyResponse(self.index, self.identity.sign(domain, digest), attestation)
+                    if spec.anonymous:
+                        identity_shares = self._release_identities(outcome)
+            return CertifyResponse(self.index, self.identity.sign(domain, digest), attestation, identity_shares)
+
+    def _release_identities(self, outcome: HuntOutcome) -> tuple[DecryptionShare, ...]:
+        """Policy rule (DESIGN.md §10.5): an anonymous member's identity is decrypted only as a
+        member of a hunt this keyholder certifies, and then every member's at once. Each share
+        carries its proof of correct decryption."""
+        assert self._identity_secret is not None
+        return tuple(
+            elgamal.decryption_share(self.index, self._identity_secret, member.identity_ciphertext()) for member in outcome.members
+        )
 
 
 @dataclass(frozen=True)

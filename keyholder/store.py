@@ -91,6 +91,7 @@ class StoredCommittee:
     rotation: bytes
     sealed_secret: bytes
     sealed_backups: bytes
+    sealed_identity_secret: bytes  # this keyholder's share of the committee's identity key
 
 
 @dataclass(frozen=True)

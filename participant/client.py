@@ -126,7 +126,9 @@ class AggregatorClient:
         context, joint = self.encryption_context()
         if spec.committee != self.committee_id:
             raise IntegrityFailure("the stag belongs to another committee")
-        return prepare_intendo(context, joint, spec, identity, threshold, capital_tag=capital_tag)
+        assert self.transcript is not None
+        identity_key = self.transcript.body.identity_key.public_key
+        return prepare_intendo(context, joint, spec, identity, threshold, capital_tag=capital_tag, identity_key=identity_key)
 
     def submit(self, prepared: PreparedIntendo) -> tuple[bytes, int]:
         request = aggregator_pb2.SubmitIntendoRequest(envelope=envelope_to_proto(prepared.envelope), ciphertext=prepared.ciphertext)
@@ -134,7 +136,7 @@ class AggregatorClient:
         return bytes(response.intendo_id), int(response.log_height)
 
     def withdraw(self, identity: SigningIdentity, stag_id: bytes, intendo_id: bytes) -> int:
-        withdrawal: Withdrawal = prepare_withdrawal(identity, stag_id, intendo_id)
+        withdrawal: Withdrawal = prepare_withdrawal(identity, stag_id, intendo_id, spec=self.spec(stag_id))
         response = self._rpc(
             "WithdrawIntendo", aggregator_pb2.WithdrawIntendoRequest(withdrawal=withdrawal_to_proto(withdrawal)),
             aggregator_pb2.WithdrawIntendoResponse,

@@ -16,6 +16,7 @@ from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import InvalidInput
 from stagpack.fhe import FheContext, PublicKey
 from stagpack.identity import SigningIdentity
+from stagpack.shield.ring import ring_of
 from stagpack.stag import StagSpec, now_millis
 from stagpack.terms import pool_funding_message
 
@@ -57,9 +58,12 @@ def prepare_intendo(
     *,
     capital_tag: str = "",
     valid_for_millis: int = DEFAULT_VALIDITY_MILLIS,
+    identity_key: bytes | None = None,
 ) -> PreparedIntendo:
     """Encode the thermometer, encrypt it under the joint key, sign the envelope. A capital
-    intendo names `capital_tag`, the signer's escrow account that backs its weight."""
+    intendo names `capital_tag`, the signer's escrow account that backs its weight. In an
+    anonymous stag the envelope is ring-signed over the eligibility list and carries the
+    signer's key encrypted to the committee's `identity_key` (from its transcript)."""
     if spec.kind is StagKind.CAPITAL:
         check_tag(capital_tag, "the capital tag (the escrow account backing the intendo)")
     elif capital_tag:
@@ -67,6 +71,14 @@ def prepare_intendo(
     layout = SlotLayout(context.slot_count, context.plaintext_modulus)
     slots = layout.thermometer(threshold, spec.levels)
     ciphertext = context.ciphertext_to_bytes(context.encrypt(joint_key, slots))
+    if spec.anonymous:
+        if identity_key is None:
+            raise InvalidInput("an anonymous stag's intendo is encrypted to the committee's identity key: give identity_key")
+        anonymous = IntendoEnvelope.sign_anonymously(
+            ring_of(spec.stag_id, spec.eligibility), identity, identity_key, hashlib.sha256(ciphertext).digest(),
+            now_millis() + valid_for_millis,
+        )
+        return PreparedIntendo(anonymous, ciphertext)
     envelope = IntendoEnvelope.sign(
         identity, spec.stag_id, hashlib.sha256(ciphertext).digest(), threshold.weight, now_millis() + valid_for_millis,
         capital_tag,
@@ -75,8 +87,15 @@ def prepare_intendo(
 
 
 def prepare_withdrawal(
-    identity: SigningIdentity, stag_id: bytes, intendo_id: bytes, *, valid_for_millis: int = DEFAULT_VALIDITY_MILLIS
+    identity: SigningIdentity, stag_id: bytes, intendo_id: bytes, *, valid_for_millis: int = DEFAULT_VALIDITY_MILLIS,
+    spec: StagSpec | None = None,
 ) -> Withdrawal:
+    """A signed withdrawal; pass the stag's `spec` for an anonymous stag (ring-signed, with the
+    key image of the intendo it withdraws)."""
+    if spec is not None and spec.anonymous:
+        if spec.stag_id != stag_id:
+            raise InvalidInput("the spec is for another stag")
+        return Withdrawal.sign_anonymously(ring_of(stag_id, spec.eligibility), identity, intendo_id, now_millis() + valid_for_millis)
     return Withdrawal.sign(identity, stag_id, intendo_id, now_millis() + valid_for_millis)
 
 

@@ -25,6 +25,7 @@ Sizes: 32·(2n + 4) bytes with the ciphertext, 32·(n + 2) without. Costs are in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -64,6 +65,13 @@ class Ring:
             return self.keys.index(key)
         except ValueError:
             raise InvalidInput("the signer is not a member of the ring") from None
+
+
+@functools.lru_cache(maxsize=64)
+def ring_of(stag_id: bytes, keys: tuple[bytes, ...]) -> Ring:
+    """The ring of a stag's eligibility list, built once per process for the stags in use
+    (decoding and hashing 1,024 keys takes about 0.15 s)."""
+    return Ring(stag_id, keys)
 
 
 @dataclass(frozen=True)

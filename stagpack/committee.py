@@ -15,6 +15,7 @@ from stagpack import codec
 from stagpack.attestation import check_address, check_attestations
 from stagpack.errors import InvalidInput, InvalidSignature
 from stagpack.identity import digest, verify_signature
+from stagpack.shield.elgamal import IdentityKey
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Participant:
 class TranscriptBody:
     """What every keyholder attests to. Its digest identifies the committee."""
 
-    WIRE_NAME = "stagpack.TranscriptBody.v2"
+    WIRE_NAME = "stagpack.TranscriptBody.v3"
 
     ceremony_id: bytes
     parameters: bytes
@@ -48,6 +49,7 @@ class TranscriptBody:
     evaluation_keys: bytes  # digest over every published evaluation-key share
     rotation_steps: tuple[int, ...]
     self_test: bytes  # digest of every keyholder's self-test ciphertexts and the quorums tested
+    identity_key: IdentityKey  # threshold ElGamal key anonymous intendos encrypt their signer to (stagpack.shield)
 
     def digest(self) -> bytes:
         return digest("committee", codec.encode(self))
@@ -97,6 +99,9 @@ class Transcript:
             signed[signature.index] = True
         if len(signed) != body.parties:
             raise InvalidInput(f"transcript carries {len(signed)} of {body.parties} keyholder signatures")
+        identity = body.identity_key
+        if identity.threshold != body.threshold or len(identity.verification_keys) != body.parties:
+            raise InvalidInput("the identity key is not a t-of-n key of this committee")
 
     def to_bytes(self) -> bytes:
         return codec.encode(self)
@@ -127,6 +132,7 @@ class CommitteeInfo:
     aggregator_key: bytes
     coordinator_key: bytes
     chain_addresses: tuple[bytes, ...]  # index i+1 -> its attestation key's EVM address
+    identity_key: IdentityKey | None = None  # None only for committees built by hand in tests
 
     @classmethod
     def from_transcript(cls, transcript: Transcript) -> CommitteeInfo:
@@ -135,7 +141,7 @@ class CommitteeInfo:
         return cls(
             transcript.committee_id, body.parties, body.threshold, body.fault_bound, body.noise_test,
             tuple(participant.verify_key for participant in participants), body.aggregator_key, body.coordinator_key,
-            tuple(participant.chain_address for participant in participants),
+            tuple(participant.chain_address for participant in participants), body.identity_key,
         )
 
     @property
@@ -143,6 +149,11 @@ class CommitteeInfo:
         """t + f: the keyholders a step needs, so that for every f of them a quorum without
         them cross-checks the rest (DESIGN.md §4)."""
         return self.threshold + self.fault_bound
+
+    def require_identity_key(self) -> IdentityKey:
+        if self.identity_key is None:
+            raise InvalidInput("this committee has no identity key: it cannot serve anonymous stags")
+        return self.identity_key
 
     def verify_key(self, index: int) -> bytes:
         if not 1 <= index <= self.parties:

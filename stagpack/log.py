@@ -19,6 +19,9 @@ from stagpack.committee import CommitteeInfo, KeyholderSignature, Transcript
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import InvalidInput, InvalidSignature
 from stagpack.identity import digest, verify_signature
+from stagpack.shield import elgamal
+from stagpack.shield.elgamal import DecryptionShare
+from stagpack.shield.ring import ring_of
 from stagpack.stag import StagSpec
 
 GENESIS_PREVIOUS = bytes(32)
@@ -146,16 +149,19 @@ class HuntOutcome:
             if member.statement.capital_tag
         )
 
-    def check_consistency(self, spec: StagSpec) -> None:
-        """The facts must fit together: a fixed point of the members it names."""
+    def check_consistency(self, spec: StagSpec, committee: CommitteeInfo) -> None:
+        """The facts must fit together: a fixed point of the members it names, each signed
+        (ring-signed over the eligibility list, in an anonymous stag)."""
         if not 0 < self.level < spec.levels:
             raise InvalidInput(f"hunt level {self.level} is outside 1..{spec.levels - 1}")
         if not self.members:
             raise InvalidInput("a hunt has at least one pending member")
         if len(set(self.member_ids)) != len(self.members):
             raise InvalidInput("a hunt lists a member twice")
+        members = ring_of(spec.stag_id, spec.eligibility) if spec.anonymous else None
+        identity_key = committee.require_identity_key().public_key if spec.anonymous else None
         for member in self.members:
-            member.verify()
+            member.verify(members, identity_key)
             if member.statement.stag_id != self.stag_id:
                 raise InvalidInput("a hunt member belongs to another stag")
         total = self.executed_weight + sum(member.statement.weight for member in self.members)
@@ -166,25 +172,64 @@ class HuntOutcome:
 
 
 @dataclass(frozen=True)
+class IdentityRelease:
+    """An anonymous member of a certified hunt, named: its key, and the t keyholders' proven
+    decryption shares of the identity its intendo carried (`stagpack.shield.elgamal`), from
+    which anyone recomputes the key."""
+
+    WIRE_NAME = "stagpack.IdentityRelease.v1"
+
+    intendo_id: bytes
+    member: bytes  # the member's Ed25519 key
+    shares: tuple[DecryptionShare, ...]
+
+
+@dataclass(frozen=True)
 class HuntCertificate:
     """A hunt with the Ed25519 signatures of t keyholders that certified it, and their secp256k1
     attestations of its chain facts (`stagpack.attestation`): executable by the SQLite ledger
-    and by a settlement contract alike."""
+    and by a settlement contract alike. In an anonymous stag it also names every member
+    (`identities`, one per member in order): a certificate that leaves one out is invalid, so a
+    hunt that exposes some members exposes all of them (DESIGN.md §10.5)."""
 
-    WIRE_NAME = "stagpack.HuntCertificate.v2"
+    WIRE_NAME = "stagpack.HuntCertificate.v3"
 
     outcome: HuntOutcome
     signatures: tuple[KeyholderSignature, ...]
     attestations: tuple[KeyholderSignature, ...] = ()
+    identities: tuple[IdentityRelease, ...] = ()
 
     def verify(self, committee: CommitteeInfo, spec: StagSpec) -> None:
         if spec.stag_id != self.outcome.stag_id:
             raise InvalidInput("the certificate is for another stag")
         if spec.committee != committee.committee_id:
             raise InvalidInput("the stag was created for another committee")
-        self.outcome.check_consistency(spec)
+        self.outcome.check_consistency(spec, committee)
         committee.check_quorum_signatures("hunt", self.outcome.digest(), self.signatures)
         committee.check_attestations(self.outcome.chain_facts(spec).digest(committee.committee_id), self.attestations)
+        self.check_identities(committee, spec)
+
+    def check_identities(self, committee: CommitteeInfo, spec: StagSpec) -> None:
+        """Every anonymous member named, each by t proven shares that decrypt to its key."""
+        if not spec.anonymous:
+            if self.identities:
+                raise InvalidInput("only an anonymous stag's hunt releases identities")
+            return
+        key = committee.require_identity_key()
+        if tuple(release.intendo_id for release in self.identities) != self.outcome.member_ids:
+            raise InvalidInput("an anonymous hunt names every member, in order")
+        for release, member in zip(self.identities, self.outcome.members):
+            if len(release.shares) != key.threshold:
+                raise InvalidInput(f"a released identity carries exactly {key.threshold} decryption shares")
+            if elgamal.decrypt(key, member.identity_ciphertext(), release.shares) != release.member:
+                raise InvalidInput("a released identity is not what the member's intendo encrypted")
+
+    @property
+    def revealed(self) -> tuple[bytes, ...]:
+        """The members' keys: released identities in an anonymous stag, else the signers."""
+        if self.identities:
+            return tuple(release.member for release in self.identities)
+        return tuple(member.statement.participant for member in self.outcome.members)
 
     def to_bytes(self) -> bytes:
         return codec.encode(self)

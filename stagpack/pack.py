@@ -40,6 +40,7 @@ from stagpack.log import (
     decode_body,
 )
 from stagpack.committee import CommitteeInfo
+from stagpack.shield.ring import Ring, ring_of
 from stagpack.stag import StagSpec
 
 
@@ -224,7 +225,7 @@ class PackState:
     def check_submission(self, envelope: IntendoEnvelope, ciphertext: bytes, at_millis: int) -> Ciphertext:
         """Raise unless this signed intendo may enter the log now; return its parsed ciphertext."""
         spec = self.require_spec()
-        envelope.verify()
+        envelope.verify(*self._anonymity())
         statement = envelope.statement
         if statement.stag_id != self.stag_id:
             raise InvalidInput("the envelope is signed for another stag")
@@ -232,7 +233,7 @@ class PackState:
             raise WrongPhase("the stag's deadline has passed")
         if statement.expires_at_millis < at_millis:
             raise InvalidInput("the envelope has expired")
-        if not spec.is_eligible(statement.participant):
+        if not spec.anonymous and not spec.is_eligible(statement.participant):  # anonymous: the ring signature proves it
             raise InvalidInput("this identity is not eligible for the stag")
         if self.rejections.get(statement.participant, 0) >= self.limits.max_rejections:
             raise RateLimited("this identity has submitted too many malformed intendos to this stag")
@@ -257,7 +258,7 @@ class PackState:
 
     def check_withdrawal(self, withdrawal: Withdrawal, at_millis: int) -> IntendoRecord:
         spec = self.require_spec()
-        withdrawal.verify()
+        withdrawal.verify(self._anonymity()[0])
         statement = withdrawal.statement
         if statement.stag_id != self.stag_id:
             raise InvalidInput("the withdrawal is signed for another stag")
@@ -276,6 +277,14 @@ class PackState:
         if record.status not in LIVE:
             raise WrongPhase(f"the intendo is already {record.status.value}")
         return record
+
+    def _anonymity(self) -> tuple[Ring | None, bytes | None]:
+        """An anonymous stag's ring (its eligibility list) and the committee's identity key,
+        which its envelopes are checked against; (None, None) for other stags."""
+        spec = self.require_spec()
+        if not spec.anonymous:
+            return None, None
+        return ring_of(spec.stag_id, spec.eligibility), self.committee.require_identity_key().public_key
 
     def _check_budget(self, participant: bytes) -> None:
         """Every submission and withdrawal counts against the identity's budget in this stag,
@@ -324,6 +333,8 @@ class PackState:
         if spec.stag_id != self.stag_id:
             raise IntegrityFailure("the genesis does not hash to the stag id")
         spec.validate(self.context.row_width, self.committee.committee_id)
+        if spec.anonymous:
+            self.committee.require_identity_key()
         if spec.opens_at_millis + self.limits.max_clock_skew_millis < at_millis:
             raise InvalidInput(
                 "the stag opens in the past: every epoch since would be due at once (open it now or later)"

@@ -26,6 +26,7 @@ from typing import Any
 from stagpack import codec
 from stagpack.calls import Call
 from stagpack.identity import digest
+from stagpack.shield.elgamal import DecryptionShare
 
 
 class SessionKind(str, enum.Enum):
@@ -171,11 +172,12 @@ class CertifyRequest:
 
 @dataclass(frozen=True)
 class CertifyResponse:
-    WIRE_NAME = "CertifyResponse"
+    WIRE_NAME = "stagpack.CertifyResponse.v2"
 
     keyholder: int
     signature: bytes
     attestation: bytes = b""  # a hunt's: the keyholder's secp256k1 signature of its chain facts
+    identity_shares: tuple[DecryptionShare, ...] = ()  # an anonymous stag's hunt: one per member, in order
 
 
 OPEN_SESSION = Call("open_session", "OpenSession", SessionRef, SignedCommitment)

@@ -23,6 +23,7 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_ELIGIBLE = 100_000
 MAX_TITLE = 200
 MAX_TRIGGER_DEPTH = 8  # the longest chain of triggers above a stag (DESIGN.md §10.2: a DAG of bounded depth)
+MAX_RING = 1024  # the largest eligibility list of an anonymous stag: every replica checks a ring signature of that size per intendo
 MAX_BUNDLE = 16  # the most stags one trigger tree may hold: its largest bundle (the settlement contract's bound)
 
 
@@ -51,7 +52,7 @@ class ManualClock:
 class StagSpec:
     """Everything that defines a stag. `eligibility` empty means open to any identity."""
 
-    WIRE_NAME = "stagpack.StagSpec.v4"
+    WIRE_NAME = "stagpack.StagSpec.v5"
 
     committee: bytes  # the committee (transcript digest) whose key encrypts this stag
     kind: StagKind
@@ -67,6 +68,7 @@ class StagSpec:
     fees: FeeTerms | None  # capital stags: fees per submission and per executed member
     trigger: bytes  # b"" or the id of a stag of the same committee whose first hunt arms this one
     hook: bytes  # b"" or the 20-byte address of a contract the chain executor calls with each hunt
+    anonymous: bool  # intendos are ring-signed over `eligibility`; signers are named only at a hunt (DESIGN.md §10.5)
     nonce: bytes
 
     @classmethod
@@ -87,6 +89,7 @@ class StagSpec:
         fees: FeeTerms | None = None,
         trigger: bytes = b"",
         hook: bytes = b"",
+        anonymous: bool = False,
     ) -> StagSpec:
         return cls(
             committee=committee,
@@ -103,6 +106,7 @@ class StagSpec:
             fees=fees,
             trigger=trigger,
             hook=hook,
+            anonymous=anonymous,
             nonce=os.urandom(16),
         )
 
@@ -157,6 +161,16 @@ class StagSpec:
             )
         if self.hook and len(self.hook) != 20:
             raise InvalidInput("the hook is a contract's 20-byte EVM address")
+        if type(self.anonymous) is not bool:
+            raise InvalidInput("anonymous is true or false")
+        if self.anonymous:
+            if self.kind is not StagKind.COUNT:
+                raise InvalidInput(
+                    "only count stags can be anonymous: a capital intendo names the escrow account that backs it, "
+                    "and an account is an identity"
+                )
+            if not 2 <= len(self.eligibility) <= MAX_RING:
+                raise InvalidInput(f"an anonymous stag hides its signers among its eligibility list: give 2 to {MAX_RING} keys")
         if len(self.nonce) != 16:
             raise InvalidInput("the stag nonce must be 16 bytes")
 

@@ -27,7 +27,7 @@ from stagpack.aggregator.sessions import SessionProgress  # noqa: E402
 from stagpack.calls import CallCredential, SignedCredential  # noqa: E402
 from stagpack.committee import CommitteeInfo, KeyholderSignature, Participant, Transcript, TranscriptBody, TranscriptSignature  # noqa: E402
 from stagpack.dkg.messages import CeremonyPlan, QuorumPartials, SelfTestCiphertexts, SelfTestCommitment  # noqa: E402
-from stagpack.dkg.party import BackupHeader, partials_digest, self_test_digest, self_test_quorums  # noqa: E402
+from stagpack.dkg.party import BackupHeader, IdentityShareHeader, partials_digest, self_test_digest, self_test_quorums  # noqa: E402
 from stagpack.encoding import StagKind  # noqa: E402
 from stagpack.envelope import IntendoEnvelope, IntendoStatement, Withdrawal, WithdrawalStatement  # noqa: E402
 from stagpack.identity import KeyholderIdentity, SigningIdentity  # noqa: E402
@@ -49,6 +49,8 @@ from stagpack.log import (  # noqa: E402
     Void,
 )
 from stagpack.session import MaskCommitment, MaskReveal, PartialStatement, SessionKind, SessionRef, SignedCommitment, SignedPartial, Step  # noqa: E402
+from stagpack.shield.elgamal import IdentityKey  # noqa: E402
+from stagpack.shield.group import Point, Scalar  # noqa: E402
 from stagpack.stag import StagSpec  # noqa: E402
 from stagpack.terms import FeeTerms, RefundMode, RefundTerms  # noqa: E402
 
@@ -57,6 +59,16 @@ OUT = ROOT / "tests" / "vectors" / "records.json"
 
 def seeded(label: str) -> bytes:
     return hashlib.sha256(b"stagpack-vectors/" + label.encode()).digest()
+
+
+def identity_key() -> IdentityKey:
+    """A 2-of-3 identity key from a fixed polynomial f(z) = a + b·z: K = a·B, X_l = f(l)·B."""
+    constant = Scalar.from_int(int.from_bytes(seeded("identity-a"), "little"))
+    slope = Scalar.from_int(int.from_bytes(seeded("identity-b"), "little"))
+    return IdentityKey(
+        2, Point.base_times(constant).to_bytes(),
+        tuple(Point.base_times(constant + slope * Scalar.from_int(index)).to_bytes() for index in (1, 2, 3)),
+    )
 
 
 def records() -> list[object]:
@@ -90,6 +102,7 @@ def records() -> list[object]:
         participants=participants, coordinator_key=coordinator.verify_key, aggregator_key=aggregator.verify_key,
         chain=tuple(seeded(f"chain-{i}") for i in (1, 2, 3)), joint_public_key=seeded("chain-3"),
         evaluation_keys=seeded("evaluation"), rotation_steps=(1, 16, 256, 4096, 8192), self_test=self_test_digest(tests, quorums),
+        identity_key=identity_key(),
     )
     transcript = Transcript(body, tuple(TranscriptSignature(i, k.sign("transcript", body.digest())) for i, k in enumerate(keyholders, start=1)))
     committee = CommitteeInfo.from_transcript(transcript)
@@ -97,7 +110,7 @@ def records() -> list[object]:
         committee=committee.committee_id, kind=StagKind.COUNT, levels=16, title="Strike if 9 of us do",
         eligibility=tuple(sorted((alice.verify_key, bob.verify_key))), epoch_millis=10_000,
         opens_at_millis=1_790_000_000_000, deadline_millis=1_790_086_400_000, payload=b"execute: strike", beneficiary=None,
-        refund=None, fees=None, trigger=b"", hook=b"", nonce=seeded("nonce")[:16],
+        refund=None, fees=None, trigger=b"", hook=b"", anonymous=False, nonce=seeded("nonce")[:16],
     )
     statement = IntendoStatement(spec.stag_id, alice.verify_key, seeded("ciphertext"), 1, "", seeded("alice-nonce")[:16], 1_790_000_600_000)
     # A capital stag paying its hunts to a cooperative's account, an intendo backed by Bob's
@@ -106,7 +119,7 @@ def records() -> list[object]:
         committee=committee.committee_id, kind=StagKind.CAPITAL, levels=2048, title="Fund the solar roof (units of $100)",
         eligibility=(), epoch_millis=60_000, opens_at_millis=1_790_000_000_000, deadline_millis=0, payload=b"",
         beneficiary=Account(alice.verify_key, "roof-fund"), refund=None, fees=None, trigger=b"", hook=b"",
-        nonce=seeded("capital-nonce")[:16],
+        anonymous=False, nonce=seeded("capital-nonce")[:16],
     )
     # A dominant-assurance stag: Alice escrows a pool of 40 that pays 2 to each intendo counted at
     # the deadline if it passes without a hunt; fees per submission and per executed member.
@@ -116,7 +129,7 @@ def records() -> list[object]:
         payload=b"", beneficiary=Account(alice.verify_key, "pool"),
         refund=RefundTerms(Account(alice.verify_key, "bonus-fund"), 40, RefundMode.FIXED, 2, Account(alice.verify_key, "bonus-fund")),
         fees=FeeTerms(1, 2, Account(keyholders[0].verify_key, "fees"), Account(aggregator.verify_key, "fees"), 60),
-        trigger=b"", hook=b"", nonce=seeded("refund-nonce")[:16],
+        trigger=b"", hook=b"", anonymous=False, nonce=seeded("refund-nonce")[:16],
     )
     refund_statement = IntendoStatement(
         refund_spec.stag_id, bob.verify_key, seeded("refund-ciphertext"), 3, "savings", seeded("bob-refund-nonce")[:16], 1_790_000_600_000
@@ -164,7 +177,7 @@ def records() -> list[object]:
         committee=committee.committee_id, kind=StagKind.CAPITAL, levels=64, title="Fund the strike if it happens",
         eligibility=(), epoch_millis=10_000, opens_at_millis=1_790_000_000_000, deadline_millis=0, payload=b"",
         beneficiary=Account(alice.verify_key, "strike-fund"), refund=None, fees=None, trigger=spec.stag_id,
-        hook=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"), nonce=seeded("dependent-nonce")[:16],
+        hook=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"), anonymous=False, nonce=seeded("dependent-nonce")[:16],
     )
     dependent_statement = IntendoStatement(
         dependent_spec.stag_id, bob.verify_key, seeded("dependent-ciphertext"), 5, "savings", seeded("bob-dependent-nonce")[:16],
@@ -185,6 +198,12 @@ def records() -> list[object]:
         hashlib.sha256(codec.encode(log_range)).digest(),
     )
     signed_credential = SignedCredential(credential, keyholders[1].sign("call", codec.encode(credential)))
+    anonymous_spec = StagSpec(
+        committee=committee.committee_id, kind=StagKind.COUNT, levels=8, title="Come out if 5 colleagues do",
+        eligibility=tuple(sorted((alice.verify_key, bob.verify_key))), epoch_millis=10_000,
+        opens_at_millis=1_790_000_000_000, deadline_millis=0, payload=b"", beneficiary=None,
+        refund=None, fees=None, trigger=b"", hook=b"", anonymous=True, nonce=seeded("anonymous-nonce")[:16],
+    )
     return [
         spec, statement, envelope, withdrawal_statement, withdrawal, genesis, submission, session, commitment, signed_commitment,
         partial, signed_partial, validation, validation_certificate, hunt, hunt_certificate, body, transcript,
@@ -197,6 +216,7 @@ def records() -> list[object]:
         BindingHunt(capital_spec.stag_id, 4, (Account(bob.verify_key, "savings"),)),
         refund_spec, refund_spec.refund, refund_spec.fees, refund_envelope, settlement, settlement_certificate,
         dependent_spec, Trigger(hunt_certificate, spec), composed_hunt,
+        body.identity_key, anonymous_spec, IdentityShareHeader(body.ceremony_id, 1, 2),
     ]
 
 

@@ -25,31 +25,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stagpack/v1/common.proto\x12\x0bstagpack.v1\"\xf7\x02\n\x08StagSpec\x12\x11\n\tcommittee\x18\x01 \x01(\x0c\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.stagpack.v1.StagKind\x12\x0e\n\x06levels\x18\x03 \x01(\r\x12\r\n\x05title\x18\x04 \x01(\t\x12\x13\n\x0b\x65ligibility\x18\x05 \x03(\x0c\x12\x14\n\x0c\x65poch_millis\x18\x06 \x01(\x04\x12\x17\n\x0fopens_at_millis\x18\x07 \x01(\x03\x12\x17\n\x0f\x64\x65\x61\x64line_millis\x18\x08 \x01(\x03\x12\x0f\n\x07payload\x18\t \x01(\x0c\x12\r\n\x05nonce\x18\n \x01(\x0c\x12)\n\x0b\x62\x65neficiary\x18\x0b \x01(\x0b\x32\x14.stagpack.v1.Account\x12(\n\x06refund\x18\x0c \x01(\x0b\x32\x18.stagpack.v1.RefundTerms\x12#\n\x04\x66\x65\x65s\x18\r \x01(\x0b\x32\x15.stagpack.v1.FeeTerms\x12\x0f\n\x07trigger\x18\x0e \x01(\x0c\x12\x0c\n\x04hook\x18\x0f \x01(\x0c\"\xa1\x01\n\x0bRefundTerms\x12$\n\x06\x66under\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0c\n\x04pool\x18\x02 \x01(\x04\x12%\n\x04mode\x18\x03 \x01(\x0e\x32\x17.stagpack.v1.RefundMode\x12\r\n\x05\x62onus\x18\x04 \x01(\x04\x12(\n\nreturns_to\x18\x05 \x01(\x0b\x32\x14.stagpack.v1.Account\"\x9a\x01\n\x08\x46\x65\x65Terms\x12\x12\n\nsubmission\x18\x01 \x01(\x04\x12\x0e\n\x06member\x18\x02 \x01(\x04\x12\'\n\tcommittee\x18\x03 \x01(\x0b\x32\x14.stagpack.v1.Account\x12&\n\x08operator\x18\x04 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x19\n\x11\x63ommittee_percent\x18\x05 \x01(\r\"%\n\x07\x41\x63\x63ount\x12\r\n\x05owner\x18\x01 \x01(\x0c\x12\x0b\n\x03tag\x18\x02 \x01(\t\"\xa2\x01\n\x10IntendoStatement\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x13\n\x0bparticipant\x18\x02 \x01(\x0c\x12\x19\n\x11\x63iphertext_digest\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\r\n\x05nonce\x18\x05 \x01(\x0c\x12\x19\n\x11\x65xpires_at_millis\x18\x06 \x01(\x03\x12\x13\n\x0b\x63\x61pital_tag\x18\x07 \x01(\t\"V\n\x0fIntendoEnvelope\x12\x30\n\tstatement\x18\x01 \x01(\x0b\x32\x1d.stagpack.v1.IntendoStatement\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"y\n\x13WithdrawalStatement\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x12\n\nintendo_id\x18\x02 \x01(\x0c\x12\x13\n\x0bparticipant\x18\x03 \x01(\x0c\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x19\n\x11\x65xpires_at_millis\x18\x05 \x01(\x03\"T\n\nWithdrawal\x12\x33\n\tstatement\x18\x01 \x01(\x0b\x32 .stagpack.v1.WithdrawalStatement\x12\x11\n\tsignature\x18\x02 \x01(\x0c*Q\n\x08StagKind\x12\x19\n\x15STAG_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTAG_KIND_COUNT\x10\x01\x12\x15\n\x11STAG_KIND_CAPITAL\x10\x02*Z\n\nRefundMode\x12\x1b\n\x17REFUND_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11REFUND_MODE_FIXED\x10\x01\x12\x18\n\x14REFUND_MODE_PRO_RATA\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stagpack/v1/common.proto\x12\x0bstagpack.v1\"\x8a\x03\n\x08StagSpec\x12\x11\n\tcommittee\x18\x01 \x01(\x0c\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.stagpack.v1.StagKind\x12\x0e\n\x06levels\x18\x03 \x01(\r\x12\r\n\x05title\x18\x04 \x01(\t\x12\x13\n\x0b\x65ligibility\x18\x05 \x03(\x0c\x12\x14\n\x0c\x65poch_millis\x18\x06 \x01(\x04\x12\x17\n\x0fopens_at_millis\x18\x07 \x01(\x03\x12\x17\n\x0f\x64\x65\x61\x64line_millis\x18\x08 \x01(\x03\x12\x0f\n\x07payload\x18\t \x01(\x0c\x12\r\n\x05nonce\x18\n \x01(\x0c\x12)\n\x0b\x62\x65neficiary\x18\x0b \x01(\x0b\x32\x14.stagpack.v1.Account\x12(\n\x06refund\x18\x0c \x01(\x0b\x32\x18.stagpack.v1.RefundTerms\x12#\n\x04\x66\x65\x65s\x18\r \x01(\x0b\x32\x15.stagpack.v1.FeeTerms\x12\x0f\n\x07trigger\x18\x0e \x01(\x0c\x12\x0c\n\x04hook\x18\x0f \x01(\x0c\x12\x11\n\tanonymous\x18\x10 \x01(\x08\"\xa1\x01\n\x0bRefundTerms\x12$\n\x06\x66under\x18\x01 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x0c\n\x04pool\x18\x02 \x01(\x04\x12%\n\x04mode\x18\x03 \x01(\x0e\x32\x17.stagpack.v1.RefundMode\x12\r\n\x05\x62onus\x18\x04 \x01(\x04\x12(\n\nreturns_to\x18\x05 \x01(\x0b\x32\x14.stagpack.v1.Account\"\x9a\x01\n\x08\x46\x65\x65Terms\x12\x12\n\nsubmission\x18\x01 \x01(\x04\x12\x0e\n\x06member\x18\x02 \x01(\x04\x12\'\n\tcommittee\x18\x03 \x01(\x0b\x32\x14.stagpack.v1.Account\x12&\n\x08operator\x18\x04 \x01(\x0b\x32\x14.stagpack.v1.Account\x12\x19\n\x11\x63ommittee_percent\x18\x05 \x01(\r\"%\n\x07\x41\x63\x63ount\x12\r\n\x05owner\x18\x01 \x01(\x0c\x12\x0b\n\x03tag\x18\x02 \x01(\t\"\xa2\x01\n\x10IntendoStatement\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x13\n\x0bparticipant\x18\x02 \x01(\x0c\x12\x19\n\x11\x63iphertext_digest\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\r\n\x05nonce\x18\x05 \x01(\x0c\x12\x19\n\x11\x65xpires_at_millis\x18\x06 \x01(\x03\x12\x13\n\x0b\x63\x61pital_tag\x18\x07 \x01(\t\"V\n\x0fIntendoEnvelope\x12\x30\n\tstatement\x18\x01 \x01(\x0b\x32\x1d.stagpack.v1.IntendoStatement\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"y\n\x13WithdrawalStatement\x12\x0f\n\x07stag_id\x18\x01 \x01(\x0c\x12\x12\n\nintendo_id\x18\x02 \x01(\x0c\x12\x13\n\x0bparticipant\x18\x03 \x01(\x0c\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x19\n\x11\x65xpires_at_millis\x18\x05 \x01(\x03\"T\n\nWithdrawal\x12\x33\n\tstatement\x18\x01 \x01(\x0b\x32 .stagpack.v1.WithdrawalStatement\x12\x11\n\tsignature\x18\x02 \x01(\x0c*Q\n\x08StagKind\x12\x19\n\x15STAG_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTAG_KIND_COUNT\x10\x01\x12\x15\n\x11STAG_KIND_CAPITAL\x10\x02*Z\n\nRefundMode\x12\x1b\n\x17REFUND_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11REFUND_MODE_FIXED\x10\x01\x12\x18\n\x14REFUND_MODE_PRO_RATA\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stagpack.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STAGKIND']._serialized_start=1241
-  _globals['_STAGKIND']._serialized_end=1322
-  _globals['_REFUNDMODE']._serialized_start=1324
-  _globals['_REFUNDMODE']._serialized_end=1414
+  _globals['_STAGKIND']._serialized_start=1260
+  _globals['_STAGKIND']._serialized_end=1341
+  _globals['_REFUNDMODE']._serialized_start=1343
+  _globals['_REFUNDMODE']._serialized_end=1433
   _globals['_STAGSPEC']._serialized_start=42
-  _globals['_STAGSPEC']._serialized_end=417
-  _globals['_REFUNDTERMS']._serialized_start=420
-  _globals['_REFUNDTERMS']._serialized_end=581
-  _globals['_FEETERMS']._serialized_start=584
-  _globals['_FEETERMS']._serialized_end=738
-  _globals['_ACCOUNT']._serialized_start=740
-  _globals['_ACCOUNT']._serialized_end=777
-  _globals['_INTENDOSTATEMENT']._serialized_start=780
-  _globals['_INTENDOSTATEMENT']._serialized_end=942
-  _globals['_INTENDOENVELOPE']._serialized_start=944
-  _globals['_INTENDOENVELOPE']._serialized_end=1030
-  _globals['_WITHDRAWALSTATEMENT']._serialized_start=1032
-  _globals['_WITHDRAWALSTATEMENT']._serialized_end=1153
-  _globals['_WITHDRAWAL']._serialized_start=1155
-  _globals['_WITHDRAWAL']._serialized_end=1239
+  _globals['_STAGSPEC']._serialized_end=436
+  _globals['_REFUNDTERMS']._serialized_start=439
+  _globals['_REFUNDTERMS']._serialized_end=600
+  _globals['_FEETERMS']._serialized_start=603
+  _globals['_FEETERMS']._serialized_end=757
+  _globals['_ACCOUNT']._serialized_start=759
+  _globals['_ACCOUNT']._serialized_end=796
+  _globals['_INTENDOSTATEMENT']._serialized_start=799
+  _globals['_INTENDOSTATEMENT']._serialized_end=961
+  _globals['_INTENDOENVELOPE']._serialized_start=963
+  _globals['_INTENDOENVELOPE']._serialized_end=1049
+  _globals['_WITHDRAWALSTATEMENT']._serialized_start=1051
+  _globals['_WITHDRAWALSTATEMENT']._serialized_end=1172
+  _globals['_WITHDRAWAL']._serialized_start=1174
+  _globals['_WITHDRAWAL']._serialized_end=1258
 # @@protoc_insertion_point(module_scope)

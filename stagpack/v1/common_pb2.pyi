@@ -27,7 +27,7 @@ REFUND_MODE_FIXED: RefundMode
 REFUND_MODE_PRO_RATA: RefundMode
 
 class StagSpec(_message.Message):
-    __slots__ = ("committee", "kind", "levels", "title", "eligibility", "epoch_millis", "opens_at_millis", "deadline_millis", "payload", "nonce", "beneficiary", "refund", "fees", "trigger", "hook")
+    __slots__ = ("committee", "kind", "levels", "title", "eligibility", "epoch_millis", "opens_at_millis", "deadline_millis", "payload", "nonce", "beneficiary", "refund", "fees", "trigger", "hook", "anonymous")
     COMMITTEE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     LEVELS_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class StagSpec(_message.Message):
     FEES_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
     HOOK_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
     committee: bytes
     kind: StagKind
     levels: int
@@ -58,7 +59,8 @@ class StagSpec(_message.Message):
     fees: FeeTerms
     trigger: bytes
     hook: bytes
-    def __init__(self, committee: _Optional[bytes] = ..., kind: _Optional[_Union[StagKind, str]] = ..., levels: _Optional[int] = ..., title: _Optional[str] = ..., eligibility: _Optional[_Iterable[bytes]] = ..., epoch_millis: _Optional[int] = ..., opens_at_millis: _Optional[int] = ..., deadline_millis: _Optional[int] = ..., payload: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., beneficiary: _Optional[_Union[Account, _Mapping]] = ..., refund: _Optional[_Union[RefundTerms, _Mapping]] = ..., fees: _Optional[_Union[FeeTerms, _Mapping]] = ..., trigger: _Optional[bytes] = ..., hook: _Optional[bytes] = ...) -> None: ...
+    anonymous: bool
+    def __init__(self, committee: _Optional[bytes] = ..., kind: _Optional[_Union[StagKind, str]] = ..., levels: _Optional[int] = ..., title: _Optional[str] = ..., eligibility: _Optional[_Iterable[bytes]] = ..., epoch_millis: _Optional[int] = ..., opens_at_millis: _Optional[int] = ..., deadline_millis: _Optional[int] = ..., payload: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., beneficiary: _Optional[_Union[Account, _Mapping]] = ..., refund: _Optional[_Union[RefundTerms, _Mapping]] = ..., fees: _Optional[_Union[FeeTerms, _Mapping]] = ..., trigger: _Optional[bytes] = ..., hook: _Optional[bytes] = ..., anonymous: _Optional[bool] = ...) -> None: ...
 
 class RefundTerms(_message.Message):
     __slots__ = ("funder", "pool", "mode", "bonus", "returns_to")

@@ -402,7 +402,7 @@ def test_rounds_out_of_order_are_wrong_phase(fresh_party) -> None:  # type: igno
     assert party.phase is Phase.PLANNED
     out_of_order = [
         lambda: party.handle_round_one(RoundOneRequest(cid, (b"k",) * 3, None, None)),
-        lambda: party.handle_round_two(RoundTwoRequest(cid, (), ())),
+        lambda: party.handle_round_two(RoundTwoRequest(cid, (), (), (), ())),
         lambda: party.handle_finalize(FinalizeRequest(cid, ())),
         lambda: party.handle_backup(BackupRequest(cid)),
         lambda: party.handle_deliver_backups(DeliverBackupsRequest(cid, ())),

@@ -1,0 +1,91 @@
+"""Show friends you signed an intendo, deniably: designated-verifier proofs for agents and the CLI.
+
+A proof file (`IntendoProof`) carries the intendo's signed statement, the claim (the stag, the
+intendo id, the signer's key — and, for an anonymous intendo, its key image — the designated
+verifiers and an optional claimed threshold) and the proof (`stagpack.shield.dvp`).
+
+* `prove_intendo`: the signer makes one for one or several named verifiers.
+* `check_intendo_proof`: a designated verifier checks it: the statement hashes to the intendo
+  id and names the signer (or the key image), and the OR-proof verifies. Whether the intendo is
+  in the stag is a separate question for the aggregator (`AggregatorClient.intendo_status`).
+* `forge_intendo_proof`: the verifiers make the same kind of proof without the signer — for
+  any signer they like, in an anonymous stag for any eligible member — which is why a proof
+  convinces only a designated verifier that did not forge it, and nobody it is shown to.
+
+The claimed threshold is text the signer chose to attach: bound to the proof, never proven.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from stagpack import codec
+from stagpack.envelope import IntendoStatement
+from stagpack.errors import InvalidInput
+from stagpack.identity import SigningIdentity, check_verify_key, digest
+from stagpack.shield import dvp
+from stagpack.shield.group import Scalar
+
+
+@dataclass(frozen=True)
+class IntendoProof:
+    WIRE_NAME = "stagpack.IntendoProof.v1"
+
+    statement: IntendoStatement
+    claim: dvp.SignedIntendoClaim
+    proof: dvp.DesignatedProof
+
+    def to_bytes(self) -> bytes:
+        return codec.encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> IntendoProof:
+        return codec.decode(cls, data)
+
+
+def _claim(statement: IntendoStatement, signer: bytes, verifiers: Sequence[bytes], anonymous: bool, claimed_threshold: str) -> dvp.SignedIntendoClaim:
+    keys = tuple(check_verify_key(key, "verifier key") for key in verifiers)
+    return dvp.SignedIntendoClaim(
+        dvp.CONTEXT, statement.stag_id, digest("intendo", codec.encode(statement)), check_verify_key(signer, "signer key"),
+        statement.participant if anonymous else b"", keys, claimed_threshold,
+    )
+
+
+def prove_intendo(
+    identity: SigningIdentity, statement: IntendoStatement, verifiers: Sequence[bytes], *, anonymous: bool,
+    claimed_threshold: str = "",
+) -> IntendoProof:
+    """The signer's proof, for `verifiers`, that it signed the intendo of `statement` (an
+    anonymous stag's statement names its key image, which the proof ties to the signer)."""
+    if not anonymous and statement.participant != identity.verify_key:
+        raise InvalidInput("this intendo was signed by another key")
+    claim = _claim(statement, identity.verify_key, verifiers, anonymous, claimed_threshold)
+    return IntendoProof(statement, claim, dvp.prove(claim, Scalar.from_signing_seed(identity.seed)))
+
+
+def check_intendo_proof(proof: IntendoProof, verifier: bytes) -> None:
+    """Raise unless `verifier` is designated and the proof verifies for the statement it carries."""
+    claim, statement = proof.claim, proof.statement
+    if verifier not in claim.verifiers:
+        raise InvalidInput("this proof is not designated to you: it convinces only its named verifiers")
+    if claim.intendo_id != digest("intendo", codec.encode(statement)) or claim.stag_id != statement.stag_id:
+        raise InvalidInput("the proof's statement is not the intendo it claims")
+    if statement.participant != (claim.key_image or claim.signer):
+        raise InvalidInput("the intendo's statement names someone else than the claimed signer (or key image)")
+    dvp.verify(claim, proof.proof)
+
+
+def forge_intendo_proof(
+    verifiers: Sequence[SigningIdentity], statement: IntendoStatement, signer: bytes, *, anonymous: bool,
+    claimed_threshold: str = "", designated: Sequence[bytes] = (),
+) -> IntendoProof:
+    """A proof that `signer` signed the intendo, made by the designated verifiers themselves
+    (every one of them; `designated` fixes their order, default the identities' own)."""
+    keys = tuple(designated) or tuple(identity.verify_key for identity in verifiers)
+    by_key = {identity.verify_key: identity for identity in verifiers}
+    if set(keys) != set(by_key):
+        raise InvalidInput("forging takes the key of every designated verifier, and only theirs")
+    claim = _claim(statement, signer, keys, anonymous, claimed_threshold)
+    secrets = [Scalar.from_signing_seed(by_key[key].seed) for key in keys]
+    return IntendoProof(statement, claim, dvp.forge(claim, secrets))
