@@ -948,7 +948,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=2.0, help="seconds per health check (default %(default)s)")
 
     demo = add("demo", command_demo, "a committee, a count stag and a capital stag, hundreds of simulated participants; "
-               "then one escrow account backing two stags, and a stag that pays refunds at its deadline")
+               "then one escrow account backing two stags, a stag that pays refunds at its deadline, composed hunts "
+               "settled on an EVM, and an anonymous stag with deniable proofs")
     demo.add_argument("--participants", type=int, default=240, help="simulated participants across both stags (default %(default)s)")
     demo.add_argument("--keyholders", type=int, default=5)
     demo.add_argument("--threshold", type=int, default=3, help="t of the t-of-n committee (default %(default)s)")
@@ -957,6 +958,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--compose", action="store_true",
                       help="only the composition scene: a migration stag and an investors' stag it triggers, settled in one "
                            "transaction on an embedded EVM (the full demo ends with it)")
+    demo.add_argument("--shielded", action="store_true",
+                      help="only the shielded scene: an anonymous stag that names nobody until its hunt names every member, "
+                           "and a deniable proof checked by one friend and forged by another (the full demo ends with it)")
     demo.add_argument("--dir", help="keep data and logs here (default: a temporary directory)")
     demo.add_argument("--seed", type=int, default=7)
 

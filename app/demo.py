@@ -1,6 +1,7 @@
 """`stagpack demo`: a committee, a count stag and a capital stag, hundreds of participants; then
 one escrow account backing two stags; then a stag that reaches its deadline and pays refunds;
-then composed hunts settled in one transaction on an embedded EVM (`stagpack.app.compose_demo`).
+then composed hunts settled in one transaction on an embedded EVM (`stagpack.app.compose_demo`);
+then an anonymous stag and deniable proofs (`stagpack.app.shield_demo`).
 
 Participants with heterogeneous thresholds arrive in waves and some withdraw, epoch after epoch.
 Each epoch prints only what an outside observer (or the operator) sees: pack sizes and "no hunt".
@@ -23,6 +24,7 @@ from typing import Protocol
 
 from stagpack.accounts import Account, TransferKind
 from stagpack.app.compose_demo import compose_scene
+from stagpack.app.shield_demo import shielded_scene
 from stagpack.aggregator.store import EpochOutcome
 from stagpack.encoding import StagKind, Threshold
 from stagpack.errors import StagpackError
@@ -427,8 +429,9 @@ def _refund_scene(backend: Backend, started: float) -> list[str]:
 def run_demo(options: argparse.Namespace) -> int:
     rng = random.Random(options.seed)
     started = time.monotonic()
-    if options.compose:
-        mismatches = compose_scene(started, Path(options.dir) if options.dir else None)
+    if options.compose or options.shielded:
+        scene = compose_scene if options.compose else shielded_scene
+        mismatches = scene(started, Path(options.dir) if options.dir else None)
         print(f"\ndone in {time.monotonic() - started:.0f} s" + ("" if not mismatches else f"; {len(mismatches)} MISMATCHES"))
         return 0 if not mismatches else 1
     scratch = None
@@ -495,6 +498,7 @@ def run_demo(options: argparse.Namespace) -> int:
         mismatches += _multiplexing_scene(backend, started)
         mismatches += _refund_scene(backend, started)
         mismatches += compose_scene(started, directory / "compose")
+        mismatches += shielded_scene(started, directory / "shielded")
         print(f"\ndone in {time.monotonic() - started:.0f} s: "
               + ", ".join(f"{stag.name} stag {stag.hunts_seen} hunt(s)" for stag in stags)
               + ("; every hunt matched the plaintext solver" if not mismatches else f"; {len(mismatches)} MISMATCHES"))

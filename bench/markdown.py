@@ -11,6 +11,7 @@ from importlib import metadata
 import numpy as np
 
 from stagpack.bench.composition import CascadeCost, GasCost
+from stagpack.bench.shielded import AnonymousIngestCost, ProofCost, RingCost
 from stagpack.bench.performance import ApplyCost, CeremonyCost, ClientCost, EvaluationCost, HuntCost, IngestCost, MeteredStag, StorageCost
 from stagpack.bench.minority import MinorityResults
 from stagpack.bench.policy import PolicyRow
@@ -42,6 +43,9 @@ class Measurements:
     minority: MinorityResults | None = None
     cascades: list[CascadeCost] = field(default_factory=list)
     gas: list[GasCost] = field(default_factory=list)
+    rings: list[RingCost] = field(default_factory=list)
+    proofs: list[ProofCost] = field(default_factory=list)
+    anonymous_ingest: list[AnonymousIngestCost] = field(default_factory=list)
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
     warnings: dict[str, int] = field(default_factory=dict)  # stagpack log warnings by logger
     stages: list[tuple[str, float]] = field(default_factory=list)
@@ -391,6 +395,7 @@ def _performance_section(measured: Measurements) -> list[str]:
     lines += _storage_section(measured)
     lines += _metering_section(measured)
     lines += _composition_section(measured)
+    lines += _shielded_section(measured)
     lines += [
         "### Epoch evaluation vs pack size",
         "",
@@ -496,6 +501,42 @@ def _composition_section(measured: Measurements) -> list[str]:
     return lines
 
 
+def _shielded_section(measured: Measurements) -> list[str]:
+    if not measured.rings:
+        return []
+    lines = [
+        "### Shielded participation: ring signatures, proofs and anonymous ingest",
+        "",
+        "An anonymous intendo's authorization: the linkable ring signature over the eligibility list that also proves "
+        "the encrypted identity is the signer's (`stagpack.shield.ring`), signed and verified against the ring size; "
+        "next to one Ed25519 signature and its check, the ordinary intendo's, timed in the same run.",
+        "",
+    ]
+    lines += _table(
+        ["ring members", "sign", "verify", "bytes", "× Ed25519 sign", "× Ed25519 verify"],
+        [[str(r.members), _ms(r.sign_ms), _ms(r.verify_ms), f"{r.bytes:,}", f"{r.sign_ms / r.ed25519_sign_ms:,.0f}",
+          f"{r.verify_ms / r.ed25519_verify_ms:,.0f}"] for r in measured.rings],
+    )
+    lines += _table(
+        ["proof", "prove", "verify", "bytes"],
+        [[p.what, _ms(p.prove_ms) if p.prove_ms else "–", _ms(p.verify_ms), str(p.bytes)] for p in measured.proofs],
+    )
+    if measured.anonymous_ingest:
+        base = measured.anonymous_ingest[0]
+        lines += [
+            "Ingest: the same number of prepared intendos into an ordinary count stag and an anonymous one, in one "
+            "deployment; `Aggregator.submit` per intendo (median) and one replica applying the stag's log.",
+            "",
+        ]
+        lines += _table(
+            ["stag", "intendos", "submit per intendo", "× ordinary", "replica apply per intendo", "× ordinary", "envelope bytes"],
+            [[f"anonymous, ring {c.ring}" if c.ring else "ordinary", str(c.intendos), _ms(c.submit_ms),
+              f"{c.submit_ms / base.submit_ms:.2f}", _ms(c.apply_ms), f"{c.apply_ms / base.apply_ms:.2f}", f"{c.envelope_bytes:,}"]
+             for c in measured.anonymous_ingest],
+        )
+    return lines
+
+
 def _hunt_and_ceremony_tables(measured: Measurements) -> list[str]:
     lines = ["### Hunt-to-certificate latency", ""]
     if measured.hunts:
@@ -591,5 +632,8 @@ def summarize(measured: Measurements) -> dict[str, object]:
         "evaluation_by_levels": [c.__dict__ for c in measured.by_levels],
         "hunts": [h.__dict__ for h in measured.hunts],
         "ceremonies": [c.__dict__ for c in measured.ceremonies],
+        "rings": [r.__dict__ for r in measured.rings],
+        "proofs": [p.__dict__ for p in measured.proofs],
+        "anonymous_ingest": [c.__dict__ for c in measured.anonymous_ingest],
         "deployment_seconds": measured.deployment_seconds,
     }

@@ -44,6 +44,7 @@ from stagpack.bench.minority import run_minority
 from stagpack.bench.policy import run_policy_checks
 from stagpack.bench.privacy import run_privacy
 from stagpack.bench.composition import measure_cascades, measure_gas
+from stagpack.bench.shielded import measure_anonymous_ingest, measure_proofs, measure_rings
 from stagpack.bench.sizes import SIZES
 from stagpack.stag import ManualClock
 
@@ -113,6 +114,8 @@ def _measure(measured: Measurements, rng: np.random.Generator, progress: Progres
         )
         progress.stage("composition: cascade latency by DAG shape")
         measured.cascades = measure_cascades(deployment, clock, size.cascade_shapes, progress)
+        progress.stage("shielded: anonymous ingest next to ordinary")
+        measured.anonymous_ingest = measure_anonymous_ingest(deployment, clock, *size.anonymous_ingest, progress)
         progress.stage("storage: what the keyholders' stores hold after the run")
         measured.storage = measure_storage(deployment)
         measured.metering = measure_metering(deployment)
@@ -125,6 +128,9 @@ def _measure(measured: Measurements, rng: np.random.Generator, progress: Progres
         measured.ceremonies = measure_ceremonies(size.ceremony_sizes, progress)
     progress.stage("composition: settlement contract gas (embedded EVM)")
     measured.gas = measure_gas(size.gas_members, size.gas_bundles)
+    progress.stage("shielded: ring signatures and proofs")
+    measured.rings = measure_rings(size.ring_sizes, size.ring_repeat, progress)
+    measured.proofs = measure_proofs(size.verifier_counts, max(size.ring_repeat * 5, 3))
 
 
 def run_report(out: str | Path, size: str = "default", *, seed: int = 1, quiet: bool = False, command: str | None = None) -> ReportOutcome:

@@ -65,6 +65,11 @@ class BenchSize:
     cascade_shapes: tuple[tuple[str, int], ...] = ()  # smoke: none (tests/protocol covers cascades)
     gas_members: tuple[int, ...] = (1, 4)
     gas_bundles: tuple[int, ...] = (2,)
+    # shielded participation (bench.shielded)
+    ring_sizes: tuple[int, ...] = (16,)
+    ring_repeat: int = 1
+    verifier_counts: tuple[int, ...] = (1, 3)
+    anonymous_ingest: tuple[int, int] = (2, 16)  # (intendos per stag, ring members)
 
 
 def distance_scenario(levels: int, size: int, far: int) -> Scenario:
@@ -109,6 +114,7 @@ DEFAULT = BenchSize(
     minority_levels=60, minority_epochs=6, minority_new_per_epoch=4, minority_forgeries=2, minority_members=60,
     cascade_shapes=(("depth", 1), ("depth", 2), ("depth", 4), ("width", 2), ("width", 4)),
     gas_members=(1, 8, 32, 128), gas_bundles=(2, 4, 8),
+    ring_sizes=(16, 64, 256, 1024), ring_repeat=3, verifier_counts=(1, 3, 8), anonymous_ingest=(24, 256),
 )
 
 FULL = BenchSize(
@@ -121,6 +127,7 @@ FULL = BenchSize(
     minority_levels=60, minority_epochs=12, minority_new_per_epoch=4, minority_forgeries=3, minority_members=60,
     cascade_shapes=(("depth", 1), ("depth", 2), ("depth", 4), ("depth", 8), ("width", 2), ("width", 4), ("width", 8)),
     gas_members=(1, 8, 32, 64, 128), gas_bundles=(2, 4, 8, 16),
+    ring_sizes=(16, 64, 256, 1024), ring_repeat=9, verifier_counts=(1, 3, 8, 16), anonymous_ingest=(64, 1024),
 )
 
 SIZES = {size.name: size for size in (SMOKE, DEFAULT, FULL)}

@@ -82,6 +82,8 @@ def forge_intendo_proof(
 ) -> IntendoProof:
     """A proof that `signer` signed the intendo, made by the designated verifiers themselves
     (every one of them; `designated` fixes their order, default the identities' own)."""
+    if not anonymous and signer != statement.participant:
+        raise InvalidInput("an ordinary intendo's statement names its signer: only an anonymous one can be claimed for someone else")
     keys = tuple(designated) or tuple(identity.verify_key for identity in verifiers)
     by_key = {identity.verify_key: identity for identity in verifiers}
     if set(keys) != set(by_key):

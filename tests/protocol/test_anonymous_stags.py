@@ -240,3 +240,15 @@ def test_an_ordinary_stag_names_every_signer_in_its_log(deployment, clock) -> No
     height = deployment.aggregator.status(spec.stag_id).height
     (entry, _), = [item for item in deployment.aggregator.read_log(spec.stag_id, 0, height) if item[0].kind is EntryKind.SUBMISSION]
     assert members[0].verify_key in codec.encode(entry)
+
+
+def test_the_shielded_demo_names_the_members_and_forges_a_proof(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`stagpack demo --shielded` (the end of `make demo`) agrees with the solver and the true signers."""
+    import time
+
+    from stagpack.app.shield_demo import shielded_scene
+
+    assert shielded_scene(time.monotonic(), tmp_path) == []
+    out = capsys.readouterr().out
+    assert "its log names: nobody" in out and "names, by 2 keyholders' proven decryptions each: prof, ana, ben, cho" in out
+    assert "still hidden: dev" in out and "checks exactly like" in out

@@ -21,8 +21,13 @@ def test_smoke_report_is_written_with_perfect_baselines_and_every_forbidden_requ
     text = outcome.report.read_text()
     assert text.startswith("# stagpack benchmark report")
     for section in ("## 1. Privacy", "### Decryption policy", "## 2. Performance", "### Keyholder storage",
-                    "### Metered committee work per stag", "### Composed hunts: cascade latency and settlement gas"):
+                    "### Metered committee work per stag", "### Composed hunts: cascade latency and settlement gas",
+                    "### Shielded participation: ring signatures, proofs and anonymous ingest"):
         assert section in text
+    # the shielded rows measured what they say: a ring of 16 (its signature 2 responses per member), both stags
+    (ring,) = outcome.measurements.rings
+    assert ring.members == 16 and ring.bytes > 32 * (2 * 16 + 4)
+    assert [row.ring for row in outcome.measurements.anonymous_ingest] == [0, 16]
     # every stag's metered work: the privacy packs ran sessions, and their partial decryptions were counted
     metering = outcome.measurements.metering
     assert any(m.epochs and m.cost.sessions >= m.epochs and m.cost.steps >= 2 * m.cost.sessions for m in metering)

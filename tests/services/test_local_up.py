@@ -199,6 +199,54 @@ def test_the_cli_finds_the_aggregator_of_local_up_without_being_told(local_up: L
     assert refused.returncode == 2 and f"aggregator {dead} from $STAGPACK_AGGREGATOR" in refused.stderr
 
 
+def test_an_anonymous_stag_and_a_deniable_proof_through_the_cli(local_up: LocalUp, tmp_path: Path) -> None:
+    """An anonymous count stag over gRPC, as users run it: nobody is named until the hunt, which
+    names exactly its members (its certificate verified by `watch`); a member proves to a friend,
+    who checks it with the aggregator and then forges one naming someone else, equally valid."""
+    from stagpack.participant.identity_file import create_identity_file
+
+    local_up.ensure_serving()
+    env = environment(STAGPACK_LOCAL_DIR=str(local_up.directory))
+    names = ["ann", "bea", "cai", "fay"]
+    keys = {name: create_identity_file(tmp_path / f"{name}.key").verify_key.hex() for name in names}
+    eligible = [argument for name in names for argument in ("--eligible", keys[name])]
+    created = stagpack("stag", "create", "--kind", "count", "--levels", "6", "--epoch", "30s", "--anonymous", *eligible,
+                       "--title", "come out if 2 others do", "--json", env=env)
+    assert created.returncode == 0, created.stderr
+    stag_id = json.loads(created.stdout)["stag_id"]
+    intendos = {}
+    for name in ("ann", "bea", "cai"):
+        submitted = stagpack("submit", "--identity", str(tmp_path / f"{name}.key"), "--stag", stag_id, "--others", "2",
+                             "--receipt", str(tmp_path / f"{name}.receipt"), "--json", env=env)
+        assert submitted.returncode == 0, submitted.stderr
+        intendos[name] = json.loads(submitted.stdout)["intendo_id"]
+    status = stagpack("stag", "status", stag_id, "--json", env=env)  # well before the first epoch (30 s)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["anonymous"] is True and json.loads(status.stdout)["hunts"] == []
+    assert not any(keys[name] in status.stdout for name in names)
+    proved = stagpack("prove", "--identity", str(tmp_path / "ann.key"), "--receipt", str(tmp_path / "ann.receipt"),
+                      "--verifier", keys["fay"], "--claim", "I will if 2 others do", "--out", str(tmp_path / "ann.proof"), env=env)
+    assert proved.returncode == 0, proved.stderr
+    checked = stagpack("check-proof", str(tmp_path / "ann.proof"), "--identity", str(tmp_path / "fay.key"), "--json", env=env)
+    assert checked.returncode == 0, checked.stderr
+    document = json.loads(checked.stdout)
+    assert (document["signer"], document["intendo_id"], document["anonymous"]) == (keys["ann"], intendos["ann"], True)
+    assert document["intendo_status"] in ("awaiting-validation", "counted", "executed")
+    not_designated = stagpack("check-proof", str(tmp_path / "ann.proof"), "--identity", str(tmp_path / "bea.key"), "--offline", env=env)
+    assert not_designated.returncode != 0 and "not designated to you" in not_designated.stderr
+    forged = stagpack("forge-proof", str(tmp_path / "ann.proof"), "--identity", str(tmp_path / "fay.key"), "--signer", keys["bea"],
+                      "--out", str(tmp_path / "forged.proof"), env=env)
+    assert forged.returncode == 0, forged.stderr
+    recheck = stagpack("check-proof", str(tmp_path / "forged.proof"), "--identity", str(tmp_path / "fay.key"), "--json", env=env)
+    assert recheck.returncode == 0, recheck.stderr
+    assert json.loads(recheck.stdout)["signer"] == keys["bea"]  # as valid as the real one: fay cannot convince anyone
+    watched = stagpack("watch", "--stag", stag_id, "--count", "1", "--timeout", "150", "--json", env=env, timeout=180)
+    assert watched.returncode == 0, watched.stderr
+    (hunt,) = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert sorted(member["member"] for member in hunt["members"]) == sorted(keys[name] for name in ("ann", "bea", "cai"))
+    assert sorted(member["intendo_id"] for member in hunt["members"]) == sorted(intendos.values())
+
+
 def test_local_restart_restarts_one_keyholder(local_up: LocalUp) -> None:
     before = local_up.ensure_serving().pids()
     result = stagpack("local", "restart", "keyholder-2", "--dir", str(local_up.directory), "--json", "--timeout", "120", timeout=150)

@@ -704,3 +704,66 @@ def test_stag_create_with_a_trigger_names_it_in_the_spec(client: FakeClient, cap
     assert code == 0 and client.created[-1].hook == b"\x5f" * 20 and json.loads(out)["hook"] == "0x" + "5f" * 20
     code, out, errors = run(["stag", "create", "--kind", "count", "--levels", "10", "--hook", "0x1234"], capsys)
     assert code == 2 and "--hook" in errors and len(client.created) == 2
+
+
+# --- designated-verifier proofs: prove, check-proof, forge-proof ---------------------------------
+
+
+@pytest.mark.parametrize("anonymous", [False, True])
+def test_prove_check_and_forge_a_designated_verifier_proof(
+    anonymous: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The signer proves to fay; fay's check accepts; bea, not designated, is refused; fay forges
+    one naming bea instead, which checks exactly like the real one (the deniability); the
+    claimed threshold travels with the proof, marked as not proven."""
+    import hashlib
+
+    from stagpack import codec
+    from stagpack.envelope import IntendoEnvelope
+    from stagpack.participant.identity_file import create_identity_file
+    from stagpack.shield.group import Point, Scalar
+    from stagpack.shield.ring import Ring
+
+    people = {name: create_identity_file(tmp_path / f"{name}.key") for name in ("ann", "bea", "fay")}
+    stag_id, digest = hashlib.sha256(b"stag").digest(), hashlib.sha256(b"ciphertext").digest()
+    if anonymous:
+        ring = Ring(stag_id, sorted(person.verify_key for person in people.values()))
+        committee_key = Point.base_times(Scalar.random()).to_bytes()
+        envelope = IntendoEnvelope.sign_anonymously(ring, people["ann"], committee_key, digest, 2**40)
+    else:
+        envelope = IntendoEnvelope.sign(people["ann"], stag_id, digest, 1, 2**40)
+    (tmp_path / "ann.receipt").write_bytes(codec.encode(envelope.statement))
+    code, out, err = run(["prove", "--identity", "ann.key", "--receipt", "ann.receipt", "--verifier",
+                          people["fay"].verify_key.hex(), "--claim", "at least 3 others", "--out", "p", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["bytes"] == 32 * 4
+    code, out, err = run(["check-proof", "p", "--identity", "fay.key", "--offline", "--json"], capsys)
+    assert code == 0, err
+    document = json.loads(out)
+    assert (document["signer"], document["anonymous"], document["claimed_threshold"]) == (people["ann"].verify_key.hex(), anonymous, "at least 3 others")
+    code, out, err = run(["check-proof", "p", "--identity", "fay.key", "--offline"], capsys)
+    assert "NOT proven" in out
+    code, _, err = run(["check-proof", "p", "--identity", "bea.key", "--offline"], capsys)
+    assert code == 2 and "not designated to you" in err
+    # fay forges: in an anonymous stag for any member (here bea); in an ordinary one, whose
+    # statement names its signer, the same claim
+    claimed = people["bea" if anonymous else "ann"].verify_key.hex()
+    code, _, err = run(["forge-proof", "p", "--identity", "fay.key", "--signer", claimed, "--out", "q"], capsys)
+    assert code == 0, err
+    code, out, err = run(["check-proof", "q", "--identity", "fay.key", "--offline", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["signer"] == claimed
+    if not anonymous:
+        code, _, err = run(["forge-proof", "p", "--identity", "fay.key", "--signer", people["bea"].verify_key.hex(), "--out", "q"], capsys)
+        assert code == 2 and "names its signer" in err
+    code, _, err = run(["forge-proof", "p", "--identity", "bea.key", "--out", "r"], capsys)  # bea is not a verifier of it
+    assert code == 2 and "every designated verifier" in err
+    tampered = bytearray((tmp_path / "p").read_bytes())
+    tampered[-5] ^= 1
+    (tmp_path / "t").write_bytes(bytes(tampered))
+    code, _, err = run(["check-proof", "t", "--identity", "fay.key", "--offline"], capsys)
+    assert code == 2 and "error:" in err
+    # bea cannot prove ann's intendo: the statement names ann (or ann's key image), not bea
+    code, _, err = run(["prove", "--identity", "bea.key", "--receipt", "ann.receipt", "--verifier",
+                        people["fay"].verify_key.hex(), "--out", "s"], capsys)
+    assert code == 2 and "does not match the signer key (or key image)" in err

@@ -350,3 +350,47 @@ def test_a_dealer_with_a_bad_share_or_proof_is_named() -> None:
     copied = elgamal.DealerCommitment(2, honest.commitment.coefficients, honest.commitment.proof_challenge, honest.commitment.proof_response)
     with pytest.raises(InvalidSignature, match="dealer 2 did not prove"):
         elgamal.check_commitment(context, copied, 2)
+
+
+# --- properties over random rings and verifier sets -------------------------------------------------
+
+
+@PROPERTY
+@given(size=st.integers(min_value=2, max_value=5), signer=st.integers(min_value=0, max_value=4), data=st.data())
+def test_property_only_members_sign_and_the_signer_is_the_one_encrypted(
+    members: list[Member], committee: tuple[elgamal.IdentityKey, dict[int, Scalar]], size: int, signer: int, data: st.DataObject
+) -> None:
+    key, secrets = committee
+    inside = members[:size]
+    members_ring = ring.Ring(STAG, [member.key for member in inside])
+    if signer >= size:  # an outsider: cannot sign in the ring, and a ring it widened does not verify
+        with pytest.raises(InvalidInput, match="not a member"):
+            ring.sign(members_ring, b"m", members[signer].key, members[signer].secret, key.public_key)
+        widened = ring.Ring(STAG, [member.key for member in inside[:-1]] + [members[signer].key])
+        signature = ring.sign(widened, b"m", members[signer].key, members[signer].secret, key.public_key)
+        with pytest.raises(InvalidSignature):
+            ring.verify(members_ring, b"m", signature, key.public_key)
+        return
+    signature = ring.sign(members_ring, b"m", inside[signer].key, inside[signer].secret, key.public_key)
+    ring.verify(members_ring, b"m", signature, key.public_key)
+    assert signature.identity is not None
+    chosen = data.draw(st.lists(st.sampled_from([1, 2, 3]), min_size=2, max_size=2, unique=True))
+    shares = [elgamal.decryption_share(index, secrets[index], signature.identity) for index in chosen]
+    assert elgamal.decrypt(key, signature.identity, shares) == inside[signer].key
+
+
+@PROPERTY
+@given(designated=st.sets(st.integers(min_value=1, max_value=4), min_size=1, max_size=4),
+       checked=st.sets(st.integers(min_value=1, max_value=4), min_size=1, max_size=4),
+       anonymous=st.booleans(), forged=st.booleans())
+def test_property_real_and_simulated_proofs_verify_alike_and_only_for_their_verifier_set(
+    members: list[Member], designated: set[int], checked: set[int], anonymous: bool, forged: bool
+) -> None:
+    verifiers = [members[index] for index in sorted(designated)]
+    claim = claim_for(members, verifiers, image=anonymous)
+    proof = dvp.forge(claim, [v.secret for v in verifiers]) if forged else dvp.prove(claim, members[0].secret)
+    dvp.verify(claim, proof)
+    other = claim_for(members, [members[index] for index in sorted(checked)], image=anonymous)
+    if checked != designated:
+        with pytest.raises(InvalidSignature):
+            dvp.verify(other, proof)
