@@ -379,6 +379,9 @@ class Aggregator:
         capital = spec.kind is StagKind.CAPITAL
         statement = envelope.statement
         account = Account(statement.participant, statement.capital_tag) if capital else None
+        # every check, the (costly, for a ring) signature last, before any lock is taken; the
+        # signature is remembered, and the checks run again under the lock
+        pack.admit_submission(envelope, ciphertext, self._clock())
         with self._accounts if capital else contextlib.nullcontext():  # count stags move no money
             # what the account's live intendos hold (read before this stag's write lock, which
             # `_held` takes; with the accounts lock held it can only shrink meanwhile)
@@ -524,6 +527,7 @@ class Aggregator:
         stag_id = withdrawal.statement.stag_id
         pack = self._pack(stag_id)
         write, session = self._locks(stag_id)
+        pack.check_withdrawal(withdrawal, self._clock())  # the signature checked outside the locks, then remembered
         with session, write:
             pack.check_withdrawal(withdrawal, self._clock())
             bound = [u.number for u in self._store.unfinished_sessions()

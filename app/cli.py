@@ -284,6 +284,16 @@ def command_identity_create(options: argparse.Namespace) -> int:
     return 0
 
 
+def command_identity_card(options: argparse.Namespace) -> int:
+    from stagpack.participant.identity_file import read_identity_file
+    from stagpack.participant.proofs import make_verifier_card
+
+    identity = read_identity_file(Path(options.file))
+    card = make_verifier_card(identity).to_hex()
+    Output(options.json).emit({"public_key": hexid(identity.verify_key), "card": card}, [card])
+    return 0
+
+
 def command_identity_show(options: argparse.Namespace) -> int:
     from stagpack.participant.identity_file import read_identity_file
 
@@ -538,7 +548,8 @@ def command_stag_status(options: argparse.Namespace) -> int:
         f"  {len(epochs)} epochs checked{last}; {len(hunts)} hunts"
         + "".join(f"\n    epoch {h['epoch']} (log height {h['log_height']}): level {h['level']}, "
                   f"{h['members']} members executed" + (f", fired on the trigger's hunt {h['cause'][:12]}" if h["cause"] else "")
-                  + (f"; named by the committee: {', '.join(key[:16] for key in h['revealed'])}" if anonymous else "")
+                  + (f"; named: {', '.join(key[:16] for key in h['revealed'])} (as the aggregator reports them: "
+                     "`stagpack watch` and `verify` check each certificate)" if anonymous else "")
                   for h in hunts),
         *([f"  anonymous among {len(status.spec.eligibility)} eligible keys: no intendo names its signer until a hunt "
            "executes it"] if anonymous else []),
@@ -708,14 +719,14 @@ def _proof_lines(proof: Any, verdict: str) -> list[str]:
 def command_prove(options: argparse.Namespace) -> int:
     from stagpack import codec
     from stagpack.envelope import IntendoStatement
-    from stagpack.identity import check_verify_key
-    from stagpack.participant.proofs import prove_intendo
+    from stagpack.participant.proofs import VerifierCard, prove_intendo
 
     identity = _identity(options)
     statement = codec.decode(IntendoStatement, Path(options.receipt).read_bytes())
-    verifiers = [check_verify_key(parse_hex(key, "--verifier"), "--verifier") for key in options.verifier]
-    proof = prove_intendo(identity, statement, verifiers, anonymous=statement.participant != identity.verify_key,
+    cards = [VerifierCard.from_hex(card) for card in options.verifier]
+    proof = prove_intendo(identity, statement, cards, anonymous=statement.participant != identity.verify_key,
                           claimed_threshold=options.claim or "")
+    verifiers = [card.key for card in cards]
     Path(options.out).write_bytes(proof.to_bytes())
     Output(options.json).emit(
         {"proof": options.out, "intendo_id": hexid(proof.claim.intendo_id), "verifiers": [hexid(key) for key in verifiers],
@@ -975,6 +986,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--force", action="store_true", help="overwrite an existing file")
     show = with_json(add("show", command_identity_show, "print an identity's public key", identity))
     show.add_argument("file")
+    card = with_json(add("card", command_identity_card, "print your verifier card: give it to friends who may send you "
+                         "designated-verifier proofs (`stagpack prove --verifier CARD`)", identity))
+    card.add_argument("file")
 
     stag = commands.add_parser("stag", help="create and inspect stags").add_subparsers(dest="action", required=True)
     create = with_aggregator(add("create", command_stag_create, "create a stag", stag))
@@ -1034,8 +1048,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "prove to chosen friends, deniably, that you signed an intendo (a designated-verifier proof)"))
     prove.add_argument("--identity", required=True, help="your identity file (the intendo's signer)")
     prove.add_argument("--receipt", required=True, help="the intendo's receipt, saved by `stagpack submit --receipt`")
-    prove.add_argument("--verifier", action="append", required=True, metavar="PUBLIC_KEY",
-                       help="a friend's public key (hex); repeat for several (each is convinced unless all collude)")
+    prove.add_argument("--verifier", action="append", required=True, metavar="CARD",
+                       help="a friend's verifier card (`stagpack identity card`: the key signed by itself, so that it "
+                            "could forge the proof); repeat for several (each is convinced unless all collude)")
     prove.add_argument("--claim", metavar="TEXT", help="e.g. 'I will if 4 others do': attached and bound, but NOT proven")
     prove.add_argument("--out", required=True, help="where to write the proof")
     check = with_aggregator(add("check-proof", command_check_proof,

@@ -22,7 +22,7 @@ from stagpack.app.inprocess import InProcessDeployment
 from stagpack.encoding import StagKind
 from stagpack.identity import SigningIdentity
 from stagpack.log import EntryKind
-from stagpack.participant.proofs import check_intendo_proof, forge_intendo_proof, prove_intendo
+from stagpack.participant.proofs import check_intendo_proof, forge_intendo_proof, make_verifier_card, prove_intendo
 from stagpack.participant.sdk import count_threshold, prepare_intendo
 from stagpack.solver import PackSolver
 from stagpack.stag import ManualClock, StagSpec
@@ -75,12 +75,13 @@ def shielded_scene(started: float, directory: Path | None = None) -> list[str]:
             mismatches.append(f"shielded: the log names {named} before any hunt")
 
         # Before the hunt, the professor shows a friend (fay) that she signed; gus is shown one too.
-        to_fay = prove_intendo(people["prof"], receipts["prof"], [people["fay"].verify_key], anonymous=True,
+        # Each friend gave her a verifier card (its key signed by itself: it could forge proofs).
+        to_fay = prove_intendo(people["prof"], receipts["prof"], [make_verifier_card(people["fay"])], anonymous=True,
                                claimed_threshold="I come out if 3 others do")
         check_intendo_proof(to_fay, people["fay"].verify_key)
         print(f"  prof → fay: a {to_fay.proof.size}-byte designated-verifier proof; fay checks it: valid, prof signed "
               f"(her claim \"{to_fay.claim.claimed_threshold}\" is attached, not proven)")
-        to_gus = prove_intendo(people["prof"], receipts["prof"], [people["gus"].verify_key], anonymous=True)
+        to_gus = prove_intendo(people["prof"], receipts["prof"], [make_verifier_card(people["gus"])], anonymous=True)
         forged = forge_intendo_proof([people["gus"]], receipts["prof"], people["eve"].verify_key, anonymous=True)
         check_intendo_proof(to_gus, people["gus"].verify_key)
         check_intendo_proof(forged, people["gus"].verify_key)

@@ -127,7 +127,7 @@ FULL = BenchSize(
     minority_levels=60, minority_epochs=12, minority_new_per_epoch=4, minority_forgeries=3, minority_members=60,
     cascade_shapes=(("depth", 1), ("depth", 2), ("depth", 4), ("depth", 8), ("width", 2), ("width", 4), ("width", 8)),
     gas_members=(1, 8, 32, 64, 128), gas_bundles=(2, 4, 8, 16),
-    ring_sizes=(16, 64, 256, 1024), ring_repeat=9, verifier_counts=(1, 3, 8, 16), anonymous_ingest=(64, 1024),
+    ring_sizes=(16, 64, 256, 1024), ring_repeat=9, verifier_counts=(1, 3, 8, 16), anonymous_ingest=(24, 1024),
 )
 
 SIZES = {size.name: size for size in (SMOKE, DEFAULT, FULL)}

@@ -13,6 +13,12 @@ verifiers and an optional claimed threshold) and the proof (`stagpack.shield.dvp
   convinces only a designated verifier that did not forge it, and nobody it is shown to.
 
 The claimed threshold is text the signer chose to attach: bound to the proof, never proven.
+
+Every designated verifier is named by a *verifier card*: its key with its own Ed25519 signature
+over that key (`make_verifier_card`; `stagpack identity card`). The signature shows someone knows
+the key's secret. Without it a coercer could have a proof designated to a key nobody can sign
+for (a hash of a public string): then nobody could have forged it, and it would be public
+evidence. A proof carries its verifiers' cards and `check_intendo_proof` checks them.
 """
 
 from __future__ import annotations
@@ -23,17 +29,49 @@ from typing import Sequence
 from stagpack import codec
 from stagpack.envelope import IntendoStatement
 from stagpack.errors import InvalidInput
-from stagpack.identity import SigningIdentity, check_verify_key, digest
+from stagpack.identity import SigningIdentity, check_verify_key, digest, verify_signature
 from stagpack.shield import dvp
 from stagpack.shield.group import Scalar
 
 
 @dataclass(frozen=True)
+class VerifierCard:
+    """A designated verifier's key, signed by itself: proof that its secret is known."""
+
+    WIRE_NAME = "stagpack.VerifierCard.v1"
+
+    key: bytes
+    signature: bytes
+
+    def check(self) -> bytes:
+        check_verify_key(self.key, "verifier key")
+        verify_signature(self.key, "dvp-verifier", self.key, self.signature)
+        return self.key
+
+    def to_hex(self) -> str:
+        return codec.encode(self).hex()
+
+    @classmethod
+    def from_hex(cls, text: str) -> VerifierCard:
+        try:
+            data = bytes.fromhex(text.strip())
+        except ValueError:
+            raise InvalidInput("a verifier card is hex (from `stagpack identity card`)") from None
+        return codec.decode(cls, data)
+
+
+def make_verifier_card(identity: SigningIdentity) -> VerifierCard:
+    """What a friend hands out to be named as a designated verifier."""
+    return VerifierCard(identity.verify_key, identity.sign("dvp-verifier", identity.verify_key))
+
+
+@dataclass(frozen=True)
 class IntendoProof:
-    WIRE_NAME = "stagpack.IntendoProof.v1"
+    WIRE_NAME = "stagpack.IntendoProof.v2"
 
     statement: IntendoStatement
     claim: dvp.SignedIntendoClaim
+    cards: tuple[VerifierCard, ...]  # one per designated verifier, in the claim's order
     proof: dvp.DesignatedProof
 
     def to_bytes(self) -> bytes:
@@ -53,15 +91,17 @@ def _claim(statement: IntendoStatement, signer: bytes, verifiers: Sequence[bytes
 
 
 def prove_intendo(
-    identity: SigningIdentity, statement: IntendoStatement, verifiers: Sequence[bytes], *, anonymous: bool,
+    identity: SigningIdentity, statement: IntendoStatement, verifiers: Sequence[VerifierCard], *, anonymous: bool,
     claimed_threshold: str = "",
 ) -> IntendoProof:
-    """The signer's proof, for `verifiers`, that it signed the intendo of `statement` (an
-    anonymous stag's statement names its key image, which the proof ties to the signer)."""
+    """The signer's proof, for the verifiers whose cards it holds, that it signed the intendo of
+    `statement` (an anonymous stag's statement names its key image, which the proof ties to
+    the signer)."""
     if not anonymous and statement.participant != identity.verify_key:
         raise InvalidInput("this intendo was signed by another key")
-    claim = _claim(statement, identity.verify_key, verifiers, anonymous, claimed_threshold)
-    return IntendoProof(statement, claim, dvp.prove(claim, Scalar.from_signing_seed(identity.seed)))
+    keys = [card.check() for card in verifiers]
+    claim = _claim(statement, identity.verify_key, keys, anonymous, claimed_threshold)
+    return IntendoProof(statement, claim, tuple(verifiers), dvp.prove(claim, Scalar.from_signing_seed(identity.seed)))
 
 
 def check_intendo_proof(proof: IntendoProof, verifier: bytes) -> None:
@@ -69,6 +109,10 @@ def check_intendo_proof(proof: IntendoProof, verifier: bytes) -> None:
     claim, statement = proof.claim, proof.statement
     if verifier not in claim.verifiers:
         raise InvalidInput("this proof is not designated to you: it convinces only its named verifiers")
+    if tuple(card.key for card in proof.cards) != claim.verifiers:
+        raise InvalidInput("the proof's verifier cards are not its designated verifiers")
+    for card in proof.cards:  # each verifier's secret is known to someone: the proof could be forged
+        card.check()
     if claim.intendo_id != digest("intendo", codec.encode(statement)) or claim.stag_id != statement.stag_id:
         raise InvalidInput("the proof's statement is not the intendo it claims")
     if statement.participant != (claim.key_image or claim.signer):
@@ -90,4 +134,5 @@ def forge_intendo_proof(
         raise InvalidInput("forging takes the key of every designated verifier, and only theirs")
     claim = _claim(statement, signer, keys, anonymous, claimed_threshold)
     secrets = [Scalar.from_signing_seed(by_key[key].seed) for key in keys]
-    return IntendoProof(statement, claim, dvp.forge(claim, secrets))
+    cards = tuple(make_verifier_card(by_key[key]) for key in keys)
+    return IntendoProof(statement, claim, cards, dvp.forge(claim, secrets))

@@ -88,6 +88,10 @@ class IntendoEnvelope:
     def intendo_id(self) -> bytes:
         return digest("intendo", codec.encode(self.statement))
 
+    def digest(self) -> bytes:
+        """Of the whole envelope, signature included (what a state that checked it remembers)."""
+        return digest("envelope", codec.encode(self))
+
     def ring_signature(self) -> RingSignature:
         """The anonymous envelope's ring signature (InvalidInput if the bytes are not one)."""
         return codec.decode(RingSignature, self.signature)
@@ -103,6 +107,18 @@ class IntendoEnvelope:
         """Check field shapes and the signature: the participant's own, or, for an anonymous
         stag (`members` and `identity_key` given), a ring signature over `members` whose key
         image is the statement's participant and whose ciphertext encrypts the signer's key."""
+        self.check_shape()
+        statement = self.statement
+        if members is None:
+            check_verify_key(statement.participant, "participant key")
+            verify_signature(statement.participant, "intendo", codec.encode(statement), self.signature)
+            return
+        if identity_key is None:
+            raise InvalidInput("an anonymous intendo is checked against the committee's identity key")
+        _verify_ring_signature(members, statement.participant, self.intendo_id, self.signature, identity_key)
+
+    def check_shape(self) -> None:
+        """The statement's field shapes (cheap; no signature)."""
         statement = self.statement
         if len(statement.stag_id) != DIGEST_SIZE or len(statement.ciphertext_digest) != DIGEST_SIZE:
             raise InvalidInput("stag id and ciphertext digest must be 32 bytes")
@@ -112,13 +128,6 @@ class IntendoEnvelope:
             raise InvalidInput("the weight must be a positive integer")
         if not isinstance(statement.capital_tag, str) or len(statement.capital_tag) > 64:
             raise InvalidInput("the capital tag must be a string of at most 64 characters")
-        if members is None:
-            check_verify_key(statement.participant, "participant key")
-            verify_signature(statement.participant, "intendo", codec.encode(statement), self.signature)
-            return
-        if identity_key is None:
-            raise InvalidInput("an anonymous intendo is checked against the committee's identity key")
-        _verify_ring_signature(members, statement.participant, self.intendo_id, self.signature, identity_key)
 
 
 @dataclass(frozen=True)
@@ -153,12 +162,21 @@ class Withdrawal:
         signature = ring.sign(members, digest("withdrawal", codec.encode(statement)), identity.verify_key, secret)
         return cls(statement, codec.encode(signature))
 
-    def verify(self, members: Ring | None = None) -> None:
+    def digest(self) -> bytes:
+        return digest("withdrawal-record", codec.encode(self))
+
+    def check_shape(self) -> None:
         statement = self.statement
         if len(statement.stag_id) != DIGEST_SIZE or len(statement.intendo_id) != DIGEST_SIZE:
             raise InvalidInput("stag id and intendo id must be 32 bytes")
         if len(statement.nonce) != NONCE_SIZE:
             raise InvalidInput(f"the nonce must be {NONCE_SIZE} bytes")
+
+    def verify(self, members: Ring | None = None) -> None:
+        """Field shapes and the signature (a ring signature with the intendo's key image in an
+        anonymous stag, `members`)."""
+        self.check_shape()
+        statement = self.statement
         if members is None:
             check_verify_key(statement.participant, "participant key")
             verify_signature(statement.participant, "withdrawal", codec.encode(statement), self.signature)

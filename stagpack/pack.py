@@ -21,13 +21,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-from stagpack import codec
 from stagpack.encoding import StagKind
 from stagpack.accounts import Account, check_tag
 from stagpack.envelope import IntendoEnvelope, Withdrawal
 from stagpack.errors import AlreadyExists, IntegrityFailure, InvalidInput, NotFound, RateLimited, WrongPhase
 from stagpack.fhe import Ciphertext, FheContext
-from stagpack.identity import digest
 from stagpack.log import (
     GENESIS_PREVIOUS,
     EntryKind,
@@ -121,7 +119,7 @@ class PackState:
     hunts: list[HuntCertificate] = field(default_factory=list)
     settlement: SettlementCertificate | None = None  # a refund stag's, once its deadline passed without a hunt
     armed: HuntCertificate | None = None  # a stag with a trigger: the trigger's first hunt, once logged here
-    verified_envelopes: set[bytes] = field(default_factory=set)  # digests of envelopes whose signature this state checked
+    verified_envelopes: set[bytes] = field(default_factory=set)  # digests of envelopes and withdrawals whose signature it checked
     armed_at: int = 0  # the log height of the trigger entry that armed it
 
     # -- views --------------------------------------------------------------------------------
@@ -225,10 +223,14 @@ class PackState:
 
     # -- checks shared by the aggregator (before appending) and replicas (when applying) -------
 
-    def check_submission(self, envelope: IntendoEnvelope, ciphertext: bytes, at_millis: int) -> Ciphertext:
-        """Raise unless this signed intendo may enter the log now; return its parsed ciphertext."""
+    def admit_submission(self, envelope: IntendoEnvelope, ciphertext: bytes, at_millis: int) -> None:
+        """Every check of `check_submission` but the ciphertext's parsing. The cheap checks come
+        first and the signature last: an anonymous stag's ring signature costs about 1 ms per
+        ring member, and a refusal must not cost that much (the fields checked before it are
+        the envelope's own claims, used only to refuse). The aggregator runs this before it
+        takes the stag's write lock; the signature is then remembered."""
         spec = self.require_spec()
-        self._verify_once(envelope)
+        envelope.check_shape()
         statement = envelope.statement
         if statement.stag_id != self.stag_id:
             raise InvalidInput("the envelope is signed for another stag")
@@ -257,11 +259,17 @@ class PackState:
             raise InvalidInput(f"the stag is full: its total may not exceed {spec.levels - 1}")
         if hashlib.sha256(ciphertext).digest() != statement.ciphertext_digest:
             raise InvalidInput("the ciphertext does not match the digest in the signed envelope")
+        self.verify_envelope(envelope)
+
+    def check_submission(self, envelope: IntendoEnvelope, ciphertext: bytes, at_millis: int) -> Ciphertext:
+        """Raise unless this signed intendo may enter the log now; return its parsed ciphertext."""
+        self.admit_submission(envelope, ciphertext, at_millis)
         return self.context.ciphertext_from_bytes(ciphertext)
 
     def check_withdrawal(self, withdrawal: Withdrawal, at_millis: int) -> IntendoRecord:
+        """Raise unless the withdrawal may enter the log now; the signature is checked last."""
         spec = self.require_spec()
-        withdrawal.verify(self._anonymity()[0])
+        withdrawal.check_shape()
         statement = withdrawal.statement
         if statement.stag_id != self.stag_id:
             raise InvalidInput("the withdrawal is signed for another stag")
@@ -279,13 +287,18 @@ class PackState:
             raise WrongPhase("the intendo has executed in a hunt and cannot be withdrawn")
         if record.status not in LIVE:
             raise WrongPhase(f"the intendo is already {record.status.value}")
+        verified = withdrawal.digest()
+        if verified not in self.verified_envelopes:
+            withdrawal.verify(self._anonymity()[0])
+            self.verified_envelopes.add(verified)
         return record
 
-    def _verify_once(self, envelope: IntendoEnvelope) -> None:
+    def verify_envelope(self, envelope: IntendoEnvelope) -> None:
         """Check the envelope's signature, once per state: the aggregator checks a submission
-        before appending it and again when it applies the entry, and a ring signature costs
-        about 1 ms per ring member (each replica still checks every envelope itself)."""
-        verified = digest("verified-envelope", codec.encode(envelope))
+        before it takes the stag's write lock, again before appending it and when it applies
+        the entry, and a ring signature costs about 1 ms per ring member (every replica still
+        checks every envelope itself, once)."""
+        verified = envelope.digest()
         if verified not in self.verified_envelopes:
             envelope.verify(*self._anonymity())
             self.verified_envelopes.add(verified)
@@ -416,7 +429,7 @@ class PackState:
 
     def _apply_hunt(self, entry: LogEntry, certificate: HuntCertificate) -> None:
         spec = self.require_spec()
-        certificate.verify(self.committee, spec)
+        certificate.verify(self.committee, spec, self.verified_envelopes)  # members this state checked are not checked again
         if self.settlement is not None:
             raise IntegrityFailure("a hunt after the stag's refunds were settled")
         if not self.may_hunt():

@@ -24,7 +24,16 @@ MAX_ELIGIBLE = 100_000
 MAX_TITLE = 200
 MAX_TRIGGER_DEPTH = 8  # the longest chain of triggers above a stag (DESIGN.md §10.2: a DAG of bounded depth)
 MAX_RING = 1024  # the largest eligibility list of an anonymous stag: every replica checks a ring signature of that size per intendo
+ANONYMOUS_MEMBER_BYTES = 76  # per ring member, in each member's envelope (its ring signature's two responses and framing)
+ANONYMOUS_CERTIFICATE_BYTES = 2 * 1024 * 1024  # what all of an anonymous stag's members may weigh in its hunt certificates
 MAX_BUNDLE = 16  # the most stags one trigger tree may hold: its largest bundle (the settlement contract's bound)
+
+
+def max_anonymous_members(ring: int) -> int:
+    """The most members an anonymous stag with a ring of `ring` keys may hold (levels − 1): every
+    executed member's envelope, with its ring signature and its released identity (up to 4 KiB),
+    is in a hunt certificate, and `stag status` carries every hunt's certificate in one message."""
+    return ANONYMOUS_CERTIFICATE_BYTES // (ANONYMOUS_MEMBER_BYTES * ring + 4096)
 
 
 def now_millis() -> int:
@@ -171,6 +180,13 @@ class StagSpec:
                 )
             if not 2 <= len(self.eligibility) <= MAX_RING:
                 raise InvalidInput(f"an anonymous stag hides its signers among its eligibility list: give 2 to {MAX_RING} keys")
+            most = max_anonymous_members(len(self.eligibility))
+            if self.levels - 1 > most:
+                raise InvalidInput(
+                    f"an anonymous stag of {len(self.eligibility)} eligible keys holds at most {most} members (levels at most "
+                    f"{most + 1}): each member's ring signature, about {ANONYMOUS_MEMBER_BYTES * len(self.eligibility):,} bytes, "
+                    "travels in its hunt's certificate, and all of them must fit one status message"
+                )
         if len(self.nonce) != 16:
             raise InvalidInput("the stag nonce must be 16 bytes")
 

@@ -15,6 +15,7 @@ from typing import Callable
 import pytest
 
 from stagpack import codec
+from stagpack.accounts import Account
 from stagpack.aggregator.sessions import SessionProgress, SessionRunner
 from stagpack.encoding import StagKind
 from stagpack.envelope import IntendoEnvelope
@@ -252,3 +253,66 @@ def test_the_shielded_demo_names_the_members_and_forges_a_proof(tmp_path: Path, 
     out = capsys.readouterr().out
     assert "its log names: nobody" in out and "names, by 2 keyholders' proven decryptions each: prof, ana, ben, cho" in out
     assert "still hidden: dev" in out and "checks exactly like" in out
+
+
+def test_refusals_cost_no_ring_verification(deployment, clock, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: a garbage anonymous envelope (an expired one, a random key image) cost a
+    full ring verification, under the stag's write lock, before it was refused; and a hunt
+    certificate's members were ring-checked before its keyholder signatures. Cheap checks now
+    come first, so neither costs one."""
+    from stagpack.shield import ring as ring_module
+
+    stag = AnonymousStag(deployment, clock, members=4)
+    good = stag.prepare(stag.members[0], 1)
+    verified: list[int] = []
+    real_verify = ring_module.verify
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        verified.append(1)
+        return real_verify(*args, **kwargs)
+
+    monkeypatch.setattr(ring_module, "verify", counting)
+    statement = good.envelope.statement
+    expired = IntendoEnvelope(type(statement)(statement.stag_id, statement.participant, statement.ciphertext_digest, 1, "",
+                                              statement.nonce, clock() - 1), good.envelope.signature)
+    with pytest.raises(InvalidInput, match="expired"):
+        deployment.aggregator.submit(expired, good.ciphertext)
+    assert verified == []
+    deployment.aggregator.submit(good.envelope, good.ciphertext)
+    assert len(verified) == 1  # once, although it was checked before the lock, under it, and when applied
+    for member in stag.members[1:3]:
+        stag.submit(member, 1)
+    clock.advance(EPOCH_MILLIS)
+    deployment.aggregator.run_due(stag.spec.stag_id)
+    (certificate,) = deployment.aggregator.hunts(stag.spec.stag_id)
+    verified.clear()
+    unsigned = HuntCertificate(certificate.outcome, (), certificate.attestations, certificate.identities)
+    with pytest.raises(InvalidSignature, match="hunt: 0 keyholder signatures"):
+        unsigned.verify(deployment.aggregator.committee, stag.spec)
+    assert verified == []
+
+
+def test_a_hunt_naming_two_intendos_of_one_member_is_inconsistent(deployment, clock) -> None:  # type: ignore[no-untyped-def]
+    """One member's key image on two members of a hunt: one of them was never live at once."""
+    stag = AnonymousStag(deployment, clock, members=3)
+    first, second = stag.prepare(stag.members[0], 1), stag.prepare(stag.members[0], 1)
+    outcome = HuntOutcome(stag.spec.stag_id, 1, 3, bytes(32), 2, 0, (first.envelope, second.envelope))
+    with pytest.raises(InvalidInput, match="two intendos of one member"):
+        outcome.check_consistency(stag.spec, deployment.aggregator.committee)
+
+
+def test_an_anonymous_stag_is_sized_so_its_certificates_fit_a_message(deployment) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: at a ring of 1,024 each member adds about 77 kB to its hunt's certificate,
+    and 56 members overflowed the 4 MiB status message (876 the 64 MiB record limit): the
+    levels of an anonymous stag are bounded by its ring."""
+    from stagpack.stag import max_anonymous_members
+
+    keys = tuple(sorted(SigningIdentity().verify_key for _ in range(1024)))
+    committee = deployment.aggregator.committee.committee_id
+    most = max_anonymous_members(1024)
+    StagSpec.new(committee=committee, kind=StagKind.COUNT, levels=most + 1, eligibility=keys, anonymous=True).validate(8192, committee)
+    with pytest.raises(InvalidInput, match=f"holds at most {most} members"):
+        StagSpec.new(committee=committee, kind=StagKind.COUNT, levels=most + 2, eligibility=keys, anonymous=True).validate(8192, committee)
+    with pytest.raises(InvalidInput, match="only count stags can be anonymous"):
+        StagSpec.new(committee=committee, kind=StagKind.CAPITAL, levels=8, eligibility=keys[:4], anonymous=True,
+                     beneficiary=Account(keys[0], "fund")).validate(8192, committee)

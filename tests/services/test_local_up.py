@@ -224,8 +224,10 @@ def test_an_anonymous_stag_and_a_deniable_proof_through_the_cli(local_up: LocalU
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["anonymous"] is True and json.loads(status.stdout)["hunts"] == []
     assert not any(keys[name] in status.stdout for name in names)
+    card = stagpack("identity", "card", str(tmp_path / "fay.key"), env=env)
+    assert card.returncode == 0, card.stderr
     proved = stagpack("prove", "--identity", str(tmp_path / "ann.key"), "--receipt", str(tmp_path / "ann.receipt"),
-                      "--verifier", keys["fay"], "--claim", "I will if 2 others do", "--out", str(tmp_path / "ann.proof"), env=env)
+                      "--verifier", card.stdout.strip(), "--claim", "I will if 2 others do", "--out", str(tmp_path / "ann.proof"), env=env)
     assert proved.returncode == 0, proved.stderr
     checked = stagpack("check-proof", str(tmp_path / "ann.proof"), "--identity", str(tmp_path / "fay.key"), "--json", env=env)
     assert checked.returncode == 0, checked.stderr

@@ -733,8 +733,15 @@ def test_prove_check_and_forge_a_designated_verifier_proof(
     else:
         envelope = IntendoEnvelope.sign(people["ann"], stag_id, digest, 1, 2**40)
     (tmp_path / "ann.receipt").write_bytes(codec.encode(envelope.statement))
+    code, out, err = run(["identity", "card", "fay.key"], capsys)
+    assert code == 0, err
+    fay_card = out.strip()
+    # a bare key, or a card whose key nobody signed for, is refused: nobody could forge such a proof
+    code, _, err = run(["prove", "--identity", "ann.key", "--receipt", "ann.receipt", "--verifier",
+                        people["fay"].verify_key.hex(), "--out", "p"], capsys)
+    assert code == 2 and "error:" in err
     code, out, err = run(["prove", "--identity", "ann.key", "--receipt", "ann.receipt", "--verifier",
-                          people["fay"].verify_key.hex(), "--claim", "at least 3 others", "--out", "p", "--json"], capsys)
+                          fay_card, "--claim", "at least 3 others", "--out", "p", "--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["bytes"] == 32 * 4
     code, out, err = run(["check-proof", "p", "--identity", "fay.key", "--offline", "--json"], capsys)
@@ -764,6 +771,29 @@ def test_prove_check_and_forge_a_designated_verifier_proof(
     code, _, err = run(["check-proof", "t", "--identity", "fay.key", "--offline"], capsys)
     assert code == 2 and "error:" in err
     # bea cannot prove ann's intendo: the statement names ann (or ann's key image), not bea
-    code, _, err = run(["prove", "--identity", "bea.key", "--receipt", "ann.receipt", "--verifier",
-                        people["fay"].verify_key.hex(), "--out", "s"], capsys)
+    code, _, err = run(["prove", "--identity", "bea.key", "--receipt", "ann.receipt", "--verifier", fay_card, "--out", "s"], capsys)
     assert code == 2 and "does not match the signer key (or key image)" in err
+
+
+def test_a_proof_cannot_be_designated_to_a_key_nobody_can_sign_for() -> None:
+    """Review finding: a coercer had the signer name a verifier key with no known secret (a hash
+    of a public string); nobody could have forged that proof, so anyone could check it — public
+    evidence. Verifiers are now named by cards (the key signed by itself), checked on both ends."""
+    import hashlib
+
+    from stagpack.envelope import IntendoEnvelope
+    from stagpack.errors import InvalidSignature
+    from stagpack.identity import SigningIdentity
+    from stagpack.participant.proofs import IntendoProof, VerifierCard, check_intendo_proof, make_verifier_card, prove_intendo
+    from stagpack.shield.group import hash_to_point
+
+    signer, friend = SigningIdentity(), SigningIdentity()
+    statement = IntendoEnvelope.sign(signer, hashlib.sha256(b"s").digest(), hashlib.sha256(b"c").digest(), 1, 2**40).statement
+    nobodys = hash_to_point("coercer", b"nothing up my sleeve").to_bytes()
+    with pytest.raises(InvalidSignature):  # no card can be made for it
+        prove_intendo(signer, statement, [VerifierCard(nobodys, bytes(64))], anonymous=False)
+    proof = prove_intendo(signer, statement, [make_verifier_card(friend)], anonymous=False)
+    check_intendo_proof(proof, friend.verify_key)
+    forged_card = IntendoProof(proof.statement, proof.claim, (VerifierCard(friend.verify_key, bytes(64)),), proof.proof)
+    with pytest.raises(InvalidSignature):
+        check_intendo_proof(forged_card, friend.verify_key)
