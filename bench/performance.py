@@ -29,7 +29,7 @@ from stagpack.app.inprocess import InProcessDeployment
 from stagpack.keyholder.store import StoreFootprint
 from stagpack.envelope import IntendoEnvelope
 from stagpack.log import EntryKind, LogEntry, ValidationCertificate, decode_body
-from stagpack.pack import PackState
+from stagpack.pack import MemoryCiphertexts, PackState
 from stagpack.solver import PackSolver
 from stagpack.stag import ManualClock, StagSpec
 
@@ -156,14 +156,6 @@ class ApplyCost:
         return self.entries / self.seconds if self.seconds else float("nan")
 
 
-class _Ciphertexts:
-    def __init__(self, ciphertexts: dict[bytes, bytes]) -> None:
-        self._ciphertexts = ciphertexts
-
-    def ciphertext(self, intendo_id: bytes) -> bytes:
-        return self._ciphertexts[intendo_id]
-
-
 def measure_replica_apply(deployment: InProcessDeployment) -> list[ApplyCost]:
     """Replay every stag's log into a fresh `PackState`, as a keyholder replica does (signature
     and rule checks, ciphertext parsing, Σ additions), timing each entry by kind. Log entries
@@ -179,7 +171,7 @@ def measure_replica_apply(deployment: InProcessDeployment) -> list[ApplyCost]:
             if entry.kind is EntryKind.SUBMISSION and ciphertext is not None:
                 ciphertexts[decode_body(entry, IntendoEnvelope).intendo_id] = ciphertext
         state = PackState(deployment.context, aggregator.committee, stag_id)
-        source = _Ciphertexts(ciphertexts)
+        source = MemoryCiphertexts(ciphertexts)
         for entry, ciphertext in entries:
             started = time.perf_counter()
             state.apply(entry, ciphertext, source)

@@ -31,7 +31,7 @@ from stagpack.errors import StagpackError
 from stagpack.decrypt.computation import SessionComputation, read_step
 from stagpack.app.inprocess import InProcessDeployment
 from stagpack.log import EntryKind, LogEntry
-from stagpack.pack import PackSnapshot, PackState
+from stagpack.pack import MemoryCiphertexts, PackSnapshot, PackState
 from stagpack.session import (
     DECRYPT,
     OPEN_SESSION,
@@ -81,14 +81,6 @@ class _RefusalLog(logging.Handler):
             self.count += 1
 
 
-class _Ciphertexts:
-    def __init__(self, ciphertexts: dict[bytes, bytes]) -> None:
-        self._ciphertexts = ciphertexts
-
-    def ciphertext(self, intendo_id: bytes) -> bytes:
-        return self._ciphertexts[intendo_id]
-
-
 def replay_snapshot(deployment: InProcessDeployment, stag: BenchStag) -> PackSnapshot:
     """The operator's own replica of the stag, from the aggregator's public log."""
     aggregator = deployment.aggregator
@@ -96,7 +88,7 @@ def replay_snapshot(deployment: InProcessDeployment, stag: BenchStag) -> PackSna
     height = aggregator.status(stag.stag_id).height
     entries: list[tuple[LogEntry, bytes | None]] = list(aggregator.read_log(stag.stag_id, 0, height))
     for entry, ciphertext in entries:
-        state.apply(entry, ciphertext if entry.kind is EntryKind.SUBMISSION else None, _Ciphertexts(stag.ciphertexts))
+        state.apply(entry, ciphertext if entry.kind is EntryKind.SUBMISSION else None, MemoryCiphertexts(stag.ciphertexts))
     return state.snapshot()
 
 
@@ -159,7 +151,7 @@ def run_policy_checks(deployment: InProcessDeployment, clock: ManualClock, stag:
         commitments = tuple(keyholder.call(OPEN_SESSION, session) for keyholder in keyholders)
         reveals = tuple(keyholder.call(REVEAL_MASKS, RevealRequest(session, commitments)) for keyholder in keyholders)
         computation = SessionComputation(
-            context, snapshot, _Ciphertexts(stag.ciphertexts), session, commitments, reveals, committee
+            context, snapshot, MemoryCiphertexts(stag.ciphertexts), session, commitments, reveals, committee
         )
         family = tuple(
             quorum.members

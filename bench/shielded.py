@@ -26,7 +26,7 @@ from stagpack import codec
 from stagpack.app.inprocess import InProcessDeployment
 from stagpack.encoding import StagKind, Threshold
 from stagpack.identity import SigningIdentity, verify_signature
-from stagpack.pack import PackState
+from stagpack.pack import MemoryCiphertexts, PackState
 from stagpack.participant.sdk import prepare_intendo
 from stagpack.shield import dvp, elgamal, ring
 from stagpack.shield.group import Scalar
@@ -157,21 +157,13 @@ def measure_anonymous_ingest(
         replica = PackState(deployment.context, aggregator.committee, spec.stag_id)
         started = time.perf_counter()
         for entry, ciphertext in entries:
-            replica.apply(entry, ciphertext, _Source(ciphertexts))
+            replica.apply(entry, ciphertext, MemoryCiphertexts(ciphertexts))
         applied = (time.perf_counter() - started) / count
         costs.append(AnonymousIngestCost(
             ring_size if anonymous else 0, count, statistics.median(samples) * 1000, applied * 1000,
             len(codec.encode(prepared[0].envelope)),
         ))
     return costs
-
-
-@dataclass
-class _Source:
-    ciphertexts: dict[bytes, bytes]
-
-    def ciphertext(self, intendo_id: bytes) -> bytes:
-        return self.ciphertexts[intendo_id]
 
 
 def main() -> None:

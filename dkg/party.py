@@ -395,22 +395,35 @@ class DkgParty:
             raise InvalidInput("round two needs one identity-key commitment from every keyholder, in order")
         if commitments[self.index - 1] != dealing.commitment:
             raise InvalidInput("round two does not carry this keyholder's own identity-key commitment")
-        senders = sorted(box.sender for box in request.identity_boxes)
-        expected = [participant.index for participant in plan.participants if participant.index != self.index]
-        if senders != expected or any(box.recipient != self.index for box in request.identity_boxes):
-            raise InvalidInput("expected exactly one identity-key share from every other keyholder, addressed to this one")
+        opened = self._open_boxes(
+            plan, request.identity_boxes, lambda sender: IdentityShareHeader(plan.ceremony_id, sender, self.index),
+            "identity-key share",
+        )
         total = dealing.shares[self.index]
-        for box in request.identity_boxes:
-            sender = plan.participants[box.sender - 1]
-            payload = self._identity.open_box(sender.box_key, box.sealed)
-            header = codec.encode(IdentityShareHeader(plan.ceremony_id, box.sender, self.index))
-            if not payload.startswith(header):
-                raise InvalidInput(f"identity-key share from keyholder {box.sender} is not for this ceremony and recipient")
-            share = Scalar.from_bytes(payload[len(header) :], f"identity-key share from keyholder {box.sender}")
-            elgamal.check_share(commitments[box.sender - 1], self.index, share)
+        for sender, payload in opened.items():
+            share = Scalar.from_bytes(payload, f"identity-key share from keyholder {sender}")
+            elgamal.check_share(commitments[sender - 1], self.index, share)
             total = total + share
         key = elgamal.IdentityKey.combine(plan.ceremony_id, commitments, plan.threshold)
         self._identity_secret, self._identity_key = total, key
+
+    def _open_boxes(
+        self, plan: CeremonyPlan, boxes: Sequence[BackupBox], header: Callable[[int], object], what: str
+    ) -> dict[int, bytes]:
+        """Exactly one box from every other keyholder, addressed to this one: each opened (it
+        authenticates its sender) and its header checked; sender -> what follows the header."""
+        senders = sorted(box.sender for box in boxes)
+        expected = [participant.index for participant in plan.participants if participant.index != self.index]
+        if senders != expected or any(box.recipient != self.index for box in boxes):
+            raise InvalidInput(f"expected exactly one {what} from every other keyholder, addressed to this one")
+        opened = {}
+        for box in boxes:
+            payload = self._identity.open_box(plan.participants[box.sender - 1].box_key, box.sealed)
+            prefix = codec.encode(header(box.sender))
+            if not payload.startswith(prefix):
+                raise InvalidInput(f"{what} from keyholder {box.sender} is not for this ceremony and recipient")
+            opened[box.sender] = payload[len(prefix) :]
+        return opened
 
     def handle_finalize(self, request: FinalizeRequest) -> FinalizeResponse:
         plan = self._require_ceremony(request.ceremony_id)
@@ -459,19 +472,10 @@ class DkgParty:
         plan = self._require_ceremony(request.ceremony_id)
 
         def run() -> Acknowledgement:
-            senders = sorted(box.sender for box in request.boxes)
-            expected = [participant.index for participant in plan.participants if participant.index != self.index]
-            if senders != expected or any(box.recipient != self.index for box in request.boxes):
-                raise InvalidInput("expected exactly one backup box from every other keyholder, addressed to this one")
-            backups: dict[int, KeyBackupShare] = {}
-            for box in request.boxes:
-                sender = plan.participants[box.sender - 1]
-                payload = self._identity.open_box(sender.box_key, box.sealed)
-                header_bytes = codec.encode(BackupHeader(plan.ceremony_id, box.sender, self.index))
-                if not payload.startswith(header_bytes):
-                    raise InvalidInput(f"backup box from keyholder {box.sender} is not for this ceremony and recipient")
-                backups[box.sender] = self._context.backup_share_from_bytes(payload[len(header_bytes) :])
-            self._backups = backups
+            opened = self._open_boxes(
+                plan, request.boxes, lambda sender: BackupHeader(plan.ceremony_id, sender, self.index), "backup box"
+            )
+            self._backups = {sender: self._context.backup_share_from_bytes(payload) for sender, payload in opened.items()}
             self.phase = Phase.BACKUPS_RECEIVED
             return Acknowledgement(plan.ceremony_id, self.index)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from stagpack.encoding import StagKind
 from stagpack.accounts import Account, check_tag
@@ -61,6 +61,16 @@ class CiphertextSource(Protocol):
     """Where a replica finds an intendo's ciphertext bytes (they are not kept in memory)."""
 
     def ciphertext(self, intendo_id: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class MemoryCiphertexts:
+    """A `CiphertextSource` over ciphertexts held in memory (benchmarks, tools and tests)."""
+
+    ciphertexts: Mapping[bytes, bytes]
+
+    def ciphertext(self, intendo_id: bytes) -> bytes:
+        return self.ciphertexts[intendo_id]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from stagpack.app.inprocess import InProcessDeployment
 from stagpack.decrypt.threshold import PartialSource
 from stagpack.keyholder.node import KeyholderNode, MaskSource
 from stagpack.log import CertificateBundle, EntryKind, HuntCertificate, LogEntry, decode_body
-from stagpack.pack import PackState
+from stagpack.pack import MemoryCiphertexts, PackState
 from stagpack.participant.sdk import capital_threshold, count_threshold, prepare_intendo, prepare_withdrawal
 from stagpack.session import SessionKind, Step
 from stagpack.solver import Hunt, PackSolver
@@ -289,9 +289,4 @@ def replay_log(deployment: InProcessDeployment, stag_id: bytes, ciphertexts: dic
     return state
 
 
-@dataclass
-class DictSource:
-    ciphertexts: dict[bytes, bytes]
-
-    def ciphertext(self, intendo_id: bytes) -> bytes:
-        return self.ciphertexts[intendo_id]
+DictSource = MemoryCiphertexts  # the name the protocol tests use
