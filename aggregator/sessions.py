@@ -350,12 +350,12 @@ class SessionRunner:
             elgamal.check_decryption_share(key, member.identity_ciphertext(), share)
 
     def _release_identities(self, outcome: HuntOutcome, shares: Sequence[Sequence[DecryptionShare]]) -> tuple[IdentityRelease, ...]:
-        """Each member's key, decrypted from t keyholders' checked shares."""
+        """Each member's key, combined from t keyholders' shares (`_check_identity_shares` checked each)."""
         key = self._committee.require_identity_key()
         releases = []
         for position, member in enumerate(outcome.members):
             member_shares = tuple(keyholder_shares[position] for keyholder_shares in shares)
             releases.append(IdentityRelease(
-                member.intendo_id, elgamal.decrypt(key, member.identity_ciphertext(), member_shares), member_shares,
+                member.intendo_id, elgamal.combine(key, member.identity_ciphertext(), member_shares), member_shares,
             ))
         return tuple(releases)

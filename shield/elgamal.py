@@ -211,17 +211,28 @@ def check_decryption_share(key: IdentityKey, ciphertext: IdentityCiphertext, sha
 
 def decrypt(key: IdentityKey, ciphertext: IdentityCiphertext, shares: Sequence[DecryptionShare]) -> bytes:
     """The encrypted key P from t proven shares (each checked here; duplicates refused)."""
-    indices = [share.keyholder for share in shares]
-    if len(set(indices)) != len(indices):
-        raise InvalidInput("a keyholder's decryption share is given twice")
-    if len(shares) < key.threshold:
-        raise InvalidInput(f"{key.threshold} decryption shares are needed, got {len(shares)}")
-    chosen = list(shares)[: key.threshold]
+    chosen = _choose(key, shares)
     for share in chosen:
         check_decryption_share(key, ciphertext, share)
+    return combine(key, ciphertext, chosen)
+
+
+def combine(key: IdentityKey, ciphertext: IdentityCiphertext, shares: Sequence[DecryptionShare]) -> bytes:
+    """P = C₂ − Σ λ_l·D_l from t shares the caller has already checked one by one
+    (`check_decryption_share`); duplicates and too few refused."""
+    chosen = _choose(key, shares)
     used = [share.keyholder for share in chosen]
     combined = _sum(Point.from_bytes(share.share) * lagrange_at_zero(share.keyholder, used) for share in chosen)
     try:
         return (Point.from_bytes(ciphertext.masked, "identity ciphertext") - combined).to_bytes()
     except InvalidInput:
         raise InvalidInput("the identity ciphertext decrypts to no key") from None
+
+
+def _choose(key: IdentityKey, shares: Sequence[DecryptionShare]) -> list[DecryptionShare]:
+    indices = [share.keyholder for share in shares]
+    if len(set(indices)) != len(indices):
+        raise InvalidInput("a keyholder's decryption share is given twice")
+    if len(shares) < key.threshold:
+        raise InvalidInput(f"{key.threshold} decryption shares are needed, got {len(shares)}")
+    return list(shares)[: key.threshold]

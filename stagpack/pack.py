@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from stagpack.encoding import StagKind
 from stagpack.accounts import Account, check_tag
@@ -297,10 +297,7 @@ class PackState:
             raise WrongPhase("the intendo has executed in a hunt and cannot be withdrawn")
         if record.status not in LIVE:
             raise WrongPhase(f"the intendo is already {record.status.value}")
-        verified = withdrawal.digest()
-        if verified not in self.verified_envelopes:
-            withdrawal.verify(self._anonymity()[0])
-            self.verified_envelopes.add(verified)
+        self._verify_once(withdrawal.digest(), lambda: withdrawal.verify(self._anonymity()[0]))
         return record
 
     def verify_envelope(self, envelope: IntendoEnvelope) -> None:
@@ -308,10 +305,13 @@ class PackState:
         before it takes the stag's write lock, again before appending it and when it applies
         the entry, and a ring signature costs about 1 ms per ring member (every replica still
         checks every envelope itself, once)."""
-        verified = envelope.digest()
-        if verified not in self.verified_envelopes:
-            envelope.verify(*self._anonymity())
-            self.verified_envelopes.add(verified)
+        self._verify_once(envelope.digest(), lambda: envelope.verify(*self._anonymity()))
+
+    def _verify_once(self, record_digest: bytes, verify: Callable[[], None]) -> None:
+        """Run `verify` unless this state already checked the record of that digest (successes only)."""
+        if record_digest not in self.verified_envelopes:
+            verify()
+            self.verified_envelopes.add(record_digest)
 
     def _anonymity(self) -> tuple[Ring | None, bytes | None]:
         """An anonymous stag's ring (its eligibility list) and the committee's identity key,
